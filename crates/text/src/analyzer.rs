@@ -1,0 +1,343 @@
+//! Text analysis: text in, index terms out. Pure and deterministic; the same code runs at index and at
+//! query time, so a query can only miss a document through a difference in words, never in analysis.
+//!
+//! The text is cut into runs of one script and each run gets the treatment its script needs:
+//!
+//! - **Han** (Chinese characters): full-width forms folded, Traditional folded to Simplified (so `電腦`
+//!   finds `电脑`), then jieba in search mode (`中华人民共和国` → `中华`, `华人`, `人民`, `共和`, `共和国`,
+//!   `中华人民共和国`). With `lang = ja` or `ko`, Han runs get overlapping character bigrams instead.
+//! - **Kana / Hangul**: overlapping character bigrams (single characters stay as they are).
+//! - **everything else**: Unicode word boundaries (UAX #29), lowercase, English stopwords dropped, Snowball
+//!   English stemming of purely alphabetic words. Words with digits are kept whole and unstemmed.
+//! - **product codes**: words joined by connector punctuation (`PS-LX350H`, `7737A-001`) also yield their
+//!   concatenation (`pslx350h`), and a space-separated word with letters followed by one with digits yields
+//!   the join too (`PS LX350H` → `pslx350h`, `iPhone 15` → `iphone15`). So a code matches across
+//!   punctuation and spacing in both directions, while the parts stay searchable on their own.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use jieba_rs::Jieba;
+use rust_stemmers::{Algorithm, Stemmer};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Which analysis a text gets, chosen from a document's or query's `lang` (see [`Analysis::for_lang`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Analysis {
+    /// Script detection: Han runs are treated as Chinese.
+    #[default]
+    Auto,
+    /// Japanese or Korean: Han runs as bigrams, not jieba words.
+    CjkBigram,
+}
+
+impl Analysis {
+    /// `ja*` and `ko*` select bigrams; every other tag (or none) uses script detection, in which Chinese,
+    /// English and mixed text are all handled per run of script.
+    pub fn for_lang(primary_subtag: Option<&str>) -> Analysis {
+        match primary_subtag {
+            Some("ja") | Some("ko") => Analysis::CjkBigram,
+            _ => Analysis::Auto,
+        }
+    }
+}
+
+/// Longest accepted term, in bytes (longer words are dropped, like tantivy's `RemoveLongFilter`).
+const MAX_TERM_BYTES: usize = 64;
+/// Longest part that takes part in a space-separated code join (`PS LX350H`).
+const MAX_JOIN_PART_CHARS: usize = 10;
+
+/// English stopwords (the Snowball list's most frequent function words).
+const STOPWORDS: &[&str] = &[
+    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be",
+    "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do",
+    "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he",
+    "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its",
+    "itself", "me", "more", "most", "my", "myself", "no", "nor", "not", "of", "off", "on", "once", "only", "or",
+    "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some",
+    "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they",
+    "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when",
+    "where", "which", "while", "who", "whom", "why", "with", "would", "you", "your", "yours", "yourself",
+    "yourselves",
+];
+
+/// The analyzer. Cheap to clone (the jieba dictionary is shared and loaded once per process).
+#[derive(Clone)]
+pub struct Analyzer {
+    jieba: Arc<Jieba>,
+    stopwords: Arc<HashSet<&'static str>>,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer").finish_non_exhaustive()
+    }
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::shared()
+    }
+}
+
+impl Analyzer {
+    /// The process-wide analyzer (the jieba dictionary takes ~100 ms to load; it is loaded once).
+    pub fn shared() -> Analyzer {
+        static SHARED: OnceLock<Analyzer> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Analyzer {
+                jieba: Arc::new(Jieba::new()),
+                stopwords: Arc::new(STOPWORDS.iter().copied().collect()),
+            })
+            .clone()
+    }
+
+    /// Analyzes `text` into index terms, in text order.
+    pub fn terms(&self, text: &str, analysis: Analysis) -> Vec<String> {
+        let mut out = Vec::new();
+        self.analyze_into(text, analysis, &mut out);
+        out
+    }
+
+    /// Appends the terms of `text` to `out`.
+    pub fn analyze_into(&self, text: &str, analysis: Analysis, out: &mut Vec<String>) {
+        let folded = fold_width(text);
+        let stemmer = Stemmer::create(Algorithm::English);
+        for (script, run) in script_runs(&folded) {
+            match (script, analysis) {
+                (Script::Han, Analysis::Auto) => self.chinese(run, out),
+                (Script::Han, Analysis::CjkBigram) | (Script::OtherCjk, _) => bigrams(run, out),
+                (Script::Other, _) => self.words(run, &stemmer, out),
+            }
+        }
+    }
+
+    fn chinese(&self, run: &str, out: &mut Vec<String>) {
+        let simplified = fast2s::convert(run);
+        for token in self.jieba.cut_for_search(&simplified, true) {
+            let word = token.word.trim();
+            if !word.is_empty() && word.chars().any(char::is_alphanumeric) {
+                out.push(word.to_owned());
+            }
+        }
+    }
+
+    fn words(&self, run: &str, stemmer: &Stemmer, out: &mut Vec<String>) {
+        // Words with what separates each from the previous one.
+        let mut words: Vec<(String, Gap)> = Vec::new();
+        let mut gap = Gap::Start;
+        for piece in run.split_word_bounds() {
+            if piece.chars().any(char::is_alphanumeric) {
+                words.push((piece.to_lowercase(), gap));
+                gap = Gap::Connector;
+            } else if piece.chars().all(char::is_whitespace) {
+                gap = if gap == Gap::Start { Gap::Start } else { Gap::Space };
+            } else if gap == Gap::Connector && piece.chars().all(is_connector) {
+                // stays a connector: `PS-LX350H`, `1/3`, `a.b`
+            } else {
+                gap = Gap::Other;
+            }
+        }
+        let mut chunk: Vec<&str> = Vec::new();
+        for (i, (word, gap)) in words.iter().enumerate() {
+            if *gap != Gap::Connector {
+                push_chunk_join(&chunk, out);
+                chunk.clear();
+            }
+            chunk.push(word);
+            if word.len() <= MAX_TERM_BYTES && !self.stopwords.contains(word.as_str()) {
+                if word.chars().all(char::is_alphabetic) {
+                    out.push(stemmer.stem(word).into_owned());
+                } else {
+                    out.push(word.clone());
+                }
+            }
+            if *gap == Gap::Space && i > 0 {
+                let prev = &words[i - 1].0;
+                let joined = format!("{prev}{word}");
+                if prev.chars().count() <= MAX_JOIN_PART_CHARS
+                    && word.chars().count() <= MAX_JOIN_PART_CHARS
+                    && prev.chars().any(char::is_alphabetic)
+                    && word.chars().any(|c| c.is_ascii_digit())
+                {
+                    out.push(joined);
+                }
+            }
+        }
+        push_chunk_join(&chunk, out);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    Start,
+    Space,
+    Connector,
+    Other,
+}
+
+fn is_connector(c: char) -> bool {
+    matches!(c, '-' | '/' | '.' | '_' | ':' | '+' | '#' | '\'' | '‐' | '‑' | '–')
+}
+
+/// A code mixes letters and digits: `pslx350h`, `7737a001`, `iphone15`.
+fn is_code(s: &str) -> bool {
+    s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(char::is_alphabetic)
+}
+
+fn push_chunk_join(chunk: &[&str], out: &mut Vec<String>) {
+    if chunk.len() >= 2 {
+        let joined: String = chunk.concat();
+        if is_code(&joined) && joined.len() <= MAX_TERM_BYTES {
+            out.push(joined);
+        }
+    }
+}
+
+fn bigrams(run: &str, out: &mut Vec<String>) {
+    let chars: Vec<char> = run.chars().filter(|c| c.is_alphanumeric()).collect();
+    match chars.len() {
+        0 => {}
+        1 => out.push(chars[0].to_string()),
+        _ => out.extend(chars.windows(2).map(|w| w.iter().collect::<String>())),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Han,
+    OtherCjk,
+    Other,
+}
+
+fn script_of(c: char) -> Script {
+    match c as u32 {
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F | 0x3007 => Script::Han,
+        0x3040..=0x30FF | 0x31F0..=0x31FF | 0xAC00..=0xD7AF | 0x1100..=0x11FF | 0x3130..=0x318F => {
+            Script::OtherCjk
+        }
+        _ => Script::Other,
+    }
+}
+
+/// Maximal runs of one script. Spaces and punctuation belong to the `Other` runs, so a Han run never
+/// contains them (jieba never sees a space).
+fn script_runs(text: &str) -> Vec<(Script, &str)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut current: Option<Script> = None;
+    for (i, c) in text.char_indices() {
+        let s = script_of(c);
+        match current {
+            Some(cur) if cur == s => {}
+            Some(cur) => {
+                runs.push((cur, &text[start..i]));
+                start = i;
+                current = Some(s);
+            }
+            None => current = Some(s),
+        }
+    }
+    if let Some(cur) = current {
+        runs.push((cur, &text[start..]));
+    }
+    runs
+}
+
+/// Folds full-width ASCII (`ＡＢＣ１２３`) and the ideographic space to their ASCII forms.
+fn fold_width(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| ('\u{FF01}'..='\u{FF5E}').contains(&c) || c == '\u{3000}') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            _ => c,
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(text: &str) -> Vec<String> {
+        Analyzer::shared().terms(text, Analysis::Auto)
+    }
+
+    fn has_all(text: &str, expected: &[&str]) {
+        let got = terms(text);
+        for e in expected {
+            assert!(got.iter().any(|t| t == e), "{text:?}: expected term {e:?} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn english_is_lowercased_stemmed_and_stopworded() {
+        assert_eq!(terms("The Running Dogs of the world"), ["run", "dog", "world"]);
+    }
+
+    #[test]
+    fn product_codes_match_across_punctuation_and_spacing() {
+        // the document writes the code one way, the query another; both must share a term
+        let cases = [
+            ("Sony Turntable - PS-LX350H", "PSLX350H"),
+            ("Sony Turntable - PSLX350H", "PS-LX350H"),
+            ("Sony Turntable - PSLX350H", "PS LX350H"),
+            ("Linksys EtherFast EZXS88W Ethernet Switch", "EZXS88W"),
+            ("Canon KP-36IP Print Cartridge", "kp36ip"),
+            ("Canon Print Cartridge 7737A001", "7737A-001"),
+        ];
+        for (doc, query) in cases {
+            let d: HashSet<String> = terms(doc).into_iter().collect();
+            let q = terms(query);
+            assert!(q.iter().any(|t| d.contains(t)), "{query:?} {q:?} shares no term with {doc:?} {d:?}");
+        }
+        has_all("PS-LX350H", &["ps", "lx350h", "pslx350h"]);
+    }
+
+    #[test]
+    fn codes_are_not_stemmed_and_plain_words_do_not_join() {
+        assert_eq!(terms("Series III speakers"), ["seri", "iii", "speaker"]);
+        assert_eq!(terms("iPhone 15 cases"), ["iphon", "15", "iphone15", "case"]);
+    }
+
+    #[test]
+    fn chinese_uses_jieba_search_mode() {
+        has_all("中华人民共和国成立", &["中华", "人民", "共和国", "中华人民共和国", "成立"]);
+    }
+
+    #[test]
+    fn traditional_chinese_folds_to_simplified() {
+        let trad: HashSet<String> = terms("電腦軟體").into_iter().collect();
+        let simp: HashSet<String> = terms("电脑软体").into_iter().collect();
+        assert!(trad.contains("电脑"), "{trad:?}");
+        assert_eq!(trad, simp);
+    }
+
+    #[test]
+    fn mixed_script_is_handled_per_run() {
+        has_all("苹果发布iPhone15手机，售价5999元", &["苹果", "发布", "iphone15", "手机", "售价", "5999"]);
+        has_all("小米SU7 Ultra正式上市", &["小米", "su7", "ultra", "正式", "上市"]);
+    }
+
+    #[test]
+    fn full_width_forms_fold_to_ascii() {
+        has_all("ＳＯＮＹ　ＰＳ－ＬＸ３５０Ｈ", &["soni", "pslx350h"]);
+    }
+
+    #[test]
+    fn punctuation_only_and_empty_text_give_no_terms() {
+        assert!(terms("").is_empty());
+        assert!(terms(" -- ，。！ ").is_empty());
+    }
+
+    #[test]
+    fn japanese_and_korean_get_bigrams() {
+        let a = Analyzer::shared();
+        assert_eq!(a.terms("東京都", Analysis::CjkBigram), ["東京", "京都"]);
+        assert_eq!(a.terms("한국어", Analysis::Auto), ["한국", "국어"]);
+    }
+}

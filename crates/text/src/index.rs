@@ -1,0 +1,630 @@
+//! The BM25 index: a directory holding `sieve.json` (the manifest) and `bm25/` (a tantivy index).
+//!
+//! Writes go through [`TextWriter`]: upserts and deletes are buffered and become visible, durable and
+//! crash-safe together at [`TextWriter::commit`], which also stores the ingest [`Checkpoint`] as the commit's
+//! payload. tantivy's commit is atomic (the segment list is swapped with one rename), so a process killed at
+//! any moment leaves the last commit intact: never half a batch, never a checkpoint ahead of its documents.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sieve_core::{Bm25Score, Checkpoint, DocId, Document, Filter, Hit, Lang, Limits, ScoreBreakdown, StageTiming};
+use tantivy::directory::error::LockError;
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::tokenizer::{PreTokenizedString, Token};
+use tantivy::{DateTime, DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, TERMINATED};
+
+use crate::analyzer::{Analysis, Analyzer};
+use crate::bm25::{self, Bm25Params, ParamError};
+use crate::filter::{self, DocBits};
+use crate::schema::{self, Fields, SCHEMA_VERSION, TEXT_FIELDS};
+
+const MANIFEST: &str = "sieve.json";
+const TANTIVY_DIR: &str = "bm25";
+
+/// Errors of the text index.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("{path}: not a Sieve index (no {MANIFEST} in it); create one with `sieve ingest --index {path} FILE`")]
+    NotAnIndex { path: String },
+    #[error("{path}: index was built with schema version {found}, this build reads version {expected}; re-ingest into a new index")]
+    IncompatibleIndex { path: String, expected: u32, found: u32 },
+    #[error("{path}: another process is writing to this index (its writer lock is held); wait for it or stop it")]
+    Locked { path: String },
+    #[error("{path}: invalid manifest: {message}")]
+    Manifest { path: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("index {context} failed: {message}")]
+    Engine { context: &'static str, message: String },
+    #[error("stored document at {address} is corrupt: {message}")]
+    CorruptDocument { address: String, message: String },
+    #[error(transparent)]
+    Params(#[from] ParamError),
+}
+
+fn engine(context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> TextError {
+    move |e| TextError::Engine { context, message: e.to_string() }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TextError + '_ {
+    move |source| TextError::Io { path: path.display().to_string(), source }
+}
+
+/// Per-field score multipliers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FieldBoosts {
+    pub title: f32,
+    pub body: f32,
+}
+
+impl Default for FieldBoosts {
+    fn default() -> Self {
+        FieldBoosts { title: 1.0, body: 1.0 }
+    }
+}
+
+/// Settings fixed when an index is created and recorded in its manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct IndexSettings {
+    /// Default BM25 parameters (a query may override them).
+    pub bm25: Bm25Params,
+    /// Default field boosts.
+    pub boosts: FieldBoosts,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    schema_version: u32,
+    settings: IndexSettings,
+}
+
+/// How a writer may use the machine.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    pub threads: usize,
+    /// Indexing memory budget shared by all threads, in bytes (tantivy needs ≥ 15 MB per thread).
+    pub memory_bytes: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        WriterOptions { threads, memory_bytes: 64 * 1024 * 1024 * threads }
+    }
+}
+
+/// A BM25 query.
+#[derive(Debug, Clone)]
+pub struct Bm25Query {
+    pub text: String,
+    /// How many hits to return.
+    pub k: usize,
+    /// Every filter must hold.
+    pub filters: Vec<Filter>,
+    /// Language of the query text, when known (selects bigram analysis for `ja`/`ko`).
+    pub lang: Option<Lang>,
+    /// Overrides the index's BM25 parameters.
+    pub params: Option<Bm25Params>,
+    /// Overrides the index's field boosts.
+    pub boosts: Option<FieldBoosts>,
+    /// Load the stored documents into the hits.
+    pub with_documents: bool,
+}
+
+impl Bm25Query {
+    pub fn new(text: impl Into<String>, k: usize) -> Bm25Query {
+        Bm25Query { text: text.into(), k, filters: Vec::new(), lang: None, params: None, boosts: None, with_documents: true }
+    }
+}
+
+/// The answer to a [`Bm25Query`].
+#[derive(Debug, Clone)]
+pub struct Bm25Results {
+    pub hits: Vec<Hit>,
+    /// Documents that matched at least one query term and passed the filters.
+    pub matched: u64,
+    /// The analyzed query terms.
+    pub terms: Vec<String>,
+    pub timings: Vec<StageTiming>,
+}
+
+/// An open Sieve text index.
+pub struct TextIndex {
+    path: Option<PathBuf>,
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    settings: IndexSettings,
+    analyzer: Analyzer,
+}
+
+impl std::fmt::Debug for TextIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextIndex").field("path", &self.path).field("settings", &self.settings).finish()
+    }
+}
+
+impl TextIndex {
+    /// Opens the index at `dir`, creating it with `settings` if `dir` holds none. An existing index keeps the
+    /// settings it was created with.
+    pub fn open_or_create(dir: &Path, settings: IndexSettings) -> Result<TextIndex, TextError> {
+        if dir.join(MANIFEST).exists() {
+            TextIndex::open(dir)
+        } else {
+            TextIndex::create(dir, settings)
+        }
+    }
+
+    /// Creates a new index in `dir` (created if missing; it must not already hold an index).
+    pub fn create(dir: &Path, settings: IndexSettings) -> Result<TextIndex, TextError> {
+        settings.bm25.validate()?;
+        let tantivy_dir = dir.join(TANTIVY_DIR);
+        fs::create_dir_all(&tantivy_dir).map_err(io_err(&tantivy_dir))?;
+        let (schema, fields) = schema::build();
+        let index = if Index::exists(&tantivy::directory::MmapDirectory::open(&tantivy_dir).map_err(|e| TextError::Engine {
+            context: "open directory",
+            message: e.to_string(),
+        })?)
+        .unwrap_or(false)
+        {
+            // A previous create died between the tantivy index and the manifest: reuse what is there.
+            Index::open_in_dir(&tantivy_dir).map_err(engine("open"))?
+        } else {
+            Index::create_in_dir(&tantivy_dir, schema).map_err(engine("create"))?
+        };
+        // The manifest is written last: its presence means the index is complete.
+        let manifest = Manifest { format: "sieve-index".into(), schema_version: SCHEMA_VERSION, settings };
+        write_atomic(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"))?;
+        TextIndex::from_parts(Some(dir.to_path_buf()), index, fields, settings)
+    }
+
+    /// Opens an existing index.
+    pub fn open(dir: &Path) -> Result<TextIndex, TextError> {
+        let manifest_path = dir.join(MANIFEST);
+        let raw = match fs::read(&manifest_path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TextError::NotAnIndex { path: dir.display().to_string() })
+            }
+            Err(e) => return Err(io_err(&manifest_path)(e)),
+        };
+        let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| TextError::Manifest {
+            path: manifest_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if manifest.schema_version != SCHEMA_VERSION {
+            return Err(TextError::IncompatibleIndex {
+                path: dir.display().to_string(),
+                expected: SCHEMA_VERSION,
+                found: manifest.schema_version,
+            });
+        }
+        manifest.settings.bm25.validate()?;
+        let index = Index::open_in_dir(dir.join(TANTIVY_DIR)).map_err(engine("open"))?;
+        let (_, fields) = schema::build();
+        TextIndex::from_parts(Some(dir.to_path_buf()), index, fields, manifest.settings)
+    }
+
+    /// An index held in memory, for tests and throwaway evaluations.
+    pub fn in_memory(settings: IndexSettings) -> Result<TextIndex, TextError> {
+        settings.bm25.validate()?;
+        let (schema, fields) = schema::build();
+        TextIndex::from_parts(None, Index::create_in_ram(schema), fields, settings)
+    }
+
+    fn from_parts(path: Option<PathBuf>, index: Index, fields: Fields, settings: IndexSettings) -> Result<TextIndex, TextError> {
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(engine("open reader"))?;
+        Ok(TextIndex { path, index, reader, fields, settings, analyzer: Analyzer::shared() })
+    }
+
+    pub fn settings(&self) -> IndexSettings {
+        self.settings
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Live (not deleted) documents as of the last [`TextIndex::reload`].
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Makes the latest commit visible to searches.
+    pub fn reload(&self) -> Result<(), TextError> {
+        self.reader.reload().map_err(engine("reload"))
+    }
+
+    /// The ingest checkpoint stored with the last commit.
+    pub fn checkpoint(&self) -> Result<Checkpoint, TextError> {
+        let metas = self.index.load_metas().map_err(engine("read commit"))?;
+        Ok(metas
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default())
+    }
+
+    /// Opens the single writer. Fails with [`TextError::Locked`] while another process writes.
+    pub fn writer(&self, options: WriterOptions) -> Result<TextWriter, TextError> {
+        let threads = options.threads.max(1);
+        let memory = options.memory_bytes.max(threads * 20 * 1024 * 1024);
+        let writer = self.index.writer_with_num_threads(threads, memory).map_err(|e| match e {
+            tantivy::TantivyError::LockFailure(LockError::LockBusy, _) => TextError::Locked {
+                path: self.path.as_ref().map_or("<memory>".into(), |p| p.display().to_string()),
+            },
+            other => engine("open writer")(other),
+        })?;
+        Ok(TextWriter { writer, fields: self.fields, analyzer: self.analyzer.clone(), checkpoint: self.checkpoint()? })
+    }
+
+    /// The stored document with this id, if any.
+    pub fn get(&self, id: &str) -> Result<Option<Document>, TextError> {
+        let searcher = self.reader.searcher();
+        let term = Term::from_field_text(self.fields.id, id);
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let inverted = segment.inverted_index(self.fields.id).map_err(engine("read ids"))?;
+            if let Some(mut postings) = inverted.read_postings(&term, IndexRecordOption::Basic).map_err(|e| TextError::Engine {
+                context: "read ids",
+                message: e.to_string(),
+            })? {
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if !segment.is_deleted(doc) {
+                        return self.load(DocAddress::new(ord as u32, doc)).map(Some);
+                    }
+                    doc = postings.advance();
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn load(&self, address: DocAddress) -> Result<Document, TextError> {
+        let searcher = self.reader.searcher();
+        let stored: TantivyDocument = searcher.doc(address).map_err(engine("read document"))?;
+        let corrupt = |message: String| TextError::CorruptDocument { address: format!("{address:?}"), message };
+        let json = stored
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| corrupt("no _source field".into()))?;
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+        let limits = Limits { max_document_bytes: usize::MAX, max_id_bytes: usize::MAX };
+        Document::from_json(value, &limits).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Runs a BM25 query: analyze, score every posting of every query term (term at a time), filter, keep the
+    /// top `k`.
+    pub fn search(&self, query: &Bm25Query) -> Result<Bm25Results, TextError> {
+        let started = Instant::now();
+        let params = query.params.unwrap_or(self.settings.bm25).validate()?;
+        let boosts = query.boosts.unwrap_or(self.settings.boosts);
+        let analysis = Analysis::for_lang(query.lang.as_ref().map(Lang::primary));
+        let mut terms = self.analyzer.terms(&query.text, analysis);
+        dedup_in_order(&mut terms);
+        let analyzed = Instant::now();
+
+        let searcher = self.reader.searcher();
+        let segments = searcher.segment_readers();
+        let total_docs: u64 = segments.iter().map(|s| s.max_doc() as u64).sum();
+        let field_handles = self.fields.text_fields();
+        let field_boosts = [boosts.title, boosts.body];
+
+        // Collection statistics, per field: average length and each term's idf.
+        let mut field_terms: Vec<Vec<(Term, f32)>> = Vec::with_capacity(field_handles.len());
+        let mut avgdl = [0f32; 2];
+        for (f, &field) in field_handles.iter().enumerate() {
+            let mut tokens = 0u64;
+            for s in segments {
+                tokens += s.inverted_index(field).map_err(engine("read postings"))?.total_num_tokens();
+            }
+            avgdl[f] = if total_docs > 0 { tokens as f32 / total_docs as f32 } else { 0.0 };
+            let mut with_idf = Vec::new();
+            for t in &terms {
+                let term = Term::from_field_text(field, t);
+                let df = searcher.doc_freq(&term).map_err(engine("read postings"))?;
+                if df > 0 {
+                    with_idf.push((term, bm25::idf(total_docs, df)));
+                }
+            }
+            field_terms.push(with_idf);
+        }
+
+        let filter_bits = if query.filters.is_empty() {
+            None
+        } else {
+            let q = filter::to_query(&self.fields, &query.filters);
+            Some(filter::matching_docs(&searcher, q.as_ref()).map_err(engine("filter"))?)
+        };
+        let filtered = Instant::now();
+
+        let k = query.k;
+        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
+        let mut matched = 0u64;
+        let mut per_field_best: Vec<(Ranked, [f32; 2])> = Vec::new();
+        for (seg_ord, segment) in segments.iter().enumerate() {
+            let max_doc = segment.max_doc() as usize;
+            let mut acc = [vec![0f32; 0], vec![0f32; 0]];
+            let mut total = vec![0f32; 0];
+            let mut touched: Vec<u32> = Vec::new();
+            for (f, &field) in field_handles.iter().enumerate() {
+                if field_terms[f].is_empty() || field_boosts[f] == 0.0 {
+                    continue;
+                }
+                if total.is_empty() {
+                    total = vec![0f32; max_doc];
+                }
+                acc[f] = vec![0f32; max_doc];
+                let inverted = segment.inverted_index(field).map_err(engine("read postings"))?;
+                let norms: FieldNormReader = segment.get_fieldnorms_reader(field).map_err(engine("read field lengths"))?;
+                let mut norm_cache = [0f32; 256];
+                for (id, slot) in norm_cache.iter_mut().enumerate() {
+                    *slot = bm25::length_norm(params, FieldNormReader::id_to_fieldnorm(id as u8) as f32, avgdl[f]);
+                }
+                for (term, idf) in &field_terms[f] {
+                    let Some(mut postings) = inverted
+                        .read_postings(term, IndexRecordOption::WithFreqs)
+                        .map_err(|e| TextError::Engine { context: "read postings", message: e.to_string() })?
+                    else {
+                        continue;
+                    };
+                    let weight = idf * field_boosts[f];
+                    let mut doc = postings.doc();
+                    while doc != TERMINATED {
+                        let tf = tantivy::postings::Postings::term_freq(&postings) as f32;
+                        let s = weight * bm25::tf_factor(params, tf, norm_cache[norms.fieldnorm_id(doc) as usize]);
+                        let d = doc as usize;
+                        if total[d] == 0.0 {
+                            touched.push(doc);
+                        }
+                        total[d] += s;
+                        acc[f][d] += s;
+                        doc = postings.advance();
+                    }
+                }
+            }
+            let bits: Option<&DocBits> = filter_bits.as_ref().map(|b| &b[seg_ord]);
+            for &doc in &touched {
+                if segment.is_deleted(doc) || bits.is_some_and(|b| !b.contains(doc)) {
+                    continue;
+                }
+                matched += 1;
+                let entry = Ranked { score: total[doc as usize], seg: seg_ord as u32, doc };
+                if heap.len() < k {
+                    heap.push(Reverse(entry));
+                } else if let Some(Reverse(worst)) = heap.peek() {
+                    if entry.cmp(worst) == Ordering::Greater {
+                        heap.pop();
+                        heap.push(Reverse(entry));
+                    }
+                }
+            }
+            // Keep the per-field parts of this segment's candidates before the accumulators are dropped.
+            for Reverse(r) in heap.iter().filter(|r| r.0.seg == seg_ord as u32) {
+                let part = |f: usize| acc[f].get(r.doc as usize).copied().unwrap_or(0.0);
+                per_field_best.push((*r, [part(0), part(1)]));
+            }
+        }
+        let mut ranked: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        let scored = Instant::now();
+
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (i, r) in ranked.iter().enumerate() {
+            let parts = per_field_best.iter().find(|(p, _)| p == r).map(|(_, parts)| *parts).unwrap_or([0.0; 2]);
+            let fields: Vec<(String, f32)> = TEXT_FIELDS
+                .iter()
+                .zip(parts)
+                .filter(|(_, s)| *s > 0.0)
+                .map(|(n, s)| ((*n).to_owned(), s))
+                .collect();
+            let address = DocAddress::new(r.seg, r.doc);
+            let (id, document) = if query.with_documents {
+                let doc = self.load(address)?;
+                (doc.id.clone(), Some(doc))
+            } else {
+                (self.id_of(&searcher, address)?, None)
+            };
+            let rank = i as u32 + 1;
+            hits.push(Hit {
+                id,
+                rank,
+                score: r.score,
+                scores: ScoreBreakdown { bm25: Some(Bm25Score { score: r.score, rank, fields }) },
+                document,
+            });
+        }
+        let fetched = Instant::now();
+        let us = |a: Instant, b: Instant| b.duration_since(a).as_micros() as u64;
+        let timings = vec![
+            StageTiming { stage: "analyze".into(), micros: us(started, analyzed) },
+            StageTiming { stage: "filter".into(), micros: us(analyzed, filtered) },
+            StageTiming { stage: "bm25".into(), micros: us(filtered, scored) },
+            StageTiming { stage: "fetch".into(), micros: us(scored, fetched) },
+        ];
+        Ok(Bm25Results { hits, matched, terms, timings })
+    }
+
+    fn id_of(&self, searcher: &tantivy::Searcher, address: DocAddress) -> Result<DocId, TextError> {
+        let segment = searcher.segment_reader(address.segment_ord);
+        let column = segment
+            .fast_fields()
+            .str("id")
+            .map_err(engine("read ids"))?
+            .ok_or_else(|| TextError::CorruptDocument { address: format!("{address:?}"), message: "no id column".into() })?;
+        let mut out = String::new();
+        let found = column
+            .ords()
+            .first(address.doc_id)
+            .map(|ord| column.ord_to_str(ord, &mut out))
+            .transpose()
+            .map_err(|e| TextError::Engine { context: "read ids", message: e.to_string() })?
+            .unwrap_or(false);
+        if !found {
+            return Err(TextError::CorruptDocument { address: format!("{address:?}"), message: "document has no id".into() });
+        }
+        DocId::parse(&out, usize::MAX).map_err(|e| TextError::CorruptDocument { address: format!("{address:?}"), message: e.to_string() })
+    }
+}
+
+/// A scored document; ordered by score, then by position in the index (earlier first) so ties are stable.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ranked {
+    score: f32,
+    seg: u32,
+    doc: u32,
+}
+
+impl Eq for Ranked {}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.seg.cmp(&self.seg))
+            .then_with(|| other.doc.cmp(&self.doc))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn dedup_in_order(terms: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    terms.retain(|t| seen.insert(t.clone()));
+}
+
+/// The index's only writer.
+pub struct TextWriter {
+    writer: IndexWriter,
+    fields: Fields,
+    analyzer: Analyzer,
+    checkpoint: Checkpoint,
+}
+
+impl std::fmt::Debug for TextWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextWriter").finish_non_exhaustive()
+    }
+}
+
+impl TextWriter {
+    /// Adds `doc`, replacing any document with the same id (visible after the next commit).
+    pub fn upsert(&mut self, doc: &Document) -> Result<(), TextError> {
+        self.writer.delete_term(Term::from_field_text(self.fields.id, doc.id.as_str()));
+        let tantivy_doc = self.to_tantivy(doc);
+        self.writer.add_document(tantivy_doc).map_err(engine("add document"))?;
+        Ok(())
+    }
+
+    /// Deletes the document with this id, if any (effective at the next commit).
+    pub fn delete(&mut self, id: &DocId) {
+        self.writer.delete_term(Term::from_field_text(self.fields.id, id.as_str()));
+    }
+
+    /// The checkpoint as of the last commit (or as loaded when the writer opened).
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Makes every buffered change durable, atomically with `checkpoint` (or the previous checkpoint when
+    /// `None`). When this returns, the changes survive any crash.
+    pub fn commit(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), TextError> {
+        if let Some(cp) = checkpoint {
+            self.checkpoint = cp;
+        }
+        let payload = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
+        let mut prepared = self.writer.prepare_commit().map_err(engine("commit"))?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(engine("commit"))?;
+        Ok(())
+    }
+
+    /// Discards every change since the last commit.
+    pub fn rollback(&mut self) -> Result<(), TextError> {
+        self.writer.rollback().map_err(engine("rollback"))?;
+        Ok(())
+    }
+
+    /// Waits for background merges and releases the writer lock.
+    pub fn finish(self) -> Result<(), TextError> {
+        self.writer.wait_merging_threads().map_err(engine("finish merges"))
+    }
+
+    fn to_tantivy(&self, doc: &Document) -> TantivyDocument {
+        let f = &self.fields;
+        let mut out = TantivyDocument::new();
+        out.add_text(f.id, doc.id.as_str());
+        out.add_text(f.source, doc.to_json_string());
+        let analysis = Analysis::for_lang(doc.lang.as_ref().map(Lang::primary));
+        for (field, text) in [(f.title, &doc.title), (f.body, &doc.body)] {
+            if let Some(text) = text {
+                let terms = self.analyzer.terms(text, analysis);
+                let tokens = terms
+                    .into_iter()
+                    .enumerate()
+                    .map(|(position, text)| Token { offset_from: 0, offset_to: 0, position, text, position_length: 1 })
+                    .collect();
+                out.add_pre_tokenized_text(field, PreTokenizedString { text: String::new(), tokens });
+            }
+        }
+        if let Some(brand) = &doc.brand {
+            out.add_text(f.brand, brand.to_lowercase());
+        }
+        if let Some(source) = &doc.source {
+            out.add_text(f.source_name, source.to_lowercase());
+        }
+        if let Some(lang) = &doc.lang {
+            out.add_text(f.lang, lang.as_str());
+            if lang.primary() != lang.as_str() {
+                out.add_text(f.lang, lang.primary());
+            }
+        }
+        for tag in &doc.tags {
+            out.add_text(f.tags, tag.to_lowercase());
+        }
+        if let Some(category) = &doc.category {
+            out.add_facet(f.category, filter::category_facet(&category.path().to_lowercase()));
+        }
+        if let Some(price) = doc.price {
+            out.add_f64(f.price, price);
+        }
+        if let Some(ts) = doc.published_at {
+            out.add_date(f.published_at, DateTime::from_timestamp_secs(ts.unix_seconds()));
+        }
+        out
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TextError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(parent) = path.parent() {
+        if let Ok(dir) = fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Tests of the BM25 index on small in-memory and on-disk indexes.
+
+use serde_json::json;
+use sieve_core::{Checkpoint, Document, Filter, Limits, SourceProgress};
+
+use crate::{Bm25Params, Bm25Query, IndexSettings, TextError, TextIndex, WriterOptions};
+
+fn doc(v: serde_json::Value) -> Document {
+    Document::from_json(v, &Limits::default()).unwrap()
+}
+
+fn opts() -> WriterOptions {
+    WriterOptions { threads: 1, memory_bytes: 20 << 20 }
+}
+
+fn catalog() -> TextIndex {
+    let index = TextIndex::in_memory(IndexSettings::default()).unwrap();
+    let mut w = index.writer(opts()).unwrap();
+    for d in [
+        json!({"id": "p1", "title": "Sony Turntable - PSLX350H", "body": "Belt drive turntable", "brand": "Sony", "category": "electronics/audio", "price": 149.0}),
+        json!({"id": "p2", "title": "Bose Acoustimass 5 Speaker System - AM53BK", "body": "Speaker system", "brand": "Bose", "category": "electronics/audio", "price": 399.0}),
+        json!({"id": "p3", "title": "Linksys EtherFast EZXS88W Ethernet Switch", "body": "8 port switch", "brand": "Linksys", "category": "computers/networking", "price": 49.99}),
+        json!({"id": "p4", "title": "Sony Bravia 40\" LCD TV", "body": "Full HD television", "brand": "Sony", "category": "electronics/tv", "price": 899.0, "tags": ["sale"]}),
+        json!({"id": "n1", "title": "苹果发布新款iPhone", "body": "苹果公司今天发布了新款手机", "source": "Sina", "published_at": "2024-05-01T08:00:00Z"}),
+        json!({"id": "n2", "title": "電腦銷量上升", "body": "", "source": "Xinhua", "published_at": "2023-01-01T00:00:00Z", "lang": "zh-Hant"}),
+    ] {
+        w.upsert(&doc(d)).unwrap();
+    }
+    w.commit(None).unwrap();
+    index.reload().unwrap();
+    index
+}
+
+fn ids(index: &TextIndex, q: &str, filters: &[&str]) -> Vec<String> {
+    let mut query = Bm25Query::new(q, 10);
+    query.filters = filters.iter().map(|f| f.parse::<Filter>().unwrap()).collect();
+    index.search(&query).unwrap().hits.into_iter().map(|h| h.id.to_string()).collect()
+}
+
+#[test]
+fn finds_products_by_code_written_differently() {
+    let index = catalog();
+    assert_eq!(ids(&index, "PS-LX350H", &[])[0], "p1");
+    assert_eq!(ids(&index, "PSLX350H", &[])[0], "p1");
+    assert_eq!(ids(&index, "ezxs88w", &[])[0], "p3");
+    assert_eq!(ids(&index, "AM-53BK", &[])[0], "p2");
+}
+
+#[test]
+fn finds_chinese_including_traditional() {
+    let index = catalog();
+    assert_eq!(ids(&index, "苹果手机", &[])[0], "n1");
+    assert_eq!(ids(&index, "电脑销量", &[])[0], "n2");
+    assert_eq!(ids(&index, "電腦", &[])[0], "n2");
+}
+
+#[test]
+fn filters_restrict_results() {
+    let index = catalog();
+    let mut sony = ids(&index, "sony", &[]);
+    sony.sort();
+    assert_eq!(sony, ["p1", "p4"]);
+    assert_eq!(ids(&index, "sony", &["price<200"]), ["p1"]);
+    assert_eq!(ids(&index, "sony", &["price>=200"]), ["p4"]);
+    assert_eq!(ids(&index, "sony", &["category=electronics/tv"]), ["p4"]);
+    assert_eq!(ids(&index, "sony speaker", &["category=Electronics"]).len(), 3);
+    assert_eq!(ids(&index, "sony speaker", &["brand=bose"]), ["p2"]);
+    assert_eq!(ids(&index, "sony speaker", &["brand!=Sony"]), ["p2"]);
+    assert_eq!(ids(&index, "sony speaker switch", &["brand=Bose|Linksys", "price=40..100"]), ["p3"]);
+    assert_eq!(ids(&index, "sony", &["tags=SALE"]), ["p4"]);
+    assert_eq!(ids(&index, "苹果 电脑", &["published_at>=2024-01-01"]), ["n1"]);
+    assert_eq!(ids(&index, "苹果 电脑", &["source=xinhua"]), ["n2"]);
+    assert_eq!(ids(&index, "电脑", &["lang=zh"]), ["n2"]);
+    assert!(ids(&index, "sony", &["price>10000"]).is_empty());
+}
+
+#[test]
+fn hits_carry_rank_score_and_field_breakdown() {
+    let index = catalog();
+    let res = index.search(&Bm25Query::new("sony turntable", 10)).unwrap();
+    let top = &res.hits[0];
+    assert_eq!((top.id.as_str(), top.rank), ("p1", 1));
+    let bm25 = top.scores.bm25.as_ref().unwrap();
+    let sum: f32 = bm25.fields.iter().map(|(_, s)| s).sum();
+    assert!((sum - top.score).abs() < 1e-4, "field parts {:?} must add up to {}", bm25.fields, top.score);
+    assert_eq!(bm25.fields.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), ["title", "body"]);
+    assert!(res.hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(res.matched, 2);
+    assert_eq!(top.document.as_ref().unwrap().brand.as_deref(), Some("Sony"));
+}
+
+#[test]
+fn scores_follow_the_bm25_formula() {
+    // One field, one term: score = idf · tf·(k1+1)/(tf + k1·(1 − b + b·len/avgdl)).
+    let index = TextIndex::in_memory(IndexSettings::default()).unwrap();
+    let mut w = index.writer(opts()).unwrap();
+    w.upsert(&doc(json!({"id": "a", "title": "apple apple banana"}))).unwrap();
+    w.upsert(&doc(json!({"id": "b", "title": "cherry"}))).unwrap();
+    w.commit(None).unwrap();
+    index.reload().unwrap();
+    let p = Bm25Params { k1: 1.2, b: 0.75 };
+    let mut q = Bm25Query::new("apple", 10);
+    q.params = Some(p);
+    let got = index.search(&q).unwrap().hits[0].score;
+    let (n, df, tf, len, avgdl) = (2.0f64, 1.0, 2.0, 3.0, 2.0);
+    let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+    let expected = idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / avgdl));
+    assert!((got as f64 - expected).abs() < 1e-5, "{got} vs {expected}");
+}
+
+#[test]
+fn upsert_replaces_and_delete_removes() {
+    let index = catalog();
+    let mut w = index.writer(opts()).unwrap();
+    w.upsert(&doc(json!({"id": "p1", "title": "Technics SL-1200 turntable", "brand": "Technics"}))).unwrap();
+    w.delete(&sieve_core::DocId::parse("p2", 64).unwrap());
+    w.commit(None).unwrap();
+    index.reload().unwrap();
+    assert_eq!(index.num_docs(), 5);
+    assert_eq!(index.get("p1").unwrap().unwrap().brand.as_deref(), Some("Technics"));
+    assert!(index.get("p2").unwrap().is_none());
+    assert!(ids(&index, "PSLX350H", &[]).is_empty());
+    assert_eq!(ids(&index, "sl1200", &[]), ["p1"]);
+}
+
+#[test]
+fn uncommitted_changes_are_invisible_and_rollback_discards_them() {
+    let index = catalog();
+    let mut w = index.writer(opts()).unwrap();
+    w.upsert(&doc(json!({"id": "x", "title": "zebra"}))).unwrap();
+    index.reload().unwrap();
+    assert!(ids(&index, "zebra", &[]).is_empty());
+    w.rollback().unwrap();
+    w.commit(None).unwrap();
+    index.reload().unwrap();
+    assert!(ids(&index, "zebra", &[]).is_empty());
+}
+
+#[test]
+fn checkpoint_is_committed_with_the_batch_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = IndexSettings { bm25: Bm25Params { k1: 1.1, b: 0.6 }, ..IndexSettings::default() };
+    {
+        let index = TextIndex::create(dir.path(), settings).unwrap();
+        let mut w = index.writer(opts()).unwrap();
+        w.upsert(&doc(json!({"id": "a", "title": "hello world"}))).unwrap();
+        let mut cp = Checkpoint::default();
+        cp.upsert(SourceProgress {
+            source: "/data/x.jsonl".into(),
+            fingerprint: "f".into(),
+            line: 1,
+            byte_offset: 30,
+            docs: 1,
+            rejected: 0,
+            complete: false,
+        });
+        w.commit(Some(cp)).unwrap();
+        // A commit without a checkpoint keeps the previous one.
+        w.upsert(&doc(json!({"id": "b", "title": "second"}))).unwrap();
+        w.commit(None).unwrap();
+        w.finish().unwrap();
+    }
+    let index = TextIndex::open(dir.path()).unwrap();
+    assert_eq!(index.settings(), settings, "settings come from the manifest");
+    assert_eq!(index.num_docs(), 2);
+    assert_eq!(index.checkpoint().unwrap().get("/data/x.jsonl").unwrap().line, 1);
+    // open_or_create keeps the existing settings.
+    let again = TextIndex::open_or_create(dir.path(), IndexSettings::default()).unwrap();
+    assert_eq!(again.settings(), settings);
+}
+
+#[test]
+fn second_writer_is_refused_while_the_first_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
+    let _w = index.writer(opts()).unwrap();
+    let other = TextIndex::open(dir.path()).unwrap();
+    assert!(matches!(other.writer(opts()), Err(TextError::Locked { .. })));
+}
+
+#[test]
+fn opening_a_non_index_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = TextIndex::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not a Sieve index"), "{err}");
+}
+
+#[test]
+fn empty_and_punctuation_queries_return_nothing() {
+    let index = catalog();
+    assert!(ids(&index, "", &[]).is_empty());
+    assert!(ids(&index, "?!,", &[]).is_empty());
+    assert!(ids(&index, "the of and", &[]).is_empty());
+}
