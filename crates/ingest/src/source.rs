@@ -1,0 +1,377 @@
+//! Input sources: files or stdin, JSON lines or CSV, optionally gzip-compressed, read row by row.
+//!
+//! Every row comes out as a [`Row`] with its line number and either a [`Document`] or a [`RowError`]; a bad
+//! row never stops the reader. Only problems with the source as a whole (unreadable, empty, a CSV without an
+//! `id` column) are [`SourceError`]s.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use sieve_core::{Document, DocumentError, Limits};
+
+/// Row formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line (`.jsonl`, `.ndjson`).
+    Jsonl,
+    /// Comma-separated values with a header row that names the fields (`.csv`).
+    Csv,
+}
+
+impl Format {
+    /// The format a file name implies, looking through a `.gz` suffix.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
+            Some(Format::Jsonl)
+        } else if name.ends_with(".csv") {
+            Some(Format::Csv)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where rows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    File(PathBuf),
+    Stdin,
+}
+
+impl Input {
+    pub fn name(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Stdin => "<stdin>".into(),
+        }
+    }
+}
+
+/// A problem with a whole source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{source_name}: {error}")]
+    Io {
+        source_name: String,
+        #[source]
+        error: io::Error,
+    },
+    #[error("{source_name}: the input is empty; expected {expected}")]
+    Empty { source_name: String, expected: &'static str },
+    #[error("{source_name}: cannot tell the format from the file name; expected a name ending in .jsonl, .ndjson, .json or .csv (optionally .gz), or pass --format")]
+    UnknownFormat { source_name: String },
+    #[error("{source_name}: CSV header has no `id` column; expected a header row naming the fields (id,title,body,...), found columns {found:?}")]
+    CsvNoId { source_name: String, found: Vec<String> },
+    #[error("{source_name}: CSV header is unreadable: {message}")]
+    CsvHeader { source_name: String, message: String },
+}
+
+/// Why one row was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RowError {
+    #[error("malformed JSON: {message}")]
+    MalformedJson { message: String },
+    #[error("invalid UTF-8: the row's bytes are not valid UTF-8 after byte {valid_up_to}")]
+    InvalidUtf8 { valid_up_to: usize },
+    #[error("row is {found} bytes, over the document limit of {limit} bytes")]
+    TooLarge { found: usize, limit: usize },
+    #[error("expected {expected} CSV columns (as in the header), found {found}")]
+    ColumnCount { expected: usize, found: usize },
+    #[error("duplicate id {id:?}: already given on line {first_line} of this input")]
+    DuplicateId { id: String, first_line: u64 },
+    #[error("{0}")]
+    Invalid(#[from] DocumentError),
+}
+
+impl RowError {
+    /// A stable machine-readable code for reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RowError::MalformedJson { .. } => "malformed_json",
+            RowError::InvalidUtf8 { .. } => "invalid_utf8",
+            RowError::TooLarge { .. } => "too_large",
+            RowError::ColumnCount { .. } => "column_count",
+            RowError::DuplicateId { .. } => "duplicate_id",
+            RowError::Invalid(DocumentError::MissingField { .. }) => "missing_field",
+            RowError::Invalid(DocumentError::TooLarge { .. }) => "too_large",
+            RowError::Invalid(_) => "invalid_field",
+        }
+    }
+}
+
+/// One input row.
+#[derive(Debug)]
+pub struct Row {
+    /// 1-based line number where the row starts.
+    pub line: u64,
+    /// Byte offset just past the row, in the decompressed stream.
+    pub end_offset: u64,
+    /// The row's text as read (lossily decoded if it was not UTF-8), for reject reports.
+    pub raw: String,
+    pub outcome: Result<Document, RowError>,
+}
+
+/// Counts bytes read from the underlying (possibly compressed) file, for progress bars.
+#[derive(Debug, Clone, Default)]
+pub struct ByteCounter(Arc<AtomicU64>);
+
+impl ByteCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: ByteCounter,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// An open source.
+pub struct RowReader {
+    name: String,
+    inner: Inner,
+    limits: Limits,
+    counter: ByteCounter,
+    /// Size of the file on disk, when known.
+    pub total_bytes: Option<u64>,
+    pub format: Format,
+    pub compressed: bool,
+}
+
+impl std::fmt::Debug for RowReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowReader").field("name", &self.name).field("format", &self.format).finish()
+    }
+}
+
+enum Inner {
+    Jsonl { reader: Box<dyn BufRead + Send>, line: u64, offset: u64, buf: Vec<u8> },
+    Csv { reader: csv::Reader<Box<dyn Read + Send>>, headers: Vec<String>, record: csv::ByteRecord, skip_through: u64 },
+}
+
+impl RowReader {
+    /// Opens `input`. `format` overrides detection from the file name; gzip is detected from the content.
+    /// `skip_to` resumes after a checkpoint: rows ending at or before that byte offset are skipped (seeking
+    /// directly in uncompressed JSON lines).
+    pub fn open(input: &Input, format: Option<Format>, limits: Limits, skip_to: Option<(u64, u64)>) -> Result<RowReader, SourceError> {
+        let name = input.name();
+        let io_err = |error| SourceError::Io { source_name: name.clone(), error };
+        let counter = ByteCounter::default();
+        let (raw, total_bytes, format): (Box<dyn Read + Send>, Option<u64>, Format) = match input {
+            Input::File(path) => {
+                let file = File::open(path).map_err(io_err)?;
+                let size = file.metadata().map_err(io_err)?.len();
+                let format = format
+                    .or_else(|| Format::from_path(path))
+                    .ok_or_else(|| SourceError::UnknownFormat { source_name: name.clone() })?;
+                if size == 0 {
+                    return Err(SourceError::Empty { source_name: name, expected: expected_rows(format) });
+                }
+                (Box::new(file), Some(size), format)
+            }
+            Input::Stdin => (Box::new(io::stdin()), None, format.unwrap_or(Format::Jsonl)),
+        };
+        let mut peek = BufReader::with_capacity(256 * 1024, Counting { inner: raw, counter: counter.clone() });
+        let head = peek.fill_buf().map_err(io_err)?;
+        if head.is_empty() {
+            return Err(SourceError::Empty { source_name: name, expected: expected_rows(format) });
+        }
+        let compressed = head.starts_with(&[0x1f, 0x8b]);
+                let stream: Box<dyn BufRead + Send> = if compressed {
+            Box::new(BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(peek)))
+        } else if let (Format::Jsonl, Input::File(path), Some((line, offset))) = (format, input, skip_to) {
+            // Plain JSON lines: seek straight to the checkpoint.
+            let mut file = File::open(path).map_err(io_err)?;
+            file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+            counter.0.store(offset, Ordering::Relaxed);
+            let reader = BufReader::with_capacity(256 * 1024, Counting { inner: Box::new(file) as Box<dyn Read + Send>, counter: counter.clone() });
+            return Ok(RowReader {
+                name,
+                inner: Inner::Jsonl { reader: Box::new(reader), line, offset, buf: Vec::new() },
+                limits,
+                counter,
+                total_bytes,
+                format,
+                compressed,
+            });
+        } else {
+            Box::new(peek)
+        };
+        let inner = match format {
+            Format::Jsonl => Inner::Jsonl { reader: stream, line: 0, offset: 0, buf: Vec::new() },
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .has_headers(true)
+                    .from_reader(Box::new(stream) as Box<dyn Read + Send>);
+                let headers = reader.byte_headers().map_err(|e| SourceError::CsvHeader {
+                    source_name: name.clone(),
+                    message: e.to_string(),
+                })?;
+                if headers.is_empty() {
+                    return Err(SourceError::Empty { source_name: name, expected: expected_rows(format) });
+                }
+                let headers: Vec<String> = headers
+                    .iter()
+                    .map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_owned())
+                    .collect();
+                if !headers.iter().any(|h| h == "id") {
+                    return Err(SourceError::CsvNoId { source_name: name, found: headers });
+                }
+                Inner::Csv { reader, headers, record: csv::ByteRecord::new(), skip_through: 0 }
+            }
+        };
+        let mut reader = RowReader { name, inner, limits, counter, total_bytes, format, compressed };
+        if let Some((line, _)) = skip_to {
+            reader.skip_through_line(line)?;
+        }
+        Ok(reader)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes consumed from the file on disk so far (compressed bytes for gzip).
+    pub fn bytes_read(&self) -> &ByteCounter {
+        &self.counter
+    }
+
+    fn skip_through_line(&mut self, last_line: u64) -> Result<(), SourceError> {
+        let name = self.name.clone();
+        match &mut self.inner {
+            Inner::Jsonl { reader, line, offset, buf } => {
+                while *line < last_line {
+                    buf.clear();
+                    let n = reader.read_until(b'\n', buf).map_err(|error| SourceError::Io { source_name: name.clone(), error })?;
+                    if n == 0 {
+                        break;
+                    }
+                    *line += 1;
+                    *offset += n as u64;
+                }
+            }
+            Inner::Csv { skip_through, .. } => *skip_through = last_line,
+        }
+        Ok(())
+    }
+
+    /// The next row, `None` at the end of the input, or an I/O error that ends the source.
+    pub fn next_row(&mut self) -> Result<Option<Row>, SourceError> {
+        let limits = self.limits;
+        let name = self.name.clone();
+        match &mut self.inner {
+            Inner::Jsonl { reader, line, offset, buf } => loop {
+                buf.clear();
+                let n = reader.read_until(b'\n', buf).map_err(|error| SourceError::Io { source_name: name.clone(), error })?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                *line += 1;
+                *offset += n as u64;
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let raw = String::from_utf8_lossy(buf).trim_end_matches(['\n', '\r']).to_owned();
+                return Ok(Some(Row { line: *line, end_offset: *offset, outcome: parse_json_row(buf, &limits), raw }));
+            },
+            Inner::Csv { reader, headers, record, skip_through } => loop {
+                let more = reader.read_byte_record(record).map_err(|e| SourceError::Io {
+                    source_name: name.clone(),
+                    error: io::Error::other(e.to_string()),
+                })?;
+                if !more {
+                    return Ok(None);
+                }
+                let line = record.position().map_or(0, csv::Position::line);
+                if line <= *skip_through {
+                    continue;
+                }
+                let raw = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<Vec<_>>().join(",");
+                let end_offset = reader.position().byte();
+                return Ok(Some(Row { line, end_offset, outcome: parse_csv_row(headers, record, &limits), raw }));
+            },
+        }
+    }
+}
+
+fn expected_rows(format: Format) -> &'static str {
+    match format {
+        Format::Jsonl => "one JSON document per line",
+        Format::Csv => "a header row naming the fields, then one document per row",
+    }
+}
+
+fn parse_json_row(bytes: &[u8], limits: &Limits) -> Result<Document, RowError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| RowError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
+    let text = text.trim();
+    // Cheap size check before parsing; the exact check runs on the validated document.
+    if text.len() > limits.max_document_bytes.saturating_mul(2) {
+        return Err(RowError::TooLarge { found: text.len(), limit: limits.max_document_bytes });
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| RowError::MalformedJson { message: e.to_string() })?;
+    Ok(Document::from_json(value, limits)?)
+}
+
+fn parse_csv_row(headers: &[String], record: &csv::ByteRecord, limits: &Limits) -> Result<Document, RowError> {
+    if record.len() != headers.len() {
+        return Err(RowError::ColumnCount { expected: headers.len(), found: record.len() });
+    }
+    let size: usize = record.iter().map(<[u8]>::len).sum();
+    if size > limits.max_document_bytes.saturating_mul(2) {
+        return Err(RowError::TooLarge { found: size, limit: limits.max_document_bytes });
+    }
+    let mut obj = Map::new();
+    let mut bytes_before = 0;
+    for (header, cell) in headers.iter().zip(record.iter()) {
+        let text = std::str::from_utf8(cell).map_err(|e| RowError::InvalidUtf8 { valid_up_to: bytes_before + e.valid_up_to() })?;
+        bytes_before += cell.len() + 1;
+        if !text.is_empty() {
+            obj.insert(header.clone(), Value::String(text.to_owned()));
+        }
+    }
+    Ok(Document::from_json(Value::Object(obj), limits)?)
+}
+
+/// Identity of a file's content: its size and a hash of its first and last MiB. A changed file gets a new
+/// fingerprint, so a checkpoint for the old content is never applied to the new.
+pub fn fingerprint(path: &Path) -> io::Result<String> {
+    const SPAN: u64 = 1 << 20;
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; SPAN as usize];
+    let n = read_full(&mut file, &mut buf)?;
+    hasher.update(&buf[..n]);
+    if size > SPAN {
+        file.seek(SeekFrom::Start(size.saturating_sub(SPAN).max(SPAN)))?;
+        let n = read_full(&mut file, &mut buf)?;
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{size}:{:016x}", hasher.digest()))
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            m => n += m,
+        }
+    }
+    Ok(n)
+}
