@@ -1,1 +1,5 @@
-fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `sieve` binary. All of its logic lives in `sieve-cli`; this file only hands over the process.
+
+fn main() -> std::process::ExitCode {
+    sieve_cli::main()
+}

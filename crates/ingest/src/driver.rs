@@ -47,11 +47,13 @@ pub struct IngestOptions {
     pub format: Option<Format>,
     /// Re-ingest a file even if its checkpoint says it is complete; ignore a partial checkpoint.
     pub force: bool,
+    /// Input fields renamed before validation, `(from, to)`.
+    pub renames: Vec<(String, String)>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { batch_size: 2000, on_error: OnError::Skip, limits: Limits::default(), format: None, force: false }
+        IngestOptions { batch_size: 2000, on_error: OnError::Skip, limits: Limits::default(), format: None, force: false, renames: Vec::new() }
     }
 }
 
@@ -61,6 +63,8 @@ pub enum Event<'a> {
     Started { source: &'a str, total_bytes: Option<u64>, resume_after_line: Option<u64> },
     /// The source was already fully ingested; nothing was read.
     UpToDate { source: &'a str, docs: u64 },
+    /// Rows read so far in this run (not yet durable); sent every few hundred rows.
+    Read { source: &'a str, rows: u64, bytes_read: u64, total_bytes: Option<u64> },
     /// A batch is durable. Counts are for this run.
     Committed { source: &'a str, docs: u64, rejected: u64, line: u64, bytes_read: u64, total_bytes: Option<u64> },
 }
@@ -142,7 +146,7 @@ pub fn ingest_source<S: BatchSink>(
             progress_base = Some(previous.clone());
         }
     }
-    let mut reader = RowReader::open(input, options.format, options.limits, resume)?;
+    let mut reader = RowReader::open_renamed(input, options.format, options.limits, resume, &options.renames)?;
     progress.event(Event::Started { source: &name, total_bytes: reader.total_bytes, resume_after_line: resume.map(|r| r.0) });
 
     // Cumulative progress of this source across runs, as stored in the checkpoint.
@@ -167,6 +171,7 @@ pub fn ingest_source<S: BatchSink>(
         progress,
     };
     let mut seen: HashMap<u128, u64> = HashMap::new();
+    let mut rows_read = 0u64;
     loop {
         let row = match reader.next_row() {
             Ok(Some(row)) => row,
@@ -204,6 +209,10 @@ pub fn ingest_source<S: BatchSink>(
             }
         }
         run.last = (row.line, row.end_offset);
+        rows_read += 1;
+        if rows_read % 256 == 0 {
+            run.progress.event(Event::Read { source: &name, rows: rows_read, bytes_read: reader.bytes_read().get(), total_bytes: run.total_bytes });
+        }
         if run.pending_docs >= options.batch_size as u64 {
             run.commit(sink, false, reader.bytes_read().get())?;
         }

@@ -145,6 +145,7 @@ pub struct RowReader {
     name: String,
     inner: Inner,
     limits: Limits,
+    renames: Vec<(String, String)>,
     counter: ByteCounter,
     /// Size of the file on disk, when known.
     pub total_bytes: Option<u64>,
@@ -168,6 +169,17 @@ impl RowReader {
     /// `skip_to` resumes after a checkpoint: rows ending at or before that byte offset are skipped (seeking
     /// directly in uncompressed JSON lines).
     pub fn open(input: &Input, format: Option<Format>, limits: Limits, skip_to: Option<(u64, u64)>) -> Result<RowReader, SourceError> {
+        RowReader::open_renamed(input, format, limits, skip_to, &[])
+    }
+
+    /// [`RowReader::open`] with input fields renamed before validation (see [`RowReader::with_renames`]).
+    pub fn open_renamed(
+        input: &Input,
+        format: Option<Format>,
+        limits: Limits,
+        skip_to: Option<(u64, u64)>,
+        renames: &[(String, String)],
+    ) -> Result<RowReader, SourceError> {
         let name = input.name();
         let io_err = |error| SourceError::Io { source_name: name.clone(), error };
         let counter = ByteCounter::default();
@@ -203,6 +215,7 @@ impl RowReader {
                 name,
                 inner: Inner::Jsonl { reader: Box::new(reader), line, offset, buf: Vec::new() },
                 limits,
+                renames: renames.to_vec(),
                 counter,
                 total_bytes,
                 format,
@@ -229,13 +242,14 @@ impl RowReader {
                     .iter()
                     .map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_owned())
                     .collect();
-                if !headers.iter().any(|h| h == "id") {
+                let id_column = renames.iter().find(|(_, to)| to == "id").map_or("id", |(from, _)| from.as_str());
+                if !headers.iter().any(|h| h == id_column) {
                     return Err(SourceError::CsvNoId { source_name: name, found: headers });
                 }
                 Inner::Csv { reader, headers, record: csv::ByteRecord::new(), skip_through: 0 }
             }
         };
-        let mut reader = RowReader { name, inner, limits, counter, total_bytes, format, compressed };
+        let mut reader = RowReader { name, inner, limits, renames: renames.to_vec(), counter, total_bytes, format, compressed };
         if let Some((line, _)) = skip_to {
             reader.skip_through_line(line)?;
         }
@@ -244,6 +258,13 @@ impl RowReader {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Renames input fields before validation (`("_id", "id")`, `("text", "body")`): for inputs whose
+    /// field names differ from Sieve's.
+    pub fn with_renames(mut self, renames: Vec<(String, String)>) -> RowReader {
+        self.renames = renames;
+        self
     }
 
     /// Bytes consumed from the file on disk so far (compressed bytes for gzip).
@@ -274,6 +295,7 @@ impl RowReader {
     pub fn next_row(&mut self) -> Result<Option<Row>, SourceError> {
         let limits = self.limits;
         let name = self.name.clone();
+        let renames = &self.renames;
         match &mut self.inner {
             Inner::Jsonl { reader, line, offset, buf } => loop {
                 buf.clear();
@@ -287,7 +309,7 @@ impl RowReader {
                     continue;
                 }
                 let raw = String::from_utf8_lossy(buf).trim_end_matches(['\n', '\r']).to_owned();
-                return Ok(Some(Row { line: *line, end_offset: *offset, outcome: parse_json_row(buf, &limits), raw }));
+                return Ok(Some(Row { line: *line, end_offset: *offset, outcome: parse_json_row(buf, &limits, renames), raw }));
             },
             Inner::Csv { reader, headers, record, skip_through } => loop {
                 let more = reader.read_byte_record(record).map_err(|e| SourceError::Io {
@@ -303,7 +325,7 @@ impl RowReader {
                 }
                 let raw = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<Vec<_>>().join(",");
                 let end_offset = reader.position().byte();
-                return Ok(Some(Row { line, end_offset, outcome: parse_csv_row(headers, record, &limits), raw }));
+                return Ok(Some(Row { line, end_offset, outcome: parse_csv_row(headers, record, &limits, renames), raw }));
             },
         }
     }
@@ -316,18 +338,29 @@ fn expected_rows(format: Format) -> &'static str {
     }
 }
 
-fn parse_json_row(bytes: &[u8], limits: &Limits) -> Result<Document, RowError> {
+fn rename(value: &mut Value, renames: &[(String, String)]) {
+    if let Value::Object(obj) = value {
+        for (from, to) in renames {
+            if let Some(v) = obj.remove(from) {
+                obj.insert(to.clone(), v);
+            }
+        }
+    }
+}
+
+fn parse_json_row(bytes: &[u8], limits: &Limits, renames: &[(String, String)]) -> Result<Document, RowError> {
     let text = std::str::from_utf8(bytes).map_err(|e| RowError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
     let text = text.trim();
     // Cheap size check before parsing; the exact check runs on the validated document.
     if text.len() > limits.max_document_bytes.saturating_mul(2) {
         return Err(RowError::TooLarge { found: text.len(), limit: limits.max_document_bytes });
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| RowError::MalformedJson { message: e.to_string() })?;
+    let mut value: Value = serde_json::from_str(text).map_err(|e| RowError::MalformedJson { message: e.to_string() })?;
+    rename(&mut value, renames);
     Ok(Document::from_json(value, limits)?)
 }
 
-fn parse_csv_row(headers: &[String], record: &csv::ByteRecord, limits: &Limits) -> Result<Document, RowError> {
+fn parse_csv_row(headers: &[String], record: &csv::ByteRecord, limits: &Limits, renames: &[(String, String)]) -> Result<Document, RowError> {
     if record.len() != headers.len() {
         return Err(RowError::ColumnCount { expected: headers.len(), found: record.len() });
     }
@@ -344,7 +377,9 @@ fn parse_csv_row(headers: &[String], record: &csv::ByteRecord, limits: &Limits) 
             obj.insert(header.clone(), Value::String(text.to_owned()));
         }
     }
-    Ok(Document::from_json(Value::Object(obj), limits)?)
+    let mut value = Value::Object(obj);
+    rename(&mut value, renames);
+    Ok(Document::from_json(value, limits)?)
 }
 
 /// Identity of a file's content: its size and a hash of its first and last MiB. A changed file gets a new

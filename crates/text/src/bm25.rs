@@ -1,16 +1,22 @@
-//! BM25, as pure functions over plain numbers.
+//! BM25F, as pure functions over plain numbers.
 //!
-//! Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond" (2009), with Lucene's
-//! non-negative IDF (the variant tantivy, Lucene ≥ 6 and bm25s `method="lucene"` use):
+//! Robertson, Zaragoza & Taylor, "Simple BM25 extension to multiple weighted fields" (CIKM 2004), with
+//! Lucene's non-negative IDF (the variant tantivy, Lucene ≥ 6 and bm25s `method="lucene"` use):
 //!
 //! ```text
-//! idf(t)      = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5))
-//! score(t, d) = idf(t) · tf · (k1 + 1) / (tf + k1 · (1 − b + b · |d| / avgdl))
-//! score(q, d) = Σ_fields boost_f · Σ_{t ∈ q} score_f(t, d)
+//! idf(t)     = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5)),   df(t) = max over fields of df_f(t)
+//! tf~(t, d)  = Σ_fields w_f · tf_f(t, d) / (1 − b + b · |d_f| / avgdl_f)
+//! score(q,d) = Σ_{t ∈ q} idf(t) · tf~ · (k1 + 1) / (tf~ + k1)
 //! ```
 //!
-//! tantivy hard-codes k1 = 1.2 and b = 0.75; Sieve scores postings itself so both are settings (per index,
-//! overridable per query), and so every hit can say how much each field contributed.
+//! Fields are combined *before* saturation. Summing per-field BM25 scores instead saturates each field on
+//! its own, so a one-word title matching a query word earns nearly a full term score on top of the body's;
+//! on the Debian package set that cost 0.05 nDCG@10. With one field and w = 1 this is exactly classic BM25
+//! (`term_score`). Taking the maximum per-field df is how Lucene's `CombinedFieldQuery` approximates the df
+//! of the union of fields.
+//!
+//! tantivy hard-codes k1 = 1.2 and b = 0.75 and has no BM25F; Sieve scores postings itself so both are
+//! settings (per index, overridable per query), and so every hit can say how much each field contributed.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,20 +63,29 @@ pub fn idf(n: u64, df: u64) -> f32 {
     (1.0 + (n - df + 0.5) / (df + 0.5)).ln() as f32
 }
 
-/// The length-normalisation denominator part `k1 · (1 − b + b · len / avgdl)`.
-pub fn length_norm(params: Bm25Params, len: f32, avgdl: f32) -> f32 {
+/// The length normaliser of a field `1 − b + b · len / avgdl`.
+pub fn length_norm(b: f32, len: f32, avgdl: f32) -> f32 {
     let ratio = if avgdl > 0.0 { len / avgdl } else { 1.0 };
-    params.k1 * (1.0 - params.b + params.b * ratio)
+    1.0 - b + b * ratio
 }
 
-/// The saturated term-frequency factor `tf · (k1 + 1) / (tf + norm)`, with `norm` from [`length_norm`].
-pub fn tf_factor(params: Bm25Params, tf: f32, norm: f32) -> f32 {
-    tf * (params.k1 + 1.0) / (tf + norm)
+/// A field's share of the pseudo term frequency: `weight · tf / norm`, with `norm` from [`length_norm`].
+pub fn field_tf(weight: f32, tf: f32, norm: f32) -> f32 {
+    weight * tf / norm
 }
 
-/// One term's BM25 contribution to one field of one document.
+/// Saturation of the combined pseudo term frequency: `tf~ · (k1 + 1) / (tf~ + k1)`.
+pub fn saturate(k1: f32, pseudo_tf: f32) -> f32 {
+    if pseudo_tf <= 0.0 {
+        0.0
+    } else {
+        pseudo_tf * (k1 + 1.0) / (pseudo_tf + k1)
+    }
+}
+
+/// Classic single-field BM25 of one term in one document (BM25F with one field of weight 1).
 pub fn term_score(params: Bm25Params, idf: f32, tf: f32, len: f32, avgdl: f32) -> f32 {
-    idf * tf_factor(params, tf, length_norm(params, len, avgdl))
+    idf * saturate(params.k1, field_tf(1.0, tf, length_norm(params.b, len, avgdl)))
 }
 
 #[cfg(test)]
@@ -103,6 +118,20 @@ mod tests {
         // k1=0: term frequency ignored, score = idf
         let pk = Bm25Params { k1: 0.0, b: 0.75 };
         assert!(close(term_score(pk, 1.5, 7.0, 3.0, 10.0), 1.5));
+    }
+
+    #[test]
+    fn bm25f_combines_fields_before_saturation() {
+        let p = Bm25Params { k1: 1.2, b: 0.75 };
+        // title: tf 1, len = avg → norm 1; body: tf 2, len = 2·avg → norm 1.75; weights 2 and 1
+        let tt = field_tf(2.0, 1.0, length_norm(p.b, 5.0, 5.0)) + field_tf(1.0, 2.0, length_norm(p.b, 20.0, 10.0));
+        assert!(close(tt, 2.0 + 2.0 / 1.75));
+        let combined = saturate(p.k1, tt);
+        assert!(close(combined, tt * 2.2 / (tt + 1.2)));
+        // less than the two fields saturated separately, and bounded by k1 + 1
+        let separate = saturate(p.k1, 2.0) + saturate(p.k1, 2.0 / 1.75);
+        assert!(combined < separate && combined < p.k1 + 1.0);
+        assert_eq!(saturate(p.k1, 0.0), 0.0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde_json::json;
 use sieve_core::{Checkpoint, Document, Filter, Limits, SourceProgress};
 
-use crate::{Bm25Params, Bm25Query, IndexSettings, TextError, TextIndex, WriterOptions};
+use crate::{Bm25Params, Bm25Query, FieldBoosts, IndexSettings, TextError, TextIndex, WriterOptions};
 
 fn doc(v: serde_json::Value) -> Document {
     Document::from_json(v, &Limits::default()).unwrap()
@@ -101,11 +101,34 @@ fn scores_follow_the_bm25_formula() {
     let p = Bm25Params { k1: 1.2, b: 0.75 };
     let mut q = Bm25Query::new("apple", 10);
     q.params = Some(p);
+    q.boosts = Some(FieldBoosts { title: 1.0, body: 1.0 });
     let got = index.search(&q).unwrap().hits[0].score;
     let (n, df, tf, len, avgdl) = (2.0f64, 1.0, 2.0, 3.0, 2.0);
     let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
     let expected = idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / avgdl));
     assert!((got as f64 - expected).abs() < 1e-5, "{got} vs {expected}");
+}
+
+#[test]
+fn bm25f_field_weights_combine_before_saturation() {
+    // The same word in title and body counts once, with the title weighted: score = idf·sat(2·tf_t/n_t + tf_b/n_b).
+    let index = TextIndex::in_memory(IndexSettings::default()).unwrap();
+    let mut w = index.writer(opts()).unwrap();
+    w.upsert(&doc(json!({"id": "a", "title": "kettle", "body": "steel kettle"}))).unwrap();
+    w.upsert(&doc(json!({"id": "b", "title": "toaster", "body": "two slot toaster"}))).unwrap();
+    w.commit(None).unwrap();
+    index.reload().unwrap();
+    let p = Bm25Params { k1: 1.2, b: 0.75 };
+    let mut q = Bm25Query::new("kettle", 10);
+    q.params = Some(p);
+    let hit = index.search(&q).unwrap().hits.remove(0);
+    let idf = (1.0f32 + (2.0 - 1.0 + 0.5) / (1.0 + 0.5)).ln();
+    // title: len 1 = avg 1 → norm 1; body: len 2 = avg (2+3)/2 = 2.5 → norm 0.25 + 0.75·2/2.5 = 0.85
+    let tt = 2.0 * 1.0 / 1.0 + 1.0 / (0.25 + 0.75 * 2.0 / 2.5);
+    let expected = idf * tt * 2.2 / (tt + 1.2);
+    assert!((hit.score - expected).abs() < 1e-4, "{} vs {expected}", hit.score);
+    let parts = &hit.scores.bm25.as_ref().unwrap().fields;
+    assert!((parts[0].1 / parts[1].1 - 2.0 / (1.0 / 0.85)).abs() < 1e-3, "parts split by field share: {parts:?}");
 }
 
 #[test]

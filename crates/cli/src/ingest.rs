@@ -1,0 +1,226 @@
+//! `sieve ingest`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sieve_core::{Checkpoint, Document, Limits};
+use sieve_ingest::{ingest_source, BatchSink, Format, IngestOptions, Input, OnError, Progress, RejectReport, SourceSummary};
+use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, TextWriter, WriterOptions};
+
+use crate::progress::{ProgressMode, Reporter};
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Index directory (created if it does not exist).
+    #[arg(long, short = 'i')]
+    pub index: PathBuf,
+    /// Input files (.jsonl/.ndjson/.json or .csv, optionally .gz); `-` reads stdin.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// Input format, when the file name does not tell (stdin defaults to jsonl).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Documents per commit. A commit is the unit of durability: a killed ingest keeps every committed batch.
+    #[arg(long, default_value_t = 2000)]
+    pub batch_size: usize,
+    /// What to do with a bad row: `skip` writes it to the reject report and goes on; `fail` stops there.
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Skip)]
+    pub on_error: OnErrorArg,
+    /// Where rejected rows go (JSON lines: source, line, code, reason, raw row). Default:
+    /// INDEX/rejected/<unix time>.jsonl
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Largest accepted document, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_document_bytes)]
+    pub max_doc_bytes: usize,
+    /// Rename an input field before validation, FROM=TO (repeatable), e.g. `--rename _id=id --rename text=body`.
+    #[arg(long = "rename", value_parser = parse_rename)]
+    pub renames: Vec<(String, String)>,
+    /// Re-read files already fully ingested (upserts make this idempotent).
+    #[arg(long)]
+    pub force: bool,
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Indexing threads (default: cores, at most 4).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// BM25 k1 for a new index.
+    #[arg(long, default_value_t = Bm25Params::default().k1)]
+    pub k1: f32,
+    /// BM25 b for a new index.
+    #[arg(long, default_value_t = Bm25Params::default().b)]
+    pub b: f32,
+    /// Title boost for a new index.
+    #[arg(long, default_value_t = FieldBoosts::default().title)]
+    pub title_boost: f32,
+    /// Body boost for a new index.
+    #[arg(long, default_value_t = FieldBoosts::default().body)]
+    pub body_boost: f32,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnErrorArg {
+    Skip,
+    Fail,
+}
+
+fn parse_rename(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((from.to_owned(), to.to_owned())),
+        _ => Err(format!("expected FROM=TO, found {s:?}")),
+    }
+}
+
+/// The BM25 index as an ingest sink.
+pub struct TextSink {
+    pub writer: TextWriter,
+}
+
+impl BatchSink for TextSink {
+    type Error = TextError;
+
+    fn committed(&self) -> Checkpoint {
+        self.writer.checkpoint().clone()
+    }
+
+    fn upsert(&mut self, doc: &Document) -> Result<(), TextError> {
+        self.writer.upsert(doc)
+    }
+
+    fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), TextError> {
+        self.writer.commit(Some(checkpoint))
+    }
+}
+
+/// Resolved options of one ingest.
+pub struct Plan<'a> {
+    pub inputs: &'a [Input],
+    pub options: IngestOptions,
+    pub report: PathBuf,
+    pub threads: Option<usize>,
+}
+
+/// Totals of one ingest run.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub docs: u64,
+    pub rejected: u64,
+    pub seconds: f64,
+    pub sources: Vec<SourceSummary>,
+}
+
+/// Ingests every input into `index`, in order.
+pub fn ingest_all(index: &TextIndex, plan: &Plan<'_>, progress: &mut dyn Progress) -> Result<Totals> {
+    let mut options = WriterOptions::default();
+    if let Some(t) = plan.threads {
+        options.threads = t.max(1);
+        options.memory_bytes = 64 * 1024 * 1024 * options.threads;
+    }
+    let writer = index.writer(options).context("opening the index for writing")?;
+    let mut sink = TextSink { writer };
+    let mut report = RejectReport::new(&plan.report);
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    for input in plan.inputs {
+        let summary = ingest_source(&mut sink, input, &plan.options, &mut report, progress)
+            .with_context(|| format!("ingesting {}", input.name()))?;
+        totals.docs += summary.docs;
+        totals.rejected += summary.rejected;
+        totals.sources.push(summary);
+    }
+    sink.writer.finish().context("finishing index merges")?;
+    index.reload()?;
+    totals.seconds = started.elapsed().as_secs_f64();
+    Ok(totals)
+}
+
+pub fn inputs_from(args: &[String]) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a == "-" {
+            if out.contains(&Input::Stdin) {
+                bail!("stdin (`-`) given twice");
+            }
+            out.push(Input::Stdin);
+        } else {
+            let path = PathBuf::from(a);
+            if !path.exists() {
+                bail!("input file {a} does not exist");
+            }
+            if path.is_dir() {
+                bail!("input {a} is a directory; expected a .jsonl or .csv file");
+            }
+            out.push(Input::File(path));
+        }
+    }
+    Ok(out)
+}
+
+pub fn default_report_path(index: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    index.join("rejected").join(format!("{secs}.jsonl"))
+}
+
+pub fn run(args: IngestArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1, found 0");
+    }
+    let inputs = inputs_from(&args.inputs)?;
+    let settings = IndexSettings {
+        bm25: Bm25Params { k1: args.k1, b: args.b }.validate()?,
+        boosts: FieldBoosts { title: args.title_boost, body: args.body_boost },
+    };
+    let index = TextIndex::open_or_create(&args.index, settings)
+        .with_context(|| format!("opening index {}", args.index.display()))?;
+    let plan = Plan {
+        inputs: &inputs,
+        options: IngestOptions {
+            batch_size: args.batch_size,
+            on_error: match args.on_error {
+                OnErrorArg::Skip => OnError::Skip,
+                OnErrorArg::Fail => OnError::Fail,
+            },
+            limits: Limits { max_document_bytes: args.max_doc_bytes, ..Limits::default() },
+            format: args.format.map(|f| match f {
+                FormatArg::Jsonl => Format::Jsonl,
+                FormatArg::Csv => Format::Csv,
+            }),
+            force: args.force,
+            renames: args.renames.clone(),
+        },
+        report: args.report.clone().unwrap_or_else(|| default_report_path(&args.index)),
+        threads: args.threads,
+    };
+    let mut reporter = Reporter::new(args.progress);
+    let result = ingest_all(&index, &plan, &mut reporter);
+    reporter.finish();
+    let totals = result?;
+    for s in &totals.sources {
+        if s.up_to_date {
+            continue;
+        }
+        let resumed = s.resumed_after_line.map_or(String::new(), |l| format!(" (resumed after line {l})"));
+        eprintln!("{}: {} docs ingested, {} rejected{resumed}", s.source, s.docs, s.rejected);
+    }
+    eprintln!(
+        "ingested {} docs in {:.1}s ({:.0} docs/s); index {} now holds {} docs",
+        totals.docs,
+        totals.seconds,
+        totals.docs as f64 / totals.seconds.max(1e-9),
+        args.index.display(),
+        index.num_docs()
+    );
+    if totals.rejected > 0 {
+        eprintln!("{} rows rejected; each is in {} with its line and reason", totals.rejected, plan.report.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `sieve-cli`: the `sieve` command line. Parses arguments, resolves them into the library crates' typed
+//! options, runs the command and prints; nothing here is needed to use Sieve as a library.
+//!
+//! Key design decision: this is the only crate that uses `anyhow`. Library errors keep their structure up
+//! to here; [`main`] prints the whole chain (`error: ...` then `caused by: ...`) and maps failures to exit
+//! codes: 0 success, 1 failure, 2 bad usage.
+
+mod demo;
+mod eval;
+mod ingest;
+mod progress;
+mod search;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sieve", version, about = "Two-stage semantic search: BM25 + dense recall, fusion, cross-encoder reranking")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest JSONL or CSV files (optionally gzip-compressed), or stdin, into an index.
+    Ingest(ingest::IngestArgs),
+    /// Search an index with BM25.
+    Search(search::SearchArgs),
+    /// Delete documents by id.
+    Delete(search::DeleteArgs),
+    /// Show an index's size, settings and ingest checkpoints.
+    Stats(IndexArg),
+    /// Evaluate retrieval quality and latency on datasets with relevance judgments.
+    Eval(eval::EvalArgs),
+    /// The main job: index the product and news datasets and run example searches.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct IndexArg {
+    /// Index directory.
+    #[arg(long, short = 'i')]
+    index: PathBuf,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Ingest(args) => ingest::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Delete(args) => search::delete(args),
+        Command::Stats(args) => search::stats(&args.index),
+        Command::Eval(args) => eval::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! `sieve search`, `sieve delete`, `sieve stats`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sieve_core::{DocId, Filter, Hit, Lang};
+use sieve_text::{Bm25Params, Bm25Query, TextIndex, WriterOptions};
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Index directory.
+    #[arg(long, short = 'i')]
+    pub index: PathBuf,
+    /// The query text.
+    pub query: String,
+    /// Number of hits.
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub k: usize,
+    /// A filter (repeatable; all must hold): brand=Sony, brand=Sony|Bose, source!=x, category=electronics,
+    /// tags=sale, lang=zh, price<200, price=10..200, published_at>=2024-01-01.
+    #[arg(long = "filter", short = 'f', value_parser = parse_filter)]
+    pub filters: Vec<Filter>,
+    /// Language of the query (`ja`/`ko` switch Han text to bigrams; default: script detection).
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// Override the index's BM25 k1.
+    #[arg(long)]
+    pub k1: Option<f32>,
+    /// Override the index's BM25 b.
+    #[arg(long)]
+    pub b: Option<f32>,
+    /// Print JSON (hits with documents, scores, timings) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Show each hit's per-field BM25 parts and the stage timings.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+fn parse_filter(s: &str) -> Result<Filter, String> {
+    s.parse::<Filter>().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Index directory.
+    #[arg(long, short = 'i')]
+    pub index: PathBuf,
+    /// Ids to delete.
+    pub ids: Vec<String>,
+    /// A file with one id per line to delete.
+    #[arg(long)]
+    pub ids_file: Option<PathBuf>,
+}
+
+pub fn open(index: &Path) -> Result<TextIndex> {
+    TextIndex::open(index).with_context(|| format!("opening index {}", index.display()))
+}
+
+pub fn run(args: SearchArgs) -> Result<()> {
+    if args.k == 0 {
+        bail!("--k must be at least 1, found 0");
+    }
+    let index = open(&args.index)?;
+    let mut query = Bm25Query::new(args.query.clone(), args.k);
+    query.filters = args.filters;
+    query.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
+    if args.k1.is_some() || args.b.is_some() {
+        let base = index.settings().bm25;
+        query.params = Some(Bm25Params { k1: args.k1.unwrap_or(base.k1), b: args.b.unwrap_or(base.b) }.validate()?);
+    }
+    let results = index.search(&query)?;
+    if args.json {
+        let out = serde_json::json!({
+            "query": args.query,
+            "terms": results.terms,
+            "matched": results.matched,
+            "hits": results.hits,
+            "timings": results.timings,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    print_hits(&results.hits, args.explain);
+    let total: u64 = results.timings.iter().map(|t| t.micros).sum();
+    println!("{} of {} matching documents, {:.2} ms", results.hits.len(), results.matched, total as f64 / 1000.0);
+    if args.explain {
+        println!("query terms: {}", results.terms.join(" "));
+        for t in &results.timings {
+            println!("  {:>8}: {:>8.3} ms", t.stage, t.micros as f64 / 1000.0);
+        }
+    }
+    Ok(())
+}
+
+pub fn print_hits(hits: &[Hit], explain: bool) {
+    for hit in hits {
+        let doc = hit.document.as_ref();
+        let title = doc.map(|d| d.text()).unwrap_or_default();
+        let title: String = title.lines().next().unwrap_or("").chars().take(80).collect();
+        let mut facts = Vec::new();
+        if let Some(d) = doc {
+            if let Some(b) = &d.brand {
+                facts.push(format!("brand={b}"));
+            }
+            if let Some(p) = d.price {
+                facts.push(format!("price={p}"));
+            }
+            if let Some(s) = &d.source {
+                facts.push(format!("source={s}"));
+            }
+        }
+        println!("{:>3}. {:>8.3}  {:<18} {}  {}", hit.rank, hit.score, hit.id.as_str(), title, facts.join(" "));
+        if explain {
+            if let Some(bm25) = &hit.scores.bm25 {
+                let parts: Vec<String> = bm25.fields.iter().map(|(f, s)| format!("{f}={s:.3}")).collect();
+                println!("       bm25 rank {} = {}", bm25.rank, parts.join(" + "));
+            }
+        }
+    }
+}
+
+pub fn delete(args: DeleteArgs) -> Result<()> {
+    let mut ids = args.ids.clone();
+    if let Some(file) = &args.ids_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        ids.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+    }
+    if ids.is_empty() {
+        bail!("no ids given; expected ids as arguments or --ids-file FILE");
+    }
+    let index = open(&args.index)?;
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for raw in &ids {
+        let id = DocId::parse(raw, usize::MAX)?;
+        if index.get(id.as_str())?.is_some() {
+            found.push(id);
+        } else {
+            missing.push(raw.clone());
+        }
+    }
+    let mut writer = index.writer(WriterOptions { threads: 1, memory_bytes: 32 << 20 })?;
+    for id in &found {
+        writer.delete(id);
+    }
+    writer.commit(None)?;
+    writer.finish()?;
+    index.reload()?;
+    println!("deleted {} documents; index now holds {}", found.len(), index.num_docs());
+    if !missing.is_empty() {
+        println!("not found ({}): {}", missing.len(), missing.join(", "));
+    }
+    Ok(())
+}
+
+pub fn stats(index_dir: &Path) -> Result<()> {
+    let index = open(index_dir)?;
+    let settings = index.settings();
+    println!("index: {}", index_dir.display());
+    println!("documents: {}", index.num_docs());
+    println!(
+        "bm25: k1={} b={}; boosts: title={} body={}",
+        settings.bm25.k1, settings.bm25.b, settings.boosts.title, settings.boosts.body
+    );
+    for s in index.checkpoint()?.sources {
+        println!(
+            "source {}: {} docs, {} rejected, through line {}{}",
+            s.source,
+            s.docs,
+            s.rejected,
+            s.line,
+            if s.complete { " (complete)" } else { " (interrupted; the next ingest resumes here)" }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Ranking metrics, as pure functions of a ranked list of ids and the graded judgments of one query.
+//!
+//! Conventions (those of the baselines in `shared/data/README.md`, trec_eval and BEIR):
+//! - a document's gain is its grade; unjudged documents have grade 0; relevant means grade > 0;
+//! - DCG@k = Σ_{i=1..k} gain_i / log2(i + 1) (linear gain, Järvelin & Kekäläinen 2002);
+//!   nDCG@k = DCG@k / IDCG@k, where IDCG sorts *all* judged grades of the query descending;
+//! - MRR@k = 1 / rank of the first relevant document within the top k, else 0;
+//! - Recall@k = relevant documents in the top k / all relevant documents.
+//! - Queries with no relevant judgment are skipped by the caller (all metrics would be undefined or 0).
+//!
+//! The ranked list is taken as given: ties in score must already be broken by the engine, deterministically.
+
+use std::collections::HashMap;
+
+/// Graded judgments of one query: doc id → grade.
+pub type Judgments = HashMap<String, u32>;
+
+fn gain(judged: &Judgments, id: &str) -> f64 {
+    judged.get(id).copied().unwrap_or(0) as f64
+}
+
+fn discount(rank_1_based: usize) -> f64 {
+    ((rank_1_based + 1) as f64).log2()
+}
+
+/// DCG of the first `k` ids.
+pub fn dcg_at_k(ranked: &[&str], judged: &Judgments, k: usize) -> f64 {
+    ranked.iter().take(k).enumerate().map(|(i, id)| gain(judged, id) / discount(i + 1)).sum()
+}
+
+/// nDCG@k; 0 when the query has no relevant document.
+pub fn ndcg_at_k(ranked: &[&str], judged: &Judgments, k: usize) -> f64 {
+    let mut ideal: Vec<u32> = judged.values().copied().filter(|&g| g > 0).collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &g)| g as f64 / discount(i + 1)).sum();
+    if idcg == 0.0 {
+        0.0
+    } else {
+        dcg_at_k(ranked, judged, k) / idcg
+    }
+}
+
+/// Reciprocal rank of the first relevant id within the top `k`.
+pub fn mrr_at_k(ranked: &[&str], judged: &Judgments, k: usize) -> f64 {
+    ranked
+        .iter()
+        .take(k)
+        .position(|id| gain(judged, id) > 0.0)
+        .map_or(0.0, |i| 1.0 / (i + 1) as f64)
+}
+
+/// Fraction of the relevant ids found in the top `k`; 0 when there are none.
+pub fn recall_at_k(ranked: &[&str], judged: &Judgments, k: usize) -> f64 {
+    let relevant = judged.values().filter(|&&g| g > 0).count();
+    if relevant == 0 {
+        return 0.0;
+    }
+    let found = ranked.iter().take(k).filter(|id| gain(judged, id) > 0.0).count();
+    found as f64 / relevant as f64
+}
+
+/// The `q`-quantile (0..=1) of `values` by the nearest-rank method; `None` when empty.
+pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(pairs: &[(&str, u32)]) -> Judgments {
+        pairs.iter().map(|(id, g)| (id.to_string(), *g)).collect()
+    }
+
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-9, "{a} != {b}");
+    }
+
+    #[test]
+    fn binary_single_relevant() {
+        let j = judged(&[("d1", 1)]);
+        close(ndcg_at_k(&["d1", "x", "y"], &j, 10), 1.0);
+        // at rank 3: 1/log2(4) = 0.5
+        close(ndcg_at_k(&["x", "y", "d1"], &j, 10), 0.5);
+        close(mrr_at_k(&["x", "y", "d1"], &j, 10), 1.0 / 3.0);
+        close(recall_at_k(&["x", "y", "d1"], &j, 2), 0.0);
+        close(recall_at_k(&["x", "y", "d1"], &j, 3), 1.0);
+        // beyond k counts for nothing
+        close(ndcg_at_k(&["x", "y", "d1"], &j, 2), 0.0);
+    }
+
+    #[test]
+    fn graded_gains() {
+        // grades a=3, b=2, c=1; ranking c, a, x, b
+        let j = judged(&[("a", 3), ("b", 2), ("c", 1)]);
+        let dcg = 1.0 / 1.0 + 3.0 / 3f64.log2() + 0.0 + 2.0 / 5f64.log2();
+        let idcg = 3.0 + 2.0 / 3f64.log2() + 1.0 / 2.0;
+        close(dcg_at_k(&["c", "a", "x", "b"], &j, 10), dcg);
+        close(ndcg_at_k(&["c", "a", "x", "b"], &j, 10), dcg / idcg);
+        close(ndcg_at_k(&["a", "b", "c"], &j, 10), 1.0);
+        close(recall_at_k(&["c", "a", "x", "b"], &j, 2), 2.0 / 3.0);
+    }
+
+    #[test]
+    fn unjudged_and_judged_nonrelevant_documents_gain_nothing() {
+        // grade 0 judgments (LCSTS labels 1-2) behave like unjudged ones, and don't enter the ideal.
+        let j = judged(&[("rel", 2), ("bad", 0)]);
+        close(ndcg_at_k(&["bad", "rel"], &j, 10), (2.0 / 3f64.log2()) / 2.0);
+        close(mrr_at_k(&["bad", "unjudged", "rel"], &j, 10), 1.0 / 3.0);
+        close(recall_at_k(&["bad"], &j, 10), 0.0);
+    }
+
+    #[test]
+    fn ties_in_grades_have_one_ideal() {
+        // two documents of equal grade: either order is ideal
+        let j = judged(&[("a", 1), ("b", 1)]);
+        close(ndcg_at_k(&["a", "b"], &j, 10), 1.0);
+        close(ndcg_at_k(&["b", "a"], &j, 10), 1.0);
+        // only one of them found, at rank 1: DCG 1, IDCG 1 + 1/log2(3)
+        close(ndcg_at_k(&["b", "x"], &j, 10), 1.0 / (1.0 + 1.0 / 3f64.log2()));
+        close(recall_at_k(&["b", "x"], &j, 10), 0.5);
+    }
+
+    #[test]
+    fn no_relevant_document_gives_zero_not_nan() {
+        let j = judged(&[("a", 0)]);
+        close(ndcg_at_k(&["a"], &j, 10), 0.0);
+        close(recall_at_k(&["a"], &j, 10), 0.0);
+        close(ndcg_at_k(&[], &judged(&[("a", 1)]), 10), 0.0);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        assert_eq!(percentile(&v, 1.0), Some(100.0));
+        assert_eq!(percentile(&[7.0], 0.5), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}
