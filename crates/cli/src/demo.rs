@@ -46,7 +46,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         let index = TextIndex::open_or_create(&dir, IndexSettings::default())
             .with_context(|| format!("opening index {}", dir.display()))?;
         let inputs = [Input::File(corpus)];
-        let plan = Plan { inputs: &inputs, options: IngestOptions::default(), report: default_report_path(&dir), threads: None };
+        let plan = Plan {
+            inputs: &inputs,
+            options: IngestOptions::default(),
+            report: default_report_path(&dir),
+            threads: None,
+        };
         let mut reporter = Reporter::new(args.progress);
         let totals = ingest_all(&index, &plan, &mut reporter)?;
         reporter.finish();
@@ -64,7 +69,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         query.filters = filters.iter().map(|f| f.parse::<Filter>()).collect::<Result<_, _>>()?;
         let res = index.search(&query)?;
         let total: u64 = res.timings.iter().map(|t| t.micros).sum();
-        println!("\n[{name}] {text:?} {} — {} matches, {:.2} ms", filters.join(" "), res.matched, total as f64 / 1000.0);
+        println!(
+            "\n[{name}] {text:?} {} — {} matches, {:.2} ms",
+            filters.join(" "),
+            res.matched,
+            total as f64 / 1000.0
+        );
         print_hits(&res.hits, false);
     }
     Ok(())

@@ -56,7 +56,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     for dir in &args.datasets {
         let report = eval_one(dir, settings, &args).with_context(|| format!("evaluating {}", dir.display()))?;
         let path = args.out.join(format!("{}.json", report.dataset));
-        std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         let stages: Vec<String> = report.stage_ms_mean.iter().map(|(s, ms)| format!("{s} {ms:.3}")).collect();
         eprintln!(
             "{}: nDCG@10 {:.4}, MRR@10 {:.4}, R@100 {:.4}, p50 {:.3} ms (mean ms per stage: {})",

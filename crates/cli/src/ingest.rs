@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::{Checkpoint, Document, Limits};
-use sieve_ingest::{ingest_source, BatchSink, Format, IngestOptions, Input, OnError, Progress, RejectReport, SourceSummary};
+use sieve_ingest::{
+    ingest_source, BatchSink, Format, IngestOptions, Input, OnError, Progress, RejectReport, SourceSummary,
+};
 use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, TextWriter, WriterOptions};
 
 use crate::progress::{ProgressMode, Reporter};

@@ -17,7 +17,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sieve", version, about = "Two-stage semantic search: BM25 + dense recall, fusion, cross-encoder reranking")]
+#[command(
+    name = "sieve",
+    version,
+    about = "Two-stage semantic search: BM25 + dense recall, fusion, cross-encoder reranking"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -56,7 +56,9 @@ impl Progress for Reporter {
                     Event::Started { source, total_bytes, resume_after_line } => serde_json::json!({
                         "event": "started", "source": source, "total_bytes": total_bytes, "resume_after_line": resume_after_line
                     }),
-                    Event::UpToDate { source, docs } => serde_json::json!({"event": "up_to_date", "source": source, "docs": docs}),
+                    Event::UpToDate { source, docs } => {
+                        serde_json::json!({"event": "up_to_date", "source": source, "docs": docs})
+                    }
                     Event::Read { .. } => return,
                     Event::Committed { source, docs, rejected, line, bytes_read, .. } => serde_json::json!({
                         "event": "committed", "source": source, "docs": docs, "rejected": rejected, "line": line, "bytes_read": bytes_read
@@ -74,9 +76,11 @@ impl Progress for Reporter {
                 }
                 Event::Read { .. } => {}
                 Event::Committed { source, docs, rejected, line, bytes_read, total_bytes } => {
-                    if self.last_log.elapsed() >= Duration::from_secs(2) || total_bytes.is_some_and(|t| bytes_read >= t) {
+                    if self.last_log.elapsed() >= Duration::from_secs(2) || total_bytes.is_some_and(|t| bytes_read >= t)
+                    {
                         self.last_log = Instant::now();
-                        let pct = total_bytes.map_or(String::new(), |t| format!(" {:.1}%", 100.0 * bytes_read as f64 / t.max(1) as f64));
+                        let pct = total_bytes
+                            .map_or(String::new(), |t| format!(" {:.1}%", 100.0 * bytes_read as f64 / t.max(1) as f64));
                         eprintln!(
                             "ingest: {source}: committed {docs} docs, {rejected} rejected, through line {line}{pct} ({:.0} docs/s)",
                             self.rate(docs)
@@ -92,8 +96,9 @@ impl Progress for Reporter {
                                 .expect("valid template")
                                 .progress_chars("=> "),
                         ),
-                        None => ProgressBar::new_spinner()
-                            .with_style(ProgressStyle::with_template("{spinner} {prefix} {msg}").expect("valid template")),
+                        None => ProgressBar::new_spinner().with_style(
+                            ProgressStyle::with_template("{spinner} {prefix} {msg}").expect("valid template"),
+                        ),
                     };
                     bar.set_prefix(source.to_owned());
                     bar.enable_steady_tick(Duration::from_millis(200));

@@ -22,10 +22,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_id_bytes: 512,
-            max_document_bytes: 1024 * 1024,
-        }
+        Limits { max_id_bytes: 512, max_document_bytes: 1024 * 1024 }
     }
 }
 
@@ -35,16 +32,9 @@ pub enum DocumentError {
     #[error("expected a JSON object for a document, found {found}")]
     NotAnObject { found: String },
     #[error("missing required field `{field}` (expected {expected})")]
-    MissingField {
-        field: &'static str,
-        expected: &'static str,
-    },
+    MissingField { field: &'static str, expected: &'static str },
     #[error("field `{field}`: expected {expected}, found {found}")]
-    Invalid {
-        field: String,
-        expected: &'static str,
-        found: String,
-    },
+    Invalid { field: String, expected: &'static str, found: String },
     #[error("document is {found} bytes, over the limit of {limit} bytes")]
     TooLarge { found: usize, limit: usize },
 }
@@ -57,11 +47,7 @@ pub struct DocId(String);
 impl DocId {
     /// Validates an identifier: 1..=`max_bytes` bytes, not blank, no control characters.
     pub fn parse(raw: &str, max_bytes: usize) -> Result<DocId, DocumentError> {
-        let invalid = |expected| DocumentError::Invalid {
-            field: "id".into(),
-            expected,
-            found: render_str(raw),
-        };
+        let invalid = |expected| DocumentError::Invalid { field: "id".into(), expected, found: render_str(raw) };
         if raw.trim().is_empty() {
             return Err(invalid("a non-empty string"));
         }
@@ -197,19 +183,8 @@ pub struct Document {
 }
 
 /// The fields the model knows, in the order [`Document::to_json`] writes them.
-pub const KNOWN_FIELDS: [&str; 11] = [
-    "id",
-    "title",
-    "body",
-    "url",
-    "lang",
-    "brand",
-    "category",
-    "price",
-    "tags",
-    "source",
-    "published_at",
-];
+pub const KNOWN_FIELDS: [&str; 11] =
+    ["id", "title", "body", "url", "lang", "brand", "category", "price", "tags", "source", "published_at"];
 
 impl Document {
     /// Validates a JSON value into a document. `null` means "absent" for every optional field.
@@ -219,16 +194,11 @@ impl Document {
     /// `published_at` must be RFC 3339.
     pub fn from_json(value: Value, limits: &Limits) -> Result<Document, DocumentError> {
         let Value::Object(mut obj) = value else {
-            return Err(DocumentError::NotAnObject {
-                found: render_value(&value),
-            });
+            return Err(DocumentError::NotAnObject { found: render_value(&value) });
         };
         let id = match obj.remove("id") {
             None | Some(Value::Null) => {
-                return Err(DocumentError::MissingField {
-                    field: "id",
-                    expected: "a non-empty string",
-                })
+                return Err(DocumentError::MissingField { field: "id", expected: "a non-empty string" })
             }
             Some(Value::String(s)) => DocId::parse(&s, limits.max_id_bytes)?,
             Some(other) => return Err(invalid("id", "a non-empty string", &other)),
@@ -236,10 +206,8 @@ impl Document {
         let title = take_string(&mut obj, "title")?;
         let body = take_string(&mut obj, "body")?;
         let url = take_string(&mut obj, "url")?;
-        let lang = take_string(&mut obj, "lang")?
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| Lang::parse(&s))
-            .transpose()?;
+        let lang =
+            take_string(&mut obj, "lang")?.filter(|s| !s.trim().is_empty()).map(|s| Lang::parse(&s)).transpose()?;
         let brand = take_string(&mut obj, "brand")?.filter(|s| !s.trim().is_empty());
         let category = take_string(&mut obj, "category")?
             .filter(|s| !s.trim().is_empty())
@@ -257,26 +225,11 @@ impl Document {
                 found: render_str(&s),
             })?),
         };
-        let doc = Document {
-            id,
-            title,
-            body,
-            url,
-            lang,
-            brand,
-            category,
-            price,
-            tags,
-            source,
-            published_at,
-            extra: obj,
-        };
+        let doc =
+            Document { id, title, body, url, lang, brand, category, price, tags, source, published_at, extra: obj };
         let size = doc.to_json_string().len();
         if size > limits.max_document_bytes {
-            return Err(DocumentError::TooLarge {
-                found: size,
-                limit: limits.max_document_bytes,
-            });
+            return Err(DocumentError::TooLarge { found: size, limit: limits.max_document_bytes });
         }
         Ok(doc)
     }
@@ -316,16 +269,10 @@ impl Document {
         put("category", self.category.as_ref().map(|c| Value::String(c.path())));
         put("price", self.price.and_then(serde_json::Number::from_f64).map(Value::Number));
         if !self.tags.is_empty() {
-            put(
-                "tags",
-                Some(Value::Array(self.tags.iter().cloned().map(Value::String).collect())),
-            );
+            put("tags", Some(Value::Array(self.tags.iter().cloned().map(Value::String).collect())));
         }
         put("source", self.source.clone().map(Value::String));
-        put(
-            "published_at",
-            self.published_at.map(|t| Value::String(t.to_rfc3339())),
-        );
+        put("published_at", self.published_at.map(|t| Value::String(t.to_rfc3339())));
         for (k, v) in &self.extra {
             obj.insert(k.clone(), v.clone());
         }
@@ -390,12 +337,9 @@ fn take_tags(obj: &mut Map<String, Value>) -> Result<Vec<String>, DocumentError>
     const EXPECTED: &str = "an array of strings or a \"|\"-separated string";
     match obj.remove("tags") {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s
-            .split('|')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect()),
+        Some(Value::String(s)) => {
+            Ok(s.split('|').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+        }
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|item| match item {
@@ -408,11 +352,7 @@ fn take_tags(obj: &mut Map<String, Value>) -> Result<Vec<String>, DocumentError>
 }
 
 fn invalid(field: &str, expected: &'static str, found: &Value) -> DocumentError {
-    DocumentError::Invalid {
-        field: field.to_owned(),
-        expected,
-        found: render_value(found),
-    }
+    DocumentError::Invalid { field: field.to_owned(), expected, found: render_value(found) }
 }
 
 /// A short, readable rendering of a found value for error messages: its JSON type and a clipped excerpt.
@@ -469,8 +409,7 @@ mod tests {
 
     #[test]
     fn nulls_and_empty_strings_mean_absent() {
-        let doc = parse(json!({"id": "x", "brand": null, "price": null, "category": "", "published_at": ""}))
-            .unwrap();
+        let doc = parse(json!({"id": "x", "brand": null, "price": null, "category": "", "published_at": ""})).unwrap();
         assert_eq!(doc.brand, None);
         assert_eq!(doc.price, None);
         assert_eq!(doc.category, None);

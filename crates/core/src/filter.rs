@@ -39,43 +39,23 @@ pub enum RangeValue {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     /// The field equals one of `values` (or, with `negate`, none of them).
-    Term {
-        field: TermField,
-        values: Vec<String>,
-        negate: bool,
-    },
+    Term { field: TermField, values: Vec<String>, negate: bool },
     /// The field lies between the bounds. Documents without the field never match.
-    Range {
-        field: RangeField,
-        lower: Bound<RangeValue>,
-        upper: Bound<RangeValue>,
-    },
+    Range { field: RangeField, lower: Bound<RangeValue>, upper: Bound<RangeValue> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
-    #[error("filter {found:?}: expected FIELD OP VALUE with OP one of = != < <= > >=, e.g. \"brand=Sony\" or \"price<200\"")]
+    #[error(
+        "filter {found:?}: expected FIELD OP VALUE with OP one of = != < <= > >=, e.g. \"brand=Sony\" or \"price<200\""
+    )]
     MissingOperator { found: String },
     #[error("filter {found:?}: unknown field `{field}`; filterable fields are {expected}")]
-    UnknownField {
-        found: String,
-        field: String,
-        expected: &'static str,
-    },
+    UnknownField { found: String, field: String, expected: &'static str },
     #[error("filter {found:?}: operator `{op}` does not apply to `{field}`; expected one of {allowed}")]
-    OperatorNotAllowed {
-        found: String,
-        field: &'static str,
-        op: String,
-        allowed: &'static str,
-    },
+    OperatorNotAllowed { found: String, field: &'static str, op: String, allowed: &'static str },
     #[error("filter {found:?}: expected {expected} for `{field}`, found {value:?}")]
-    BadValue {
-        found: String,
-        field: &'static str,
-        expected: &'static str,
-        value: String,
-    },
+    BadValue { found: String, field: &'static str, expected: &'static str, value: String },
 }
 
 const FIELDS: &str = "id, brand, category, source, lang, tags, price, published_at";
@@ -127,9 +107,8 @@ impl FromStr for Filter {
     fn from_str(expr: &str) -> Result<Filter, FilterError> {
         let found = expr.to_owned();
         // The first operator character splits field from value; two-character operators win.
-        let pos = expr
-            .find(['=', '<', '>', '!'])
-            .ok_or_else(|| FilterError::MissingOperator { found: found.clone() })?;
+        let pos =
+            expr.find(['=', '<', '>', '!']).ok_or_else(|| FilterError::MissingOperator { found: found.clone() })?;
         let field_name = expr[..pos].trim().to_ascii_lowercase();
         let rest = &expr[pos..];
         let op = ["!=", "<=", ">=", "=", "<", ">"]
@@ -159,12 +138,8 @@ impl FromStr for Filter {
                         })
                     }
                 };
-                let values: Vec<String> = value
-                    .split('|')
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_owned)
-                    .collect();
+                let values: Vec<String> =
+                    value.split('|').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();
                 if values.is_empty() {
                     return Err(FilterError::BadValue {
                         found,
@@ -220,8 +195,7 @@ fn parse_range_value(field: RangeField, raw: &str, found: &str) -> Result<RangeV
             }),
         },
         RangeField::PublishedAt => {
-            let ts = Timestamp::parse_rfc3339(raw)
-                .or_else(|| Timestamp::parse_rfc3339(&format!("{raw}T00:00:00Z")));
+            let ts = Timestamp::parse_rfc3339(raw).or_else(|| Timestamp::parse_rfc3339(&format!("{raw}T00:00:00Z")));
             ts.map(RangeValue::Time).ok_or_else(|| FilterError::BadValue {
                 found: found.into(),
                 field: field.name(),

@@ -91,10 +91,7 @@ impl Dataset {
 
     /// The queries that have at least one relevant (grade > 0) judgment; the others are skipped.
     pub fn judged_queries(&self) -> Vec<&Query> {
-        self.queries
-            .iter()
-            .filter(|q| self.qrels.get(&q.id).is_some_and(|j| j.values().any(|&g| g > 0)))
-            .collect()
+        self.queries.iter().filter(|q| self.qrels.get(&q.id).is_some_and(|j| j.values().any(|&g| g > 0))).collect()
     }
 }
 
@@ -186,7 +183,8 @@ mod tests {
         let sieve = dir.path().join("s");
         fs::create_dir_all(&sieve).unwrap();
         fs::write(sieve.join("corpus.jsonl"), "{\"id\":\"d1\",\"title\":\"t\",\"body\":\"b\"}\n").unwrap();
-        fs::write(sieve.join("queries.jsonl"), "{\"id\":\"q1\",\"text\":\"t\"}\n{\"id\":\"q2\",\"text\":\"u\"}\n").unwrap();
+        fs::write(sieve.join("queries.jsonl"), "{\"id\":\"q1\",\"text\":\"t\"}\n{\"id\":\"q2\",\"text\":\"u\"}\n")
+            .unwrap();
         fs::write(sieve.join("qrels.tsv"), "q1\td1\t2\nq2\td1\t0\n").unwrap();
         let ds = Dataset::open(&sieve).unwrap();
         assert_eq!(ds.layout, Layout::Sieve);
@@ -209,6 +207,8 @@ mod tests {
     fn a_folder_without_judgments_is_refused_with_what_was_expected() {
         let dir = tempfile::tempdir().unwrap();
         let err = Dataset::open(dir.path()).unwrap_err();
-        assert!(err.to_string().ends_with("expected corpus.jsonl, queries.jsonl and qrels.tsv (or BEIR's qrels/test.tsv)"));
+        assert!(err
+            .to_string()
+            .ends_with("expected corpus.jsonl, queries.jsonl and qrels.tsv (or BEIR's qrels/test.tsv)"));
     }
 }

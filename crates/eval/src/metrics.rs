@@ -42,11 +42,7 @@ pub fn ndcg_at_k(ranked: &[&str], judged: &Judgments, k: usize) -> f64 {
 
 /// Reciprocal rank of the first relevant id within the top `k`.
 pub fn mrr_at_k(ranked: &[&str], judged: &Judgments, k: usize) -> f64 {
-    ranked
-        .iter()
-        .take(k)
-        .position(|id| gain(judged, id) > 0.0)
-        .map_or(0.0, |i| 1.0 / (i + 1) as f64)
+    ranked.iter().take(k).position(|id| gain(judged, id) > 0.0).map_or(0.0, |i| 1.0 / (i + 1) as f64)
 }
 
 /// Fraction of the relevant ids found in the top `k`; 0 when there are none.

@@ -44,7 +44,13 @@ pub struct Report {
 }
 
 /// Computes a report from per-query runs of the judged queries of `dataset`.
-pub fn summarize(dataset: &Dataset, system: &str, docs: u64, runs: &[QueryRun<'_>], settings: serde_json::Value) -> Report {
+pub fn summarize(
+    dataset: &Dataset,
+    system: &str,
+    docs: u64,
+    runs: &[QueryRun<'_>],
+    settings: serde_json::Value,
+) -> Report {
     let n = runs.len().max(1) as f64;
     let mean = |f: &dyn Fn(&QueryRun<'_>) -> f64| runs.iter().map(f).sum::<f64>() / n;
     let judged = |r: &QueryRun<'_>| dataset.qrels.get(&r.query.id).cloned().unwrap_or_default();

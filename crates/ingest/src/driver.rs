@@ -53,20 +53,46 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { batch_size: 2000, on_error: OnError::Skip, limits: Limits::default(), format: None, force: false, renames: Vec::new() }
+        IngestOptions {
+            batch_size: 2000,
+            on_error: OnError::Skip,
+            limits: Limits::default(),
+            format: None,
+            force: false,
+            renames: Vec::new(),
+        }
     }
 }
 
 /// Progress notifications, for progress bars and logs.
 #[derive(Debug)]
 pub enum Event<'a> {
-    Started { source: &'a str, total_bytes: Option<u64>, resume_after_line: Option<u64> },
+    Started {
+        source: &'a str,
+        total_bytes: Option<u64>,
+        resume_after_line: Option<u64>,
+    },
     /// The source was already fully ingested; nothing was read.
-    UpToDate { source: &'a str, docs: u64 },
+    UpToDate {
+        source: &'a str,
+        docs: u64,
+    },
     /// Rows read so far in this run (not yet durable); sent every few hundred rows.
-    Read { source: &'a str, rows: u64, bytes_read: u64, total_bytes: Option<u64> },
+    Read {
+        source: &'a str,
+        rows: u64,
+        bytes_read: u64,
+        total_bytes: Option<u64>,
+    },
     /// A batch is durable. Counts are for this run.
-    Committed { source: &'a str, docs: u64, rejected: u64, line: u64, bytes_read: u64, total_bytes: Option<u64> },
+    Committed {
+        source: &'a str,
+        docs: u64,
+        rejected: u64,
+        line: u64,
+        bytes_read: u64,
+        total_bytes: Option<u64>,
+    },
 }
 
 pub trait Progress {
@@ -147,7 +173,11 @@ pub fn ingest_source<S: BatchSink>(
         }
     }
     let mut reader = RowReader::open_renamed(input, options.format, options.limits, resume, &options.renames)?;
-    progress.event(Event::Started { source: &name, total_bytes: reader.total_bytes, resume_after_line: resume.map(|r| r.0) });
+    progress.event(Event::Started {
+        source: &name,
+        total_bytes: reader.total_bytes,
+        resume_after_line: resume.map(|r| r.0),
+    });
 
     // Cumulative progress of this source across runs, as stored in the checkpoint.
     let state = progress_base.unwrap_or_else(|| SourceProgress {
@@ -210,8 +240,13 @@ pub fn ingest_source<S: BatchSink>(
         }
         run.last = (row.line, row.end_offset);
         rows_read += 1;
-        if rows_read % 256 == 0 {
-            run.progress.event(Event::Read { source: &name, rows: rows_read, bytes_read: reader.bytes_read().get(), total_bytes: run.total_bytes });
+        if rows_read.is_multiple_of(256) {
+            run.progress.event(Event::Read {
+                source: &name,
+                rows: rows_read,
+                bytes_read: reader.bytes_read().get(),
+                total_bytes: run.total_bytes,
+            });
         }
         if run.pending_docs >= options.batch_size as u64 {
             run.commit(sink, false, reader.bytes_read().get())?;
@@ -247,7 +282,12 @@ impl Run<'_> {
     }
 
     /// Syncs the report, commits the pending batch with the checkpoint at `self.last`, then acknowledges.
-    fn commit<S: BatchSink>(&mut self, sink: &mut S, complete: bool, bytes_read: u64) -> Result<(), IngestError<S::Error>> {
+    fn commit<S: BatchSink>(
+        &mut self,
+        sink: &mut S,
+        complete: bool,
+        bytes_read: u64,
+    ) -> Result<(), IngestError<S::Error>> {
         self.report
             .sync()
             .map_err(|error| IngestError::Report { path: self.report.path().display().to_string(), error })?;

@@ -14,7 +14,9 @@ mod driver;
 mod report;
 mod source;
 
-pub use driver::{ingest_source, BatchSink, Event, IngestError, IngestOptions, NoProgress, OnError, Progress, SourceSummary};
+pub use driver::{
+    ingest_source, BatchSink, Event, IngestError, IngestOptions, NoProgress, OnError, Progress, SourceSummary,
+};
 pub use report::{RejectReport, Rejected};
 pub use source::{fingerprint, ByteCounter, Format, Input, Row, RowError, RowReader, SourceError};
 

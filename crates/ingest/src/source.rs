@@ -168,7 +168,12 @@ impl RowReader {
     /// Opens `input`. `format` overrides detection from the file name; gzip is detected from the content.
     /// `skip_to` resumes after a checkpoint: rows ending at or before that byte offset are skipped (seeking
     /// directly in uncompressed JSON lines).
-    pub fn open(input: &Input, format: Option<Format>, limits: Limits, skip_to: Option<(u64, u64)>) -> Result<RowReader, SourceError> {
+    pub fn open(
+        input: &Input,
+        format: Option<Format>,
+        limits: Limits,
+        skip_to: Option<(u64, u64)>,
+    ) -> Result<RowReader, SourceError> {
         RowReader::open_renamed(input, format, limits, skip_to, &[])
     }
 
@@ -203,14 +208,17 @@ impl RowReader {
             return Err(SourceError::Empty { source_name: name, expected: expected_rows(format) });
         }
         let compressed = head.starts_with(&[0x1f, 0x8b]);
-                let stream: Box<dyn BufRead + Send> = if compressed {
+        let stream: Box<dyn BufRead + Send> = if compressed {
             Box::new(BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(peek)))
         } else if let (Format::Jsonl, Input::File(path), Some((line, offset))) = (format, input, skip_to) {
             // Plain JSON lines: seek straight to the checkpoint.
             let mut file = File::open(path).map_err(io_err)?;
             file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
             counter.0.store(offset, Ordering::Relaxed);
-            let reader = BufReader::with_capacity(256 * 1024, Counting { inner: Box::new(file) as Box<dyn Read + Send>, counter: counter.clone() });
+            let reader = BufReader::with_capacity(
+                256 * 1024,
+                Counting { inner: Box::new(file) as Box<dyn Read + Send>, counter: counter.clone() },
+            );
             return Ok(RowReader {
                 name,
                 inner: Inner::Jsonl { reader: Box::new(reader), line, offset, buf: Vec::new() },
@@ -231,10 +239,9 @@ impl RowReader {
                     .flexible(true)
                     .has_headers(true)
                     .from_reader(Box::new(stream) as Box<dyn Read + Send>);
-                let headers = reader.byte_headers().map_err(|e| SourceError::CsvHeader {
-                    source_name: name.clone(),
-                    message: e.to_string(),
-                })?;
+                let headers = reader
+                    .byte_headers()
+                    .map_err(|e| SourceError::CsvHeader { source_name: name.clone(), message: e.to_string() })?;
                 if headers.is_empty() {
                     return Err(SourceError::Empty { source_name: name, expected: expected_rows(format) });
                 }
@@ -249,7 +256,8 @@ impl RowReader {
                 Inner::Csv { reader, headers, record: csv::ByteRecord::new(), skip_through: 0 }
             }
         };
-        let mut reader = RowReader { name, inner, limits, renames: renames.to_vec(), counter, total_bytes, format, compressed };
+        let mut reader =
+            RowReader { name, inner, limits, renames: renames.to_vec(), counter, total_bytes, format, compressed };
         if let Some((line, _)) = skip_to {
             reader.skip_through_line(line)?;
         }
@@ -278,7 +286,9 @@ impl RowReader {
             Inner::Jsonl { reader, line, offset, buf } => {
                 while *line < last_line {
                     buf.clear();
-                    let n = reader.read_until(b'\n', buf).map_err(|error| SourceError::Io { source_name: name.clone(), error })?;
+                    let n = reader
+                        .read_until(b'\n', buf)
+                        .map_err(|error| SourceError::Io { source_name: name.clone(), error })?;
                     if n == 0 {
                         break;
                     }
@@ -299,7 +309,9 @@ impl RowReader {
         match &mut self.inner {
             Inner::Jsonl { reader, line, offset, buf } => loop {
                 buf.clear();
-                let n = reader.read_until(b'\n', buf).map_err(|error| SourceError::Io { source_name: name.clone(), error })?;
+                let n = reader
+                    .read_until(b'\n', buf)
+                    .map_err(|error| SourceError::Io { source_name: name.clone(), error })?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -309,7 +321,12 @@ impl RowReader {
                     continue;
                 }
                 let raw = String::from_utf8_lossy(buf).trim_end_matches(['\n', '\r']).to_owned();
-                return Ok(Some(Row { line: *line, end_offset: *offset, outcome: parse_json_row(buf, &limits, renames), raw }));
+                return Ok(Some(Row {
+                    line: *line,
+                    end_offset: *offset,
+                    outcome: parse_json_row(buf, &limits, renames),
+                    raw,
+                }));
             },
             Inner::Csv { reader, headers, record, skip_through } => loop {
                 let more = reader.read_byte_record(record).map_err(|e| SourceError::Io {
@@ -325,7 +342,12 @@ impl RowReader {
                 }
                 let raw = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<Vec<_>>().join(",");
                 let end_offset = reader.position().byte();
-                return Ok(Some(Row { line, end_offset, outcome: parse_csv_row(headers, record, &limits, renames), raw }));
+                return Ok(Some(Row {
+                    line,
+                    end_offset,
+                    outcome: parse_csv_row(headers, record, &limits, renames),
+                    raw,
+                }));
             },
         }
     }
@@ -355,12 +377,18 @@ fn parse_json_row(bytes: &[u8], limits: &Limits, renames: &[(String, String)]) -
     if text.len() > limits.max_document_bytes.saturating_mul(2) {
         return Err(RowError::TooLarge { found: text.len(), limit: limits.max_document_bytes });
     }
-    let mut value: Value = serde_json::from_str(text).map_err(|e| RowError::MalformedJson { message: e.to_string() })?;
+    let mut value: Value =
+        serde_json::from_str(text).map_err(|e| RowError::MalformedJson { message: e.to_string() })?;
     rename(&mut value, renames);
     Ok(Document::from_json(value, limits)?)
 }
 
-fn parse_csv_row(headers: &[String], record: &csv::ByteRecord, limits: &Limits, renames: &[(String, String)]) -> Result<Document, RowError> {
+fn parse_csv_row(
+    headers: &[String],
+    record: &csv::ByteRecord,
+    limits: &Limits,
+    renames: &[(String, String)],
+) -> Result<Document, RowError> {
     if record.len() != headers.len() {
         return Err(RowError::ColumnCount { expected: headers.len(), found: record.len() });
     }
@@ -371,7 +399,8 @@ fn parse_csv_row(headers: &[String], record: &csv::ByteRecord, limits: &Limits, 
     let mut obj = Map::new();
     let mut bytes_before = 0;
     for (header, cell) in headers.iter().zip(record.iter()) {
-        let text = std::str::from_utf8(cell).map_err(|e| RowError::InvalidUtf8 { valid_up_to: bytes_before + e.valid_up_to() })?;
+        let text = std::str::from_utf8(cell)
+            .map_err(|e| RowError::InvalidUtf8 { valid_up_to: bytes_before + e.valid_up_to() })?;
         bytes_before += cell.len() + 1;
         if !text.is_empty() {
             obj.insert(header.clone(), Value::String(text.to_owned()));

@@ -38,7 +38,12 @@ fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> Input {
     Input::File(path)
 }
 
-fn run(sink: &mut MemSink, input: &Input, options: &IngestOptions, report: &mut RejectReport) -> Result<SourceSummary, IngestError<std::io::Error>> {
+fn run(
+    sink: &mut MemSink,
+    input: &Input,
+    options: &IngestOptions,
+    report: &mut RejectReport,
+) -> Result<SourceSummary, IngestError<std::io::Error>> {
     ingest_source(sink, input, options, report, &mut NoProgress)
 }
 
@@ -62,14 +67,25 @@ fn bad_rows_are_reported_with_line_code_and_raw_text() {
     assert_eq!(sink.committed, ["a", "f"]);
     assert_eq!((summary.docs, summary.rejected), (2, 6));
     let lines = report_lines(&report);
-    let got: Vec<(u64, &str)> = lines.iter().map(|l| (l["line"].as_u64().unwrap(), l["code"].as_str().unwrap())).collect();
+    let got: Vec<(u64, &str)> =
+        lines.iter().map(|l| (l["line"].as_u64().unwrap(), l["code"].as_str().unwrap())).collect();
     assert_eq!(
         got,
-        [(2, "malformed_json"), (4, "missing_field"), (5, "invalid_field"), (6, "invalid_utf8"), (7, "duplicate_id"), (8, "invalid_field")]
+        [
+            (2, "malformed_json"),
+            (4, "missing_field"),
+            (5, "invalid_field"),
+            (6, "invalid_utf8"),
+            (7, "duplicate_id"),
+            (8, "invalid_field")
+        ]
     );
     assert_eq!(lines[4]["reason"], "duplicate id \"a\": already given on line 1 of this input");
     assert_eq!(lines[2]["raw"], "{\"id\":\"c\",\"price\":-3}");
-    assert!(lines[2]["reason"].as_str().unwrap().contains("field `price`: expected a finite number >= 0, found number -3"));
+    assert!(lines[2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("field `price`: expected a finite number >= 0, found number -3"));
     let cp = sink.checkpoint.sources[0].clone();
     assert!(cp.complete);
     assert_eq!((cp.line, cp.docs, cp.rejected), (9, 2, 6));
@@ -119,7 +135,10 @@ fn csv_without_id_column_and_empty_files_are_source_errors() {
     let err = RowReader::open(&empty, None, Default::default(), None).unwrap_err();
     assert!(err.to_string().ends_with("the input is empty; expected one JSON document per line"), "{err}");
     let unknown = write(&dir, "data.txt", b"{}");
-    assert!(matches!(RowReader::open(&unknown, None, Default::default(), None), Err(SourceError::UnknownFormat { .. })));
+    assert!(matches!(
+        RowReader::open(&unknown, None, Default::default(), None),
+        Err(SourceError::UnknownFormat { .. })
+    ));
 }
 
 #[test]
@@ -141,7 +160,10 @@ fn gzip_is_detected_from_content() {
 fn rerun_resumes_after_the_checkpoint_or_does_nothing_when_complete() {
     let dir = tempfile::tempdir().unwrap();
     let rows: String = (0..10).map(|i| format!("{{\"id\":\"d{i}\"}}\n")).collect();
-    for (name, bytes) in [("rows.jsonl", rows.clone().into_bytes()), ("rows.csv", format!("id\n{}", (0..10).map(|i| format!("d{i}\n")).collect::<String>()).into_bytes())] {
+    for (name, bytes) in [
+        ("rows.jsonl", rows.clone().into_bytes()),
+        ("rows.csv", format!("id\n{}", (0..10).map(|i| format!("d{i}\n")).collect::<String>()).into_bytes()),
+    ] {
         let input = write(&dir, name, &bytes);
         let mut sink = MemSink::default();
         let mut report = RejectReport::new(dir.path().join("r"));
@@ -176,7 +198,8 @@ fn rerun_resumes_after_the_checkpoint_or_does_nothing_when_complete() {
 fn oversize_rows_are_rejected_not_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let body = "x".repeat(5 * 1024 * 1024);
-    let input = write(&dir, "big.jsonl", format!("{{\"id\":\"big\",\"body\":\"{body}\"}}\n{{\"id\":\"small\"}}\n").as_bytes());
+    let input =
+        write(&dir, "big.jsonl", format!("{{\"id\":\"big\",\"body\":\"{body}\"}}\n{{\"id\":\"small\"}}\n").as_bytes());
     let mut sink = MemSink::default();
     let mut report = RejectReport::new(dir.path().join("r.jsonl"));
     run(&mut sink, &input, &IngestOptions::default(), &mut report).unwrap();

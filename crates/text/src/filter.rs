@@ -20,7 +20,12 @@ fn one(fields: &Fields, filter: &Filter) -> Box<dyn Query> {
         Filter::Term { field, values, negate } => {
             let alternatives: Vec<(Occur, Box<dyn Query>)> = values
                 .iter()
-                .map(|v| (Occur::Should, Box::new(TermQuery::new(term(fields, *field, v), IndexRecordOption::Basic)) as Box<dyn Query>))
+                .map(|v| {
+                    (
+                        Occur::Should,
+                        Box::new(TermQuery::new(term(fields, *field, v), IndexRecordOption::Basic)) as Box<dyn Query>,
+                    )
+                })
                 .collect();
             let any = Box::new(BooleanQuery::new(alternatives));
             if *negate {
@@ -32,16 +37,14 @@ fn one(fields: &Fields, filter: &Filter) -> Box<dyn Query> {
         Filter::Range { field, lower, upper } => {
             let to_term = |v: &RangeValue| match (field, v) {
                 (RangeField::Price, RangeValue::Number(n)) => Term::from_field_f64(fields.price, *n),
-                (RangeField::PublishedAt, RangeValue::Time(t)) => Term::from_field_date(
-                    fields.published_at,
-                    DateTime::from_timestamp_secs(t.unix_seconds()),
-                ),
+                (RangeField::PublishedAt, RangeValue::Time(t)) => {
+                    Term::from_field_date(fields.published_at, DateTime::from_timestamp_secs(t.unix_seconds()))
+                }
                 // The parser pairs each field with its own value kind; a mismatched pair matches nothing.
                 (RangeField::Price, RangeValue::Time(_)) => Term::from_field_f64(fields.price, f64::NAN),
-                (RangeField::PublishedAt, RangeValue::Number(n)) => Term::from_field_date(
-                    fields.published_at,
-                    DateTime::from_timestamp_secs(*n as i64),
-                ),
+                (RangeField::PublishedAt, RangeValue::Number(n)) => {
+                    Term::from_field_date(fields.published_at, DateTime::from_timestamp_secs(*n as i64))
+                }
             };
             let map = |b: &Bound<RangeValue>| match b {
                 Bound::Included(v) => Bound::Included(to_term(v)),
@@ -52,11 +55,12 @@ fn one(fields: &Fields, filter: &Filter) -> Box<dyn Query> {
             // tantivy needs the field even when both ends are open: bound it by the type's extremes.
             let (lower, upper) = match (lower, upper) {
                 (Bound::Unbounded, Bound::Unbounded) => match field {
-                    RangeField::Price => (Bound::Included(Term::from_field_f64(fields.price, f64::MIN)), Bound::Unbounded),
-                    RangeField::PublishedAt => (
-                        Bound::Included(Term::from_field_date(fields.published_at, DateTime::MIN)),
-                        Bound::Unbounded,
-                    ),
+                    RangeField::Price => {
+                        (Bound::Included(Term::from_field_f64(fields.price, f64::MIN)), Bound::Unbounded)
+                    }
+                    RangeField::PublishedAt => {
+                        (Bound::Included(Term::from_field_date(fields.published_at, DateTime::MIN)), Bound::Unbounded)
+                    }
                 },
                 pair => pair,
             };

@@ -7,21 +7,23 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sieve_core::{Bm25Score, Checkpoint, DocId, Document, Filter, Hit, Lang, Limits, ScoreBreakdown, StageTiming};
+use tantivy::columnar::StrColumn;
 use tantivy::directory::error::LockError;
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::index::SegmentId;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::{PreTokenizedString, Token};
-use tantivy::columnar::StrColumn;
-use tantivy::index::SegmentId;
-use tantivy::{DateTime, DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, TERMINATED};
+use tantivy::{
+    DateTime, DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, TERMINATED,
+};
 
 use crate::analyzer::{Analysis, Analyzer};
 use crate::bm25::{self, Bm25Params, ParamError};
@@ -129,7 +131,15 @@ pub struct Bm25Query {
 
 impl Bm25Query {
     pub fn new(text: impl Into<String>, k: usize) -> Bm25Query {
-        Bm25Query { text: text.into(), k, filters: Vec::new(), lang: None, params: None, boosts: None, with_documents: true }
+        Bm25Query {
+            text: text.into(),
+            k,
+            filters: Vec::new(),
+            lang: None,
+            params: None,
+            boosts: None,
+            with_documents: true,
+        }
     }
 }
 
@@ -193,10 +203,10 @@ impl TextIndex {
         let tantivy_dir = dir.join(TANTIVY_DIR);
         fs::create_dir_all(&tantivy_dir).map_err(io_err(&tantivy_dir))?;
         let (schema, fields) = schema::build();
-        let index = if Index::exists(&tantivy::directory::MmapDirectory::open(&tantivy_dir).map_err(|e| TextError::Engine {
-            context: "open directory",
-            message: e.to_string(),
-        })?)
+        let index = if Index::exists(
+            &tantivy::directory::MmapDirectory::open(&tantivy_dir)
+                .map_err(|e| TextError::Engine { context: "open directory", message: e.to_string() })?,
+        )
         .unwrap_or(false)
         {
             // A previous create died between the tantivy index and the manifest: reuse what is there.
@@ -220,10 +230,8 @@ impl TextIndex {
             }
             Err(e) => return Err(io_err(&manifest_path)(e)),
         };
-        let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| TextError::Manifest {
-            path: manifest_path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let manifest: Manifest = serde_json::from_slice(&raw)
+            .map_err(|e| TextError::Manifest { path: manifest_path.display().to_string(), message: e.to_string() })?;
         if manifest.schema_version != SCHEMA_VERSION {
             return Err(TextError::IncompatibleIndex {
                 path: dir.display().to_string(),
@@ -244,12 +252,14 @@ impl TextIndex {
         TextIndex::from_parts(None, Index::create_in_ram(schema), fields, settings)
     }
 
-    fn from_parts(path: Option<PathBuf>, index: Index, fields: Fields, settings: IndexSettings) -> Result<TextIndex, TextError> {
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(engine("open reader"))?;
+    fn from_parts(
+        path: Option<PathBuf>,
+        index: Index,
+        fields: Fields,
+        settings: IndexSettings,
+    ) -> Result<TextIndex, TextError> {
+        let reader =
+            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(engine("open reader"))?;
         Ok(TextIndex { path, index, reader, fields, settings, analyzer: Analyzer::shared(), ids: Mutex::default() })
     }
 
@@ -274,11 +284,7 @@ impl TextIndex {
     /// The ingest checkpoint stored with the last commit.
     pub fn checkpoint(&self) -> Result<Checkpoint, TextError> {
         let metas = self.index.load_metas().map_err(engine("read commit"))?;
-        Ok(metas
-            .payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or_default())
+        Ok(metas.payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default())
     }
 
     /// Opens the single writer. Fails with [`TextError::Locked`] while another process writes.
@@ -286,9 +292,9 @@ impl TextIndex {
         let threads = options.threads.max(1);
         let memory = options.memory_bytes.max(threads * 20 * 1024 * 1024);
         let writer = self.index.writer_with_num_threads(threads, memory).map_err(|e| match e {
-            tantivy::TantivyError::LockFailure(LockError::LockBusy, _) => TextError::Locked {
-                path: self.path.as_ref().map_or("<memory>".into(), |p| p.display().to_string()),
-            },
+            tantivy::TantivyError::LockFailure(LockError::LockBusy, _) => {
+                TextError::Locked { path: self.path.as_ref().map_or("<memory>".into(), |p| p.display().to_string()) }
+            }
             other => engine("open writer")(other),
         })?;
         Ok(TextWriter { writer, fields: self.fields, analyzer: self.analyzer.clone(), checkpoint: self.checkpoint()? })
@@ -300,10 +306,10 @@ impl TextIndex {
         let term = Term::from_field_text(self.fields.id, id);
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
             let inverted = segment.inverted_index(self.fields.id).map_err(engine("read ids"))?;
-            if let Some(mut postings) = inverted.read_postings(&term, IndexRecordOption::Basic).map_err(|e| TextError::Engine {
-                context: "read ids",
-                message: e.to_string(),
-            })? {
+            if let Some(mut postings) = inverted
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|e| TextError::Engine { context: "read ids", message: e.to_string() })?
+            {
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
                     if !segment.is_deleted(doc) {
@@ -404,7 +410,8 @@ impl TextIndex {
                     *slot = bm25::length_norm(params.b, FieldNormReader::id_to_fieldnorm(id as u8) as f32, avgdl[f]);
                 }
                 let inverted = segment.inverted_index(field).map_err(engine("read postings"))?;
-                let norms: FieldNormReader = segment.get_fieldnorms_reader(field).map_err(engine("read field lengths"))?;
+                let norms: FieldNormReader =
+                    segment.get_fieldnorms_reader(field).map_err(engine("read field lengths"))?;
                 readers.push((inverted, norms));
             }
             for (idf, per_field) in &query_terms {
@@ -425,7 +432,8 @@ impl TextIndex {
                         if pseudo[0][d] == 0.0 && pseudo[1][d] == 0.0 {
                             term_touched.push(doc);
                         }
-                        pseudo[f][d] += bm25::field_tf(field_boosts[f], tf, norm_caches[f][norms.fieldnorm_id(doc) as usize]);
+                        pseudo[f][d] +=
+                            bm25::field_tf(field_boosts[f], tf, norm_caches[f][norms.fieldnorm_id(doc) as usize]);
                         doc = postings.advance();
                     }
                 }
@@ -472,12 +480,8 @@ impl TextIndex {
         let mut ids = if query.with_documents { Vec::new() } else { self.ids_of(&searcher, &ranked)? }.into_iter();
         for (i, r) in ranked.iter().enumerate() {
             let parts = per_field_best.iter().find(|(p, _)| p == r).map(|(_, parts)| *parts).unwrap_or([0.0; 2]);
-            let fields: Vec<(String, f32)> = TEXT_FIELDS
-                .iter()
-                .zip(parts)
-                .filter(|(_, s)| *s > 0.0)
-                .map(|(n, s)| ((*n).to_owned(), s))
-                .collect();
+            let fields: Vec<(String, f32)> =
+                TEXT_FIELDS.iter().zip(parts).filter(|(_, s)| *s > 0.0).map(|(n, s)| ((*n).to_owned(), s)).collect();
             let address = DocAddress::new(r.seg, r.doc);
             let (id, document) = if query.with_documents {
                 let doc = self.load(address)?;
@@ -543,7 +547,10 @@ impl TextIndex {
             ord_text.push_str(&String::from_utf8_lossy(stream.key()));
             by_ord.push((start, ord_text.len() as u32));
         }
-        let mut table = SegmentIds { text: String::with_capacity(ord_text.len()), offsets: Vec::with_capacity(reader.max_doc() as usize + 1) };
+        let mut table = SegmentIds {
+            text: String::with_capacity(ord_text.len()),
+            offsets: Vec::with_capacity(reader.max_doc() as usize + 1),
+        };
         table.offsets.push(0);
         for doc in 0..reader.max_doc() {
             if let Some(&(a, b)) = column.ords().first(doc).and_then(|ord| by_ord.get(ord as usize)) {
@@ -572,10 +579,7 @@ impl Eq for Ranked {}
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.seg.cmp(&self.seg))
-            .then_with(|| other.doc.cmp(&self.doc))
+        self.score.total_cmp(&other.score).then_with(|| other.seg.cmp(&self.seg)).then_with(|| other.doc.cmp(&self.doc))
     }
 }
 

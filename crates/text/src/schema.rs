@@ -56,10 +56,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         price: s.add_f64_field("price", numeric),
         published_at: s.add_date_field(
             "published_at",
-            DateOptions::default()
-                .set_indexed()
-                .set_fast()
-                .set_precision(DateTimePrecision::Seconds),
+            DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Seconds),
         ),
     };
     (s.build(), fields)

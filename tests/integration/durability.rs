@@ -1,0 +1,173 @@
+//! SIGKILL during ingest: the index opens, holds every acknowledged document and only whole batches, and
+//! the next run resumes to exactly the full set.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::{num_docs, s, sieve};
+
+const DOCS: usize = 30_000;
+const BATCH: usize = 500;
+
+fn corpus(dir: &Path) -> std::path::PathBuf {
+    let words = [
+        "sony",
+        "turntable",
+        "speaker",
+        "switch",
+        "ethernet",
+        "cable",
+        "苹果",
+        "手机",
+        "新闻",
+        "发布",
+        "market",
+        "price",
+    ];
+    let mut text = String::with_capacity(DOCS * 160);
+    for i in 0..DOCS {
+        let body: Vec<&str> = (0..16).map(|j| words[(i * 7 + j * 3) % words.len()]).collect();
+        text.push_str(&format!(
+            "{{\"id\":\"d{i}\",\"title\":\"item {i} {}\",\"body\":\"{}\"}}\n",
+            words[i % words.len()],
+            body.join(" ")
+        ));
+    }
+    crate::write(dir, "big.jsonl", text)
+}
+
+enum Kill {
+    /// After this many acknowledged batches.
+    AfterAcks(usize),
+    /// After this long, whatever is happening.
+    After(Duration),
+}
+
+/// Starts an ingest, kills it with SIGKILL at `when`, returns the highest acknowledged document count.
+fn ingest_and_kill(index: &Path, file: &Path, when: Kill) -> u64 {
+    let mut child = sieve()
+        .args([
+            "ingest",
+            "--index",
+            s(index),
+            s(file),
+            "--batch-size",
+            &BATCH.to_string(),
+            "--progress",
+            "json",
+            "--threads",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<serde_json::Value>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut acked = 0u64;
+    let mut acks = 0usize;
+    loop {
+        let deadline = match when {
+            Kill::After(d) => d.saturating_sub(started.elapsed()),
+            Kill::AfterAcks(_) => Duration::from_secs(60),
+        };
+        match rx.recv_timeout(deadline) {
+            Ok(v) if v["event"] == "committed" => {
+                acked = acked.max(v["docs"].as_u64().unwrap());
+                acks += 1;
+                if matches!(when, Kill::AfterAcks(n) if acks >= n) {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    reader.join().unwrap();
+    // Acknowledgements printed before the kill landed count too.
+    while let Ok(v) = rx.try_recv() {
+        if v["event"] == "committed" {
+            acked = acked.max(v["docs"].as_u64().unwrap());
+        }
+    }
+    acked
+}
+
+fn check_consistent(index: &Path, acked_total: u64) -> u64 {
+    let opened = sieve_text::TextIndex::open(index).expect("the index opens after SIGKILL");
+    let n = opened.num_docs();
+    assert!(n >= acked_total, "index holds {n} docs but {acked_total} were acknowledged");
+    assert!((n as usize).is_multiple_of(BATCH) || n as usize == DOCS, "{n} docs is not a whole number of {BATCH}-doc batches");
+    for i in [0, acked_total.saturating_sub(1), n.saturating_sub(1)] {
+        if i < n {
+            assert!(opened.get(&format!("d{i}")).unwrap().is_some(), "acknowledged doc d{i} is missing");
+        }
+    }
+    let checkpoint = opened.checkpoint().unwrap();
+    if n > 0 {
+        let progress = &checkpoint.sources[0];
+        assert_eq!(progress.docs, n, "the checkpoint and the documents were committed together");
+        assert_eq!(progress.line, n, "the checkpoint points at the last committed line");
+    }
+    n
+}
+
+#[test]
+fn sigkill_during_ingest_loses_no_acknowledged_document_and_leaves_no_half_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = corpus(dir.path());
+    let index = dir.path().join("idx");
+    let mut acked = 0;
+    let kills = [
+        Kill::After(Duration::from_millis(30)),
+        Kill::AfterAcks(3),
+        Kill::After(Duration::from_millis(700)),
+        Kill::AfterAcks(5),
+        Kill::After(Duration::from_millis(1300)),
+    ];
+    let mut last = 0;
+    let mut interrupted = 0;
+    for when in kills {
+        let this_run = ingest_and_kill(&index, &file, when);
+        // A resumed run reports its own count on top of what earlier runs committed.
+        acked = acked.max(last + this_run);
+        if !index.join("sieve.json").exists() {
+            continue; // killed before the index was even created
+        }
+        last = check_consistent(&index, acked);
+        let complete = sieve_text::TextIndex::open(&index)
+            .unwrap()
+            .checkpoint()
+            .unwrap()
+            .sources
+            .first()
+            .is_some_and(|p| p.complete);
+        if !complete {
+            interrupted += 1;
+        }
+        eprintln!("killed: {acked} acknowledged, {last} in the index, complete: {complete}");
+    }
+    // The kills must really have interrupted ingests, or this test proves nothing.
+    assert!(interrupted >= 3, "only {interrupted} of 5 kills interrupted an ingest; make the corpus bigger");
+    // The next run resumes after the checkpoint and completes: every document exactly once.
+    let out = sieve().args(["ingest", "--index", s(&index), s(&file), "--progress", "log"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(num_docs(&index), DOCS as u64);
+    let opened = sieve_text::TextIndex::open(&index).unwrap();
+    let cp = opened.checkpoint().unwrap();
+    assert!(cp.sources[0].complete);
+    assert_eq!(cp.sources[0].docs, DOCS as u64);
+}

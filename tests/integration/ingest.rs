@@ -1,0 +1,203 @@
+//! `sieve ingest` on real files: every kind of bad input is reported and nothing is lost.
+
+use std::io::Write;
+
+use crate::{num_docs, ok, run, s, search_ids, stderr, write};
+
+fn report_rows(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn every_bad_row_is_reported_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows: Vec<Vec<u8>> = vec![
+        br#"{"id":"good-1","title":"Sony Turntable - PSLX350H","price":149.5,"brand":"Sony"}"#.to_vec(),
+        br#"{"id":"bad-json","title":"unterminated"#.to_vec(),
+        br#"{"title":"no id here"}"#.to_vec(),
+        br#"{"id":"good-1","title":"duplicate of line 1"}"#.to_vec(),
+        br#"{"id":"neg","price":-5}"#.to_vec(),
+        br#"{"id":"nan","price":"NaN"}"#.to_vec(),
+        br#"{"id":"nan-literal","price":NaN}"#.to_vec(),
+        br#"{"id":"date","published_at":"22/11/2026"}"#.to_vec(),
+        b"{\"id\":\"utf8\",\"title\":\"caf\xe9\"}".to_vec(),
+        format!(r#"{{"id":"huge","body":"{}"}}"#, "x".repeat(5 * 1024 * 1024)).into_bytes(),
+        br#"{"id":"good-2","title":"Bose speaker","published_at":"2024-05-01T08:00:00+08:00"}"#.to_vec(),
+    ];
+    rows.push(Vec::new()); // trailing newline only
+    let file = write(dir.path(), "rows.jsonl", rows.join(&b'\n'));
+    let index = dir.path().join("idx");
+    let report = dir.path().join("rejected.jsonl");
+    let out = run(&["ingest", "--index", s(&index), s(&file), "--report", s(&report), "--progress", "none"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("2 docs ingested, 9 rejected"), "{err}");
+    assert!(err.contains(&format!("9 rows rejected; each is in {}", report.display())), "{err}");
+
+    let rejected = report_rows(&report);
+    let got: Vec<(u64, &str)> =
+        rejected.iter().map(|r| (r["line"].as_u64().unwrap(), r["code"].as_str().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "malformed_json"),
+            (3, "missing_field"),
+            (4, "duplicate_id"),
+            (5, "invalid_field"),
+            (6, "invalid_field"),
+            (7, "malformed_json"),
+            (8, "invalid_field"),
+            (9, "invalid_utf8"),
+            (10, "too_large"),
+        ]
+    );
+    for r in &rejected {
+        assert_eq!(r["source"], s(&file));
+        assert!(!r["raw"].as_str().unwrap().is_empty(), "the raw row is kept: {r}");
+    }
+    let reason =
+        |line: u64| rejected.iter().find(|r| r["line"] == line).unwrap()["reason"].as_str().unwrap().to_owned();
+    assert_eq!(reason(3), "missing required field `id` (expected a non-empty string)");
+    assert_eq!(reason(4), "duplicate id \"good-1\": already given on line 1 of this input");
+    assert_eq!(reason(5), "field `price`: expected a finite number >= 0, found number -5");
+    assert_eq!(reason(6), "field `price`: expected a finite number >= 0, found string \"NaN\"");
+    assert!(reason(8).starts_with("field `published_at`: expected an RFC 3339 date-time"), "{}", reason(8));
+    assert!(reason(10).contains("over the document limit of 1048576 bytes"), "{}", reason(10));
+
+    assert_eq!(num_docs(&index), 2);
+    assert_eq!(search_ids(&index, "PS-LX350H", &[]), ["good-1"]);
+    assert_eq!(search_ids(&index, "speaker", &["--filter", "published_at>=2024-01-01"]), ["good-2"]);
+}
+
+#[test]
+fn on_error_fail_stops_at_the_bad_row_and_keeps_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "rows.jsonl",
+        "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\",\"price\":-1}\n{\"id\":\"d\"}\n",
+    );
+    let index = dir.path().join("idx");
+    let out = run(&["ingest", "--index", s(&index), s(&file), "--on-error", "fail", "--progress", "none"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:3: field `price`: expected a finite number >= 0, found number -1", s(&file))),
+        "{err}"
+    );
+    assert_eq!(num_docs(&index), 2);
+}
+
+#[test]
+fn empty_file_missing_file_and_csv_without_id_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("idx");
+    let empty = write(dir.path(), "empty.jsonl", "");
+    let out = run(&["ingest", "--index", s(&index), s(&empty)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the input is empty; expected one JSON document per line"), "{}", stderr(&out));
+
+    let out = run(&["ingest", "--index", s(&index), s(&dir.path().join("nope.jsonl"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope.jsonl does not exist"), "{}", stderr(&out));
+
+    let csv = write(dir.path(), "p.csv", "sku,title\n1,Speaker\n");
+    let out = run(&["ingest", "--index", s(&index), s(&csv)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CSV header has no `id` column"), "{}", stderr(&out));
+}
+
+#[test]
+fn csv_with_a_missing_column_rejects_that_row_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        dir.path(),
+        "p.csv",
+        "id,title,brand,price,category\np1,Sony Turntable,Sony,149.50,electronics/audio\np2,Bose Speaker,Bose\np3,Linksys Switch,Linksys,49.99,computers/networking\n",
+    );
+    let index = dir.path().join("idx");
+    let report = dir.path().join("r.jsonl");
+    ok(&["ingest", "--index", s(&index), s(&csv), "--report", s(&report), "--progress", "none"]);
+    let rejected = report_rows(&report);
+    assert_eq!(rejected.len(), 1);
+    assert_eq!((rejected[0]["line"].as_u64(), rejected[0]["code"].as_str()), (Some(3), Some("column_count")));
+    assert_eq!(rejected[0]["reason"], "expected 5 CSV columns (as in the header), found 3");
+    assert_eq!(num_docs(&index), 2);
+    assert_eq!(search_ids(&index, "switch", &["--filter", "category=computers", "--filter", "price<100"]), ["p3"]);
+}
+
+#[test]
+fn reingesting_the_same_file_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..50).map(|i| format!("{{\"id\":\"d{i}\",\"title\":\"item {i} widget\"}}\n")).collect();
+    let file = write(dir.path(), "rows.jsonl", rows);
+    let index = dir.path().join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--batch-size", "7", "--progress", "none"]);
+    let before = search_ids(&index, "widget", &[]);
+    assert_eq!(num_docs(&index), 50);
+
+    let again = run(&["ingest", "--index", s(&index), s(&file), "--progress", "log"]);
+    assert!(again.status.success());
+    assert!(stderr(&again).contains("already ingested (50 docs); nothing to do"), "{}", stderr(&again));
+    assert_eq!(num_docs(&index), 50);
+
+    ok(&["ingest", "--index", s(&index), s(&file), "--force", "--progress", "none"]);
+    assert_eq!(num_docs(&index), 50);
+    let mut after = search_ids(&index, "widget", &[]);
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn upsert_replaces_by_id_and_delete_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("idx");
+    let a = write(
+        dir.path(),
+        "a.jsonl",
+        "{\"id\":\"p1\",\"title\":\"Sony turntable\",\"price\":100}\n{\"id\":\"p2\",\"title\":\"Bose speaker\"}\n",
+    );
+    let b = write(dir.path(), "b.jsonl", "{\"id\":\"p1\",\"title\":\"Technics turntable\",\"price\":80,\"extra_field\":{\"kept\":[1,2]}}\n{\"id\":\"p3\",\"title\":\"Denon receiver\"}\n");
+    ok(&["ingest", "--index", s(&index), s(&a), "--progress", "none"]);
+    ok(&["ingest", "--index", s(&index), s(&b), "--progress", "none"]);
+    assert_eq!(num_docs(&index), 3);
+    assert!(search_ids(&index, "sony", &[]).is_empty(), "the old version of p1 is gone");
+    let out: serde_json::Value =
+        serde_json::from_str(&ok(&["search", "--index", s(&index), "technics", "--json"])).unwrap();
+    let doc = &out["hits"][0]["document"];
+    assert_eq!(doc["id"], "p1");
+    assert_eq!(doc["price"], 80.0);
+    assert_eq!(doc["extra_field"], serde_json::json!({"kept": [1, 2]}), "unknown fields come back untouched");
+
+    let out = ok(&["delete", "--index", s(&index), "p2", "nope"]);
+    assert!(out.contains("deleted 1 documents; index now holds 2"), "{out}");
+    assert!(out.contains("not found (1): nope"), "{out}");
+    assert!(search_ids(&index, "speaker", &[]).is_empty());
+}
+
+#[test]
+fn gzip_files_and_stdin_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..20 {
+        writeln!(gz, "{{\"id\":\"g{i}\",\"title\":\"gzipped row\"}}").unwrap();
+    }
+    let file = write(dir.path(), "rows.jsonl.gz", gz.finish().unwrap());
+    let index = dir.path().join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
+    assert_eq!(num_docs(&index), 20);
+
+    let mut child = crate::sieve()
+        .args(["ingest", "--index", s(&index), "-", "--format", "csv", "--progress", "none"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"id,title\ns1,from stdin\ns2,also stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(num_docs(&index), 22);
+    assert_eq!(search_ids(&index, "stdin", &[]).len(), 2);
+}
