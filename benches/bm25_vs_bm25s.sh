@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 OUT=${1:-benches/out/bm25}
 SHARED=${SHARED:-../shared}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SHARED=$(cd "$SHARED" && pwd)
 if [ ! -x .venv-peers/bin/python ]; then
   python3 -m venv .venv-peers
   .venv-peers/bin/pip install -q bm25s==0.3.16 numpy==2.4.6 PyStemmer==3.1.0
@@ -43,12 +45,12 @@ fi
 run() {  # name beir_dir sieve_dataset_dir
   local name=$1 beir=$2 ds=$3
   echo "== $name" >&2
-  (cd "$SHARED/peers" && "$P" peer_bm25.py --beir "$beir" --k 10 --repeat 3 --tag "$name" --out "$OLDPWD/$OUT/peer-$name.jsonl") >&2
+  (cd "$SHARED/peers" && "$P" peer_bm25.py --beir "$beir" --k 10 --repeat 3 --tag "$name" --out "$OUT/peer-$name.jsonl") >&2
   "$SIEVE" eval --dataset "$ds" --depth 10 --repeat 3 --threads 1 --out "$OUT/sieve-$name" >/dev/null
 }
 rm -f "$OUT"/peer-*.jsonl
-run qbqtc-zh "$PWD/$BEIR_QBQTC" "$SHARED/data/qbqtc-zh"
-run apt "$PWD/$SHARED/peers/data/apt" "$SHARED/peers/data/apt"
+run qbqtc-zh "$BEIR_QBQTC" "$SHARED/data/qbqtc-zh"
+run apt "$SHARED/peers/data/apt" "$SHARED/peers/data/apt"
 
 "$P" - "$OUT" <<'PY'
 import json, sys, glob, os

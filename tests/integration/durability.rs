@@ -110,7 +110,10 @@ fn check_consistent(index: &Path, acked_total: u64) -> u64 {
     let opened = sieve_text::TextIndex::open(index).expect("the index opens after SIGKILL");
     let n = opened.num_docs();
     assert!(n >= acked_total, "index holds {n} docs but {acked_total} were acknowledged");
-    assert!((n as usize).is_multiple_of(BATCH) || n as usize == DOCS, "{n} docs is not a whole number of {BATCH}-doc batches");
+    assert!(
+        (n as usize).is_multiple_of(BATCH) || n as usize == DOCS,
+        "{n} docs is not a whole number of {BATCH}-doc batches"
+    );
     for i in [0, acked_total.saturating_sub(1), n.saturating_sub(1)] {
         if i < n {
             assert!(opened.get(&format!("d{i}")).unwrap().is_some(), "acknowledged doc d{i} is missing");

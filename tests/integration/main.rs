@@ -4,6 +4,7 @@
 //! upsert, delete, formats), `durability` (SIGKILL during ingest), `search` (the CLI's search output).
 
 mod durability;
+mod eval;
 mod ingest;
 mod search;
 

@@ -94,8 +94,8 @@ impl BatchSink for TextSink {
         self.writer.checkpoint().clone()
     }
 
-    fn upsert(&mut self, doc: &Document) -> Result<(), TextError> {
-        self.writer.upsert(doc)
+    fn upsert(&mut self, docs: &[Document]) -> Result<(), TextError> {
+        self.writer.upsert_batch(docs)
     }
 
     fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), TextError> {

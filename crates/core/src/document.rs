@@ -227,7 +227,7 @@ impl Document {
         };
         let doc =
             Document { id, title, body, url, lang, brand, category, price, tags, source, published_at, extra: obj };
-        let size = doc.to_json_string().len();
+        let size = doc.json_size();
         if size > limits.max_document_bytes {
             return Err(DocumentError::TooLarge { found: size, limit: limits.max_document_bytes });
         }
@@ -281,6 +281,23 @@ impl Document {
 
     pub fn to_json_string(&self) -> String {
         self.to_json().to_string()
+    }
+
+    /// The length of [`Document::to_json_string`], counted without building the string.
+    pub fn json_size(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        serde_json::to_writer(&mut count, &self.to_json()).expect("counting never fails");
+        count.0
     }
 
     /// Title and body joined with a newline, skipping absent parts: the text a dense model sees.
@@ -458,6 +475,12 @@ mod tests {
         let limits = Limits { max_document_bytes: 100, ..Limits::default() };
         let err = Document::from_json(json!({"id": "a", "body": "x".repeat(200)}), &limits).unwrap_err();
         assert!(matches!(err, DocumentError::TooLarge { limit: 100, found } if found > 200), "{err}");
+    }
+
+    #[test]
+    fn json_size_is_the_serialized_length() {
+        let doc = parse(json!({"id": "a", "title": "t\u{e9}\"q\"", "price": 1.5, "x": [1, {"y": null}]})).unwrap();
+        assert_eq!(doc.json_size(), doc.to_json_string().len());
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub trait BatchSink {
     /// The checkpoint of the last durable commit.
     fn committed(&self) -> Checkpoint;
 
-    /// Buffers a document (insert or replace by id).
-    fn upsert(&mut self, doc: &Document) -> Result<(), Self::Error>;
+    /// Buffers documents (insert or replace by id), in order.
+    fn upsert(&mut self, docs: &[Document]) -> Result<(), Self::Error>;
 
     /// Makes all buffered documents durable together with `checkpoint`.
     fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), Self::Error>;
@@ -190,6 +190,7 @@ pub fn ingest_source<S: BatchSink>(
         complete: false,
     });
     let mut run = Run {
+        buffer: Vec::with_capacity(SUB_BATCH),
         last: (state.line, state.byte_offset),
         state,
         tracked: tracked.is_some(),
@@ -224,8 +225,12 @@ pub fn ingest_source<S: BatchSink>(
         });
         match outcome {
             Ok(doc) => {
-                sink.upsert(&doc).map_err(IngestError::Sink)?;
+                run.buffer.push(doc);
                 run.pending_docs += 1;
+                if run.buffer.len() >= SUB_BATCH {
+                    sink.upsert(&run.buffer).map_err(IngestError::Sink)?;
+                    run.buffer.clear();
+                }
             }
             Err(error) if options.on_error == OnError::Fail => {
                 run.commit_pending(sink, reader.bytes_read().get())?;
@@ -258,8 +263,13 @@ pub fn ingest_source<S: BatchSink>(
     Ok(summary)
 }
 
+/// Documents handed to the sink at a time (a commit may span several of these).
+const SUB_BATCH: usize = 512;
+
 /// The state of one source's ingest between commits.
 struct Run<'a> {
+    /// Validated documents not yet handed to the sink.
+    buffer: Vec<Document>,
     state: SourceProgress,
     summary: SourceSummary,
     tracked: bool,
@@ -281,13 +291,17 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Syncs the report, commits the pending batch with the checkpoint at `self.last`, then acknowledges.
+    /// Hands buffered documents to the sink, syncs the report, commits the pending batch with the checkpoint at `self.last`, then acknowledges.
     fn commit<S: BatchSink>(
         &mut self,
         sink: &mut S,
         complete: bool,
         bytes_read: u64,
     ) -> Result<(), IngestError<S::Error>> {
+        if !self.buffer.is_empty() {
+            sink.upsert(&self.buffer).map_err(IngestError::Sink)?;
+            self.buffer.clear();
+        }
         self.report
             .sync()
             .map_err(|error| IngestError::Report { path: self.report.path().display().to_string(), error })?;

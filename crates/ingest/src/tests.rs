@@ -20,8 +20,8 @@ impl BatchSink for MemSink {
     fn committed(&self) -> Checkpoint {
         self.checkpoint.clone()
     }
-    fn upsert(&mut self, doc: &Document) -> Result<(), Self::Error> {
-        self.buffered.push(doc.id.to_string());
+    fn upsert(&mut self, docs: &[Document]) -> Result<(), Self::Error> {
+        self.buffered.extend(docs.iter().map(|d| d.id.to_string()));
         Ok(())
     }
     fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), Self::Error> {

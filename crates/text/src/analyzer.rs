@@ -261,7 +261,7 @@ impl Analyzer {
             chunk.push(word);
             if word.len() <= MAX_TERM_BYTES && !self.stopwords.contains(word.as_str()) {
                 if word.chars().all(char::is_alphabetic) {
-                    out.push(stemmer.stem(word).into_owned());
+                    out.push(stem_cached(stemmer, word));
                 } else {
                     out.push(word.clone());
                 }
@@ -280,6 +280,28 @@ impl Analyzer {
         }
         push_chunk_join(&chunk, out);
     }
+}
+
+/// Stems through a per-thread cache: word frequencies are Zipfian, so most words were stemmed before.
+fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    const CAPACITY: usize = 200_000;
+    thread_local! {
+        static STEMS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    }
+    STEMS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(stem) = cache.get(word) {
+            return stem.clone();
+        }
+        let stem = stemmer.stem(word).into_owned();
+        if cache.len() >= CAPACITY {
+            cache.clear();
+        }
+        cache.insert(word.to_owned(), stem.clone());
+        stem
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

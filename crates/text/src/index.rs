@@ -297,7 +297,13 @@ impl TextIndex {
             }
             other => engine("open writer")(other),
         })?;
-        Ok(TextWriter { writer, fields: self.fields, analyzer: self.analyzer.clone(), checkpoint: self.checkpoint()? })
+        Ok(TextWriter {
+            writer,
+            fields: self.fields,
+            analyzer: self.analyzer.clone(),
+            checkpoint: self.checkpoint()?,
+            analysis_threads: threads,
+        })
     }
 
     /// The stored document with this id, if any.
@@ -396,18 +402,16 @@ impl TextIndex {
                 break;
             }
             let max_doc = segment.max_doc() as usize;
-            // score and per-field parts of every touched document
-            let mut total = vec![0f32; max_doc];
-            let mut parts = [vec![0f32; max_doc], vec![0f32; max_doc]];
-            // per-term scratch: each field's weighted, length-normalised tf
-            let mut pseudo = [vec![0f32; max_doc], vec![0f32; max_doc]];
-            let mut touched: Vec<u32> = Vec::new();
-            let mut term_touched: Vec<u32> = Vec::new();
-            let mut norm_caches = [[0f32; 256]; 2];
+            let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            scratch.prepare(max_doc);
+            let Scratch { total, parts, pseudo, touched, term_touched, .. } = &mut scratch;
+            // weight_f / (1 − b + b·len/avgdl_f) for every encoded field length
+            let mut tf_scale = [[0f32; 256]; 2];
             let mut readers = Vec::with_capacity(2);
             for (f, &field) in field_handles.iter().enumerate() {
-                for (id, slot) in norm_caches[f].iter_mut().enumerate() {
-                    *slot = bm25::length_norm(params.b, FieldNormReader::id_to_fieldnorm(id as u8) as f32, avgdl[f]);
+                for (id, slot) in tf_scale[f].iter_mut().enumerate() {
+                    let norm = bm25::length_norm(params.b, FieldNormReader::id_to_fieldnorm(id as u8) as f32, avgdl[f]);
+                    *slot = bm25::field_tf(field_boosts[f], 1.0, norm);
                 }
                 let inverted = segment.inverted_index(field).map_err(engine("read postings"))?;
                 let norms: FieldNormReader =
@@ -425,19 +429,21 @@ impl TextIndex {
                     else {
                         continue;
                     };
+                    let scale = &tf_scale[f];
+                    let [title, body] = &mut *pseudo;
+                    let (mine, other): (&mut Vec<f32>, &Vec<f32>) = if f == 0 { (title, body) } else { (body, title) };
                     let mut doc = postings.doc();
                     while doc != TERMINATED {
                         let tf = tantivy::postings::Postings::term_freq(&postings) as f32;
                         let d = doc as usize;
-                        if pseudo[0][d] == 0.0 && pseudo[1][d] == 0.0 {
+                        if mine[d] == 0.0 && other[d] == 0.0 {
                             term_touched.push(doc);
                         }
-                        pseudo[f][d] +=
-                            bm25::field_tf(field_boosts[f], tf, norm_caches[f][norms.fieldnorm_id(doc) as usize]);
+                        mine[d] += tf * scale[norms.fieldnorm_id(doc) as usize];
                         doc = postings.advance();
                     }
                 }
-                for &doc in &term_touched {
+                for &doc in term_touched.iter() {
                     let d = doc as usize;
                     let tt = pseudo[0][d] + pseudo[1][d];
                     let s = idf * bm25::saturate(params.k1, tt);
@@ -452,7 +458,7 @@ impl TextIndex {
                 }
             }
             let bits: Option<&DocBits> = filter_bits.as_ref().map(|b| &b[seg_ord]);
-            for &doc in &touched {
+            for &doc in touched.iter() {
                 if segment.is_deleted(doc) || bits.is_some_and(|b| !b.contains(doc)) {
                     continue;
                 }
@@ -471,6 +477,8 @@ impl TextIndex {
             for Reverse(r) in heap.iter().filter(|r| r.0.seg == seg_ord as u32) {
                 per_field_best.push((*r, [parts[0][r.doc as usize], parts[1][r.doc as usize]]));
             }
+            scratch.clear();
+            SCRATCH.with(|s| *s.borrow_mut() = scratch);
         }
         let mut ranked: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).collect();
         ranked.sort_by(|a, b| b.cmp(a));
@@ -567,6 +575,52 @@ impl TextIndex {
     }
 }
 
+/// Per-thread score accumulators, reused across queries: allocating and zeroing five doc-sized arrays per
+/// segment per query cost more than scoring on small indexes. Only touched entries are reset after use; a
+/// query that failed half-way leaves its scratch `dirty`, and the next one zeroes it whole.
+#[derive(Default)]
+struct Scratch {
+    total: Vec<f32>,
+    parts: [Vec<f32>; 2],
+    pseudo: [Vec<f32>; 2],
+    touched: Vec<u32>,
+    term_touched: Vec<u32>,
+    dirty: bool,
+}
+
+impl Scratch {
+    fn prepare(&mut self, max_doc: usize) {
+        let dirty = self.dirty;
+        let Scratch { total, parts: [p0, p1], pseudo: [q0, q1], .. } = self;
+        for a in [total, p0, p1, q0, q1] {
+            if dirty {
+                a.iter_mut().for_each(|v| *v = 0.0);
+            }
+            if a.len() < max_doc {
+                a.resize(max_doc, 0.0);
+            }
+        }
+        self.touched.clear();
+        self.term_touched.clear();
+        self.dirty = true;
+    }
+
+    fn clear(&mut self) {
+        for &doc in &self.touched {
+            let d = doc as usize;
+            self.total[d] = 0.0;
+            self.parts[0][d] = 0.0;
+            self.parts[1][d] = 0.0;
+        }
+        self.touched.clear();
+        self.dirty = false;
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 /// A scored document; ordered by score, then by position in the index (earlier first) so ties are stable.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Ranked {
@@ -600,6 +654,8 @@ pub struct TextWriter {
     fields: Fields,
     analyzer: Analyzer,
     checkpoint: Checkpoint,
+    /// Threads that analyze a batch in [`TextWriter::upsert_batch`].
+    analysis_threads: usize,
 }
 
 impl std::fmt::Debug for TextWriter {
@@ -612,8 +668,34 @@ impl TextWriter {
     /// Adds `doc`, replacing any document with the same id (visible after the next commit).
     pub fn upsert(&mut self, doc: &Document) -> Result<(), TextError> {
         self.writer.delete_term(Term::from_field_text(self.fields.id, doc.id.as_str()));
-        let tantivy_doc = self.to_tantivy(doc);
+        let tantivy_doc = to_tantivy(&self.fields, &self.analyzer, doc);
         self.writer.add_document(tantivy_doc).map_err(engine("add document"))?;
+        Ok(())
+    }
+
+    /// Upserts a batch of documents, analyzing them on the writer's threads (text analysis, not indexing, is
+    /// what limits ingest speed). Documents are added in order, so the last of two equal ids wins.
+    pub fn upsert_batch(&mut self, docs: &[Document]) -> Result<(), TextError> {
+        let threads = self.analysis_threads.min(docs.len().div_ceil(64)).max(1);
+        let (fields, analyzer) = (&self.fields, &self.analyzer);
+        let converted: Vec<TantivyDocument> = if threads == 1 {
+            docs.iter().map(|d| to_tantivy(fields, analyzer, d)).collect()
+        } else {
+            let chunk = docs.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = docs
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || part.iter().map(|d| to_tantivy(fields, analyzer, d)).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().expect("analysis thread panicked")).collect()
+            })
+        };
+        for (doc, tantivy_doc) in docs.iter().zip(converted) {
+            self.writer.delete_term(Term::from_field_text(self.fields.id, doc.id.as_str()));
+            self.writer.add_document(tantivy_doc).map_err(engine("add document"))?;
+        }
         Ok(())
     }
 
@@ -650,50 +732,51 @@ impl TextWriter {
     pub fn finish(self) -> Result<(), TextError> {
         self.writer.wait_merging_threads().map_err(engine("finish merges"))
     }
+}
 
-    fn to_tantivy(&self, doc: &Document) -> TantivyDocument {
-        let f = &self.fields;
-        let mut out = TantivyDocument::new();
-        out.add_text(f.id, doc.id.as_str());
-        out.add_text(f.source, doc.to_json_string());
-        let analysis = Analysis::for_lang(doc.lang.as_ref().map(Lang::primary));
-        for (field, text) in [(f.title, &doc.title), (f.body, &doc.body)] {
-            if let Some(text) = text {
-                let terms = self.analyzer.terms(text, analysis);
-                let tokens = terms
-                    .into_iter()
-                    .enumerate()
-                    .map(|(position, text)| Token { offset_from: 0, offset_to: 0, position, text, position_length: 1 })
-                    .collect();
-                out.add_pre_tokenized_text(field, PreTokenizedString { text: String::new(), tokens });
-            }
+/// The tantivy document for `doc`: ids, `_source`, pre-tokenized text (analyzed per the document's `lang`)
+/// and the keyword, facet, numeric and date fields filters use.
+fn to_tantivy(f: &Fields, analyzer: &Analyzer, doc: &Document) -> TantivyDocument {
+    let mut out = TantivyDocument::new();
+    out.add_text(f.id, doc.id.as_str());
+    out.add_text(f.source, doc.to_json_string());
+    let analysis = Analysis::for_lang(doc.lang.as_ref().map(Lang::primary));
+    for (field, text) in [(f.title, &doc.title), (f.body, &doc.body)] {
+        if let Some(text) = text {
+            let terms = analyzer.terms(text, analysis);
+            let tokens = terms
+                .into_iter()
+                .enumerate()
+                .map(|(position, text)| Token { offset_from: 0, offset_to: 0, position, text, position_length: 1 })
+                .collect();
+            out.add_pre_tokenized_text(field, PreTokenizedString { text: String::new(), tokens });
         }
-        if let Some(brand) = &doc.brand {
-            out.add_text(f.brand, brand.to_lowercase());
-        }
-        if let Some(source) = &doc.source {
-            out.add_text(f.source_name, source.to_lowercase());
-        }
-        if let Some(lang) = &doc.lang {
-            out.add_text(f.lang, lang.as_str());
-            if lang.primary() != lang.as_str() {
-                out.add_text(f.lang, lang.primary());
-            }
-        }
-        for tag in &doc.tags {
-            out.add_text(f.tags, tag.to_lowercase());
-        }
-        if let Some(category) = &doc.category {
-            out.add_facet(f.category, filter::category_facet(&category.path().to_lowercase()));
-        }
-        if let Some(price) = doc.price {
-            out.add_f64(f.price, price);
-        }
-        if let Some(ts) = doc.published_at {
-            out.add_date(f.published_at, DateTime::from_timestamp_secs(ts.unix_seconds()));
-        }
-        out
     }
+    if let Some(brand) = &doc.brand {
+        out.add_text(f.brand, brand.to_lowercase());
+    }
+    if let Some(source) = &doc.source {
+        out.add_text(f.source_name, source.to_lowercase());
+    }
+    if let Some(lang) = &doc.lang {
+        out.add_text(f.lang, lang.as_str());
+        if lang.primary() != lang.as_str() {
+            out.add_text(f.lang, lang.primary());
+        }
+    }
+    for tag in &doc.tags {
+        out.add_text(f.tags, tag.to_lowercase());
+    }
+    if let Some(category) = &doc.category {
+        out.add_facet(f.category, filter::category_facet(&category.path().to_lowercase()));
+    }
+    if let Some(price) = doc.price {
+        out.add_f64(f.price, price);
+    }
+    if let Some(ts) = doc.published_at {
+        out.add_date(f.published_at, DateTime::from_timestamp_secs(ts.unix_seconds()));
+    }
+    out
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TextError> {

@@ -215,3 +215,25 @@ fn empty_and_punctuation_queries_return_nothing() {
     assert!(ids(&index, "?!,", &[]).is_empty());
     assert!(ids(&index, "the of and", &[]).is_empty());
 }
+
+#[test]
+fn reused_score_buffers_do_not_leak_between_queries_or_indexes() {
+    // Searches on one thread share accumulators; alternate a larger and a smaller index and compare.
+    let big = catalog();
+    let small = TextIndex::in_memory(IndexSettings::default()).unwrap();
+    let mut w = small.writer(opts()).unwrap();
+    w.upsert(&doc(json!({"id": "s1", "title": "sony"}))).unwrap();
+    w.commit(None).unwrap();
+    small.reload().unwrap();
+    let scores = |index: &TextIndex, q: &str| -> Vec<(String, f32)> {
+        index.search(&Bm25Query::new(q, 10)).unwrap().hits.into_iter().map(|h| (h.id.to_string(), h.score)).collect()
+    };
+    let first = scores(&big, "sony turntable speaker");
+    let lone = scores(&small, "sony");
+    assert_eq!(scores(&big, "sony turntable speaker"), first);
+    assert_eq!(scores(&small, "sony"), lone);
+    assert_eq!(lone.len(), 1);
+    // a query matching nothing in between leaves nothing behind either
+    assert!(scores(&big, "zzz").is_empty());
+    assert_eq!(scores(&big, "sony turntable speaker"), first);
+}
