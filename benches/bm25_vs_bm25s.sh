@@ -4,6 +4,8 @@
 #   indexing docs/s (bm25s: tokenize + index; Sieve: `sieve eval` ingest through the real JSONL path, 1 thread)
 #   query throughput (bm25s: its best of 3 batch retrievals, query tokenization excluded; Sieve: sequential
 #   queries, each the median of 3 runs, analysis included) and Sieve's p50/p99.
+# For qbqtc-zh a second peer, bm25s with jieba search-mode tokens (the published Chinese baseline), does the
+# same segmentation work as Sieve; peer_bm25.py's default tokenizer keeps each Han run as one token.
 # Usage: benches/bm25_vs_bm25s.sh [OUT_DIR]   (needs python3; creates .venv-peers with bm25s on first use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ OUT=$(cd "$OUT" && pwd)
 SHARED=$(cd "$SHARED" && pwd)
 if [ ! -x .venv-peers/bin/python ]; then
   python3 -m venv .venv-peers
-  .venv-peers/bin/pip install -q bm25s==0.3.16 numpy==2.4.6 PyStemmer==3.1.0
+  .venv-peers/bin/pip install -q bm25s==0.3.16 numpy==2.4.6 PyStemmer==3.1.0 jieba==0.42.1
 fi
 P=$PWD/.venv-peers/bin/python
 cargo build --release -q -p sieve
@@ -50,6 +52,8 @@ run() {  # name beir_dir sieve_dataset_dir
 }
 rm -f "$OUT"/peer-*.jsonl
 run qbqtc-zh "$BEIR_QBQTC" "$SHARED/data/qbqtc-zh"
+echo "== qbqtc-zh, bm25s + jieba" >&2
+"$P" benches/bm25s_jieba.py "$SHARED/data/qbqtc-zh" "$OUT/peer-jieba-qbqtc-zh.json" >&2
 run apt "$SHARED/peers/data/apt" "$SHARED/peers/data/apt"
 
 "$P" - "$OUT" <<'PY'
@@ -62,9 +66,12 @@ for name in ["qbqtc-zh", "apt"]:
     # Sieve QPS: sequential single-thread queries, 1 / mean latency (each query's latency: median of 3 runs).
     qps = 1000.0 / sieve["latency_ms_mean"]
     rows.append((name, peer, sieve, qps))
+jieba = json.load(open(f"{out}/peer-jieba-qbqtc-zh.json"))
+q = [r for r in rows if r[0] == "qbqtc-zh"][0]
+rows.append(("qbqtc-zh (peer: bm25s+jieba)", jieba, q[2], q[3]))
 print("| corpus | docs | bm25s index docs/s | Sieve index docs/s | ratio | bm25s QPS | Sieve QPS | ratio | Sieve p50 ms | Sieve p99 ms |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for name, peer, sieve, qps in rows:
-    print(f"| {name} | {sieve['docs']} | {peer['index_docs_per_s']:.0f} | {sieve['index_docs_per_s']:.0f} | {sieve['index_docs_per_s']/peer['index_docs_per_s']:.2f}x "
+    print(f"| {name} (peer nDCG@10 {peer['ndcg_at_10']:.3f}, Sieve {sieve['ndcg_at_10']:.3f}) | {sieve['docs']} | {peer['index_docs_per_s']:.0f} | {sieve['index_docs_per_s']:.0f} | {sieve['index_docs_per_s']/peer['index_docs_per_s']:.2f}x "
           f"| {peer['qps']:.0f} | {qps:.0f} | {qps/peer['qps']:.2f}x | {sieve['latency_ms_p50']:.3f} | {sieve['latency_ms_p99']:.3f} |")
 PY
