@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use sieve_eval::{markdown_table, summarize, Dataset, Layout, QueryRun, Report};
 use sieve_ingest::{IngestOptions, Input};
-use sieve_text::{Bm25Params, Bm25Query, FieldBoosts, IndexSettings, TextIndex};
+use sieve_text::{Bm25Query, IndexSettings, TextIndex};
 
-use crate::ingest::{ingest_all, Plan};
+use crate::ingest::{ingest_all, Plan, SettingsArgs};
 use crate::progress::{ProgressMode, Reporter};
 
 #[derive(Debug, Args)]
@@ -21,16 +21,8 @@ pub struct EvalArgs {
     /// Where to write `<dataset>.json` and `report.md`.
     #[arg(long, default_value = "data/reports/eval")]
     pub out: PathBuf,
-    /// BM25 k1.
-    #[arg(long, default_value_t = Bm25Params::default().k1)]
-    pub k1: f32,
-    /// BM25 b.
-    #[arg(long, default_value_t = Bm25Params::default().b)]
-    pub b: f32,
-    #[arg(long, default_value_t = FieldBoosts::default().title)]
-    pub title_boost: f32,
-    #[arg(long, default_value_t = FieldBoosts::default().body)]
-    pub body_boost: f32,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
     /// Indexing threads. One keeps documents in file order, so score ties (and so the metrics) are the same
     /// on every run, and makes indexing speed comparable with single-threaded peers.
     #[arg(long, default_value_t = 1)]
@@ -47,10 +39,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let settings = IndexSettings {
-        bm25: Bm25Params { k1: args.k1, b: args.b }.validate()?,
-        boosts: FieldBoosts { title: args.title_boost, body: args.body_boost },
-    };
+    let settings = args.settings.resolve()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut reports = Vec::new();
     for dir in &args.datasets {

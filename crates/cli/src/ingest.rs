@@ -49,18 +49,40 @@ pub struct IngestArgs {
     /// Indexing threads (default: cores, at most 4).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// BM25 k1 for a new index.
+    /// Settings of a new index (an existing index keeps the ones it was created with).
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// BM25 settings of an index, as flags.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// BM25 k1: term-frequency saturation.
     #[arg(long, default_value_t = Bm25Params::default().k1)]
     pub k1: f32,
-    /// BM25 b for a new index.
+    /// BM25 b: length normalisation, 0..=1.
     #[arg(long, default_value_t = Bm25Params::default().b)]
     pub b: f32,
-    /// Title boost for a new index.
+    /// Weight of the title field in BM25F.
     #[arg(long, default_value_t = FieldBoosts::default().title)]
     pub title_boost: f32,
-    /// Body boost for a new index.
+    /// Weight of the body field in BM25F.
     #[arg(long, default_value_t = FieldBoosts::default().body)]
     pub body_boost: f32,
+}
+
+impl SettingsArgs {
+    pub fn resolve(&self) -> Result<IndexSettings> {
+        for (name, w) in [("--title-boost", self.title_boost), ("--body-boost", self.body_boost)] {
+            if !(w.is_finite() && w >= 0.0) {
+                bail!("{name}: expected a finite number >= 0, found {w}");
+            }
+        }
+        Ok(IndexSettings {
+            bm25: Bm25Params { k1: self.k1, b: self.b }.validate()?,
+            boosts: FieldBoosts { title: self.title_boost, body: self.body_boost },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -177,10 +199,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         bail!("--batch-size must be at least 1, found 0");
     }
     let inputs = inputs_from(&args.inputs)?;
-    let settings = IndexSettings {
-        bm25: Bm25Params { k1: args.k1, b: args.b }.validate()?,
-        boosts: FieldBoosts { title: args.title_boost, body: args.body_boost },
-    };
+    let settings = args.settings.resolve()?;
     let index = TextIndex::open_or_create(&args.index, settings)
         .with_context(|| format!("opening index {}", args.index.display()))?;
     let plan = Plan {

@@ -99,8 +99,7 @@ mod tests {
     #[test]
     fn idf_table() {
         // hand-computed: ln(1 + (N - df + .5)/(df + .5))
-        for (n, df, expected) in [(10, 1, 1.992_430_f32), (10, 10, 0.046_520), (1000, 1, 6.503_290), (10, 0, 3.091_042)]
-        {
+        for (n, df, expected) in [(10, 1, 1.992_43_f32), (10, 10, 0.046_52), (1000, 1, 6.503_29), (10, 0, 3.091_042)] {
             assert!(close(idf(n, df), expected), "idf({n},{df}) = {} != {expected}", idf(n, df));
         }
         assert!(idf(5, 9) >= 0.0, "df > N (stale stats) must not go negative");
