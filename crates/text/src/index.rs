@@ -40,6 +40,8 @@ pub enum TextError {
     NotAnIndex { path: String },
     #[error("{path}: index was built with schema version {found}, this build reads version {expected}; re-ingest into a new index")]
     IncompatibleIndex { path: String, expected: u32, found: u32 },
+    #[error("{path}: already holds a Sieve index; open it, or choose an empty directory")]
+    AlreadyAnIndex { path: String },
     #[error("{path}: another process is writing to this index (its writer lock is held); wait for it or stop it")]
     Locked { path: String },
     #[error("{path}: invalid manifest: {message}")]
@@ -200,6 +202,9 @@ impl TextIndex {
     /// Creates a new index in `dir` (created if missing; it must not already hold an index).
     pub fn create(dir: &Path, settings: IndexSettings) -> Result<TextIndex, TextError> {
         settings.bm25.validate()?;
+        if dir.join(MANIFEST).exists() {
+            return Err(TextError::AlreadyAnIndex { path: dir.display().to_string() });
+        }
         let tantivy_dir = dir.join(TANTIVY_DIR);
         fs::create_dir_all(&tantivy_dir).map_err(io_err(&tantivy_dir))?;
         let (schema, fields) = schema::build();

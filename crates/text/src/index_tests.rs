@@ -202,6 +202,15 @@ fn second_writer_is_refused_while_the_first_holds_the_lock() {
 }
 
 #[test]
+fn creating_over_an_existing_index_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
+    let other = IndexSettings { bm25: Bm25Params { k1: 2.0, b: 0.1 }, ..IndexSettings::default() };
+    assert!(matches!(TextIndex::create(dir.path(), other), Err(TextError::AlreadyAnIndex { .. })));
+    assert_eq!(TextIndex::open(dir.path()).unwrap().settings(), IndexSettings::default(), "settings unchanged");
+}
+
+#[test]
 fn opening_a_non_index_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let err = TextIndex::open(dir.path()).unwrap_err();
