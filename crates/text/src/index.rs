@@ -409,7 +409,7 @@ impl TextIndex {
             let max_doc = segment.max_doc() as usize;
             let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
             scratch.prepare(max_doc);
-            let Scratch { total, parts, pseudo, touched, term_touched, .. } = &mut scratch;
+            let Scratch { acc, touched, term_touched, .. } = &mut scratch;
             // weight_f / (1 − b + b·len/avgdl_f) for every encoded field length
             let mut tf_scale = [[0f32; 256]; 2];
             let mut readers = Vec::with_capacity(2);
@@ -428,47 +428,48 @@ impl TextIndex {
                 for (f, term) in per_field.iter().enumerate() {
                     let Some(term) = term else { continue };
                     let (inverted, norms) = &readers[f];
-                    let Some(mut postings) = inverted
-                        .read_postings(term, IndexRecordOption::WithFreqs)
+                    // Whole decoded blocks of (doc, tf) at a time; deleted documents are dropped later.
+                    let Some(mut block) = inverted
+                        .read_block_postings(term, IndexRecordOption::WithFreqs)
                         .map_err(|e| TextError::Engine { context: "read postings", message: e.to_string() })?
                     else {
                         continue;
                     };
                     let scale = &tf_scale[f];
-                    let [title, body] = &mut *pseudo;
-                    let (mine, other): (&mut Vec<f32>, &Vec<f32>) = if f == 0 { (title, body) } else { (body, title) };
-                    let mut doc = postings.doc();
-                    while doc != TERMINATED {
-                        let tf = tantivy::postings::Postings::term_freq(&postings) as f32;
-                        let d = doc as usize;
-                        if mine[d] == 0.0 && other[d] == 0.0 {
-                            term_touched.push(doc);
+                    loop {
+                        let docs = block.docs();
+                        if docs.is_empty() {
+                            break;
                         }
-                        mine[d] += tf * scale[norms.fieldnorm_id(doc) as usize];
-                        doc = postings.advance();
+                        for (&doc, &tf) in docs.iter().zip(block.freqs()) {
+                            let a = &mut acc[doc as usize];
+                            if a.pseudo == [0.0, 0.0] {
+                                term_touched.push(doc);
+                            }
+                            a.pseudo[f] += tf as f32 * scale[norms.fieldnorm_id(doc) as usize];
+                        }
+                        block.advance();
                     }
                 }
                 for &doc in term_touched.iter() {
-                    let d = doc as usize;
-                    let tt = pseudo[0][d] + pseudo[1][d];
+                    let a = &mut acc[doc as usize];
+                    let tt = a.pseudo[0] + a.pseudo[1];
                     let s = idf * bm25::saturate(params.k1, tt);
-                    if total[d] == 0.0 {
+                    if a.total == 0.0 {
                         touched.push(doc);
                     }
-                    total[d] += s;
-                    for f in 0..2 {
-                        parts[f][d] += s * pseudo[f][d] / tt;
-                        pseudo[f][d] = 0.0;
-                    }
+                    a.total += s;
+                    a.title += s * a.pseudo[0] / tt;
+                    a.pseudo = [0.0, 0.0];
                 }
             }
             let bits: Option<&DocBits> = filter_bits.as_ref().map(|b| &b[seg_ord]);
-            for &doc in touched.iter() {
+            for &doc in scratch.touched.iter() {
                 if segment.is_deleted(doc) || bits.is_some_and(|b| !b.contains(doc)) {
                     continue;
                 }
                 matched += 1;
-                let entry = Ranked { score: total[doc as usize], seg: seg_ord as u32, doc };
+                let entry = Ranked { score: scratch.acc[doc as usize].total, seg: seg_ord as u32, doc };
                 if heap.len() < k {
                     heap.push(Reverse(entry));
                 } else if let Some(Reverse(worst)) = heap.peek() {
@@ -480,7 +481,8 @@ impl TextIndex {
             }
             // Keep the per-field parts of this segment's candidates before the accumulators are dropped.
             for Reverse(r) in heap.iter().filter(|r| r.0.seg == seg_ord as u32) {
-                per_field_best.push((*r, [parts[0][r.doc as usize], parts[1][r.doc as usize]]));
+                let a = scratch.acc[r.doc as usize];
+                per_field_best.push((*r, [a.title, (a.total - a.title).max(0.0)]));
             }
             scratch.clear();
             SCRATCH.with(|s| *s.borrow_mut() = scratch);
@@ -580,14 +582,23 @@ impl TextIndex {
     }
 }
 
-/// Per-thread score accumulators, reused across queries: allocating and zeroing five doc-sized arrays per
-/// segment per query cost more than scoring on small indexes. Only touched entries are reset after use; a
-/// query that failed half-way leaves its scratch `dirty`, and the next one zeroes it whole.
+/// One document's accumulators while a query is scored, packed so that one document is one cache access.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    /// The current term's weighted, length-normalised tf per field (title, body).
+    pseudo: [f32; 2],
+    /// Score so far.
+    total: f32,
+    /// The title's share of `total` (the body's is the rest).
+    title: f32,
+}
+
+/// Per-thread score accumulators, reused across queries: allocating and zeroing doc-sized arrays per segment
+/// per query cost more than scoring on small indexes. Only touched entries are reset after use; a query that
+/// failed half-way leaves its scratch `dirty`, and the next one zeroes it whole.
 #[derive(Default)]
 struct Scratch {
-    total: Vec<f32>,
-    parts: [Vec<f32>; 2],
-    pseudo: [Vec<f32>; 2],
+    acc: Vec<Acc>,
     touched: Vec<u32>,
     term_touched: Vec<u32>,
     dirty: bool,
@@ -595,15 +606,11 @@ struct Scratch {
 
 impl Scratch {
     fn prepare(&mut self, max_doc: usize) {
-        let dirty = self.dirty;
-        let Scratch { total, parts: [p0, p1], pseudo: [q0, q1], .. } = self;
-        for a in [total, p0, p1, q0, q1] {
-            if dirty {
-                a.iter_mut().for_each(|v| *v = 0.0);
-            }
-            if a.len() < max_doc {
-                a.resize(max_doc, 0.0);
-            }
+        if self.dirty {
+            self.acc.iter_mut().for_each(|a| *a = Acc::default());
+        }
+        if self.acc.len() < max_doc {
+            self.acc.resize(max_doc, Acc::default());
         }
         self.touched.clear();
         self.term_touched.clear();
@@ -612,10 +619,7 @@ impl Scratch {
 
     fn clear(&mut self) {
         for &doc in &self.touched {
-            let d = doc as usize;
-            self.total[d] = 0.0;
-            self.parts[0][d] = 0.0;
-            self.parts[1][d] = 0.0;
+            self.acc[doc as usize] = Acc::default();
         }
         self.touched.clear();
         self.dirty = false;
