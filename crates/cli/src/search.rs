@@ -36,6 +36,9 @@ pub struct SearchArgs {
     /// Show each hit's per-field BM25 parts and the stage timings.
     #[arg(long)]
     pub explain: bool,
+    /// Score every posting instead of pruning what cannot reach the top k (same hits; exact match count).
+    #[arg(long)]
+    pub exhaustive: bool,
 }
 
 fn parse_filter(s: &str) -> Result<Filter, String> {
@@ -65,6 +68,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     let index = open(&args.index)?;
     let mut query = Bm25Query::new(args.query.clone(), args.k);
     query.filters = args.filters;
+    query.exhaustive = args.exhaustive;
     query.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
     if args.k1.is_some() || args.b.is_some() {
         let base = index.settings().bm25;
@@ -76,6 +80,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
             "query": args.query,
             "terms": results.terms,
             "matched": results.matched,
+            "matched_is_lower_bound": results.pruned,
             "hits": results.hits,
             "timings": results.timings,
         });
@@ -84,7 +89,13 @@ pub fn run(args: SearchArgs) -> Result<()> {
     }
     print_hits(&results.hits, args.explain);
     let total: u64 = results.timings.iter().map(|t| t.micros).sum();
-    println!("{} of {} matching documents, {:.2} ms", results.hits.len(), results.matched, total as f64 / 1000.0);
+    let at_least = if results.pruned { "at least " } else { "" };
+    println!(
+        "{} of {at_least}{} matching documents, {:.2} ms",
+        results.hits.len(),
+        results.matched,
+        total as f64 / 1000.0
+    );
     if args.explain {
         println!("query terms: {}", results.terms.join(" "));
         for t in &results.timings {

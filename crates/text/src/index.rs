@@ -129,6 +129,9 @@ pub struct Bm25Query {
     pub boosts: Option<FieldBoosts>,
     /// Load the stored documents into the hits.
     pub with_documents: bool,
+    /// Score every posting of every term instead of pruning what cannot reach the top k (same hits; makes
+    /// `matched` exact).
+    pub exhaustive: bool,
 }
 
 impl Bm25Query {
@@ -141,6 +144,7 @@ impl Bm25Query {
             params: None,
             boosts: None,
             with_documents: true,
+            exhaustive: false,
         }
     }
 }
@@ -149,8 +153,11 @@ impl Bm25Query {
 #[derive(Debug, Clone)]
 pub struct Bm25Results {
     pub hits: Vec<Hit>,
-    /// Documents that matched at least one query term and passed the filters.
+    /// Documents that matched at least one query term and passed the filters. When `pruned`, documents that
+    /// matched only terms too weak to lift them into the top k were skipped, and this is a lower bound.
     pub matched: u64,
+    /// Top-k pruning skipped postings that could not change the result (the hits are exact either way).
+    pub pruned: bool,
     /// The analyzed query terms.
     pub terms: Vec<String>,
     pub timings: Vec<StageTiming>,
@@ -401,6 +408,15 @@ impl TextIndex {
         let k = query.k;
         let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
         let mut matched = 0u64;
+        let mut pruned = false;
+        // Terms by upper bound, highest first; rest[i] bounds what terms i.. can still add to any document.
+        // BM25F saturation never exceeds k1 + 1, so idf·(k1 + 1) bounds a term's contribution.
+        let mut order: Vec<usize> = (0..query_terms.len()).collect();
+        order.sort_by(|&a, &b| query_terms[b].0.total_cmp(&query_terms[a].0));
+        let mut rest = vec![0f32; order.len() + 1];
+        for i in (0..order.len()).rev() {
+            rest[i] = rest[i + 1] + query_terms[order[i]].0 * (params.k1 + 1.0);
+        }
         let mut per_field_best: Vec<(Ranked, [f32; 2])> = Vec::new();
         for (seg_ord, segment) in segments.iter().enumerate() {
             if query_terms.is_empty() {
@@ -409,7 +425,7 @@ impl TextIndex {
             let max_doc = segment.max_doc() as usize;
             let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
             scratch.prepare(max_doc);
-            let Scratch { acc, touched, term_touched, .. } = &mut scratch;
+            let Scratch { acc, touched, term_touched, threshold_buf, .. } = &mut scratch;
             // weight_f / (1 − b + b·len/avgdl_f) for every encoded field length
             let mut tf_scale = [[0f32; 256]; 2];
             let mut readers = Vec::with_capacity(2);
@@ -423,7 +439,12 @@ impl TextIndex {
                     segment.get_fieldnorms_reader(field).map_err(engine("read field lengths"))?;
                 readers.push((inverted, norms));
             }
-            for (idf, per_field) in &query_terms {
+            let bits: Option<&DocBits> = filter_bits.as_ref().map(|b| &b[seg_ord]);
+            let eligible = |doc: u32| !segment.is_deleted(doc) && bits.is_none_or(|b| b.contains(doc));
+            let mut next = 0;
+            // Phase 1: every posting of the terms with the highest upper bounds.
+            while next < order.len() {
+                let (idf, per_field) = &query_terms[order[next]];
                 term_touched.clear();
                 for (f, term) in per_field.iter().enumerate() {
                     let Some(term) = term else { continue };
@@ -451,21 +472,63 @@ impl TextIndex {
                         block.advance();
                     }
                 }
-                for &doc in term_touched.iter() {
-                    let a = &mut acc[doc as usize];
-                    let tt = a.pseudo[0] + a.pseudo[1];
-                    let s = idf * bm25::saturate(params.k1, tt);
-                    if a.total == 0.0 {
-                        touched.push(doc);
+                add_term_scores(acc, term_touched, touched, *idf, params.k1, true);
+                next += 1;
+                if query.exhaustive || next == order.len() || k == 0 {
+                    continue;
+                }
+                // θ: a lower bound of the final k-th best score.
+                let global = if heap.len() == k { heap.peek().map_or(f32::MIN, |r| r.0.score) } else { f32::MIN };
+                let local = kth_best(
+                    touched.iter().filter(|&&d| eligible(d)).map(|&d| acc[d as usize].total),
+                    k,
+                    threshold_buf,
+                );
+                let theta = global.max(local.unwrap_or(f32::MIN));
+                if theta > f32::MIN && rest[next] < theta * (1.0 - 1e-5) {
+                    pruned = true;
+                    // Phase 2: only documents that can still reach θ; their remaining postings by seeking.
+                    let margin = theta * (1.0 - 1e-5) - rest[next];
+                    let mut candidates: Vec<u32> =
+                        touched.iter().copied().filter(|&d| eligible(d) && acc[d as usize].total >= margin).collect();
+                    candidates.sort_unstable();
+                    for &t in &order[next..] {
+                        let (idf, per_field) = &query_terms[t];
+                        term_touched.clear();
+                        for (f, term) in per_field.iter().enumerate() {
+                            let Some(term) = term else { continue };
+                            let (inverted, norms) = &readers[f];
+                            let Some(mut postings) = inverted
+                                .read_postings(term, IndexRecordOption::WithFreqs)
+                                .map_err(|e| TextError::Engine { context: "read postings", message: e.to_string() })?
+                            else {
+                                continue;
+                            };
+                            for &c in &candidates {
+                                let mut doc = postings.doc();
+                                if doc < c {
+                                    doc = postings.seek(c);
+                                }
+                                if doc == TERMINATED {
+                                    break;
+                                }
+                                if doc == c {
+                                    let a = &mut acc[c as usize];
+                                    if a.pseudo == [0.0, 0.0] {
+                                        term_touched.push(c);
+                                    }
+                                    let tf = tantivy::postings::Postings::term_freq(&postings) as f32;
+                                    a.pseudo[f] += tf * tf_scale[f][norms.fieldnorm_id(c) as usize];
+                                }
+                            }
+                        }
+                        add_term_scores(acc, term_touched, touched, *idf, params.k1, false);
                     }
-                    a.total += s;
-                    a.title += s * a.pseudo[0] / tt;
-                    a.pseudo = [0.0, 0.0];
+                    break;
                 }
             }
-            let bits: Option<&DocBits> = filter_bits.as_ref().map(|b| &b[seg_ord]);
             for &doc in scratch.touched.iter() {
-                if segment.is_deleted(doc) || bits.is_some_and(|b| !b.contains(doc)) {
+                if !eligible(doc) {
                     continue;
                 }
                 matched += 1;
@@ -521,7 +584,7 @@ impl TextIndex {
             StageTiming { stage: "bm25".into(), micros: us(prepared, scored) },
             StageTiming { stage: "fetch".into(), micros: us(scored, fetched) },
         ];
-        Ok(Bm25Results { hits, matched, terms, timings })
+        Ok(Bm25Results { hits, matched, pruned, terms, timings })
     }
 
     /// The ids of ranked documents, from the per-segment id tables (no document-store read).
@@ -599,6 +662,8 @@ struct Acc {
 #[derive(Default)]
 struct Scratch {
     acc: Vec<Acc>,
+    /// Reused by [`kth_best`].
+    threshold_buf: Vec<f32>,
     touched: Vec<u32>,
     term_touched: Vec<u32>,
     dirty: bool,
@@ -624,6 +689,33 @@ impl Scratch {
         self.touched.clear();
         self.dirty = false;
     }
+}
+
+/// Adds one term's BM25F score to the documents in `term_touched` (whose per-field pseudo-tf is set) and
+/// resets their pseudo-tf. New documents are appended to `touched` when `may_add` (phase 1 only).
+fn add_term_scores(acc: &mut [Acc], term_touched: &[u32], touched: &mut Vec<u32>, idf: f32, k1: f32, may_add: bool) {
+    for &doc in term_touched {
+        let a = &mut acc[doc as usize];
+        let tt = a.pseudo[0] + a.pseudo[1];
+        let s = idf * bm25::saturate(k1, tt);
+        if a.total == 0.0 && may_add {
+            touched.push(doc);
+        }
+        a.total += s;
+        a.title += s * a.pseudo[0] / tt;
+        a.pseudo = [0.0, 0.0];
+    }
+}
+
+/// The k-th largest of `scores`, or `None` when there are fewer than k.
+fn kth_best(scores: impl Iterator<Item = f32>, k: usize, buf: &mut Vec<f32>) -> Option<f32> {
+    buf.clear();
+    buf.extend(scores);
+    if k == 0 || buf.len() < k {
+        return None;
+    }
+    let (_, kth, _) = buf.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    Some(*kth)
 }
 
 thread_local! {

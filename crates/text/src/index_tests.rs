@@ -246,3 +246,65 @@ fn reused_score_buffers_do_not_leak_between_queries_or_indexes() {
     assert!(scores(&big, "zzz").is_empty());
     assert_eq!(scores(&big, "sony turntable speaker"), first);
 }
+
+#[test]
+fn pruned_top_k_equals_exhaustive_scoring() {
+    // Zipf-like vocabulary, random documents and queries (a fixed-seed LCG keeps it deterministic).
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let words: Vec<String> = (0..300).map(|i| format!("w{i}x")).collect();
+    let zipf = |next: &mut dyn FnMut(u64) -> u64| {
+        // rank r with probability ~ 1/r: pick from a growing prefix
+        let r = next(300) + 1;
+        &words[next(r) as usize]
+    };
+    let index = TextIndex::in_memory(IndexSettings::default()).unwrap();
+    let mut w = index.writer(opts()).unwrap();
+    for i in 0..3000 {
+        let title: Vec<&str> = (0..1 + next(4)).map(|_| zipf(&mut next).as_str()).collect();
+        let body: Vec<&str> = (0..5 + next(60)).map(|_| zipf(&mut next).as_str()).collect();
+        let price = next(1000) as f64;
+        w.upsert(&doc(
+            json!({"id": format!("d{i}"), "title": title.join(" "), "body": body.join(" "), "price": price}),
+        ))
+        .unwrap();
+        if i % 700 == 699 {
+            w.commit(None).unwrap(); // several segments
+        }
+    }
+    for i in (0..3000).step_by(17) {
+        w.delete(&sieve_core::DocId::parse(&format!("d{i}"), 64).unwrap());
+    }
+    w.commit(None).unwrap();
+    index.reload().unwrap();
+
+    let mut pruned_somewhere = false;
+    for round in 0..200 {
+        let terms: Vec<&str> = (0..1 + next(7)).map(|_| zipf(&mut next).as_str()).collect();
+        let mut q = Bm25Query::new(terms.join(" "), [1, 3, 10, 50][round % 4]);
+        q.with_documents = false;
+        if round % 5 == 0 {
+            q.filters = vec!["price<400".parse().unwrap()];
+        }
+        let fast = index.search(&q).unwrap();
+        q.exhaustive = true;
+        let full = index.search(&q).unwrap();
+        pruned_somewhere |= fast.pruned;
+        assert!(!full.pruned);
+        let ids = |r: &crate::Bm25Results| r.hits.iter().map(|h| (h.id.to_string(), h.score)).collect::<Vec<_>>();
+        let (a, b) = (ids(&fast), ids(&full));
+        assert_eq!(a.len(), b.len(), "query {:?}", q.text);
+        for ((ia, sa), (ib, sb)) in a.iter().zip(&b) {
+            assert_eq!(ia, ib, "query {:?}: {a:?} vs {b:?}", q.text);
+            assert!((sa - sb).abs() <= 1e-4 * sb.abs().max(1.0), "query {:?}: {sa} vs {sb}", q.text);
+        }
+        assert!(fast.matched <= full.matched);
+        if !fast.pruned {
+            assert_eq!(fast.matched, full.matched);
+        }
+    }
+    assert!(pruned_somewhere, "the test corpus must exercise pruning");
+}
