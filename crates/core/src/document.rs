@@ -273,14 +273,15 @@ impl Document {
         }
         put("source", self.source.clone().map(Value::String));
         put("published_at", self.published_at.map(|t| Value::String(t.to_rfc3339())));
-        for (k, v) in &self.extra {
+        for (k, v) in self.extra.iter().filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str())) {
             obj.insert(k.clone(), v.clone());
         }
         Value::Object(obj)
     }
 
+    /// The document as a JSON string, serialized from borrowed fields (no intermediate [`Value`]).
     pub fn to_json_string(&self) -> String {
-        self.to_json().to_string()
+        serde_json::to_string(self).expect("a document always serializes")
     }
 
     /// The length of [`Document::to_json_string`], counted without building the string.
@@ -296,7 +297,7 @@ impl Document {
             }
         }
         let mut count = Count(0);
-        serde_json::to_writer(&mut count, &self.to_json()).expect("counting never fails");
+        serde_json::to_writer(&mut count, self).expect("counting never fails");
         count.0
     }
 
@@ -312,8 +313,48 @@ impl Document {
 }
 
 impl Serialize for Document {
+    /// The same object as [`Document::to_json`] (known fields first, absent ones omitted, then `extra`),
+    /// written straight from the fields.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(s)
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", self.id.as_str())?;
+        if let Some(v) = &self.title {
+            map.serialize_entry("title", v)?;
+        }
+        if let Some(v) = &self.body {
+            map.serialize_entry("body", v)?;
+        }
+        if let Some(v) = &self.url {
+            map.serialize_entry("url", v)?;
+        }
+        if let Some(v) = &self.lang {
+            map.serialize_entry("lang", v.as_str())?;
+        }
+        if let Some(v) = &self.brand {
+            map.serialize_entry("brand", v)?;
+        }
+        if let Some(v) = &self.category {
+            map.serialize_entry("category", &v.path())?;
+        }
+        if let Some(v) = self.price.and_then(serde_json::Number::from_f64) {
+            map.serialize_entry("price", &v)?;
+        }
+        if !self.tags.is_empty() {
+            map.serialize_entry("tags", &self.tags)?;
+        }
+        if let Some(v) = &self.source {
+            map.serialize_entry("source", v)?;
+        }
+        if let Some(v) = &self.published_at {
+            map.serialize_entry("published_at", &v.to_rfc3339())?;
+        }
+        for (k, v) in &self.extra {
+            if !KNOWN_FIELDS.contains(&k.as_str()) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -475,6 +516,15 @@ mod tests {
         let limits = Limits { max_document_bytes: 100, ..Limits::default() };
         let err = Document::from_json(json!({"id": "a", "body": "x".repeat(200)}), &limits).unwrap_err();
         assert!(matches!(err, DocumentError::TooLarge { limit: 100, found } if found > 200), "{err}");
+    }
+
+    #[test]
+    fn direct_serialization_equals_the_json_value() {
+        let v = json!({"id": "a", "title": "t", "lang": "zh-Hant", "category": "a/b", "price": 2.5, "tags": ["x"],
+                       "published_at": "2024-05-01T08:30:00+08:00", "z": 1, "nested": {"k": [1, null]}});
+        let doc = parse(v.clone()).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&doc.to_json_string()).unwrap(), doc.to_json());
+        assert_eq!(doc.to_json_string(), doc.to_json().to_string(), "same key order too");
     }
 
     #[test]
