@@ -70,8 +70,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         let res = index.search(&query)?;
         let total: u64 = res.timings.iter().map(|t| t.micros).sum();
         println!(
-            "\n[{name}] {text:?} {} — {} matches, {:.2} ms",
+            "\n[{name}] {text:?} {} — {}{} matches, {:.2} ms",
             filters.join(" "),
+            if res.pruned { "at least " } else { "" },
             res.matched,
             total as f64 / 1000.0
         );
