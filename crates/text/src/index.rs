@@ -64,6 +64,10 @@ fn engine(context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> TextEr
     move |e| TextError::Engine { context, message: e.to_string() }
 }
 
+fn io_engine(context: &'static str) -> impl FnOnce(std::io::Error) -> TextError {
+    move |e| TextError::Engine { context, message: e.to_string() }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TextError + '_ {
     move |source| TextError::Io { path: path.display().to_string(), source }
 }
@@ -324,9 +328,8 @@ impl TextIndex {
         let term = Term::from_field_text(self.fields.id, id);
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
             let inverted = segment.inverted_index(self.fields.id).map_err(engine("read ids"))?;
-            if let Some(mut postings) = inverted
-                .read_postings(&term, IndexRecordOption::Basic)
-                .map_err(|e| TextError::Engine { context: "read ids", message: e.to_string() })?
+            if let Some(mut postings) =
+                inverted.read_postings(&term, IndexRecordOption::Basic).map_err(io_engine("read ids"))?
             {
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
@@ -417,7 +420,6 @@ impl TextIndex {
         for i in (0..order.len()).rev() {
             rest[i] = rest[i + 1] + query_terms[order[i]].0 * (params.k1 + 1.0);
         }
-        let mut per_field_best: Vec<(Ranked, [f32; 2])> = Vec::new();
         for (seg_ord, segment) in segments.iter().enumerate() {
             if query_terms.is_empty() {
                 break;
@@ -452,7 +454,7 @@ impl TextIndex {
                     // Whole decoded blocks of (doc, tf) at a time; deleted documents are dropped later.
                     let Some(mut block) = inverted
                         .read_block_postings(term, IndexRecordOption::WithFreqs)
-                        .map_err(|e| TextError::Engine { context: "read postings", message: e.to_string() })?
+                        .map_err(io_engine("read postings"))?
                     else {
                         continue;
                     };
@@ -500,7 +502,7 @@ impl TextIndex {
                             let (inverted, norms) = &readers[f];
                             let Some(mut postings) = inverted
                                 .read_postings(term, IndexRecordOption::WithFreqs)
-                                .map_err(|e| TextError::Engine { context: "read postings", message: e.to_string() })?
+                                .map_err(io_engine("read postings"))?
                             else {
                                 continue;
                             };
@@ -532,7 +534,8 @@ impl TextIndex {
                     continue;
                 }
                 matched += 1;
-                let entry = Ranked { score: scratch.acc[doc as usize].total, seg: seg_ord as u32, doc };
+                let a = scratch.acc[doc as usize];
+                let entry = Ranked { score: a.total, seg: seg_ord as u32, doc, title: a.title };
                 if heap.len() < k {
                     heap.push(Reverse(entry));
                 } else if let Some(Reverse(worst)) = heap.peek() {
@@ -541,11 +544,6 @@ impl TextIndex {
                         heap.push(Reverse(entry));
                     }
                 }
-            }
-            // Keep the per-field parts of this segment's candidates before the accumulators are dropped.
-            for Reverse(r) in heap.iter().filter(|r| r.0.seg == seg_ord as u32) {
-                let a = scratch.acc[r.doc as usize];
-                per_field_best.push((*r, [a.title, (a.total - a.title).max(0.0)]));
             }
             scratch.clear();
             SCRATCH.with(|s| *s.borrow_mut() = scratch);
@@ -557,7 +555,7 @@ impl TextIndex {
         let mut hits = Vec::with_capacity(ranked.len());
         let mut ids = if query.with_documents { Vec::new() } else { self.ids_of(&searcher, &ranked)? }.into_iter();
         for (i, r) in ranked.iter().enumerate() {
-            let parts = per_field_best.iter().find(|(p, _)| p == r).map(|(_, parts)| *parts).unwrap_or([0.0; 2]);
+            let parts = [r.title, (r.score - r.title).max(0.0)];
             let fields: Vec<(String, f32)> =
                 TEXT_FIELDS.iter().zip(parts).filter(|(_, s)| *s > 0.0).map(|(n, s)| ((*n).to_owned(), s)).collect();
             let address = DocAddress::new(r.seg, r.doc);
@@ -610,7 +608,6 @@ impl TextIndex {
         if let Some(table) = cache.get(&key) {
             return Ok(table.clone());
         }
-        let read_err = |e: std::io::Error| TextError::Engine { context: "read ids", message: e.to_string() };
         let column: StrColumn = reader
             .fast_fields()
             .str("id")
@@ -619,7 +616,7 @@ impl TextIndex {
         // ordinal → id, streamed once in dictionary order
         let mut by_ord: Vec<(u32, u32)> = Vec::new();
         let mut ord_text = String::new();
-        let mut stream = column.dictionary().stream().map_err(read_err)?;
+        let mut stream = column.dictionary().stream().map_err(io_engine("read ids"))?;
         while stream.advance() {
             let start = ord_text.len() as u32;
             ord_text.push_str(&String::from_utf8_lossy(stream.key()));
@@ -723,11 +720,19 @@ thread_local! {
 }
 
 /// A scored document; ordered by score, then by position in the index (earlier first) so ties are stable.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 struct Ranked {
     score: f32,
     seg: u32,
     doc: u32,
+    /// The title field's share of `score` (the body's is the rest); not part of the order.
+    title: f32,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
 }
 
 impl Eq for Ranked {}
@@ -768,10 +773,7 @@ impl std::fmt::Debug for TextWriter {
 impl TextWriter {
     /// Adds `doc`, replacing any document with the same id (visible after the next commit).
     pub fn upsert(&mut self, doc: &Document) -> Result<(), TextError> {
-        self.writer.delete_term(Term::from_field_text(self.fields.id, doc.id.as_str()));
-        let tantivy_doc = to_tantivy(&self.fields, &self.analyzer, doc);
-        self.writer.add_document(tantivy_doc).map_err(engine("add document"))?;
-        Ok(())
+        self.upsert_batch(std::slice::from_ref(doc))
     }
 
     /// Upserts a batch of documents, analyzing them on the writer's threads (text analysis, not indexing, is
