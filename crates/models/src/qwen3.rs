@@ -1,0 +1,326 @@
+//! The Qwen3 decoder, written for scoring and pooling rather than generation.
+//!
+//! What differs from a generation forward (and from candle-transformers' `qwen3`):
+//! - Batches are **packed**: the rows of a batch are concatenated into one `[tokens, hidden]` matrix, so dense
+//!   layers are single GEMMs with no padding, and attention runs per row (no cross-row attention, nothing to mask).
+//! - There is no generation KV cache. A **prefix** (the part of the input shared by every row of a group: the
+//!   reranker's system prompt, instruction and query) can be run once; its per-layer keys and values are then
+//!   reused by every row, whose positions continue after it.
+//! - Only the positions that are needed reach the head: in the last layer only each row's final position goes
+//!   through the query projection, attention output, MLP and final norm.
+//!
+//! The math follows Hugging Face transformers' `Qwen3Model`: RMSNorm (pre-norm), per-head RMSNorm on q and k,
+//! RoPE (rotate-half), grouped-query attention with scale `head_dim^-0.5`, SwiGLU MLP.
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::error::{ModelError, Result};
+use crate::files::ModelDir;
+use crate::ops::{self, Linear};
+
+/// The parts of `config.json` the forward needs. Read at load time; nothing is hard-coded per model size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qwen3Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    pub attention_bias: bool,
+}
+
+impl Qwen3Config {
+    pub fn from_dir(md: &ModelDir) -> Result<Qwen3Config> {
+        let hidden_size = md.usize("hidden_size")?;
+        let num_attention_heads = md.usize("num_attention_heads")?;
+        let num_key_value_heads = md.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        if num_attention_heads == 0 || num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
+            return Err(md.bad(
+                "num_key_value_heads",
+                &format!("a divisor of num_attention_heads ({num_attention_heads})"),
+                num_key_value_heads,
+            ));
+        }
+        let head_dim = md.opt_usize("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(md.bad("head_dim", "a positive even number", head_dim));
+        }
+        // transformers 5 moves rope_theta into rope_parameters.
+        let rope_theta = match md.opt_f64("rope_theta")? {
+            Some(t) => t,
+            None => md
+                .config
+                .get("rope_parameters")
+                .and_then(|p| p.get("rope_theta"))
+                .and_then(|t| t.as_f64())
+                .unwrap_or(1_000_000.0),
+        };
+        Ok(Qwen3Config {
+            vocab_size: md.usize("vocab_size")?,
+            hidden_size,
+            intermediate_size: md.usize("intermediate_size")?,
+            num_hidden_layers: md.usize("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: md.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            rope_theta,
+            max_position_embeddings: md.opt_usize("max_position_embeddings")?.unwrap_or(32768),
+            tie_word_embeddings: md.opt_bool("tie_word_embeddings")?.unwrap_or(true),
+            attention_bias: md.opt_bool("attention_bias")?.unwrap_or(false),
+        })
+    }
+
+    /// Parameters outside the embedding table (the ones that cost FLOPs per token).
+    pub fn non_embedding_params(&self) -> usize {
+        let (h, q, kv, i) = (
+            self.hidden_size,
+            self.num_attention_heads * self.head_dim,
+            self.num_key_value_heads * self.head_dim,
+            self.intermediate_size,
+        );
+        self.num_hidden_layers * (h * q * 2 + h * kv * 2 + 3 * h * i + 2 * h + 2 * self.head_dim) + h
+    }
+}
+
+struct Layer {
+    input_norm: Tensor,
+    /// q, k and v projections fused into one `[hidden, q+2kv]` GEMM.
+    qkv: Linear,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    o: Linear,
+    post_norm: Tensor,
+    /// gate and up projections fused into one GEMM.
+    gate_up: Linear,
+    down: Linear,
+}
+
+/// Keys and values of a shared prefix, per layer: `[prefix_len, kv_heads, head_dim]` each, RoPE applied.
+#[derive(Debug, Clone)]
+pub struct PrefixKv {
+    pub len: usize,
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+/// One row of a packed batch: its own tokens, and optionally the prefix it continues.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub ids: &'a [u32],
+    pub prefix: Option<&'a PrefixKv>,
+}
+
+/// A Qwen3 decoder loaded for scoring/pooling.
+pub struct Qwen3 {
+    pub config: Qwen3Config,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Qwen3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qwen3").field("config", &self.config).field("dtype", &self.dtype).finish()
+    }
+}
+
+impl Qwen3 {
+    /// Loads the decoder from `md`; `prefix` is the weight-name prefix (`"model."` for reranker checkpoints,
+    /// `""` for embedding checkpoints).
+    pub fn load(md: &ModelDir, prefix: &str, device: &Device, dtype: DType) -> Result<Qwen3> {
+        let c = Qwen3Config::from_dir(md)?;
+        let (h, hd) = (c.hidden_size, c.head_dim);
+        let (qd, kvd) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
+        let t = |name: &str, shape: &[usize]| md.tensor(&format!("{prefix}{name}"), shape, dtype, device);
+        let bias = |name: &str, n: usize| -> Result<Option<Tensor>> {
+            if c.attention_bias {
+                Ok(Some(t(name, &[n])?))
+            } else {
+                Ok(None)
+            }
+        };
+        let embed = t("embed_tokens.weight", &[c.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("layers.{i}.");
+            let wq = t(&format!("{p}self_attn.q_proj.weight"), &[qd, h])?;
+            let wk = t(&format!("{p}self_attn.k_proj.weight"), &[kvd, h])?;
+            let wv = t(&format!("{p}self_attn.v_proj.weight"), &[kvd, h])?;
+            let bq = bias(&format!("{p}self_attn.q_proj.bias"), qd)?;
+            let bk = bias(&format!("{p}self_attn.k_proj.bias"), kvd)?;
+            let bv = bias(&format!("{p}self_attn.v_proj.bias"), kvd)?;
+            let qkv_b = match (bq, bk, bv) {
+                (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)?),
+                _ => None,
+            };
+            let gate = t(&format!("{p}mlp.gate_proj.weight"), &[c.intermediate_size, h])?;
+            let up = t(&format!("{p}mlp.up_proj.weight"), &[c.intermediate_size, h])?;
+            layers.push(Layer {
+                input_norm: t(&format!("{p}input_layernorm.weight"), &[h])?,
+                qkv: Linear::new(Tensor::cat(&[wq, wk, wv], 0)?, qkv_b)?,
+                q_norm: t(&format!("{p}self_attn.q_norm.weight"), &[hd])?,
+                k_norm: t(&format!("{p}self_attn.k_norm.weight"), &[hd])?,
+                o: Linear::new(t(&format!("{p}self_attn.o_proj.weight"), &[h, qd])?, None)?,
+                post_norm: t(&format!("{p}post_attention_layernorm.weight"), &[h])?,
+                gate_up: Linear::new(Tensor::cat(&[gate, up], 0)?, None)?,
+                down: Linear::new(t(&format!("{p}mlp.down_proj.weight"), &[h, c.intermediate_size])?, None)?,
+            });
+        }
+        let norm = t("norm.weight", &[h])?;
+        let (cos, sin) = ops::rope_tables(c.max_position_embeddings, hd, c.rope_theta, device, dtype)?;
+        Ok(Qwen3 { config: c, embed, layers, norm, cos, sin, device: device.clone(), dtype })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The embedding table (`[vocab, hidden]`), i.e. the tied output head.
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// Runs `ids` as a prefix and keeps each layer's keys and values.
+    pub fn prefix(&self, ids: &[u32]) -> Result<PrefixKv> {
+        let rows = [Row { ids, prefix: None }];
+        let mut kv = Vec::with_capacity(self.layers.len());
+        self.run(&rows, Some(&mut kv), false)?;
+        Ok(PrefixKv { len: ids.len(), layers: kv })
+    }
+
+    /// The final hidden state (after the last norm) at the last position of every row: `[rows, hidden]`.
+    pub fn last_hidden(&self, rows: &[Row<'_>]) -> Result<Tensor> {
+        self.run(rows, None, true)
+    }
+
+    fn run(
+        &self,
+        rows: &[Row<'_>],
+        mut keep_kv: Option<&mut Vec<(Tensor, Tensor)>>,
+        last_only: bool,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        if rows.is_empty() {
+            return Ok(Tensor::zeros((0, c.hidden_size), self.dtype, &self.device)?);
+        }
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        let mut seqlens = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            if r.ids.is_empty() {
+                return Err(ModelError::input("rows", "at least one token per row", format!("row {i} is empty")));
+            }
+            let start = r.prefix.map_or(0, |p| p.len);
+            if start + r.ids.len() > c.max_position_embeddings {
+                return Err(ModelError::input(
+                    "tokens",
+                    format!("at most max_position_embeddings = {} tokens per row", c.max_position_embeddings),
+                    format!("{} in row {i}", start + r.ids.len()),
+                ));
+            }
+            if let Some(&bad) = r.ids.iter().find(|&&t| t as usize >= c.vocab_size) {
+                return Err(ModelError::input("token id", format!("< vocab_size {}", c.vocab_size), bad));
+            }
+            ids.extend_from_slice(r.ids);
+            positions.extend((start..start + r.ids.len()).map(|p| p as u32));
+            seqlens.push(r.ids.len());
+        }
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let pos = Tensor::from_vec(positions, total, &self.device)?;
+        let cos = self.cos.index_select(&pos, 0)?;
+        let sin = self.sin.index_select(&pos, 0)?;
+        // Index of each row's last token in the packed batch.
+        let mut last = Vec::with_capacity(rows.len());
+        let mut acc = 0u32;
+        for &n in &seqlens {
+            acc += n as u32;
+            last.push(acc - 1);
+        }
+        let last = Tensor::from_vec(last, rows.len(), &self.device)?;
+
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let n_layers = self.layers.len();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let only_last = last_only && li + 1 == n_layers;
+            let attn_in = ops::rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+            let qkv = layer.qkv.forward(&attn_in)?;
+            let (hq, hkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+            let q = qkv.narrow(1, 0, hq * hd)?;
+            let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
+            let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
+            let k = ops::rms_norm(&k, &layer.k_norm, c.rms_norm_eps)?;
+            let k = ops::rope(&k, &cos, &sin)?;
+            let (q, q_lens, residual) = if only_last {
+                let q =
+                    qkv.index_select(&last, 0)?.narrow(1, 0, hq * hd)?.contiguous()?.reshape((rows.len(), hq, hd))?;
+                let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
+                let q = ops::rope(&q, &cos.index_select(&last, 0)?, &sin.index_select(&last, 0)?)?;
+                (q, vec![1; rows.len()], x.index_select(&last, 0)?)
+            } else {
+                let q = q.contiguous()?.reshape((total, hq, hd))?;
+                let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
+                (ops::rope(&q, &cos, &sin)?, seqlens.clone(), x.clone())
+            };
+            if let Some(kv) = keep_kv.as_deref_mut() {
+                kv.push((k.clone(), v.clone()));
+            }
+            // Keys/values each row attends to: its prefix's (if any), then its own.
+            let (k_all, v_all, k_lens) = if rows.iter().any(|r| r.prefix.is_some()) {
+                let mut ks = Vec::with_capacity(rows.len() * 2);
+                let mut vs = Vec::with_capacity(rows.len() * 2);
+                let mut lens = Vec::with_capacity(rows.len());
+                let mut off = 0;
+                for (r, &n) in rows.iter().zip(&seqlens) {
+                    let mut len = n;
+                    if let Some(p) = r.prefix {
+                        let (pk, pv) = &p.layers[li];
+                        ks.push(pk.clone());
+                        vs.push(pv.clone());
+                        len += p.len;
+                    }
+                    ks.push(k.narrow(0, off, n)?);
+                    vs.push(v.narrow(0, off, n)?);
+                    lens.push(len);
+                    off += n;
+                }
+                (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?, lens)
+            } else {
+                (k, v, seqlens.clone())
+            };
+            let attn = ops::varlen_causal_attention(&q, &k_all, &v_all, &q_lens, &k_lens)?;
+            let attn = attn.reshape((attn.dim(0)?, hq * hd))?;
+            let h = (residual + layer.o.forward(&attn)?)?;
+            let mlp_in = ops::rms_norm(&h, &layer.post_norm, c.rms_norm_eps)?;
+            let gu = layer.gate_up.forward(&mlp_in)?;
+            let act = ops::swiglu(&gu, c.intermediate_size)?;
+            x = (h + layer.down.forward(&act)?)?;
+        }
+        if keep_kv.is_some() {
+            return Ok(x);
+        }
+        let x = if last_only { x } else { x.index_select(&last, 0)? };
+        ops::rms_norm(&x, &self.norm, c.rms_norm_eps)
+    }
+}
+
+/// `h · w` per row, in f32: `[rows, hidden] x [hidden] -> [rows]`.
+pub fn row_dot(h: &Tensor, w: &Tensor) -> Result<Vec<f32>> {
+    let h = h.to_dtype(DType::F32)?;
+    let w = w.to_dtype(DType::F32)?;
+    Ok(h.broadcast_mul(&w.unsqueeze(0)?)?.sum(D::Minus1)?.to_vec1::<f32>()?)
+}
