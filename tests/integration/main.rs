@@ -1,11 +1,13 @@
 //! Sieve's integration tests: the real `sieve` binary on real files in temporary directories.
 //!
 //! One binary, a module per area (tantivy's and meilisearch's habit): `ingest` (bad input, idempotence,
-//! upsert, delete, formats), `durability` (SIGKILL during ingest), `search` (the CLI's search output).
+//! upsert, delete, formats), `durability` (SIGKILL during ingest), `search` (the CLI's search output), `models` (rerank, embed, model
+//! files).
 
 mod durability;
 mod eval;
 mod ingest;
+mod models;
 mod search;
 
 use std::path::{Path, PathBuf};

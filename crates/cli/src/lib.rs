@@ -8,6 +8,7 @@
 mod demo;
 mod eval;
 mod ingest;
+mod models;
 mod progress;
 mod search;
 
@@ -41,6 +42,12 @@ enum Command {
     Eval(eval::EvalArgs),
     /// The main job: index the product and news datasets and run example searches.
     Demo(demo::DemoArgs),
+    /// Score documents against a query with a Qwen3-Reranker model; prints JSON.
+    Rerank(models::RerankArgs),
+    /// Embed texts with a Qwen3-Embedding or BERT-family model; prints JSON.
+    Embed(models::EmbedArgs),
+    /// Manage models: pull the defaults into the cache, list it, write random-weight test checkpoints.
+    Models(models::ModelsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +73,9 @@ pub fn main() -> ExitCode {
         Command::Stats(args) => search::stats(&args.index),
         Command::Eval(args) => eval::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Rerank(args) => models::rerank(args),
+        Command::Embed(args) => models::embed(args),
+        Command::Models(args) => models::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

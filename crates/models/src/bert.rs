@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::files::ModelDir;
-use crate::ops::{self, Linear};
+use crate::ops::{self, AttnPlan, Linear};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BertConfig {
@@ -149,17 +149,28 @@ impl Bert {
         let mut x = ops::layer_norm(&x, &self.emb_norm.w, &self.emb_norm.b, c.layer_norm_eps)?;
         let (nh, h) = (c.num_attention_heads, c.hidden_size);
         let hd = h / nh;
+        let plan = AttnPlan::new(&lens, &lens, false, nh, &self.device)?;
         for l in &self.layers {
-            let qkv = l.qkv.forward(&x)?;
+            let qkv = ops::bias_act(&l.qkv.matmul(&x)?, l.qkv.bias(), false)?;
             let q = qkv.narrow(1, 0, h)?.contiguous()?.reshape((total, nh, hd))?;
             let k = qkv.narrow(1, h, h)?.contiguous()?.reshape((total, nh, hd))?;
             let v = qkv.narrow(1, 2 * h, h)?.contiguous()?.reshape((total, nh, hd))?;
-            let a = ops::varlen_full_attention(&q, &k, &v, &lens)?.reshape((total, h))?;
-            let a = (l.attn_out.forward(&a)? + &x)?;
-            let a = ops::layer_norm(&a, &l.attn_norm.w, &l.attn_norm.b, c.layer_norm_eps)?;
-            let m = ops::gelu(&l.inter.forward(&a)?)?;
-            let m = (l.out.forward(&m)? + &a)?;
-            x = ops::layer_norm(&m, &l.out_norm.w, &l.out_norm.b, c.layer_norm_eps)?;
+            let a = plan.attend(&q, &k, &v)?.reshape((total, h))?;
+            let a = ops::add_bias_layer_norm(
+                &l.attn_out.matmul(&a)?,
+                l.attn_out.bias(),
+                &x,
+                (&l.attn_norm.w, &l.attn_norm.b),
+                c.layer_norm_eps,
+            )?;
+            let m = ops::bias_act(&l.inter.matmul(&a)?, l.inter.bias(), true)?;
+            x = ops::add_bias_layer_norm(
+                &l.out.matmul(&m)?,
+                l.out.bias(),
+                &a,
+                (&l.out_norm.w, &l.out_norm.b),
+                c.layer_norm_eps,
+            )?;
         }
         let mut pooled = Vec::with_capacity(rows.len());
         let mut off = 0;

@@ -5,6 +5,12 @@ use std::path::PathBuf;
 /// Everything that can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    #[error(
+        "no model directory at {dir}: expected a directory with config.json, *.safetensors and tokenizer.json \
+             (`sieve models pull NAME` fetches models into the cache)"
+    )]
+    NoModel { dir: PathBuf },
+
     #[error("model directory {dir}: missing {file} ({expected})")]
     MissingFile { dir: PathBuf, file: String, expected: String },
 

@@ -29,11 +29,7 @@ impl std::fmt::Debug for ModelDir {
 impl ModelDir {
     pub fn open(dir: &Path) -> Result<ModelDir> {
         if !dir.is_dir() {
-            return Err(ModelError::MissingFile {
-                dir: dir.to_path_buf(),
-                file: String::new(),
-                expected: "a model directory with config.json, *.safetensors and tokenizer.json".into(),
-            });
+            return Err(ModelError::NoModel { dir: dir.to_path_buf() });
         }
         let config = read_config(dir)?;
         let files = safetensor_files(dir)?;

@@ -35,7 +35,9 @@ pub fn cache_dir() -> PathBuf {
 /// Where a model lives: an existing directory as given, else a name in the cache (`minilm` is an alias).
 pub fn resolve(model: &str, cache: &Path) -> PathBuf {
     let p = Path::new(model);
-    if p.is_dir() {
+    let path_like =
+        p.is_absolute() || model.starts_with('.') || model.starts_with('~') || model.matches('/').count() > 1;
+    if p.is_dir() || path_like {
         return p.to_path_buf();
     }
     let name = match model {
@@ -217,6 +219,8 @@ mod tests {
         let cache = Path::new("/nonexistent-cache");
         assert_eq!(resolve("minilm", cache), cache.join(MINILM));
         assert_eq!(resolve("Qwen/Qwen3-Reranker-0.6B", cache), cache.join("Qwen--Qwen3-Reranker-0.6B"));
+        assert_eq!(resolve("/abs/model", cache), Path::new("/abs/model"));
+        assert_eq!(resolve("./rel/model", cache), Path::new("./rel/model"));
         assert_eq!(Source::parse("qwen3-tokenizer"), Source::Qwen3Tokenizer);
         assert_eq!(Source::parse("Qwen/Qwen3-Embedding-0.6B").cache_name(), "Qwen--Qwen3-Embedding-0.6B");
     }

@@ -14,7 +14,17 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(w: Tensor, b: Option<Tensor>) -> Result<Linear> {
-        Ok(Linear { wt: w.t()?, b })
+        // Stored transposed and contiguous: the GEMM's preferred right-hand layout.
+        Ok(Linear { wt: w.t()?.contiguous()?, b })
+    }
+
+    /// `x Wᵀ` without the bias (for callers that fuse the bias into what follows).
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.wt)?)
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.b.as_ref()
     }
 
     /// `x`: `[tokens, in]` → `[tokens, out]`.
@@ -72,16 +82,284 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::rotary_emb::rope_thd(&x, cos, sin)?.squeeze(0)?)
 }
 
-/// `silu(gate) * up` for a fused `[tokens, 2*inter]` gate/up projection.
+/// `silu(gate) * up` for a fused `[tokens, 2*inter]` gate/up projection: one parallel pass on the CPU.
 pub fn swiglu(gu: &Tensor, inter: usize) -> Result<Tensor> {
+    if gu.device().is_cpu() && gu.dtype() == DType::F32 {
+        return Ok(gu.contiguous()?.apply_op1_no_bwd(&SwiGlu { inter })?);
+    }
     let gate = gu.narrow(D::Minus1, 0, inter)?;
     let up = gu.narrow(D::Minus1, inter, inter)?;
     Ok((candle_nn::ops::silu(&gate.contiguous()?)? * up)?)
 }
 
-/// Exact (erf) GELU, as BERT uses.
-pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.gelu_erf()?)
+struct SwiGlu {
+    inter: usize,
+}
+
+impl candle_core::CustomOp1 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "sieve-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (rows, cols) = layout.shape().dims2()?;
+        let i = self.inter;
+        if cols != 2 * i {
+            candle_core::bail!("swiglu: expected [tokens, {}], found [{rows}, {cols}]", 2 * i);
+        }
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("swiglu: input must be contiguous");
+        };
+        let src = &storage.as_slice::<f32>()?[start..end];
+        let mut out = vec![0f32; rows * i];
+        out.par_chunks_mut(i).zip(src.par_chunks(cols)).for_each(|(o, row)| {
+            let (g, u) = row.split_at(i);
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + exp(-g)) * u;
+            }
+        });
+        Ok((candle_core::CpuStorage::F32(out), candle_core::Shape::from((rows, i))))
+    }
+}
+
+/// True when the fused CPU kernels apply (f32 tensors on the CPU).
+fn cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+fn host_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{what}: input must be contiguous");
+    };
+    Ok(&s.as_slice::<f32>()?[a..b])
+}
+
+/// `y + residual` and `RMSNorm(y + residual)`, one pass: returns `(sum, normed)` (Qwen3's pre-norm blocks).
+pub fn add_rms_norm(y: &Tensor, residual: &Tensor, w: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+    if cpu_f32(y) && cpu_f32(residual) {
+        let op = AddNorm { bias: None, w: host_vec(w)?, b: None, eps: eps as f32, rms: true, keep_sum: true };
+        let both = y.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &op)?;
+        return Ok((both.get(0)?, both.get(1)?));
+    }
+    let sum = (y + residual)?;
+    let normed = rms_norm(&sum, w, eps)?;
+    Ok((sum, normed))
+}
+
+/// `LayerNorm(y + bias + residual)`, one pass (BERT's post-norm residual blocks).
+pub fn add_bias_layer_norm(
+    y: &Tensor,
+    bias: Option<&Tensor>,
+    residual: &Tensor,
+    norm: (&Tensor, &Tensor),
+    eps: f64,
+) -> Result<Tensor> {
+    if cpu_f32(y) && cpu_f32(residual) {
+        let op = AddNorm {
+            bias: bias.map(host_vec).transpose()?,
+            w: host_vec(norm.0)?,
+            b: Some(host_vec(norm.1)?),
+            eps: eps as f32,
+            rms: false,
+            keep_sum: false,
+        };
+        return Ok(y.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &op)?);
+    }
+    let t = match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y.clone(),
+    };
+    layer_norm(&(t + residual)?, norm.0, norm.1, eps)
+}
+
+/// `act(y + bias)` with `act` GELU (erf) or the identity, one pass.
+pub fn bias_act(y: &Tensor, bias: Option<&Tensor>, gelu_act: bool) -> Result<Tensor> {
+    if cpu_f32(y) {
+        let op = BiasAct { bias: bias.map(host_vec).transpose()?, gelu: gelu_act };
+        return Ok(y.contiguous()?.apply_op1_no_bwd(&op)?);
+    }
+    let t = match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y.clone(),
+    };
+    if gelu_act {
+        Ok(t.gelu_erf()?)
+    } else {
+        Ok(t)
+    }
+}
+
+struct AddNorm {
+    bias: Option<Vec<f32>>,
+    w: Vec<f32>,
+    b: Option<Vec<f32>>,
+    eps: f32,
+    /// RMSNorm (Qwen3) instead of LayerNorm (BERT).
+    rms: bool,
+    /// Also return the sum (output `[2, rows, dim]`: sum, normed).
+    keep_sum: bool,
+}
+
+impl candle_core::CustomOp2 for AddNorm {
+    fn name(&self) -> &'static str {
+        "sieve-add-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (y, r) = (contiguous_f32(s1, l1, "add-norm")?, contiguous_f32(s2, l2, "add-norm")?);
+        let dim = *l1.dims().last().unwrap_or(&1);
+        if l1.shape() != l2.shape() || dim != self.w.len() {
+            candle_core::bail!("add-norm: shapes {:?} {:?}, norm {}", l1.shape(), l2.shape(), self.w.len());
+        }
+        let n = y.len();
+        let mut out = vec![0f32; if self.keep_sum { 2 * n } else { n }];
+        let (first, second) = out.split_at_mut(if self.keep_sum { n } else { 0 });
+        let norm_rows = |t: &mut [f32], o: &mut [f32], y: &[f32], r: &[f32]| {
+            for (j, ((t, &y), &r)) in t.iter_mut().zip(y).zip(r).enumerate() {
+                *t = y + r + self.bias.as_ref().map_or(0.0, |b| b[j]);
+            }
+            let inv_n = 1.0 / dim as f32;
+            let mean = if self.rms { 0.0 } else { lanes(t, 0.0, |a, b| a + b) * inv_n };
+            let mut var = [0f32; 8];
+            for c in t.chunks(8) {
+                for (v, &x) in var.iter_mut().zip(c) {
+                    *v += (x - mean) * (x - mean);
+                }
+            }
+            let inv = 1.0 / (var.iter().sum::<f32>() * inv_n + self.eps).sqrt();
+            for (j, (o, &x)) in o.iter_mut().zip(t.iter()).enumerate() {
+                *o = (x - mean) * inv * self.w[j] + self.b.as_ref().map_or(0.0, |b| b[j]);
+            }
+        };
+        if self.keep_sum {
+            first
+                .par_chunks_mut(dim)
+                .zip(second.par_chunks_mut(dim))
+                .zip(y.par_chunks(dim).zip(r.par_chunks(dim)))
+                .for_each(|((t, o), (y, r))| norm_rows(t, o, y, r));
+            let mut dims = vec![2];
+            dims.extend_from_slice(l1.dims());
+            return Ok((candle_core::CpuStorage::F32(out), candle_core::Shape::from(dims)));
+        }
+        second
+            .par_chunks_mut(dim)
+            .zip(y.par_chunks(dim).zip(r.par_chunks(dim)))
+            .for_each_init(|| vec![0f32; dim], |t, (o, (y, r))| norm_rows(t, o, y, r));
+        Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+struct BiasAct {
+    bias: Option<Vec<f32>>,
+    gelu: bool,
+}
+
+impl candle_core::CustomOp1 for BiasAct {
+    fn name(&self) -> &'static str {
+        "sieve-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let src = contiguous_f32(storage, layout, "bias-act")?;
+        let dim = *layout.dims().last().unwrap_or(&1);
+        let zero = vec![0f32; dim];
+        let bias = self.bias.as_deref().unwrap_or(&zero);
+        if bias.len() != dim {
+            candle_core::bail!("bias-act: bias of {} for rows of {dim}", bias.len());
+        }
+        let mut out = vec![0f32; src.len()];
+        let rows_per_task = (16384 / dim).max(1) * dim;
+        out.par_chunks_mut(rows_per_task).zip(src.par_chunks(rows_per_task)).for_each(|(o, s)| {
+            for (o, s) in o.chunks_mut(dim).zip(s.chunks(dim)) {
+                if self.gelu {
+                    for ((o, &x), &b) in o.iter_mut().zip(s).zip(bias) {
+                        let x = x + b;
+                        *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                    }
+                } else {
+                    for ((o, &x), &b) in o.iter_mut().zip(s).zip(bias) {
+                        *o = x + b;
+                    }
+                }
+            }
+        });
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// A reduction over 8 independent lanes (so the compiler can vectorise it), then across them.
+#[inline(always)]
+fn lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = f(*a, v);
+        }
+    }
+    let mut r = rest.iter().fold(init, |a, &v| f(a, v));
+    for a in acc {
+        r = f(r, a);
+    }
+    r
+}
+
+/// `e^x` in f32 (Cephes' `expf` scheme: range reduction by `ln 2`, degree-6 polynomial, exponent bits), within
+/// 2 ulp of `f32::exp` on `[-87, 88]`, written so that the compiler vectorises it (no libm call, no branches).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
+    let x = x.clamp(-87.0, 88.0);
+    let kr = x * LOG2E + ROUND;
+    let k = kr - ROUND;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let y = p * r * r + r + 1.0;
+    // `kr`'s low mantissa bits hold k (offset by 0x4B40_0000); rebias to an exponent with integer ops only (a
+    // float-to-int cast would saturate and keep the loop from vectorising).
+    y * f32::from_bits(kr.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23)
+}
+
+/// `erf(x)` in f32, absolute error below 2e-7 (Abramowitz & Stegun 7.1.26 with the fast [`exp`]); branch-free
+/// so that it vectorises.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
+    let y = 1.0 - poly * exp(-a * a);
+    y.copysign(x)
 }
 
 /// Causal attention over packed rows. Row `i` has `q_lens[i]` queries and `k_lens[i]` keys; queries are the
@@ -96,46 +374,232 @@ pub fn varlen_causal_attention(
     q_lens: &[usize],
     k_lens: &[usize],
 ) -> Result<Tensor> {
-    varlen_attention(q, k, v, q_lens, k_lens, true)
+    AttnPlan::new(q_lens, k_lens, true, q.dim(1)?, q.device())?.attend(q, k, v)
 }
 
 /// Bidirectional attention over packed rows (BERT): every query of a row sees every key of that row only.
 pub fn varlen_full_attention(q: &Tensor, k: &Tensor, v: &Tensor, lens: &[usize]) -> Result<Tensor> {
-    varlen_attention(q, k, v, lens, lens, false)
+    AttnPlan::new(lens, lens, false, q.dim(1)?, q.device())?.attend(q, k, v)
 }
 
-fn varlen_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    q_lens: &[usize],
-    k_lens: &[usize],
+/// Score elements (`rows x heads x queries x keys`) one attention GEMM may produce: 32 Mi f32 = 128 MiB.
+const MAX_SCORE_ELEMS: usize = 32 << 20;
+
+/// How a packed batch's attention is computed as a few batched GEMMs: rows of similar length are grouped
+/// into buckets, each padded to its longest row (queries and keys right-aligned), and a masked softmax keeps
+/// every row to its own keys. Rows too long for the score budget are split into query chunks (each chunk sees
+/// the keys up to its last query). Built once per forward and reused by every layer.
+#[derive(Debug)]
+pub struct AttnPlan {
+    buckets: Vec<Bucket>,
+    /// Packed query index → slot in the concatenated bucket outputs.
+    gather: Tensor,
     causal: bool,
-) -> Result<Tensor> {
-    let d = q.dim(D::Minus1)?;
-    let scale = 1.0 / (d as f64).sqrt();
-    if q.device().is_cpu() && q.dtype() == DType::F32 {
-        let dev = q.device();
-        let ql = Tensor::from_vec(q_lens.iter().map(|&n| n as u32).collect::<Vec<_>>(), q_lens.len(), dev)?;
-        let kl = Tensor::from_vec(k_lens.iter().map(|&n| n as u32).collect::<Vec<_>>(), k_lens.len(), dev)?;
-        let mq = q_lens.iter().copied().max().unwrap_or(0);
-        let mk = k_lens.iter().copied().max().unwrap_or(0);
-        return Ok(candle_nn::attention::cpu_flash::varlen::flash_attn_varlen_cpu(
-            q,
-            k,
-            v,
-            None,
-            &ql,
-            &kl,
-            mq,
-            mk,
-            scale as f32,
-            causal,
-            None,
-            None,
-        )?);
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// (queries, keys) of each (virtual) row.
+    rows: Vec<(usize, usize)>,
+    lq: usize,
+    lk: usize,
+    q_idx: Tensor,
+    k_idx: Tensor,
+}
+
+/// A row, or a query chunk of one: its first query and key in the packed tensors, and their counts.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    q0: usize,
+    nq: usize,
+    k0: usize,
+    nk: usize,
+}
+
+impl AttnPlan {
+    pub fn new(q_lens: &[usize], k_lens: &[usize], causal: bool, heads: usize, dev: &Device) -> Result<AttnPlan> {
+        Self::with_budget(q_lens, k_lens, causal, heads, dev, MAX_SCORE_ELEMS)
     }
-    reference_attention(q, k, v, q_lens, k_lens, causal, scale)
+
+    fn with_budget(
+        q_lens: &[usize],
+        k_lens: &[usize],
+        causal: bool,
+        heads: usize,
+        dev: &Device,
+        budget: usize,
+    ) -> Result<AttnPlan> {
+        let mut spans = Vec::with_capacity(q_lens.len());
+        let (mut q0, mut k0) = (0, 0);
+        for (&nq, &nk) in q_lens.iter().zip(k_lens) {
+            let per_query = heads * nk;
+            let chunk = (budget / per_query.max(1)).clamp(1, nq.max(1));
+            let mut a = 0;
+            while a < nq {
+                let c = chunk.min(nq - a);
+                // Keys visible to the chunk's last query (all keys when not causal).
+                let keys = if causal { a + c + (nk - nq) } else { nk };
+                spans.push(Span { q0: q0 + a, nq: c, k0, nk: keys });
+                a += c;
+            }
+            q0 += nq;
+            k0 += nk;
+        }
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(spans[i].nk));
+        let mut buckets = Vec::new();
+        let mut slot_of = vec![0u32; q0];
+        let mut slot_base = 0usize;
+        let mut i = 0;
+        while i < order.len() {
+            let first = spans[order[i]];
+            let (lk, mut lq) = (first.nk, first.nq);
+            let mut members = vec![first];
+            i += 1;
+            while i < order.len() {
+                let s = spans[order[i]];
+                let lq2 = lq.max(s.nq);
+                if s.nk * 5 < lk * 4 || (members.len() + 1) * heads * lq2 * lk > budget {
+                    break;
+                }
+                lq = lq2;
+                members.push(s);
+                i += 1;
+            }
+            let mut q_idx = Vec::with_capacity(members.len() * lq);
+            let mut k_idx = Vec::with_capacity(members.len() * lk);
+            for (b, s) in members.iter().enumerate() {
+                let (qpad, kpad) = (lq - s.nq, lk - s.nk);
+                // Padding slots point at row 0 of the batch: finite values that the mask gives zero weight.
+                q_idx.extend(std::iter::repeat_n(0u32, qpad));
+                q_idx.extend((s.q0..s.q0 + s.nq).map(|x| x as u32));
+                k_idx.extend(std::iter::repeat_n(0u32, kpad));
+                k_idx.extend((s.k0..s.k0 + s.nk).map(|x| x as u32));
+                for t in 0..s.nq {
+                    slot_of[s.q0 + t] = (slot_base + b * lq + qpad + t) as u32;
+                }
+            }
+            slot_base += members.len() * lq;
+            let (nq_idx, nk_idx) = (q_idx.len(), k_idx.len());
+            buckets.push(Bucket {
+                rows: members.iter().map(|s| (s.nq, s.nk)).collect(),
+                lq,
+                lk,
+                q_idx: Tensor::from_vec(q_idx, nq_idx, dev)?,
+                k_idx: Tensor::from_vec(k_idx, nk_idx, dev)?,
+            });
+        }
+        Ok(AttnPlan { buckets, gather: Tensor::from_vec(slot_of, q0, dev)?, causal })
+    }
+
+    /// `q`: `[Σq, Hq, d]`, `k`/`v`: `[Σk, Hkv, d]` → `[Σq, Hq, d]`, scale `d^-0.5`.
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (_, hq, d) = q.dims3()?;
+        let hkv = k.dim(1)?;
+        let rep = hq / hkv;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut outs = Vec::with_capacity(self.buckets.len());
+        for bk in &self.buckets {
+            let b = bk.rows.len();
+            let qb = q.index_select(&bk.q_idx, 0)?.reshape((b, bk.lq, hkv, rep, d))?;
+            let qb = qb.permute((0, 2, 3, 1, 4))?.contiguous()?.reshape((b, hkv, rep * bk.lq, d))?;
+            let kb = k.index_select(&bk.k_idx, 0)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
+            let vb = v.index_select(&bk.k_idx, 0)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
+            let scores = qb.matmul(&kb.t()?)?; // [b, hkv, rep*lq, lk]
+            let probs = self.masked_softmax(&scores, bk, scale)?;
+            let o = probs.matmul(&vb)?; // [b, hkv, rep*lq, d]
+            let o = o.reshape((b, hkv, rep, bk.lq, d))?.permute((0, 3, 1, 2, 4))?.contiguous()?;
+            outs.push(o.reshape((b * bk.lq, hq, d))?);
+        }
+        let all = if outs.len() == 1 { outs.pop().unwrap_or_else(|| unreachable!()) } else { Tensor::cat(&outs, 0)? };
+        Ok(all.index_select(&self.gather, 0)?)
+    }
+
+    fn masked_softmax(&self, scores: &Tensor, bk: &Bucket, scale: f64) -> Result<Tensor> {
+        let op =
+            MaskedSoftmax { rows: bk.rows.clone(), lq: bk.lq, lk: bk.lk, scale: scale as f32, causal: self.causal };
+        if scores.device().is_cpu() && scores.dtype() == DType::F32 {
+            return Ok(scores.apply_op1_no_bwd(&op)?);
+        }
+        // Other devices: an additive mask and the stock softmax, in f32.
+        let (b, hkv, rows, lk) = scores.dims4()?;
+        let groups = hkv * rows / bk.lq;
+        let mask = Tensor::from_vec(op.additive_mask(), (b, 1, bk.lq, lk), scores.device())?;
+        let s = (scores.to_dtype(DType::F32)? * scale)?.reshape((b, groups, bk.lq, lk))?.broadcast_add(&mask)?;
+        Ok(candle_nn::ops::softmax_last_dim(&s)?.reshape((b, hkv, rows, lk))?.to_dtype(scores.dtype())?)
+    }
+}
+
+/// Softmax over each score row restricted to the keys its query may see (its own row's keys; causally, those
+/// up to its position), scaled by `scale`; zero weight elsewhere and for padding queries. Fused, one pass.
+struct MaskedSoftmax {
+    rows: Vec<(usize, usize)>,
+    lq: usize,
+    lk: usize,
+    scale: f32,
+    causal: bool,
+}
+
+impl MaskedSoftmax {
+    /// Visible key slots `[lo, hi)` for query slot `i` of row `(nq, nk)`; `None` for a padding slot.
+    #[inline]
+    fn visible(&self, nq: usize, nk: usize, i: usize) -> Option<(usize, usize)> {
+        let qpad = self.lq - nq;
+        if i < qpad {
+            return None;
+        }
+        let lo = self.lk - nk;
+        let hi = if self.causal { lo + (i - qpad) + (nk - nq) + 1 } else { self.lk };
+        Some((lo, hi))
+    }
+
+    fn additive_mask(&self) -> Vec<f32> {
+        let mut m = Vec::with_capacity(self.rows.len() * self.lq * self.lk);
+        for &(nq, nk) in &self.rows {
+            for i in 0..self.lq {
+                let (lo, hi) = self.visible(nq, nk, i).unwrap_or((self.lk - 1, self.lk));
+                m.extend((0..self.lk).map(|j| if (lo..hi).contains(&j) { 0.0 } else { f32::NEG_INFINITY }));
+            }
+        }
+        m
+    }
+}
+
+impl candle_core::CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "sieve-masked-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("masked softmax: scores must be contiguous");
+        };
+        let src = &storage.as_slice::<f32>()?[start..end];
+        let (b, _, rows, lk) = layout.shape().dims4()?;
+        if b != self.rows.len() || lk != self.lk || rows % self.lq != 0 {
+            candle_core::bail!("masked softmax: scores {:?} do not match the plan", layout.shape());
+        }
+        let per_b = src.len() / b;
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(lk).zip(src.par_chunks(lk)).enumerate().for_each(|(r, (o, s))| {
+            let (nq, nk) = self.rows[r * lk / per_b];
+            let Some((lo, hi)) = self.visible(nq, nk, r % self.lq) else { return };
+            let (s, o) = (&s[lo..hi], &mut o[lo..hi]);
+            let max = lanes(s, f32::NEG_INFINITY, f32::max);
+            let scale = self.scale;
+            for (o, &x) in o.iter_mut().zip(s) {
+                *o = exp((x - max) * scale);
+            }
+            let inv = 1.0 / lanes(o, 0.0, |a, b| a + b);
+            o.iter_mut().for_each(|o| *o *= inv);
+        });
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
 }
 
 /// Plain matmul/softmax attention, one row at a time; any device and dtype (softmax in f32).
@@ -202,6 +666,13 @@ mod tests {
         let fused = varlen_causal_attention(&q, &k, &v, &q_lens, &k_lens).unwrap();
         let slow = reference_attention(&q, &k, &v, &q_lens, &k_lens, true, 1.0 / 8f64.sqrt()).unwrap();
         assert!(max_diff(&fused, &slow) < 1e-5);
+        // A tiny score budget: long rows split into query chunks, one row per bucket.
+        let chunked = AttnPlan::with_budget(&q_lens, &k_lens, true, 4, &Device::Cpu, 40).unwrap();
+        assert!(chunked.buckets.len() > 3);
+        assert!(max_diff(&chunked.attend(&q, &k, &v).unwrap(), &slow) < 1e-5);
+        // Lengths far apart land in different buckets.
+        let spread = AttnPlan::new(&[1, 1, 1], &[2, 12, 4], true, 4, &Device::Cpu).unwrap();
+        assert_eq!(spread.buckets.len(), 3);
         let full = varlen_full_attention(&q, &k.narrow(0, 0, 9).unwrap(), &v.narrow(0, 0, 9).unwrap(), &[5, 3, 1]);
         let full_ref = reference_attention(
             &q,
@@ -213,6 +684,53 @@ mod tests {
             1.0 / 8f64.sqrt(),
         );
         assert!(max_diff(&full.unwrap(), &full_ref.unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn fast_exp_is_within_a_few_ulp() {
+        let mut worst = 0f32;
+        for i in -87_000..88_000 {
+            let x = i as f32 * 1e-3 + 1.234e-4;
+            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 4.0 * f32::EPSILON, "{worst}");
+        let gu = Tensor::new(&[[1f32, -2., 0.5, 3.], [0., 40., -1., 2.]], &Device::Cpu).unwrap();
+        let fused: Vec<Vec<f32>> = swiglu(&gu, 2).unwrap().to_vec2().unwrap();
+        let silu = |g: f32| g / (1.0 + (-g).exp());
+        let want = [[silu(1.) * 0.5, silu(-2.) * 3.], [-silu(0.), silu(40.) * 2.]];
+        for (a, b) in fused.iter().flatten().zip(want.iter().flatten()) {
+            assert!((a - b).abs() < 1e-6, "{fused:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn gelu_matches_erf_gelu() {
+        let xs: Vec<f32> = (-800..800).map(|i| i as f32 * 0.01).collect();
+        let x = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
+        let fast: Vec<f32> = bias_act(&x, None, true).unwrap().to_vec1().unwrap();
+        let exact: Vec<f32> = x.gelu_erf().unwrap().to_vec1().unwrap();
+        for (a, b) in fast.iter().zip(&exact) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn fused_norms_equal_the_unfused_ops() {
+        let y = rand(&[5, 16], 11);
+        let r = rand(&[5, 16], 12);
+        let w = (rand(&[16], 13) + 1.0).unwrap();
+        let b = rand(&[16], 14);
+        let bias = rand(&[16], 15);
+        let (sum, normed) = add_rms_norm(&y, &r, &w, 1e-6).unwrap();
+        assert!(max_diff(&sum, &(&y + &r).unwrap()) < 1e-6);
+        assert!(max_diff(&normed, &candle_nn::ops::rms_norm_slow(&(&y + &r).unwrap(), &w, 1e-6).unwrap()) < 1e-5);
+        let ln = add_bias_layer_norm(&y, Some(&bias), &r, (&w, &b), 1e-12).unwrap();
+        let t = (y.broadcast_add(&bias).unwrap() + &r).unwrap();
+        assert!(max_diff(&ln, &candle_nn::ops::layer_norm_slow(&t, &w, &b, 1e-12).unwrap()) < 1e-5);
+        let g = bias_act(&y, Some(&bias), true).unwrap();
+        assert!(max_diff(&g, &y.broadcast_add(&bias).unwrap().gelu_erf().unwrap()) < 1e-6);
+        assert!(max_diff(&bias_act(&y, Some(&bias), false).unwrap(), &y.broadcast_add(&bias).unwrap()) < 1e-7);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::{ModelError, Result};
 use crate::files::ModelDir;
-use crate::ops::{self, Linear};
+use crate::ops::{self, AttnPlan, Linear};
 
 /// The parts of `config.json` the forward needs. Read at load time; nothing is hard-coded per model size.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,66 +255,75 @@ impl Qwen3 {
 
         let mut x = self.embed.index_select(&ids, 0)?;
         let n_layers = self.layers.len();
+        let hq = c.num_attention_heads;
+        let k_lens: Vec<usize> = rows.iter().zip(&seqlens).map(|(r, &n)| n + r.prefix.map_or(0, |p| p.len)).collect();
+        let plan = AttnPlan::new(&seqlens, &k_lens, true, hq, &self.device)?;
+        let last_plan =
+            if last_only { Some(AttnPlan::new(&vec![1; rows.len()], &k_lens, true, hq, &self.device)?) } else { None };
+        // Each block's input norm is fused with the residual add that ends the block before it.
+        let mut attn_in = ops::rms_norm(&x, &self.layers[0].input_norm, c.rms_norm_eps)?;
+        let mut out = x.clone();
         for (li, layer) in self.layers.iter().enumerate() {
             let only_last = last_only && li + 1 == n_layers;
-            let attn_in = ops::rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
             let qkv = layer.qkv.forward(&attn_in)?;
-            let (hq, hkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+            let (hkv, hd) = (c.num_key_value_heads, c.head_dim);
             let q = qkv.narrow(1, 0, hq * hd)?;
             let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
             let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
             let k = ops::rms_norm(&k, &layer.k_norm, c.rms_norm_eps)?;
             let k = ops::rope(&k, &cos, &sin)?;
-            let (q, q_lens, residual) = if only_last {
+            let (q, plan, residual) = if only_last {
                 let q =
                     qkv.index_select(&last, 0)?.narrow(1, 0, hq * hd)?.contiguous()?.reshape((rows.len(), hq, hd))?;
                 let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
                 let q = ops::rope(&q, &cos.index_select(&last, 0)?, &sin.index_select(&last, 0)?)?;
-                (q, vec![1; rows.len()], x.index_select(&last, 0)?)
+                (q, last_plan.as_ref().unwrap_or(&plan), x.index_select(&last, 0)?)
             } else {
                 let q = q.contiguous()?.reshape((total, hq, hd))?;
                 let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
-                (ops::rope(&q, &cos, &sin)?, seqlens.clone(), x.clone())
+                (ops::rope(&q, &cos, &sin)?, &plan, x.clone())
             };
             if let Some(kv) = keep_kv.as_deref_mut() {
                 kv.push((k.clone(), v.clone()));
             }
             // Keys/values each row attends to: its prefix's (if any), then its own.
-            let (k_all, v_all, k_lens) = if rows.iter().any(|r| r.prefix.is_some()) {
+            let (k_all, v_all) = if rows.iter().any(|r| r.prefix.is_some()) {
                 let mut ks = Vec::with_capacity(rows.len() * 2);
                 let mut vs = Vec::with_capacity(rows.len() * 2);
-                let mut lens = Vec::with_capacity(rows.len());
                 let mut off = 0;
                 for (r, &n) in rows.iter().zip(&seqlens) {
-                    let mut len = n;
                     if let Some(p) = r.prefix {
                         let (pk, pv) = &p.layers[li];
                         ks.push(pk.clone());
                         vs.push(pv.clone());
-                        len += p.len;
                     }
                     ks.push(k.narrow(0, off, n)?);
                     vs.push(v.narrow(0, off, n)?);
-                    lens.push(len);
                     off += n;
                 }
-                (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?, lens)
+                (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)
             } else {
-                (k, v, seqlens.clone())
+                (k, v)
             };
-            let attn = ops::varlen_causal_attention(&q, &k_all, &v_all, &q_lens, &k_lens)?;
+            let attn = plan.attend(&q, &k_all, &v_all)?;
             let attn = attn.reshape((attn.dim(0)?, hq * hd))?;
-            let h = (residual + layer.o.forward(&attn)?)?;
-            let mlp_in = ops::rms_norm(&h, &layer.post_norm, c.rms_norm_eps)?;
-            let gu = layer.gate_up.forward(&mlp_in)?;
-            let act = ops::swiglu(&gu, c.intermediate_size)?;
-            x = (h + layer.down.forward(&act)?)?;
+            let (h, mlp_in) = ops::add_rms_norm(&layer.o.forward(&attn)?, &residual, &layer.post_norm, c.rms_norm_eps)?;
+            let act = ops::swiglu(&layer.gate_up.forward(&mlp_in)?, c.intermediate_size)?;
+            let next_norm = self.layers.get(li + 1).map_or(&self.norm, |l| &l.input_norm);
+            let (sum, normed) = ops::add_rms_norm(&layer.down.forward(&act)?, &h, next_norm, c.rms_norm_eps)?;
+            x = sum;
+            attn_in = normed.clone();
+            out = normed;
         }
         if keep_kv.is_some() {
             return Ok(x);
         }
-        let x = if last_only { x } else { x.index_select(&last, 0)? };
-        ops::rms_norm(&x, &self.norm, c.rms_norm_eps)
+        // `out` is the final norm of the last block's output: every row's last position, or all positions.
+        if last_only {
+            Ok(out)
+        } else {
+            Ok(out.index_select(&last, 0)?)
+        }
     }
 }
 
