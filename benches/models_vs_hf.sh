@@ -47,11 +47,14 @@ diff = max(abs(a - b) for r in sv(False) + sv(True) for a, b in zip(r["scores"],
 t_hf = med(r["median_s"] for r in hf)
 print(f"GEMM peak (torch.mm 1024^2, 2 threads): {gemm:.0f} GFLOP/s; {pairs} pairs, {tokens} tokens; "
       f"max |score - transformers| = {diff:.2e}")
-print("| reranker (50 x ~128 tokens) | median s | pairs/s | vs transformers | GFLOP/s (dense) | of GEMM peak |")
+print("| reranker (50 x ~128 tokens) | median s | pairs/s | vs transformers | dense GFLOP/s (unshared-equivalent) | of GEMM peak |")
 print("|---|---|---|---|---|---|")
 for name, t in (("HF transformers fp32", t_hf), ("Sieve, no prefix sharing", med(r["median_s"] for r in sv(False))),
                 ("Sieve, prefix sharing", med(r["median_s"] for r in sv(True)))):
     print(f"| {name} | {t:.3f} | {pairs / t:.1f} | {t_hf / t:.2f}x | {dense / t / 1e9:.0f} | {dense / t / 1e9 / gemm:.0%} |")
+ratio = lambda a, b: " / ".join(f"{x / y:.2f}" for x, y in zip(a, b))
+print(f"\nper round, transformers time / Sieve time: no sharing {ratio([r['median_s'] for r in hf], [r['median_s'] for r in sv(False)])}; "
+      f"sharing {ratio([r['median_s'] for r in hf], [r['median_s'] for r in sv(True)])}")
 st = [r for r in rows if r["phase"] == "embed" and r.get("peer")]
 se = [r for r in rows if r["phase"] == "embed" and r.get("engine") == "sieve"]
 ntok = se[0]["tokens"]
@@ -65,4 +68,7 @@ for bs in ("1", "32"):
     for name, v in (("sentence-transformers", a), ("Sieve", b)):
         g = v * ntok / se[0]["texts"] * flop_per_tok / 1e9
         print(f"| {name} | {bs} | {v:.1f} | {v / a:.2f}x | {g:.0f} | {g / gemm:.0%} |")
+for bs in ("1", "32"):
+    print(f"per round, batch {bs}, Sieve / sentence-transformers texts/s: "
+          + ratio([r["texts_per_s"][bs] for r in se], [r["texts_per_s"][bs] for r in st]))
 PY
