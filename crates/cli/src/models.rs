@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use sieve_models::hub::{self, Source};
-use sieve_models::synthetic::{self, Layout, Qwen3Spec};
+use sieve_models::synthetic::{self, shapes, Layout};
 use sieve_models::{
     load_embedder, load_reranker, DeviceSpec, EmbedInput, EmbedOptions, RerankInput, Reranker, RerankerConfig,
 };
@@ -194,9 +194,9 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                 None => hub::ensure(&Source::Qwen3Tokenizer, &cache.dir()).context("the Qwen3 tokenizer")?,
             };
             let spec = match shape {
-                SynthShape::Tiny => Qwen3Spec::tiny(),
-                SynthShape::Bench => Qwen3Spec::bench(),
-                SynthShape::Qwen06b => Qwen3Spec::qwen3_0_6b(),
+                SynthShape::Tiny => shapes::tiny(),
+                SynthShape::Bench => shapes::bench(),
+                SynthShape::Qwen06b => shapes::qwen3_0_6b(),
             };
             let layout = match layout {
                 SynthLayout::Reranker => Layout::RerankerTied,

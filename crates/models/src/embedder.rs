@@ -63,6 +63,29 @@ fn in_passes<T>(
     Ok(out)
 }
 
+/// The shared part of both embedders: tokenize each input, run packed passes, pool, cut, normalise.
+fn embed_rows(
+    inputs: &[EmbedInput<'_>],
+    max_length: usize,
+    dim: usize,
+    encode: impl Fn(&EmbedInput<'_>, usize) -> Result<(Vec<u32>, bool)>,
+    pooled: impl Fn(&[&[u32]]) -> Result<Tensor>,
+) -> Result<Embeddings> {
+    let mut ids = Vec::with_capacity(inputs.len());
+    let mut truncated = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let (i, t) = encode(input, max_length)?;
+        ids.push(i);
+        truncated.push(t);
+    }
+    let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
+    let parts = in_passes(&lens, MAX_BATCH_TOKENS, |r| {
+        let rows: Vec<&[u32]> = ids[r].iter().map(Vec::as_slice).collect();
+        finish(&pooled(&rows)?, dim)
+    })?;
+    Ok(Embeddings { vectors: parts.into_iter().flatten().collect(), tokens: lens, truncated })
+}
+
 /// Qwen3-Embedding (0.6B/4B/8B).
 pub struct Qwen3Embedder {
     model: Qwen3,
@@ -117,19 +140,16 @@ impl Embedder for Qwen3Embedder {
     fn embed(&self, inputs: &[EmbedInput<'_>], opts: &EmbedOptions) -> Result<Embeddings> {
         let dim = check_dim(opts, self.model.config.hidden_size, 32)?;
         let max_length = opts.max_length.unwrap_or(self.max_length).clamp(2, self.max_length);
-        let mut ids = Vec::with_capacity(inputs.len());
-        let mut truncated = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let (i, t) = self.input_ids(input, max_length)?;
-            ids.push(i);
-            truncated.push(t);
-        }
-        let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let parts = in_passes(&lens, MAX_BATCH_TOKENS, |r| {
-            let rows: Vec<Row<'_>> = ids[r].iter().map(|i| Row { ids: i, prefix: None }).collect();
-            finish(&self.model.last_hidden(&rows)?, dim)
-        })?;
-        Ok(Embeddings { vectors: parts.into_iter().flatten().collect(), tokens: lens, truncated })
+        embed_rows(
+            inputs,
+            max_length,
+            dim,
+            |i, m| self.input_ids(i, m),
+            |rows| {
+                let rows: Vec<Row<'_>> = rows.iter().map(|ids| Row { ids, prefix: None }).collect();
+                self.model.last_hidden(&rows)
+            },
+        )
     }
 }
 
@@ -190,22 +210,10 @@ impl Embedder for BertEmbedder {
     fn embed(&self, inputs: &[EmbedInput<'_>], opts: &EmbedOptions) -> Result<Embeddings> {
         let dim = check_dim(opts, self.model.config.hidden_size, 1)?;
         let max_length = opts.max_length.unwrap_or(self.max_length).clamp(2, self.max_length);
-        let mut ids = Vec::with_capacity(inputs.len());
-        let mut truncated = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            // Symmetric model: queries and documents are encoded alike (no instruction).
-            let text = match input {
-                EmbedInput::Query { text, .. } | EmbedInput::Document(text) => text,
-            };
-            let (i, t) = self.input_ids(text, max_length)?;
-            ids.push(i);
-            truncated.push(t);
-        }
-        let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let parts = in_passes(&lens, MAX_BATCH_TOKENS, |r| {
-            let rows: Vec<&[u32]> = ids[r].iter().map(Vec::as_slice).collect();
-            finish(&self.model.mean_pooled(&rows)?, dim)
-        })?;
-        Ok(Embeddings { vectors: parts.into_iter().flatten().collect(), tokens: lens, truncated })
+        // Symmetric model: queries and documents are encoded alike (no instruction).
+        let encode = |input: &EmbedInput<'_>, m| match input {
+            EmbedInput::Query { text, .. } | EmbedInput::Document(text) => self.input_ids(text, m),
+        };
+        embed_rows(inputs, max_length, dim, encode, |rows| self.model.mean_pooled(rows))
     }
 }

@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use serde_json::json;
 
 use crate::error::{ModelError, Result};
+use crate::qwen3::Qwen3Config;
 
 pub const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 const INDEX_MIX: u64 = 0xD1B5_4A32_D192_ED03;
@@ -62,60 +63,47 @@ pub fn tensor_values(seed: u64, name: &str, shape: &[usize]) -> Vec<f32> {
     (0..n).map(|i| offset + scale * uniform(key, i as u64)).collect()
 }
 
-/// Shape of a random Qwen3 checkpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Qwen3Spec {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub num_key_value_heads: usize,
-    pub head_dim: usize,
-    pub max_position_embeddings: usize,
-}
+/// Shapes of random Qwen3 checkpoints (the forward's own [`Qwen3Config`]; RMS eps 1e-6, RoPE θ 1e6, no biases).
+pub mod shapes {
+    use crate::qwen3::Qwen3Config;
 
-impl Qwen3Spec {
-    /// The tiny shape the parity fixtures use (real vocabulary, so the real tokenizer fits).
-    pub fn tiny() -> Self {
-        Qwen3Spec {
+    fn qwen3(
+        hidden: usize,
+        inter: usize,
+        layers: usize,
+        heads: (usize, usize),
+        head_dim: usize,
+        max_pos: usize,
+    ) -> Qwen3Config {
+        Qwen3Config {
             vocab_size: 151_669,
-            hidden_size: 64,
-            intermediate_size: 128,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: 16,
-            max_position_embeddings: 4096,
+            hidden_size: hidden,
+            intermediate_size: inter,
+            num_hidden_layers: layers,
+            num_attention_heads: heads.0,
+            num_key_value_heads: heads.1,
+            head_dim,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            max_position_embeddings: max_pos,
+            tie_word_embeddings: true,
+            attention_bias: false,
         }
+    }
+
+    /// The tiny shape the parity fixtures use (real vocabulary, so the real tokenizer fits).
+    pub fn tiny() -> Qwen3Config {
+        qwen3(64, 128, 2, (4, 2), 16, 4096)
     }
 
     /// The shape of the CPU benchmark peer (`../shared/peers/peer_rerank_cpu.py` defaults).
-    pub fn bench() -> Self {
-        Qwen3Spec {
-            vocab_size: 151_669,
-            hidden_size: 256,
-            intermediate_size: 768,
-            num_hidden_layers: 4,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: 64,
-            max_position_embeddings: 4096,
-        }
+    pub fn bench() -> Qwen3Config {
+        qwen3(256, 768, 4, (4, 2), 64, 4096)
     }
 
     /// Qwen3-0.6B's shape (for the GPU benchmark).
-    pub fn qwen3_0_6b() -> Self {
-        Qwen3Spec {
-            vocab_size: 151_669,
-            hidden_size: 1024,
-            intermediate_size: 3072,
-            num_hidden_layers: 28,
-            num_attention_heads: 16,
-            num_key_value_heads: 8,
-            head_dim: 128,
-            max_position_embeddings: 40960,
-        }
+    pub fn qwen3_0_6b() -> Qwen3Config {
+        qwen3(1024, 3072, 28, (16, 8), 128, 40960)
     }
 }
 
@@ -131,12 +119,16 @@ pub enum Layout {
 }
 
 /// Writes `config.json`, `model.safetensors` and a copy of `tokenizer_json` into `dir`.
-pub fn write_qwen3(dir: &Path, spec: &Qwen3Spec, layout: Layout, seed: u64, tokenizer_json: &Path) -> Result<()> {
+/// `spec.tie_word_embeddings` is set by the layout; biases are not generated (`attention_bias` must be false).
+pub fn write_qwen3(dir: &Path, spec: &Qwen3Config, layout: Layout, seed: u64, tokenizer_json: &Path) -> Result<()> {
     let io = |path: &Path, e: std::io::Error| ModelError::Io {
         path: path.to_path_buf(),
         message: "cannot write the synthetic checkpoint".into(),
         source: e,
     };
+    if spec.attention_bias {
+        return Err(ModelError::input("attention_bias", "false (no biases are generated)", true));
+    }
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let s = spec;
     let p = if layout == Layout::Embedding { "" } else { "model." };
@@ -185,8 +177,8 @@ pub fn write_qwen3(dir: &Path, spec: &Qwen3Spec, layout: Layout, seed: u64, toke
         "num_key_value_heads": s.num_key_value_heads,
         "head_dim": s.head_dim,
         "max_position_embeddings": s.max_position_embeddings,
-        "rms_norm_eps": 1e-6,
-        "rope_theta": 1_000_000.0,
+        "rms_norm_eps": s.rms_norm_eps,
+        "rope_theta": s.rope_theta,
         "tie_word_embeddings": tied,
         "attention_bias": false,
         "hidden_act": "silu",

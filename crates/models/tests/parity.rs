@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use sieve_models::hub::{self, Source};
-use sieve_models::synthetic::{self, Layout, Qwen3Spec};
+use sieve_models::synthetic::{self, shapes, Layout};
 use sieve_models::{
     load_embedder, load_reranker, DeviceSpec, EmbedInput, EmbedOptions, Qwen3Reranker, RerankInput, Reranker,
     RerankerConfig,
@@ -43,7 +43,7 @@ fn checkpoint(layout: Layout, seed: u64) -> PathBuf {
         return p.clone();
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sieve-parity-{layout:?}-{seed}"));
-    synthetic::write_qwen3(&dir, &Qwen3Spec::tiny(), layout, seed, &tokenizer_dir().join("tokenizer.json")).unwrap();
+    synthetic::write_qwen3(&dir, &shapes::tiny(), layout, seed, &tokenizer_dir().join("tokenizer.json")).unwrap();
     built.push((seed, dir.clone()));
     dir
 }
