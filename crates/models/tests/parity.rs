@@ -301,3 +301,28 @@ fn minilm_matches_sentence_transformers() {
     let q = model.embed(&[EmbedInput::query(texts[0])], &EmbedOptions::default()).unwrap();
     assert!(cosine(&q.vectors[0], &out.vectors[0]) > 0.99999);
 }
+
+#[test]
+fn large_requests_split_into_passes_without_changing_scores() {
+    let (seed, groups) = groups("reranker_tied");
+    let dir = checkpoint(Layout::RerankerTied, seed);
+    let small = RerankerConfig { max_batch_tokens: 200, ..RerankerConfig::default() };
+    let split = load_reranker(&dir, DeviceSpec::Cpu, small).unwrap();
+    let whole = reranker(Layout::RerankerTied, seed);
+    let inputs: Vec<RerankInput> = groups.iter().map(|g| input(g, &g.docs, true)).collect();
+    let (a, b) = (split.rerank(&inputs).unwrap(), whole.rerank(&inputs).unwrap());
+    for (ga, gb) in a.iter().zip(&b) {
+        for (x, y) in ga.iter().zip(gb) {
+            assert!((x.raw - y.raw).abs() < 1e-5, "{} vs {}", x.raw, y.raw);
+        }
+    }
+}
+
+#[test]
+fn both_weight_name_layouts_load_as_embedders() {
+    // A `model.`-prefixed checkpoint (the reranker layout) loads as an embedder too.
+    let (seed, _) = groups("reranker_tied");
+    let m = load_embedder(&checkpoint(Layout::RerankerTied, seed), DeviceSpec::Cpu).unwrap();
+    let out = m.embed(&[EmbedInput::Document("hello")], &EmbedOptions::default()).unwrap();
+    assert_eq!(out.vectors[0].len(), 64);
+}
