@@ -151,7 +151,7 @@ impl Bert {
         let hd = h / nh;
         let plan = AttnPlan::new(&lens, &lens, false, nh, &self.device)?;
         for l in &self.layers {
-            let qkv = ops::bias_act(&l.qkv.matmul(&x)?, l.qkv.bias(), false)?;
+            let qkv = ops::bias_act(l.qkv.matmul(&x)?, l.qkv.bias(), false)?;
             let q = qkv.narrow(1, 0, h)?.contiguous()?.reshape((total, nh, hd))?;
             let k = qkv.narrow(1, h, h)?.contiguous()?.reshape((total, nh, hd))?;
             let v = qkv.narrow(1, 2 * h, h)?.contiguous()?.reshape((total, nh, hd))?;
@@ -163,7 +163,7 @@ impl Bert {
                 (&l.attn_norm.w, &l.attn_norm.b),
                 c.layer_norm_eps,
             )?;
-            let m = ops::bias_act(&l.inter.matmul(&a)?, l.inter.bias(), true)?;
+            let m = ops::bias_act(l.inter.matmul(&a)?, l.inter.bias(), true)?;
             x = ops::add_bias_layer_norm(
                 &l.out.matmul(&m)?,
                 l.out.bias(),

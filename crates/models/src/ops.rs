@@ -185,15 +185,17 @@ pub fn add_bias_layer_norm(
     layer_norm(&(t + residual)?, norm.0, norm.1, eps)
 }
 
-/// `act(y + bias)` with `act` GELU (erf) or the identity, one pass.
-pub fn bias_act(y: &Tensor, bias: Option<&Tensor>, gelu_act: bool) -> Result<Tensor> {
-    if cpu_f32(y) {
-        let op = BiasAct { bias: bias.map(host_vec).transpose()?, gelu: gelu_act };
-        return Ok(y.contiguous()?.apply_op1_no_bwd(&op)?);
+/// `act(y + bias)` with `act` GELU (erf) or the identity, one pass. On the CPU it overwrites `y`'s storage
+/// (callers hand over a fresh GEMM output), which saves allocating, zeroing and writing a second buffer.
+pub fn bias_act(y: Tensor, bias: Option<&Tensor>, gelu_act: bool) -> Result<Tensor> {
+    if cpu_f32(&y) {
+        let y = if y.is_contiguous() { y } else { y.contiguous()? };
+        y.inplace_op1(&BiasAct { bias: bias.map(host_vec).transpose()?, gelu: gelu_act })?;
+        return Ok(y);
     }
     let t = match bias {
         Some(b) => y.broadcast_add(b)?,
-        None => y.clone(),
+        None => y,
     };
     if gelu_act {
         Ok(t.gelu_erf()?)
@@ -234,21 +236,26 @@ impl candle_core::CustomOp2 for AddNorm {
         let n = y.len();
         let mut out = vec![0f32; if self.keep_sum { 2 * n } else { n }];
         let (first, second) = out.split_at_mut(if self.keep_sum { n } else { 0 });
+        let zero = vec![0f32; dim];
+        let bias = self.bias.as_deref().unwrap_or(&zero);
+        let beta = self.b.as_deref().unwrap_or(&zero);
+        let inv_n = 1.0 / dim as f32;
         let norm_rows = |t: &mut [f32], o: &mut [f32], y: &[f32], r: &[f32]| {
-            for (j, ((t, &y), &r)) in t.iter_mut().zip(y).zip(r).enumerate() {
-                *t = y + r + self.bias.as_ref().map_or(0.0, |b| b[j]);
+            for (((t, &y), &r), &b) in t.iter_mut().zip(y).zip(r).zip(bias) {
+                *t = y + r + b;
             }
-            let inv_n = 1.0 / dim as f32;
             let mean = if self.rms { 0.0 } else { lanes(t, 0.0, |a, b| a + b) * inv_n };
             let mut var = [0f32; 8];
-            for c in t.chunks(8) {
+            let chunks = t.chunks_exact(8);
+            let rest: f32 = chunks.remainder().iter().map(|&x| (x - mean) * (x - mean)).sum();
+            for c in chunks {
                 for (v, &x) in var.iter_mut().zip(c) {
                     *v += (x - mean) * (x - mean);
                 }
             }
-            let inv = 1.0 / (var.iter().sum::<f32>() * inv_n + self.eps).sqrt();
-            for (j, (o, &x)) in o.iter_mut().zip(t.iter()).enumerate() {
-                *o = (x - mean) * inv * self.w[j] + self.b.as_ref().map_or(0.0, |b| b[j]);
+            let inv = 1.0 / ((var.iter().sum::<f32>() + rest) * inv_n + self.eps).sqrt();
+            for (((o, &x), &w), &b) in o.iter_mut().zip(t.iter()).zip(&self.w).zip(beta) {
+                *o = (x - mean) * inv * w + b;
             }
         };
         if self.keep_sum {
@@ -274,41 +281,42 @@ struct BiasAct {
     gelu: bool,
 }
 
-impl candle_core::CustomOp1 for BiasAct {
+impl candle_core::InplaceOp1 for BiasAct {
     fn name(&self) -> &'static str {
         "sieve-bias-act"
     }
 
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
         use rayon::prelude::*;
-        let src = contiguous_f32(storage, layout, "bias-act")?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("bias-act: input must be contiguous");
+        };
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("bias-act: expected f32");
+        };
+        let data = &mut data[start..end];
         let dim = *layout.dims().last().unwrap_or(&1);
         let zero = vec![0f32; dim];
         let bias = self.bias.as_deref().unwrap_or(&zero);
         if bias.len() != dim {
             candle_core::bail!("bias-act: bias of {} for rows of {dim}", bias.len());
         }
-        let mut out = vec![0f32; src.len()];
         let rows_per_task = (16384 / dim).max(1) * dim;
-        out.par_chunks_mut(rows_per_task).zip(src.par_chunks(rows_per_task)).for_each(|(o, s)| {
-            for (o, s) in o.chunks_mut(dim).zip(s.chunks(dim)) {
+        data.par_chunks_mut(rows_per_task).for_each(|chunk| {
+            for row in chunk.chunks_mut(dim) {
                 if self.gelu {
-                    for ((o, &x), &b) in o.iter_mut().zip(s).zip(bias) {
-                        let x = x + b;
-                        *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                    for (x, &b) in row.iter_mut().zip(bias) {
+                        let v = *x + b;
+                        *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
                     }
                 } else {
-                    for ((o, &x), &b) in o.iter_mut().zip(s).zip(bias) {
-                        *o = x + b;
+                    for (x, &b) in row.iter_mut().zip(bias) {
+                        *x += b;
                     }
                 }
             }
         });
-        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+        Ok(())
     }
 }
 
@@ -518,8 +526,10 @@ impl AttnPlan {
     fn masked_softmax(&self, scores: &Tensor, bk: &Bucket, scale: f64) -> Result<Tensor> {
         let op =
             MaskedSoftmax { rows: bk.rows.clone(), lq: bk.lq, lk: bk.lk, scale: scale as f32, causal: self.causal };
-        if scores.device().is_cpu() && scores.dtype() == DType::F32 {
-            return Ok(scores.apply_op1_no_bwd(&op)?);
+        if scores.device().is_cpu() && scores.dtype() == DType::F32 && scores.is_contiguous() {
+            // The scores are this plan's own fresh GEMM output: normalise them where they are.
+            scores.inplace_op1(&op)?;
+            return Ok(scores.clone());
         }
         // Other devices: an additive mask and the stock softmax, in f32.
         let (b, hkv, rows, lk) = scores.dims4()?;
@@ -565,40 +575,43 @@ impl MaskedSoftmax {
     }
 }
 
-impl candle_core::CustomOp1 for MaskedSoftmax {
+impl candle_core::InplaceOp1 for MaskedSoftmax {
     fn name(&self) -> &'static str {
         "sieve-masked-softmax"
     }
 
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
         use rayon::prelude::*;
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("masked softmax: scores must be contiguous");
         };
-        let src = &storage.as_slice::<f32>()?[start..end];
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("masked softmax: expected f32 scores");
+        };
+        let data = &mut data[start..end];
         let (b, _, rows, lk) = layout.shape().dims4()?;
         if b != self.rows.len() || lk != self.lk || rows % self.lq != 0 {
             candle_core::bail!("masked softmax: scores {:?} do not match the plan", layout.shape());
         }
-        let per_b = src.len() / b;
-        let mut out = vec![0f32; src.len()];
-        out.par_chunks_mut(lk).zip(src.par_chunks(lk)).enumerate().for_each(|(r, (o, s))| {
+        let per_b = data.len() / b;
+        data.par_chunks_mut(lk).enumerate().for_each(|(r, row)| {
             let (nq, nk) = self.rows[r * lk / per_b];
-            let Some((lo, hi)) = self.visible(nq, nk, r % self.lq) else { return };
-            let (s, o) = (&s[lo..hi], &mut o[lo..hi]);
+            let Some((lo, hi)) = self.visible(nq, nk, r % self.lq) else {
+                row.fill(0.0);
+                return;
+            };
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            let s = &mut row[lo..hi];
             let max = lanes(s, f32::NEG_INFINITY, f32::max);
             let scale = self.scale;
-            for (o, &x) in o.iter_mut().zip(s) {
-                *o = exp((x - max) * scale);
+            for x in s.iter_mut() {
+                *x = exp((*x - max) * scale);
             }
-            let inv = 1.0 / lanes(o, 0.0, |a, b| a + b);
-            o.iter_mut().for_each(|o| *o *= inv);
+            let inv = 1.0 / lanes(s, 0.0, |a, b| a + b);
+            s.iter_mut().for_each(|x| *x *= inv);
         });
-        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+        Ok(())
     }
 }
 
@@ -708,7 +721,7 @@ mod tests {
     fn gelu_matches_erf_gelu() {
         let xs: Vec<f32> = (-800..800).map(|i| i as f32 * 0.01).collect();
         let x = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
-        let fast: Vec<f32> = bias_act(&x, None, true).unwrap().to_vec1().unwrap();
+        let fast: Vec<f32> = bias_act(x.copy().unwrap(), None, true).unwrap().to_vec1().unwrap();
         let exact: Vec<f32> = x.gelu_erf().unwrap().to_vec1().unwrap();
         for (a, b) in fast.iter().zip(&exact) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
@@ -728,9 +741,12 @@ mod tests {
         let ln = add_bias_layer_norm(&y, Some(&bias), &r, (&w, &b), 1e-12).unwrap();
         let t = (y.broadcast_add(&bias).unwrap() + &r).unwrap();
         assert!(max_diff(&ln, &candle_nn::ops::layer_norm_slow(&t, &w, &b, 1e-12).unwrap()) < 1e-5);
-        let g = bias_act(&y, Some(&bias), true).unwrap();
+        let g = bias_act(y.copy().unwrap(), Some(&bias), true).unwrap();
         assert!(max_diff(&g, &y.broadcast_add(&bias).unwrap().gelu_erf().unwrap()) < 1e-6);
-        assert!(max_diff(&bias_act(&y, Some(&bias), false).unwrap(), &y.broadcast_add(&bias).unwrap()) < 1e-7);
+        assert!(
+            max_diff(&bias_act(y.copy().unwrap(), Some(&bias), false).unwrap(), &y.broadcast_add(&bias).unwrap())
+                < 1e-7
+        );
     }
 
     #[test]
