@@ -159,15 +159,16 @@ pub fn add_rms_norm(y: &Tensor, residual: &Tensor, w: &Tensor, eps: f64) -> Resu
     Ok((sum, normed))
 }
 
-/// `LayerNorm(y + bias + residual)`, one pass (BERT's post-norm residual blocks).
+/// `LayerNorm(y + bias + residual)`, one pass (BERT's post-norm residual blocks). On the CPU it overwrites
+/// `y`'s storage (a fresh GEMM output).
 pub fn add_bias_layer_norm(
-    y: &Tensor,
+    y: Tensor,
     bias: Option<&Tensor>,
     residual: &Tensor,
     norm: (&Tensor, &Tensor),
     eps: f64,
 ) -> Result<Tensor> {
-    if cpu_f32(y) && cpu_f32(residual) {
+    if cpu_f32(&y) && cpu_f32(residual) {
         let op = AddNorm {
             bias: bias.map(host_vec).transpose()?,
             w: host_vec(norm.0)?,
@@ -176,11 +177,13 @@ pub fn add_bias_layer_norm(
             rms: false,
             keep_sum: false,
         };
-        return Ok(y.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &op)?);
+        let y = if y.is_contiguous() { y } else { y.contiguous()? };
+        y.inplace_op2(&residual.contiguous()?, &op)?;
+        return Ok(y);
     }
     let t = match bias {
         Some(b) => y.broadcast_add(b)?,
-        None => y.clone(),
+        None => y,
     };
     layer_norm(&(t + residual)?, norm.0, norm.1, eps)
 }
@@ -273,6 +276,57 @@ impl candle_core::CustomOp2 for AddNorm {
             .zip(y.par_chunks(dim).zip(r.par_chunks(dim)))
             .for_each_init(|| vec![0f32; dim], |t, (o, (y, r))| norm_rows(t, o, y, r));
         Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+impl candle_core::InplaceOp2 for AddNorm {
+    fn name(&self) -> &'static str {
+        "sieve-add-norm-inplace"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        let r = contiguous_f32(s2, l2, "add-norm")?;
+        let Some((start, end)) = l1.contiguous_offsets() else {
+            candle_core::bail!("add-norm: input must be contiguous");
+        };
+        let candle_core::CpuStorage::F32(data) = s1 else {
+            candle_core::bail!("add-norm: expected f32");
+        };
+        let y = &mut data[start..end];
+        let dim = *l1.dims().last().unwrap_or(&1);
+        if l1.shape() != l2.shape() || dim != self.w.len() || self.keep_sum {
+            candle_core::bail!("add-norm: shapes {:?} {:?}, norm {}", l1.shape(), l2.shape(), self.w.len());
+        }
+        let zero = vec![0f32; dim];
+        let bias = self.bias.as_deref().unwrap_or(&zero);
+        let beta = self.b.as_deref().unwrap_or(&zero);
+        let inv_n = 1.0 / dim as f32;
+        y.par_chunks_mut(dim).zip(r.par_chunks(dim)).for_each(|(t, r)| {
+            for ((t, &r), &b) in t.iter_mut().zip(r).zip(bias) {
+                *t += r + b;
+            }
+            let mean = if self.rms { 0.0 } else { lanes(t, 0.0, |a, b| a + b) * inv_n };
+            let mut var = [0f32; 8];
+            let chunks = t.chunks_exact(8);
+            let rest: f32 = chunks.remainder().iter().map(|&x| (x - mean) * (x - mean)).sum();
+            for c in chunks {
+                for (v, &x) in var.iter_mut().zip(c) {
+                    *v += (x - mean) * (x - mean);
+                }
+            }
+            let inv = 1.0 / ((var.iter().sum::<f32>() + rest) * inv_n + self.eps).sqrt();
+            for ((x, &w), &b) in t.iter_mut().zip(&self.w).zip(beta) {
+                *x = (*x - mean) * inv * w + b;
+            }
+        });
+        Ok(())
     }
 }
 
@@ -505,7 +559,6 @@ impl AttnPlan {
         let (_, hq, d) = q.dims3()?;
         let hkv = k.dim(1)?;
         let rep = hq / hkv;
-        let scale = 1.0 / (d as f64).sqrt();
         let mut outs = Vec::with_capacity(self.buckets.len());
         for bk in &self.buckets {
             let b = bk.rows.len();
@@ -513,12 +566,42 @@ impl AttnPlan {
             let qb = qb.permute((0, 2, 3, 1, 4))?.contiguous()?.reshape((b, hkv, rep * bk.lq, d))?;
             let kb = k.index_select(&bk.k_idx, 0)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
             let vb = v.index_select(&bk.k_idx, 0)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
-            let scores = qb.matmul(&kb.t()?)?; // [b, hkv, rep*lq, lk]
-            let probs = self.masked_softmax(&scores, bk, scale)?;
-            let o = probs.matmul(&vb)?; // [b, hkv, rep*lq, d]
-            let o = o.reshape((b, hkv, rep, bk.lq, d))?.permute((0, 3, 1, 2, 4))?.contiguous()?;
-            outs.push(o.reshape((b * bk.lq, hq, d))?);
+            outs.push(self.attend_bucket(bk, &qb, &kb, &vb, rep)?);
         }
+        self.gather(outs)
+    }
+
+    /// Self-attention straight from a fused `[tokens, 3·heads·d]` q/k/v projection (no GQA, every row its own
+    /// queries and keys, as in BERT): one row gather per bucket instead of three splits and three gathers.
+    pub fn attend_qkv(&self, qkv: &Tensor, heads: usize) -> Result<Tensor> {
+        let d = qkv.dim(1)? / (3 * heads);
+        let mut outs = Vec::with_capacity(self.buckets.len());
+        for bk in &self.buckets {
+            if bk.lq != bk.lk {
+                return Err(candle_core::Error::Msg("attend_qkv: queries and keys must coincide".into()).into());
+            }
+            let b = bk.rows.len();
+            let rows = qkv.index_select(&bk.q_idx, 0)?.reshape((b, bk.lq, 3, heads, d))?;
+            let part = |i: usize| -> Result<Tensor> {
+                Ok(rows.narrow(2, i, 1)?.squeeze(2)?.permute((0, 2, 1, 3))?.contiguous()?)
+            };
+            outs.push(self.attend_bucket(bk, &part(0)?, &part(1)?, &part(2)?, 1)?);
+        }
+        self.gather(outs)
+    }
+
+    /// One bucket: `qb` `[b, hkv, rep·lq, d]`, `kb`/`vb` `[b, hkv, lk, d]` → `[b·lq, hkv·rep, d]`.
+    fn attend_bucket(&self, bk: &Bucket, qb: &Tensor, kb: &Tensor, vb: &Tensor, rep: usize) -> Result<Tensor> {
+        let (b, hkv, _, d) = qb.dims4()?;
+        let scores = qb.matmul(&kb.t()?)?; // [b, hkv, rep*lq, lk]
+        let probs = self.masked_softmax(&scores, bk, 1.0 / (d as f64).sqrt())?;
+        let o = probs.matmul(vb)?; // [b, hkv, rep*lq, d]
+        let o = o.reshape((b, hkv, rep, bk.lq, d))?.permute((0, 3, 1, 2, 4))?.contiguous()?;
+        Ok(o.reshape((b * bk.lq, hkv * rep, d))?)
+    }
+
+    /// Bucket outputs back into packed query order.
+    fn gather(&self, mut outs: Vec<Tensor>) -> Result<Tensor> {
         let all = if outs.len() == 1 { outs.pop().unwrap_or_else(|| unreachable!()) } else { Tensor::cat(&outs, 0)? };
         Ok(all.index_select(&self.gather, 0)?)
     }
@@ -679,6 +762,13 @@ mod tests {
         let fused = varlen_causal_attention(&q, &k, &v, &q_lens, &k_lens).unwrap();
         let slow = reference_attention(&q, &k, &v, &q_lens, &k_lens, true, 1.0 / 8f64.sqrt()).unwrap();
         assert!(max_diff(&fused, &slow) < 1e-5);
+        // From a fused q/k/v projection (no GQA, bidirectional).
+        let qkv = rand(&[9, 3 * 4 * 8], 4);
+        let part = |i: usize| qkv.narrow(1, i * 32, 32).unwrap().contiguous().unwrap().reshape((9, 4, 8)).unwrap();
+        let plan = AttnPlan::new(&[5, 3, 1], &[5, 3, 1], false, 4, &Device::Cpu).unwrap();
+        let fused_qkv = plan.attend_qkv(&qkv, 4).unwrap();
+        let split = reference_attention(&part(0), &part(1), &part(2), &[5, 3, 1], &[5, 3, 1], false, 1.0 / 8f64.sqrt());
+        assert!(max_diff(&fused_qkv, &split.unwrap()) < 1e-5);
         // A tiny score budget: long rows split into query chunks, one row per bucket.
         let chunked = AttnPlan::with_budget(&q_lens, &k_lens, true, 4, &Device::Cpu, 40).unwrap();
         assert!(chunked.buckets.len() > 3);
@@ -738,7 +828,7 @@ mod tests {
         let (sum, normed) = add_rms_norm(&y, &r, &w, 1e-6).unwrap();
         assert!(max_diff(&sum, &(&y + &r).unwrap()) < 1e-6);
         assert!(max_diff(&normed, &candle_nn::ops::rms_norm_slow(&(&y + &r).unwrap(), &w, 1e-6).unwrap()) < 1e-5);
-        let ln = add_bias_layer_norm(&y, Some(&bias), &r, (&w, &b), 1e-12).unwrap();
+        let ln = add_bias_layer_norm(y.copy().unwrap(), Some(&bias), &r, (&w, &b), 1e-12).unwrap();
         let t = (y.broadcast_add(&bias).unwrap() + &r).unwrap();
         assert!(max_diff(&ln, &candle_nn::ops::layer_norm_slow(&t, &w, &b, 1e-12).unwrap()) < 1e-5);
         let g = bias_act(y.copy().unwrap(), Some(&bias), true).unwrap();
