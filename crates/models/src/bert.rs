@@ -148,10 +148,14 @@ impl Bert {
         let x = x.broadcast_add(&self.token_type0)?;
         let mut x = ops::layer_norm(&x, &self.emb_norm.w, &self.emb_norm.b, c.layer_norm_eps)?;
         let (nh, h) = (c.num_attention_heads, c.hidden_size);
+        let hd = h / nh;
         let plan = AttnPlan::new(&lens, &lens, false, nh, &self.device)?;
         for l in &self.layers {
             let qkv = ops::bias_act(l.qkv.matmul(&x)?, l.qkv.bias(), false)?;
-            let a = plan.attend_qkv(&qkv, nh)?.reshape((total, h))?;
+            let q = qkv.narrow(1, 0, h)?.contiguous()?.reshape((total, nh, hd))?;
+            let k = qkv.narrow(1, h, h)?.contiguous()?.reshape((total, nh, hd))?;
+            let v = qkv.narrow(1, 2 * h, h)?.contiguous()?.reshape((total, nh, hd))?;
+            let a = plan.attend(&q, &k, &v)?.reshape((total, h))?;
             let a = ops::add_bias_layer_norm(
                 l.attn_out.matmul(&a)?,
                 l.attn_out.bias(),

@@ -150,7 +150,7 @@ fn contiguous_f32<'a>(
 /// `y + residual` and `RMSNorm(y + residual)`, one pass: returns `(sum, normed)` (Qwen3's pre-norm blocks).
 pub fn add_rms_norm(y: &Tensor, residual: &Tensor, w: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
     if cpu_f32(y) && cpu_f32(residual) {
-        let op = AddNorm { bias: None, w: host_vec(w)?, b: None, eps: eps as f32, rms: true, keep_sum: true };
+        let op = AddNorm { bias: None, w: host_vec(w)?, b: None, eps: eps as f32, rms: true };
         let both = y.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &op)?;
         return Ok((both.get(0)?, both.get(1)?));
     }
@@ -175,7 +175,6 @@ pub fn add_bias_layer_norm(
             b: Some(host_vec(norm.1)?),
             eps: eps as f32,
             rms: false,
-            keep_sum: false,
         };
         let y = if y.is_contiguous() { y } else { y.contiguous()? };
         y.inplace_op2(&residual.contiguous()?, &op)?;
@@ -214,9 +213,10 @@ struct AddNorm {
     eps: f32,
     /// RMSNorm (Qwen3) instead of LayerNorm (BERT).
     rms: bool,
-    /// Also return the sum (output `[2, rows, dim]`: sum, normed).
-    keep_sum: bool,
 }
+
+// As a `CustomOp2` (Qwen3): returns `[2, rows, dim]`, the sum and its norm. As an `InplaceOp2` (BERT): only the
+// norm, written over the first input.
 
 impl candle_core::CustomOp2 for AddNorm {
     fn name(&self) -> &'static str {
@@ -237,45 +237,53 @@ impl candle_core::CustomOp2 for AddNorm {
             candle_core::bail!("add-norm: shapes {:?} {:?}, norm {}", l1.shape(), l2.shape(), self.w.len());
         }
         let n = y.len();
-        let mut out = vec![0f32; if self.keep_sum { 2 * n } else { n }];
-        let (first, second) = out.split_at_mut(if self.keep_sum { n } else { 0 });
+        let mut out = vec![0f32; 2 * n];
+        let (first, second) = out.split_at_mut(n);
         let zero = vec![0f32; dim];
         let bias = self.bias.as_deref().unwrap_or(&zero);
-        let beta = self.b.as_deref().unwrap_or(&zero);
-        let inv_n = 1.0 / dim as f32;
-        let norm_rows = |t: &mut [f32], o: &mut [f32], y: &[f32], r: &[f32]| {
-            for (((t, &y), &r), &b) in t.iter_mut().zip(y).zip(r).zip(bias) {
-                *t = y + r + b;
+        first
+            .par_chunks_mut(dim)
+            .zip(second.par_chunks_mut(dim))
+            .zip(y.par_chunks(dim).zip(r.par_chunks(dim)))
+            .for_each(|((t, o), (y, r))| {
+                for (((t, &y), &r), &b) in t.iter_mut().zip(y).zip(r).zip(bias) {
+                    *t = y + r + b;
+                }
+                o.copy_from_slice(t);
+                self.normalise(o);
+            });
+        let mut dims = vec![2];
+        dims.extend_from_slice(l1.dims());
+        Ok((candle_core::CpuStorage::F32(out), candle_core::Shape::from(dims)))
+    }
+}
+
+impl AddNorm {
+    /// Normalises one row in place (LayerNorm, or RMSNorm when `rms`), then applies weight and bias.
+    fn normalise(&self, t: &mut [f32]) {
+        let inv_n = 1.0 / t.len() as f32;
+        let mean = if self.rms { 0.0 } else { lanes(t, 0.0, |a, b| a + b) * inv_n };
+        let mut var = [0f32; 8];
+        let chunks = t.chunks_exact(8);
+        let rest: f32 = chunks.remainder().iter().map(|&x| (x - mean) * (x - mean)).sum();
+        for c in chunks {
+            for (v, &x) in var.iter_mut().zip(c) {
+                *v += (x - mean) * (x - mean);
             }
-            let mean = if self.rms { 0.0 } else { lanes(t, 0.0, |a, b| a + b) * inv_n };
-            let mut var = [0f32; 8];
-            let chunks = t.chunks_exact(8);
-            let rest: f32 = chunks.remainder().iter().map(|&x| (x - mean) * (x - mean)).sum();
-            for c in chunks {
-                for (v, &x) in var.iter_mut().zip(c) {
-                    *v += (x - mean) * (x - mean);
+        }
+        let inv = 1.0 / ((var.iter().sum::<f32>() + rest) * inv_n + self.eps).sqrt();
+        match &self.b {
+            Some(beta) => {
+                for ((x, &w), &b) in t.iter_mut().zip(&self.w).zip(beta) {
+                    *x = (*x - mean) * inv * w + b;
                 }
             }
-            let inv = 1.0 / ((var.iter().sum::<f32>() + rest) * inv_n + self.eps).sqrt();
-            for (((o, &x), &w), &b) in o.iter_mut().zip(t.iter()).zip(&self.w).zip(beta) {
-                *o = (x - mean) * inv * w + b;
+            None => {
+                for (x, &w) in t.iter_mut().zip(&self.w) {
+                    *x = (*x - mean) * inv * w;
+                }
             }
-        };
-        if self.keep_sum {
-            first
-                .par_chunks_mut(dim)
-                .zip(second.par_chunks_mut(dim))
-                .zip(y.par_chunks(dim).zip(r.par_chunks(dim)))
-                .for_each(|((t, o), (y, r))| norm_rows(t, o, y, r));
-            let mut dims = vec![2];
-            dims.extend_from_slice(l1.dims());
-            return Ok((candle_core::CpuStorage::F32(out), candle_core::Shape::from(dims)));
         }
-        second
-            .par_chunks_mut(dim)
-            .zip(y.par_chunks(dim).zip(r.par_chunks(dim)))
-            .for_each_init(|| vec![0f32; dim], |t, (o, (y, r))| norm_rows(t, o, y, r));
-        Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 
@@ -301,30 +309,16 @@ impl candle_core::InplaceOp2 for AddNorm {
         };
         let y = &mut data[start..end];
         let dim = *l1.dims().last().unwrap_or(&1);
-        if l1.shape() != l2.shape() || dim != self.w.len() || self.keep_sum {
+        if l1.shape() != l2.shape() || dim != self.w.len() {
             candle_core::bail!("add-norm: shapes {:?} {:?}, norm {}", l1.shape(), l2.shape(), self.w.len());
         }
         let zero = vec![0f32; dim];
         let bias = self.bias.as_deref().unwrap_or(&zero);
-        let beta = self.b.as_deref().unwrap_or(&zero);
-        let inv_n = 1.0 / dim as f32;
         y.par_chunks_mut(dim).zip(r.par_chunks(dim)).for_each(|(t, r)| {
             for ((t, &r), &b) in t.iter_mut().zip(r).zip(bias) {
                 *t += r + b;
             }
-            let mean = if self.rms { 0.0 } else { lanes(t, 0.0, |a, b| a + b) * inv_n };
-            let mut var = [0f32; 8];
-            let chunks = t.chunks_exact(8);
-            let rest: f32 = chunks.remainder().iter().map(|&x| (x - mean) * (x - mean)).sum();
-            for c in chunks {
-                for (v, &x) in var.iter_mut().zip(c) {
-                    *v += (x - mean) * (x - mean);
-                }
-            }
-            let inv = 1.0 / ((var.iter().sum::<f32>() + rest) * inv_n + self.eps).sqrt();
-            for ((x, &w), &b) in t.iter_mut().zip(&self.w).zip(beta) {
-                *x = (*x - mean) * inv * w + b;
-            }
+            self.normalise(t);
         });
         Ok(())
     }
@@ -571,25 +565,6 @@ impl AttnPlan {
         self.gather(outs)
     }
 
-    /// Self-attention straight from a fused `[tokens, 3·heads·d]` q/k/v projection (no GQA, every row its own
-    /// queries and keys, as in BERT): one row gather per bucket instead of three splits and three gathers.
-    pub fn attend_qkv(&self, qkv: &Tensor, heads: usize) -> Result<Tensor> {
-        let d = qkv.dim(1)? / (3 * heads);
-        let mut outs = Vec::with_capacity(self.buckets.len());
-        for bk in &self.buckets {
-            if bk.lq != bk.lk {
-                return Err(candle_core::Error::Msg("attend_qkv: queries and keys must coincide".into()).into());
-            }
-            let b = bk.rows.len();
-            let rows = qkv.index_select(&bk.q_idx, 0)?.reshape((b, bk.lq, 3, heads, d))?;
-            let part = |i: usize| -> Result<Tensor> {
-                Ok(rows.narrow(2, i, 1)?.squeeze(2)?.permute((0, 2, 1, 3))?.contiguous()?)
-            };
-            outs.push(self.attend_bucket(bk, &part(0)?, &part(1)?, &part(2)?, 1)?);
-        }
-        self.gather(outs)
-    }
-
     /// One bucket: `qb` `[b, hkv, rep·lq, d]`, `kb`/`vb` `[b, hkv, lk, d]` → `[b·lq, hkv·rep, d]`.
     fn attend_bucket(&self, bk: &Bucket, qb: &Tensor, kb: &Tensor, vb: &Tensor, rep: usize) -> Result<Tensor> {
         let (b, hkv, _, d) = qb.dims4()?;
@@ -762,13 +737,6 @@ mod tests {
         let fused = varlen_causal_attention(&q, &k, &v, &q_lens, &k_lens).unwrap();
         let slow = reference_attention(&q, &k, &v, &q_lens, &k_lens, true, 1.0 / 8f64.sqrt()).unwrap();
         assert!(max_diff(&fused, &slow) < 1e-5);
-        // From a fused q/k/v projection (no GQA, bidirectional).
-        let qkv = rand(&[9, 3 * 4 * 8], 4);
-        let part = |i: usize| qkv.narrow(1, i * 32, 32).unwrap().contiguous().unwrap().reshape((9, 4, 8)).unwrap();
-        let plan = AttnPlan::new(&[5, 3, 1], &[5, 3, 1], false, 4, &Device::Cpu).unwrap();
-        let fused_qkv = plan.attend_qkv(&qkv, 4).unwrap();
-        let split = reference_attention(&part(0), &part(1), &part(2), &[5, 3, 1], &[5, 3, 1], false, 1.0 / 8f64.sqrt());
-        assert!(max_diff(&fused_qkv, &split.unwrap()) < 1e-5);
         // A tiny score budget: long rows split into query chunks, one row per bucket.
         let chunked = AttnPlan::with_budget(&q_lens, &k_lens, true, 4, &Device::Cpu, 40).unwrap();
         assert!(chunked.buckets.len() > 3);
