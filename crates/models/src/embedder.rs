@@ -69,7 +69,7 @@ fn embed_rows(
     max_length: usize,
     dim: usize,
     encode: impl Fn(&EmbedInput<'_>, usize) -> Result<(Vec<u32>, bool)>,
-    pooled: impl Fn(&[&[u32]]) -> Result<Tensor>,
+    pooled: impl Fn(&[&[u32]]) -> Result<Tensor> + Sync,
 ) -> Result<Embeddings> {
     let mut ids = Vec::with_capacity(inputs.len());
     let mut truncated = Vec::with_capacity(inputs.len());
@@ -81,7 +81,7 @@ fn embed_rows(
     let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
     let parts = in_passes(&lens, MAX_BATCH_TOKENS, |r| {
         let rows: Vec<&[u32]> = ids[r].iter().map(Vec::as_slice).collect();
-        finish(&pooled(&rows)?, dim)
+        crate::ops::on_pool(|| finish(&pooled(&rows)?, dim))
     })?;
     Ok(Embeddings { vectors: parts.into_iter().flatten().collect(), tokens: lens, truncated })
 }

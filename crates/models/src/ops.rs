@@ -127,6 +127,13 @@ impl candle_core::CustomOp1 for SwiGlu {
     }
 }
 
+/// Runs a forward pass on a worker of the global rayon pool. The GEMMs and kernels inside split their work
+/// with rayon; started from a worker, each split is a cheap local push, while from an outside thread every one
+/// of the many small attention GEMMs is injected into the pool and waited for across threads.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// True when the fused CPU kernels apply (f32 tensors on the CPU).
 fn cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32

@@ -169,8 +169,8 @@ impl Qwen3Reranker {
                 tokens += rows[end].ids.len();
                 end += 1;
             }
-            let h = self.model.last_hidden(&rows[start..end])?;
-            out.extend(row_dot(&h, &self.head)?);
+            let part = &rows[start..end];
+            out.extend(crate::ops::on_pool(|| row_dot(&self.model.last_hidden(part)?, &self.head))?);
             start = end;
         }
         Ok(out)
