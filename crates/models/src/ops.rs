@@ -154,6 +154,20 @@ fn contiguous_f32<'a>(
     Ok(&s.as_slice::<f32>()?[a..b])
 }
 
+fn contiguous_f32_mut<'a>(
+    s: &'a mut candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{what}: input must be contiguous");
+    };
+    let candle_core::CpuStorage::F32(data) = s else {
+        candle_core::bail!("{what}: expected f32");
+    };
+    Ok(&mut data[a..b])
+}
+
 /// `y + residual` and `RMSNorm(y + residual)`, one pass: returns `(sum, normed)` (Qwen3's pre-norm blocks).
 pub fn add_rms_norm(y: &Tensor, residual: &Tensor, w: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
     if cpu_f32(y) && cpu_f32(residual) {
@@ -308,13 +322,7 @@ impl candle_core::InplaceOp2 for AddNorm {
     ) -> candle_core::Result<()> {
         use rayon::prelude::*;
         let r = contiguous_f32(s2, l2, "add-norm")?;
-        let Some((start, end)) = l1.contiguous_offsets() else {
-            candle_core::bail!("add-norm: input must be contiguous");
-        };
-        let candle_core::CpuStorage::F32(data) = s1 else {
-            candle_core::bail!("add-norm: expected f32");
-        };
-        let y = &mut data[start..end];
+        let y = contiguous_f32_mut(s1, l1, "add-norm")?;
         let dim = *l1.dims().last().unwrap_or(&1);
         if l1.shape() != l2.shape() || dim != self.w.len() {
             candle_core::bail!("add-norm: shapes {:?} {:?}, norm {}", l1.shape(), l2.shape(), self.w.len());
@@ -343,13 +351,7 @@ impl candle_core::InplaceOp1 for BiasAct {
 
     fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
         use rayon::prelude::*;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("bias-act: input must be contiguous");
-        };
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("bias-act: expected f32");
-        };
-        let data = &mut data[start..end];
+        let data = contiguous_f32_mut(storage, layout, "bias-act")?;
         let dim = *layout.dims().last().unwrap_or(&1);
         let zero = vec![0f32; dim];
         let bias = self.bias.as_deref().unwrap_or(&zero);
@@ -647,13 +649,7 @@ impl candle_core::InplaceOp1 for MaskedSoftmax {
 
     fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
         use rayon::prelude::*;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("masked softmax: scores must be contiguous");
-        };
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("masked softmax: expected f32 scores");
-        };
-        let data = &mut data[start..end];
+        let data = contiguous_f32_mut(storage, layout, "masked softmax")?;
         let (b, _, rows, lk) = layout.shape().dims4()?;
         if b != self.rows.len() || lk != self.lk || rows % self.lq != 0 {
             candle_core::bail!("masked softmax: scores {:?} do not match the plan", layout.shape());

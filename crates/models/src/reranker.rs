@@ -178,11 +178,11 @@ impl Qwen3Reranker {
 }
 
 /// Length of the longest common prefix of all `seqs`, kept short of the shortest (every row needs a token).
-fn common_prefix(seqs: &[Vec<u32>]) -> usize {
-    let Some(first) = seqs.first() else { return 0 };
-    let mut n = seqs.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1);
+fn common_prefix<S: AsRef<[u32]>>(seqs: &[S]) -> usize {
+    let Some(first) = seqs.first().map(AsRef::as_ref) else { return 0 };
+    let mut n = seqs.iter().map(|s| s.as_ref().len()).min().unwrap_or(0).saturating_sub(1);
     for s in &seqs[1..] {
-        n = n.min(first.iter().zip(s).take_while(|(a, b)| a == b).count());
+        n = n.min(first.iter().zip(s.as_ref()).take_while(|(a, b)| a == b).count());
     }
     n
 }
@@ -211,7 +211,7 @@ impl Reranker for Qwen3Reranker {
         }
         let mut prefixes: Vec<Option<PrefixKv>> = Vec::with_capacity(groups.len());
         for (input, pairs) in batch.iter().zip(&groups) {
-            let ids: Vec<Vec<u32>> = pairs.iter().map(|p| p.ids.clone()).collect();
+            let ids: Vec<&[u32]> = pairs.iter().map(|p| p.ids.as_slice()).collect();
             let n = if input.share_prefix && pairs.len() > 1 { common_prefix(&ids) } else { 0 };
             prefixes.push(if n >= MIN_SHARED_PREFIX { Some(self.model.prefix(&pairs[0].ids[..n])?) } else { None });
         }
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(common_prefix(&[vec![1, 2, 3], vec![1, 2, 3]]), 2);
         assert_eq!(common_prefix(&[vec![1, 2, 3]]), 2);
         assert_eq!(common_prefix(&[vec![9], vec![1]]), 0);
-        assert_eq!(common_prefix(&[]), 0);
+        assert_eq!(common_prefix::<Vec<u32>>(&[]), 0);
     }
 
     #[test]
