@@ -78,6 +78,10 @@ impl std::fmt::Debug for Bert {
 }
 
 impl Bert {
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn load(md: &ModelDir, device: &Device, dtype: DType) -> Result<Bert> {
         let c = BertConfig::from_dir(md)?;
         // sentence-transformers saves the bare encoder; some checkpoints keep the `bert.` prefix.

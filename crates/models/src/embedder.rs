@@ -14,9 +14,6 @@ const ENDOFTEXT: &str = "<|endoftext|>";
 /// The reference's default `max_length` for Qwen3-Embedding.
 pub const QWEN3_MAX_LENGTH: usize = 8192;
 
-/// Tokens per forward pass; larger batches are split.
-const MAX_BATCH_TOKENS: usize = 16_384;
-
 /// The text a Qwen3-Embedding model sees for one input.
 pub fn qwen3_text(input: &EmbedInput<'_>) -> String {
     match input {
@@ -66,6 +63,7 @@ fn in_passes<T>(
 /// The shared part of both embedders: tokenize each input, run packed passes, pool, cut, normalise.
 fn embed_rows(
     inputs: &[EmbedInput<'_>],
+    batch_tokens: usize,
     max_length: usize,
     dim: usize,
     encode: impl Fn(&EmbedInput<'_>, usize) -> Result<(Vec<u32>, bool)>,
@@ -79,7 +77,7 @@ fn embed_rows(
         truncated.push(t);
     }
     let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
-    let parts = in_passes(&lens, MAX_BATCH_TOKENS, |r| {
+    let parts = in_passes(&lens, batch_tokens, |r| {
         let rows: Vec<&[u32]> = ids[r].iter().map(Vec::as_slice).collect();
         crate::ops::on_pool(|| finish(&pooled(&rows)?, dim))
     })?;
@@ -142,6 +140,7 @@ impl Embedder for Qwen3Embedder {
         let max_length = opts.max_length.unwrap_or(self.max_length).clamp(2, self.max_length);
         embed_rows(
             inputs,
+            crate::ops::default_batch_tokens(self.model.device()),
             max_length,
             dim,
             |i, m| self.input_ids(i, m),
@@ -214,6 +213,7 @@ impl Embedder for BertEmbedder {
         let encode = |input: &EmbedInput<'_>, m| match input {
             EmbedInput::Query { text, .. } | EmbedInput::Document(text) => self.input_ids(text, m),
         };
-        embed_rows(inputs, max_length, dim, encode, |rows| self.model.mean_pooled(rows))
+        let batch_tokens = crate::ops::default_batch_tokens(self.model.device());
+        embed_rows(inputs, batch_tokens, max_length, dim, encode, |rows| self.model.mean_pooled(rows))
     }
 }

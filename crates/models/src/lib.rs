@@ -9,6 +9,8 @@
 //! was batched with. [`synthetic`] builds deterministic random-weight checkpoints for parity tests.
 
 pub mod bert;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod device;
 pub mod embedder;
 pub mod error;

@@ -37,8 +37,17 @@ impl Linear {
     }
 }
 
+/// True when `t` lives on a CUDA device and the fused kernels (`crate::cuda`) apply.
+pub fn on_cuda(t: &Tensor) -> bool {
+    cfg!(feature = "cuda") && t.device().is_cuda()
+}
+
 /// RMSNorm over the last dimension, computed in f32 whatever the storage dtype (as transformers does).
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if on_cuda(x) {
+        return crate::cuda::rms_norm(x, w, eps);
+    }
     let x = x.contiguous()?;
     if x.dtype() == DType::F32 {
         return Ok(candle_nn::ops::rms_norm(&x, w, eps as f32)?);
@@ -82,8 +91,29 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::rotary_emb::rope_thd(&x, cos, sin)?.squeeze(0)?)
 }
 
+/// On CUDA: the fused q/k/v split with per-head norms (`norms` `[2, d]`: q_norm, k_norm) and RoPE (`cos_sin`
+/// `[tokens, d]`) in one kernel; `None` elsewhere (callers then use [`rms_norm`] and [`rope`]).
+pub fn fused_qkv(
+    qkv: &Tensor,
+    norms: &Tensor,
+    cos_sin: &Tensor,
+    heads: (usize, usize, usize),
+    eps: f64,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    #[cfg(feature = "cuda")]
+    if on_cuda(qkv) {
+        return crate::cuda::qkv_prep(qkv, norms, cos_sin, heads, eps).map(Some);
+    }
+    let _ = (qkv, norms, cos_sin, heads, eps);
+    Ok(None)
+}
+
 /// `silu(gate) * up` for a fused `[tokens, 2*inter]` gate/up projection: one parallel pass on the CPU.
 pub fn swiglu(gu: &Tensor, inter: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if on_cuda(gu) {
+        return crate::cuda::swiglu(gu, inter);
+    }
     if gu.device().is_cpu() && gu.dtype() == DType::F32 {
         return Ok(gu.contiguous()?.apply_op1_no_bwd(&SwiGlu { inter })?);
     }
@@ -170,6 +200,10 @@ fn contiguous_f32_mut<'a>(
 
 /// `y + residual` and `RMSNorm(y + residual)`, one pass: returns `(sum, normed)` (Qwen3's pre-norm blocks).
 pub fn add_rms_norm(y: &Tensor, residual: &Tensor, w: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+    #[cfg(feature = "cuda")]
+    if on_cuda(y) {
+        return crate::cuda::add_rms_norm(y, residual, w, eps);
+    }
     if cpu_f32(y) && cpu_f32(residual) {
         let op = AddNorm { bias: None, w: host_vec(w)?, b: None, eps: eps as f32, rms: true };
         let both = y.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &op)?;
@@ -447,8 +481,27 @@ pub fn varlen_full_attention(q: &Tensor, k: &Tensor, v: &Tensor, lens: &[usize])
     AttnPlan::new(lens, lens, false, q.dim(1)?, q.device())?.attend(q, k, v)
 }
 
-/// Score elements (`rows x heads x queries x keys`) one attention GEMM may produce: 32 Mi f32 = 128 MiB.
+/// Score elements (`rows x heads x queries x keys`) one attention GEMM may produce: 32 Mi f32 = 128 MiB on the
+/// CPU; 512 Mi (1 GiB in bf16) on a GPU, where fewer, larger launches matter more than memory.
 const MAX_SCORE_ELEMS: usize = 32 << 20;
+
+fn score_budget(dev: &Device) -> usize {
+    if dev.is_cpu() {
+        MAX_SCORE_ELEMS
+    } else {
+        512 << 20
+    }
+}
+
+/// Tokens per forward pass that the models batch by default: 16 Ki on the CPU (bounded activations), 64 Ki on a
+/// GPU (fewer passes; a 0.6B model's activations for 64 Ki tokens take a few GiB).
+pub fn default_batch_tokens(dev: &Device) -> usize {
+    if dev.is_cpu() {
+        16_384
+    } else {
+        65_536
+    }
+}
 
 /// How a packed batch's attention is computed as a few batched GEMMs: rows of similar length are grouped
 /// into buckets, each padded to its longest row (queries and keys right-aligned), and a masked softmax keeps
@@ -457,8 +510,8 @@ const MAX_SCORE_ELEMS: usize = 32 << 20;
 #[derive(Debug)]
 pub struct AttnPlan {
     buckets: Vec<Bucket>,
-    /// Packed query index → slot in the concatenated bucket outputs.
-    gather: Tensor,
+    /// Packed query index → slot in the concatenated bucket outputs; `None` when that is the identity.
+    gather: Option<Tensor>,
     causal: bool,
 }
 
@@ -468,8 +521,21 @@ struct Bucket {
     rows: Vec<(usize, usize)>,
     lq: usize,
     lk: usize,
-    q_idx: Tensor,
-    k_idx: Tensor,
+    /// Packed query/key index of each slot; `None` when the bucket is every query/key in order (no gather).
+    q_idx: Option<Tensor>,
+    k_idx: Option<Tensor>,
+    /// `rows` as `[members, 2]` u32 on the device, for the CUDA softmax kernel.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    rows_dev: Option<Tensor>,
+}
+
+/// A gather index as a device tensor, or `None` when it is `0..total` (nothing to gather).
+fn index(idx: Vec<u32>, total: usize, dev: &Device) -> Result<Option<Tensor>> {
+    if idx.len() == total && idx.iter().enumerate().all(|(i, &x)| x as usize == i) {
+        return Ok(None);
+    }
+    let n = idx.len();
+    Ok(Some(Tensor::from_vec(idx, n, dev)?))
 }
 
 /// A row, or a query chunk of one: its first query and key in the packed tensors, and their counts.
@@ -483,7 +549,21 @@ struct Span {
 
 impl AttnPlan {
     pub fn new(q_lens: &[usize], k_lens: &[usize], causal: bool, heads: usize, dev: &Device) -> Result<AttnPlan> {
-        Self::with_budget(q_lens, k_lens, causal, heads, dev, MAX_SCORE_ELEMS)
+        Self::with_budget(q_lens, k_lens, causal, heads, dev, score_budget(dev), None)
+    }
+
+    /// Like [`AttnPlan::new`], with the keys read through `key_map`: packed key `j` (in the order `k_lens`
+    /// describes) is row `key_map[j]` of the `k`/`v` that [`AttnPlan::attend`] is given. This lets rows that
+    /// continue a shared prefix read its keys where they are, in one gather, instead of copying them per row.
+    pub fn with_key_map(
+        q_lens: &[usize],
+        k_lens: &[usize],
+        causal: bool,
+        heads: usize,
+        dev: &Device,
+        key_map: &[u32],
+    ) -> Result<AttnPlan> {
+        Self::with_budget(q_lens, k_lens, causal, heads, dev, score_budget(dev), Some(key_map))
     }
 
     fn with_budget(
@@ -493,7 +573,14 @@ impl AttnPlan {
         heads: usize,
         dev: &Device,
         budget: usize,
+        key_map: Option<&[u32]>,
     ) -> Result<AttnPlan> {
+        if let Some(m) = key_map {
+            let total: usize = k_lens.iter().sum();
+            if m.len() != total {
+                return Err(crate::ModelError::input("key map", format!("{total} entries"), m.len()));
+            }
+        }
         let mut spans = Vec::with_capacity(q_lens.len());
         let (mut q0, mut k0) = (0, 0);
         for (&nq, &nk) in q_lens.iter().zip(k_lens) {
@@ -539,22 +626,27 @@ impl AttnPlan {
                 q_idx.extend(std::iter::repeat_n(0u32, qpad));
                 q_idx.extend((s.q0..s.q0 + s.nq).map(|x| x as u32));
                 k_idx.extend(std::iter::repeat_n(0u32, kpad));
-                k_idx.extend((s.k0..s.k0 + s.nk).map(|x| x as u32));
+                match key_map {
+                    Some(m) => k_idx.extend_from_slice(&m[s.k0..s.k0 + s.nk]),
+                    None => k_idx.extend((s.k0..s.k0 + s.nk).map(|x| x as u32)),
+                }
                 for t in 0..s.nq {
                     slot_of[s.q0 + t] = (slot_base + b * lq + qpad + t) as u32;
                 }
             }
             slot_base += members.len() * lq;
-            let (nq_idx, nk_idx) = (q_idx.len(), k_idx.len());
-            buckets.push(Bucket {
-                rows: members.iter().map(|s| (s.nq, s.nk)).collect(),
-                lq,
-                lk,
-                q_idx: Tensor::from_vec(q_idx, nq_idx, dev)?,
-                k_idx: Tensor::from_vec(k_idx, nk_idx, dev)?,
-            });
+            let rows: Vec<(usize, usize)> = members.iter().map(|s| (s.nq, s.nk)).collect();
+            let rows_dev = if dev.is_cuda() {
+                let flat: Vec<u32> = rows.iter().flat_map(|&(q, k)| [q as u32, k as u32]).collect();
+                Some(Tensor::from_vec(flat, (rows.len(), 2), dev)?)
+            } else {
+                None
+            };
+            // Through a key map the gather is never the identity (the map's targets are not 0..k).
+            let k_total = if key_map.is_some() { usize::MAX } else { k0 };
+            buckets.push(Bucket { rows, lq, lk, q_idx: index(q_idx, q0, dev)?, k_idx: index(k_idx, k_total, dev)?, rows_dev });
         }
-        Ok(AttnPlan { buckets, gather: Tensor::from_vec(slot_of, q0, dev)?, causal })
+        Ok(AttnPlan { buckets, gather: index(slot_of, q0, dev)?, causal })
     }
 
     /// `q`: `[Σq, Hq, d]`, `k`/`v`: `[Σk, Hkv, d]` → `[Σq, Hq, d]`, scale `d^-0.5`.
@@ -565,10 +657,16 @@ impl AttnPlan {
         let mut outs = Vec::with_capacity(self.buckets.len());
         for bk in &self.buckets {
             let b = bk.rows.len();
-            let qb = q.index_select(&bk.q_idx, 0)?.reshape((b, bk.lq, hkv, rep, d))?;
+            let pick = |t: &Tensor, idx: &Option<Tensor>| -> Result<Tensor> {
+                Ok(match idx {
+                    Some(i) => t.index_select(i, 0)?,
+                    None => t.clone(),
+                })
+            };
+            let qb = pick(q, &bk.q_idx)?.reshape((b, bk.lq, hkv, rep, d))?;
             let qb = qb.permute((0, 2, 3, 1, 4))?.contiguous()?.reshape((b, hkv, rep * bk.lq, d))?;
-            let kb = k.index_select(&bk.k_idx, 0)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
-            let vb = v.index_select(&bk.k_idx, 0)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
+            let kb = pick(k, &bk.k_idx)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
+            let vb = pick(v, &bk.k_idx)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
             outs.push(self.attend_bucket(bk, &qb, &kb, &vb, rep)?);
         }
         self.gather(outs)
@@ -587,7 +685,10 @@ impl AttnPlan {
     /// Bucket outputs back into packed query order.
     fn gather(&self, mut outs: Vec<Tensor>) -> Result<Tensor> {
         let all = if outs.len() == 1 { outs.pop().unwrap_or_else(|| unreachable!()) } else { Tensor::cat(&outs, 0)? };
-        Ok(all.index_select(&self.gather, 0)?)
+        match &self.gather {
+            Some(g) => Ok(all.index_select(g, 0)?),
+            None => Ok(all),
+        }
     }
 
     fn masked_softmax(&self, scores: &Tensor, bk: &Bucket, scale: f64) -> Result<Tensor> {
@@ -597,6 +698,10 @@ impl AttnPlan {
             // The scores are this plan's own fresh GEMM output: normalise them where they are.
             scores.inplace_op1(&op)?;
             return Ok(scores.clone());
+        }
+        #[cfg(feature = "cuda")]
+        if let (true, Some(rows)) = (on_cuda(scores), &bk.rows_dev) {
+            return crate::cuda::masked_softmax(scores, rows, bk.lq, bk.lk, scale, self.causal);
         }
         // Other devices: an additive mask and the stock softmax, in f32.
         let (b, hkv, rows, lk) = scores.dims4()?;
@@ -741,7 +846,7 @@ mod tests {
         let slow = reference_attention(&q, &k, &v, &q_lens, &k_lens, true, 1.0 / 8f64.sqrt()).unwrap();
         assert!(max_diff(&fused, &slow) < 1e-5);
         // A tiny score budget: long rows split into query chunks, one row per bucket.
-        let chunked = AttnPlan::with_budget(&q_lens, &k_lens, true, 4, &Device::Cpu, 40).unwrap();
+        let chunked = AttnPlan::with_budget(&q_lens, &k_lens, true, 4, &Device::Cpu, 40, None).unwrap();
         assert!(chunked.buckets.len() > 3);
         assert!(max_diff(&chunked.attend(&q, &k, &v).unwrap(), &slow) < 1e-5);
         // Lengths far apart land in different buckets.

@@ -95,6 +95,8 @@ struct Layer {
     qkv: Linear,
     q_norm: Tensor,
     k_norm: Tensor,
+    /// `[q_norm; k_norm]` as `[2, head_dim]`, for the fused CUDA kernel.
+    qk_norm: Tensor,
     o: Linear,
     post_norm: Tensor,
     /// gate and up projections fused into one GEMM.
@@ -165,11 +167,14 @@ impl Qwen3 {
             };
             let gate = t(&format!("{p}mlp.gate_proj.weight"), &[c.intermediate_size, h])?;
             let up = t(&format!("{p}mlp.up_proj.weight"), &[c.intermediate_size, h])?;
+            let q_norm = t(&format!("{p}self_attn.q_norm.weight"), &[hd])?;
+            let k_norm = t(&format!("{p}self_attn.k_norm.weight"), &[hd])?;
             layers.push(Layer {
                 input_norm: t(&format!("{p}input_layernorm.weight"), &[h])?,
                 qkv: Linear::new(Tensor::cat(&[wq, wk, wv], 0)?, qkv_b)?,
-                q_norm: t(&format!("{p}self_attn.q_norm.weight"), &[hd])?,
-                k_norm: t(&format!("{p}self_attn.k_norm.weight"), &[hd])?,
+                qk_norm: Tensor::stack(&[&q_norm, &k_norm], 0)?,
+                q_norm,
+                k_norm,
                 o: Linear::new(t(&format!("{p}self_attn.o_proj.weight"), &[h, qd])?, None)?,
                 post_norm: t(&format!("{p}post_attention_layernorm.weight"), &[h])?,
                 gate_up: Linear::new(Tensor::cat(&[gate, up], 0)?, None)?,
@@ -252,65 +257,111 @@ impl Qwen3 {
             last.push(acc - 1);
         }
         let last = Tensor::from_vec(last, rows.len(), &self.device)?;
+        // The fused CUDA q/k/v kernel takes cos and sin side by side.
+        let cos_sin = if ops::on_cuda(&cos) { Some(Tensor::cat(&[&cos, &sin], 1)?) } else { None };
+        let mut prof = Profiler::start(&self.device);
 
         let mut x = self.embed.index_select(&ids, 0)?;
         let n_layers = self.layers.len();
         let hq = c.num_attention_heads;
         let k_lens: Vec<usize> = rows.iter().zip(&seqlens).map(|(r, &n)| n + r.prefix.map_or(0, |p| p.len)).collect();
-        let plan = AttnPlan::new(&seqlens, &k_lens, true, hq, &self.device)?;
-        let last_plan =
-            if last_only { Some(AttnPlan::new(&vec![1; rows.len()], &k_lens, true, hq, &self.device)?) } else { None };
+        // Rows that continue a prefix read its keys/values in place: each layer's keys are the distinct
+        // prefixes' then this batch's own, concatenated, and the plans gather from that through `key_map`.
+        let mut prefixes: Vec<&PrefixKv> = Vec::new();
+        for p in rows.iter().filter_map(|r| r.prefix) {
+            if !prefixes.iter().any(|q| std::ptr::eq(*q, p)) {
+                prefixes.push(p);
+            }
+        }
+        let key_map = (!prefixes.is_empty()).then(|| {
+            let starts: Vec<usize> = prefixes.iter().scan(0, |acc, p| Some(std::mem::replace(acc, *acc + p.len))).collect();
+            let mut own = prefixes.iter().map(|p| p.len).sum::<usize>();
+            let mut map = Vec::with_capacity(k_lens.iter().sum());
+            for (r, &n) in rows.iter().zip(&seqlens) {
+                if let Some(p) = r.prefix {
+                    let i = prefixes.iter().position(|q| std::ptr::eq(*q, p)).unwrap_or(0);
+                    map.extend((starts[i]..starts[i] + p.len).map(|x| x as u32));
+                }
+                map.extend((own..own + n).map(|x| x as u32));
+                own += n;
+            }
+            map
+        });
+        let make_plan = |q_lens: &[usize]| match &key_map {
+            Some(m) => AttnPlan::with_key_map(q_lens, &k_lens, true, hq, &self.device, m),
+            None => AttnPlan::new(q_lens, &k_lens, true, hq, &self.device),
+        };
+        let plan = make_plan(&seqlens)?;
+        let last_plan = if last_only { Some(make_plan(&vec![1; rows.len()])?) } else { None };
         // Each block's input norm is fused with the residual add that ends the block before it.
         let mut attn_in = ops::rms_norm(&x, &self.layers[0].input_norm, c.rms_norm_eps)?;
         let mut out = x.clone();
+        prof.mark("embed + plan");
         for (li, layer) in self.layers.iter().enumerate() {
             let only_last = last_only && li + 1 == n_layers;
             let qkv = layer.qkv.forward(&attn_in)?;
+            prof.mark("qkv gemm");
             let (hkv, hd) = (c.num_key_value_heads, c.head_dim);
-            let q = qkv.narrow(1, 0, hq * hd)?;
-            let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
-            let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
-            let k = ops::rms_norm(&k, &layer.k_norm, c.rms_norm_eps)?;
-            let k = ops::rope(&k, &cos, &sin)?;
-            let (q, plan, residual) = if only_last {
-                let q =
-                    qkv.index_select(&last, 0)?.narrow(1, 0, hq * hd)?.contiguous()?.reshape((rows.len(), hq, hd))?;
-                let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
-                let q = ops::rope(&q, &cos.index_select(&last, 0)?, &sin.index_select(&last, 0)?)?;
-                (q, last_plan.as_ref().unwrap_or(&plan), x.index_select(&last, 0)?)
-            } else {
-                let q = q.contiguous()?.reshape((total, hq, hd))?;
-                let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
-                (ops::rope(&q, &cos, &sin)?, &plan, x.clone())
+            let fused = match &cos_sin {
+                Some(cs) => ops::fused_qkv(&qkv, &layer.qk_norm, cs, (hq, hkv, hd), c.rms_norm_eps)?,
+                None => None,
             };
+            let (q, k, v) = match fused {
+                Some((q, k, v)) => (if only_last { q.index_select(&last, 0)? } else { q }, k, v),
+                None => {
+                    let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
+                    let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
+                    let k = ops::rms_norm(&k, &layer.k_norm, c.rms_norm_eps)?;
+                    let k = ops::rope(&k, &cos, &sin)?;
+                    let q = if only_last {
+                        let q = qkv.index_select(&last, 0)?.narrow(1, 0, hq * hd)?;
+                        let q = q.contiguous()?.reshape((rows.len(), hq, hd))?;
+                        let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
+                        ops::rope(&q, &cos.index_select(&last, 0)?, &sin.index_select(&last, 0)?)?
+                    } else {
+                        let q = qkv.narrow(1, 0, hq * hd)?.contiguous()?.reshape((total, hq, hd))?;
+                        let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
+                        ops::rope(&q, &cos, &sin)?
+                    };
+                    (q, k, v)
+                }
+            };
+            let (plan, residual) = if only_last {
+                (last_plan.as_ref().unwrap_or(&plan), x.index_select(&last, 0)?)
+            } else {
+                (&plan, x.clone())
+            };
+            prof.mark("q/k/v norm + rope");
             if let Some(kv) = keep_kv.as_deref_mut() {
                 kv.push((k.clone(), v.clone()));
             }
-            // Keys/values each row attends to: its prefix's (if any), then its own.
-            let (k_all, v_all) = if rows.iter().any(|r| r.prefix.is_some()) {
-                let mut ks = Vec::with_capacity(rows.len() * 2);
-                let mut vs = Vec::with_capacity(rows.len() * 2);
-                let mut off = 0;
-                for (r, &n) in rows.iter().zip(&seqlens) {
-                    if let Some(p) = r.prefix {
-                        let (pk, pv) = &p.layers[li];
-                        ks.push(pk.clone());
-                        vs.push(pv.clone());
-                    }
-                    ks.push(k.narrow(0, off, n)?);
-                    vs.push(v.narrow(0, off, n)?);
-                    off += n;
-                }
-                (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)
-            } else {
+            // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
+            let (k_all, v_all) = if prefixes.is_empty() {
                 (k, v)
+            } else {
+                let mut ks: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].0.clone()).collect();
+                let mut vs: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].1.clone()).collect();
+                ks.push(k);
+                vs.push(v);
+                (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)
             };
+            prof.mark("prefix k/v concat");
             let attn = plan.attend(&q, &k_all, &v_all)?;
             let attn = attn.reshape((attn.dim(0)?, hq * hd))?;
-            let (h, mlp_in) = ops::add_rms_norm(&layer.o.forward(&attn)?, &residual, &layer.post_norm, c.rms_norm_eps)?;
-            let act = ops::swiglu(&layer.gate_up.forward(&mlp_in)?, c.intermediate_size)?;
+            prof.mark("attention");
+            let o = layer.o.forward(&attn)?;
+            prof.mark("o gemm");
+            let (h, mlp_in) = ops::add_rms_norm(&o, &residual, &layer.post_norm, c.rms_norm_eps)?;
+            prof.mark("add + norm");
+            let gu = layer.gate_up.forward(&mlp_in)?;
+            prof.mark("gate/up gemm");
+            let act = ops::swiglu(&gu, c.intermediate_size)?;
+            prof.mark("swiglu");
             let next_norm = self.layers.get(li + 1).map_or(&self.norm, |l| &l.input_norm);
-            let (sum, normed) = ops::add_rms_norm(&layer.down.forward(&act)?, &h, next_norm, c.rms_norm_eps)?;
+            let down = layer.down.forward(&act)?;
+            prof.mark("down gemm");
+            let (sum, normed) = ops::add_rms_norm(&down, &h, next_norm, c.rms_norm_eps)?;
+            prof.mark("add + norm");
             x = sum;
             attn_in = normed.clone();
             out = normed;
@@ -325,6 +376,49 @@ impl Qwen3 {
             Ok(out.index_select(&last, 0)?)
         }
     }
+}
+
+/// Per-stage timings of the forward, for benchmarks: on when `SIEVE_PROFILE` is set, in which case every stage
+/// waits for the device (so the totals are slower than an unprofiled run) and adds its time to a process-wide
+/// table that [`take_profile`] returns. Off, each mark is a branch on a cached flag.
+struct Profiler<'a> {
+    on: Option<(&'a Device, std::time::Instant)>,
+}
+
+static PROFILE: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
+
+fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SIEVE_PROFILE").is_some())
+}
+
+impl<'a> Profiler<'a> {
+    fn start(dev: &'a Device) -> Self {
+        if !profiling() {
+            return Profiler { on: None };
+        }
+        let _ = dev.synchronize();
+        Profiler { on: Some((dev, std::time::Instant::now())) }
+    }
+
+    fn mark(&mut self, stage: &'static str) {
+        if let Some((dev, t)) = &mut self.on {
+            let _ = dev.synchronize();
+            let dt = t.elapsed().as_secs_f64();
+            *t = std::time::Instant::now();
+            let mut p = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
+            match p.iter_mut().find(|(s, _)| *s == stage) {
+                Some((_, acc)) => *acc += dt,
+                None => p.push((stage, dt)),
+            }
+        }
+    }
+}
+
+/// The stage timings (seconds, summed over forwards) gathered since the last call, in first-seen order; empty
+/// unless `SIEVE_PROFILE` is set.
+pub fn take_profile() -> Vec<(&'static str, f64)> {
+    std::mem::take(&mut *PROFILE.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// `h · w` per row, in f32: `[rows, hidden] x [hidden] -> [rows]`.

@@ -27,13 +27,14 @@ pub fn format_body(instruction: &str, query: &str, document: &str) -> String {
 pub struct RerankerConfig {
     /// Upper bound on any request's `max_length` (tokens per pair, template included).
     pub max_length_cap: usize,
-    /// Tokens per forward pass; larger requests are split into several passes.
-    pub max_batch_tokens: usize,
+    /// Tokens per forward pass; larger requests are split into several passes. `None`: the device's default
+    /// (`ops::default_batch_tokens`: 16,384 on the CPU, 65,536 on a GPU).
+    pub max_batch_tokens: Option<usize>,
 }
 
 impl Default for RerankerConfig {
     fn default() -> Self {
-        RerankerConfig { max_length_cap: 32_768, max_batch_tokens: 16_384 }
+        RerankerConfig { max_length_cap: 32_768, max_batch_tokens: None }
     }
 }
 
@@ -165,7 +166,8 @@ impl Qwen3Reranker {
         while start < rows.len() {
             let mut end = start;
             let mut tokens = 0;
-            while end < rows.len() && (end == start || tokens + rows[end].ids.len() <= self.config.max_batch_tokens) {
+            let budget = self.config.max_batch_tokens.unwrap_or_else(|| crate::ops::default_batch_tokens(self.model.device()));
+            while end < rows.len() && (end == start || tokens + rows[end].ids.len() <= budget) {
                 tokens += rows[end].ids.len();
                 end += 1;
             }

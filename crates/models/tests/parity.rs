@@ -306,7 +306,7 @@ fn minilm_matches_sentence_transformers() {
 fn large_requests_split_into_passes_without_changing_scores() {
     let (seed, groups) = groups("reranker_tied");
     let dir = checkpoint(Layout::RerankerTied, seed);
-    let small = RerankerConfig { max_batch_tokens: 200, ..RerankerConfig::default() };
+    let small = RerankerConfig { max_batch_tokens: Some(200), ..RerankerConfig::default() };
     let split = load_reranker(&dir, DeviceSpec::Cpu, small).unwrap();
     let whole = reranker(Layout::RerankerTied, seed);
     let inputs: Vec<RerankInput> = groups.iter().map(|g| input(g, &g.docs, true)).collect();

@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Sieve's CUDA reranker and embedder against HF transformers on one GPU, in one run (see models_gpu.sh).
+
+1. Builds random-weight checkpoints with the real Qwen3-0.6B shape (28 layers, hidden 1024, 16/8 heads,
+   MLP 3072, the real 151,669-token vocabulary and tokenizer) with Sieve's deterministic generator: a reranker
+   (`model.` prefix, tied head) and an embedding model.
+2. Correctness: reranker scores of Sieve (bf16, and f32) against transformers (fp32 and bf16) on mixed cases
+   (English, Chinese, mixed, empty and truncated documents, uneven lengths) and on the timed batch.
+   Tolerance: Sieve-bf16's largest score deviation from transformers-fp32 must be at most twice
+   transformers-bf16's own plus 0.01; Sieve-f32 within 1e-3 of transformers-fp32.
+3. Timing: a top-50 rerank (one query, 50 documents of exactly 32, 128 and 512 tokens) end to end, text in,
+   scores out: transformers bf16 (SDPA, batch of 50, the official template, left padding, logits_to_keep=1),
+   with and without prefix sharing (the shared part run once, its KV cache repeated for the batch), and Sieve
+   with and without prefix sharing. Medians of --repeat runs after warm-up.
+4. Embedding: one short query's latency and bulk docs/s (1,000 documents of 128 tokens), Sieve vs transformers
+   (bf16, SDPA, last-token pooling, batch 128).
+5. A bf16 matrix-product peak measured in the same run (8192^3 through torch), for the fraction of peak:
+   FLOPs = 2 x non-embedding parameters x tokens processed (the shared prefix counted once).
+Prints a table last and writes everything to OUT/models_gpu.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "crates/models/fixtures"))
+import make_fixtures as mf  # noqa: E402  (the reranker template, shared with the CPU fixtures)
+
+import torch  # noqa: E402
+
+LENGTHS = (32, 128, 512)
+DEV = "cuda"  # --device cpu runs the whole script here, on the bench shape, as a dry run of its logic
+QUERY = "which laptop has the longest battery life for travel"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run(cmd, env=None):
+    log("$", " ".join(map(str, cmd)))
+    p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} {cmd[1]} failed ({p.returncode}):\n{p.stderr[-4000:]}")
+    if p.stderr.strip():
+        log(p.stderr.strip()[-2000:])
+    return p.stdout
+
+
+def single_token_words(tok, n=4000, seed=5):
+    """Lower-case words whose ' word' is exactly one token: documents of N of them are exactly N tokens."""
+    vocab = tok.get_vocab()
+    cand = sorted(t[1:] for t in vocab if t.startswith("\u0120") and t[1:].isascii() and t[1:].isalpha()
+                  and t[1:].islower() and 3 <= len(t) - 1 <= 9)
+    random.Random(seed).shuffle(cand)
+    out = []
+    for w in cand:
+        if len(tok.encode(" " + w, add_special_tokens=False)) == 1:
+            out.append(w)
+            if len(out) == n:
+                break
+    return out
+
+
+def docs_of(words, n_docs, length, seed):
+    r = random.Random(seed)
+    return [" ".join(r.choice(words) for _ in range(length)) for _ in range(n_docs)]
+
+
+class HF:
+    """The official Qwen3-Reranker recipe on transformers."""
+
+    def __init__(self, path, dtype):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        self.tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").to(DEV).eval()
+        self.yes = self.tok.convert_tokens_to_ids("yes")
+        self.no = self.tok.convert_tokens_to_ids("no")
+        self.pre = self.tok.encode(mf.PREFIX, add_special_tokens=False)
+        self.suf = self.tok.encode(mf.SUFFIX, add_special_tokens=False)
+
+    def ids(self, query, docs, instruction=None, max_length=8192):
+        instruction = instruction or mf.DEFAULT_INSTR
+        pairs = [f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {d}" for d in docs]
+        enc = self.tok(pairs, padding=False, truncation="longest_first", return_attention_mask=False,
+                       max_length=max_length - len(self.pre) - len(self.suf))
+        return [self.pre + e + self.suf for e in enc["input_ids"]]
+
+    def _scores(self, logits):
+        lg = logits.float()
+        return torch.sigmoid(lg[:, self.yes] - lg[:, self.no]), lg[:, self.yes] - lg[:, self.no]
+
+    @torch.inference_mode()
+    def score(self, query, docs, instruction=None, max_length=8192):
+        ids = self.ids(query, docs, instruction, max_length)
+        batch = self.tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(DEV)
+        s, raw = self._scores(self.model(**batch, logits_to_keep=1).logits[:, -1, :])
+        return s.tolist(), raw.tolist(), ids
+
+    @torch.inference_mode()
+    def score_shared(self, query, docs, instruction=None, max_length=8192):
+        """The common token prefix run once; its KV cache repeated for the batch; the rest left-padded after it."""
+        ids = self.ids(query, docs, instruction, max_length)
+        p = shared_prefix(ids)
+        prefix = torch.tensor([ids[0][:p]], device=DEV)
+        cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(len(ids))
+        rest = [x[p:] for x in ids]
+        n = max(map(len, rest))
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        inp = torch.tensor([[pad] * (n - len(r)) + r for r in rest], device=DEV)
+        mask = torch.tensor([[1] * p + [0] * (n - len(r)) + [1] * len(r) for r in rest], device=DEV)
+        pos = torch.tensor([[p] * (n - len(r)) + list(range(p, p + len(r))) for r in rest], device=DEV)
+        out = self.model(input_ids=inp, attention_mask=mask, position_ids=pos, past_key_values=cache, logits_to_keep=1)
+        s, raw = self._scores(out.logits[:, -1, :])
+        return s.tolist(), raw.tolist(), p
+
+
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeat):
+    for _ in range(3):
+        fn()
+    sync()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return {"median_ms": statistics.median(ts) * 1e3, "p10_ms": ts[len(ts) // 10] * 1e3,
+            "p90_ms": ts[(len(ts) * 9) // 10] * 1e3, "n": len(ts)}
+
+
+def gemm_peak():
+    if DEV != "cuda":
+        a = torch.randn(1024, 1024)
+        return 2 * 1024 ** 3 / (timed(lambda: a @ a, 5)["median_ms"] / 1e3) / 1e12
+    a = torch.randn(8192, 8192, device=DEV, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=DEV, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    ts = []
+    for _ in range(10):
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        ts.append(start.elapsed_time(end) / 1e3)
+    return 2 * 8192 ** 3 / statistics.median(ts) / 1e12
+
+
+def shared_prefix(ids):
+    """Length of the token prefix every row shares, leaving each row at least one token (as Sieve does)."""
+    p = min(len(x) for x in ids) - 1
+    for x in ids[1:]:
+        p = min(p, next((i for i, (a, b) in enumerate(zip(ids[0], x)) if a != b), p))
+    return p
+
+
+def max_abs(a, b):
+    return max(abs(x - y) for x, y in zip(a, b)) if a else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="the models_gpu bench binary built with --features cuda")
+    ap.add_argument("--tokenizer", required=True, help="folder with the real Qwen3 tokenizer.json")
+    ap.add_argument("--work", default="/tmp/sieve-gpu")
+    ap.add_argument("--out", default=".")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--device", default="cuda", help="cpu: a dry run of the script's logic on --shape bench")
+    ap.add_argument("--shape", default="qwen3-0.6b", help="checkpoint shape (qwen3-0.6b, bench, tiny)")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: correctness,timing,profile,embed")
+    a = ap.parse_args()
+    global DEV
+    DEV = a.device
+    # The fp32 reference must be IEEE fp32, not TF32.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    skip = set(filter(None, a.skip.split(",")))
+    work, out = Path(a.work), Path(a.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"gpu": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu (dry run)", "torch": torch.__version__,
+           "shape": a.shape}
+    import transformers
+    res["transformers"] = transformers.__version__
+    log("gpu:", res["gpu"], "torch", res["torch"], "transformers", res["transformers"])
+
+    rr_dir, em_dir = work / f"{a.shape}-reranker", work / f"{a.shape}-embedding"
+    for d, layout in ((rr_dir, "reranker"), (em_dir, "embedding")):
+        if not (d / "model.safetensors").exists():
+            run([a.bin, "synth", d, "--layout", layout, "--shape", a.shape, "--tokenizer",
+                 Path(a.tokenizer) / "tokenizer.json"])
+        shutil.copy(Path(a.tokenizer) / "tokenizer_config.json", d / "tokenizer_config.json")
+
+    res["peak_tflops"] = gemm_peak()
+    log(f"bf16 GEMM peak: {res['peak_tflops']:.0f} TFLOP/s")
+    hf = HF(str(rr_dir), torch.bfloat16)
+    n_params = sum(p.numel() for n, p in hf.model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    res["non_embedding_params"] = n_params
+    words = single_token_words(hf.tok)
+    runs = [{"label": f"{n} tokens", "doc_tokens": n, "query": QUERY, "instruction": mf.DEFAULT_INSTR,
+             "documents": docs_of(words, 50, n, 100 + n)} for n in LENGTHS]
+    (work / "runs.json").write_text(json.dumps(runs))
+
+    if "correctness" not in skip:
+        cases = [
+            {"query": "how do I install a python package offline", "max_length": 8192, "documents": [
+                "pip can install wheels from a local folder with --no-index and --find-links.",
+                "离线安装 Python 包可以使用 pip download 预先下载 wheel 文件。",
+                "Use pip download on a connected machine, 然后在离线机器上 pip install --no-index.",
+                "",
+                "Bananas are rich in potassium.",
+                " ".join(["a very long document about package managers"] * 60)]},
+            {"query": "离线安装", "instruction": "Judge relevance for a Chinese search", "max_length": 96,
+             "documents": ["pip download", " ".join(["长文档"] * 200), "短"]},
+            {"query": QUERY, "max_length": 8192, "documents": runs[1]["documents"]},
+        ]
+        (work / "cases.json").write_text(json.dumps(cases))
+        hf32 = HF(str(rr_dir), torch.float32)
+        ref = [hf32.score(c["query"], c["documents"], c.get("instruction"), c["max_length"]) for c in cases]
+        del hf32
+        torch.cuda.empty_cache()
+        b16 = [hf.score(c["query"], c["documents"], c.get("instruction"), c["max_length"]) for c in cases]
+        sv16 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"]))
+        sv32 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
+                              env={"SIEVE_CUDA_DTYPE": "f32"}))
+        corr = []
+        for i, c in enumerate(cases):
+            row = {"case": i, "docs": len(c["documents"]), "hf_bf16_vs_fp32": max_abs(b16[i][0], ref[i][0])}
+            try:
+                s, raw, p = hf.score_shared(c["query"], c["documents"], c.get("instruction"), c["max_length"])
+                row["hf_bf16_shared_vs_fp32"] = max_abs(s, ref[i][0])
+            except Exception as e:  # noqa: BLE001 — report, do not abort the run
+                row["hf_bf16_shared_error"] = repr(e)[:300]
+            for name, sv in (("sieve_bf16", sv16), ("sieve_f32", sv32)):
+                for r in sv["results"][2 * i: 2 * i + 2]:
+                    key = f"{name}{'_shared' if r['share_prefix'] else ''}_vs_fp32"
+                    row[key] = max_abs(r["scores"], ref[i][0])
+                    if r["tokens"] != [len(x) for x in ref[i][2]]:
+                        row[f"{name}_token_mismatch"] = [r["tokens"], [len(x) for x in ref[i][2]]]
+            row["sieve_bf16_ok"] = max(row["sieve_bf16_vs_fp32"], row["sieve_bf16_shared_vs_fp32"]) <= \
+                2 * row["hf_bf16_vs_fp32"] + 0.01
+            row["sieve_f32_ok"] = max(row["sieve_f32_vs_fp32"], row["sieve_f32_shared_vs_fp32"]) <= 1e-3
+            row["ref_scores_sample"] = ref[i][0][:4]
+            corr.append(row)
+            log("correctness", json.dumps(row))
+        res["correctness"] = corr
+
+    if "timing" not in skip:
+        tim = []
+        for r in runs:
+            ids = hf.ids(r["query"], r["documents"])
+            tokens = sum(map(len, ids))
+            r["prefix"], r["tokens"] = shared_prefix(ids), tokens
+            t = timed(lambda: hf.score(r["query"], r["documents"]), a.repeat)
+            tim.append({"engine": "transformers", "label": r["label"], "doc_tokens": r["doc_tokens"],
+                        "share_prefix": False, "tokens_processed": tokens, "time": t})
+            try:
+                t = timed(lambda: hf.score_shared(r["query"], r["documents"]), a.repeat)
+                tim.append({"engine": "transformers", "label": r["label"], "doc_tokens": r["doc_tokens"],
+                            "share_prefix": True, "tokens_processed": tokens - (len(ids) - 1) * r["prefix"],
+                            "time": t})
+            except Exception as e:  # noqa: BLE001 — report, do not abort the run
+                tim.append({"engine": "transformers", "label": r["label"], "share_prefix": True, "error": repr(e)[:300]})
+            log("timing", json.dumps(tim[-2:]))
+        lines = run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda", "--repeat", a.repeat])
+        for line in lines.splitlines():
+            s = json.loads(line)
+            r = next(x for x in runs if x["label"] == s["label"])
+            s["doc_tokens"] = r["doc_tokens"]
+            s["tokens_processed"] = s["tokens"] - (len(r["documents"]) - 1) * r["prefix"] if s["share_prefix"] \
+                else s["tokens"]
+            tim.append(s)
+            log("timing", json.dumps(s))
+        res["timing"] = tim
+
+    if "profile" not in skip:
+        (work / "runs128.json").write_text(json.dumps([runs[1]]))
+        lines = run([a.bin, "rerank-time", rr_dir, work / "runs128.json", "--device", "cuda", "--repeat", 5],
+                    env={"SIEVE_PROFILE": "1"})
+        res["profile"] = [json.loads(x) for x in lines.splitlines()]
+
+    if "embed" not in skip:
+        edocs = {"query": "capital of france", "documents": docs_of(words, 1000, 128, 7)}
+        (work / "embed.json").write_text(json.dumps(edocs))
+        res["embed_sieve"] = json.loads(run([a.bin, "embed-time", em_dir, work / "embed.json", "--device", "cuda",
+                                             "--repeat", a.repeat]))
+        res["embed_hf"] = hf_embed(str(em_dir), edocs, a.repeat)
+
+    (out / "models_gpu.json").write_text(json.dumps(res, indent=1))
+    report(res)
+
+
+@torch.inference_mode()
+def hf_embed(path, edocs, repeat):
+    from transformers import AutoModel, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    model = AutoModel.from_pretrained(path, dtype=torch.bfloat16, attn_implementation="sdpa").to(DEV).eval()
+    eos = "<|endoftext|>"
+
+    def embed(texts):
+        batch = tok([t + eos for t in texts], padding=True, return_tensors="pt").to(DEV)
+        h = model(**batch).last_hidden_state[:, -1]
+        return torch.nn.functional.normalize(h.float(), dim=-1).cpu()
+
+    q = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:" + edocs["query"]
+    single = timed(lambda: embed([q]), repeat)
+    docs = edocs["documents"]
+    bulk = timed(lambda: [embed(docs[i:i + 128]) for i in range(0, len(docs), 128)], max(3, repeat // 4))
+    return {"engine": "transformers", "query": single, "bulk": bulk, "docs": len(docs),
+            "docs_per_s": len(docs) / (bulk["median_ms"] / 1e3)}
+
+
+def report(res):
+    peak, n = res.get("peak_tflops"), res.get("non_embedding_params")
+    print(f"\nGPU: {res['gpu']} | torch {res['torch']} | transformers {res['transformers']} | "
+          f"bf16 GEMM peak measured {peak:.0f} TFLOP/s | non-embedding params {n / 1e6:.0f}M")
+    if "correctness" in res:
+        print("\nScores, largest |delta| against transformers fp32 (per case):")
+        for r in res["correctness"]:
+            keys = [k for k in r if k.endswith("_vs_fp32")]
+            print(f"  case {r['case']} ({r['docs']} docs): " + ", ".join(f"{k[:-8]} {r[k]:.2e}" for k in keys)
+                  + f" | bf16 ok: {r['sieve_bf16_ok']} | f32 ok: {r['sieve_f32_ok']}"
+                  + "".join(f" | {k}" for k in r if k.endswith("mismatch") or k.endswith("error")))
+    if "timing" in res:
+        print("\nTop-50 rerank, one query, end to end (text in, scores out), medians:")
+        print(f"  {'doc tokens':>10} {'engine':>13} {'prefix':>7} {'ms/query':>9} {'p90':>7} {'pairs/s':>8} "
+              f"{'tok/s':>9} {'tokens':>7} {'% peak':>7} {'x floor':>8}")
+        base = {}
+        for t in res["timing"]:
+            if "error" in t:
+                print(f"  {t['label']:>10} {t['engine']:>13} shared  error: {t['error'][:80]}")
+                continue
+            ms = t["time"]["median_ms"]
+            flops = 2 * n * t["tokens_processed"]
+            floor_ms = 2 * n * 50 * t["doc_tokens"] / (peak * 1e12) * 1e3
+            print(f"  {t['doc_tokens']:>10} {t['engine']:>13} {'shared' if t['share_prefix'] else 'no':>7} "
+                  f"{ms:>9.2f} {t['time']['p90_ms']:>7.2f} {50 / ms * 1e3:>8.0f} "
+                  f"{t['tokens_processed'] / ms * 1e3:>9.0f} {t['tokens_processed']:>7} "
+                  f"{100 * flops / (ms / 1e3) / (peak * 1e12):>6.1f}% {ms / floor_ms:>8.2f}")
+            base.setdefault((t["doc_tokens"], t["engine"]), []).append(ms)
+        print("  (% peak: 2 x params x tokens processed per second over the measured peak; x floor: time over the "
+              "floor 2 x params x 50 x doc tokens / peak)")
+        for L in LENGTHS:
+            hf, sv = base.get((L, "transformers")), base.get((L, "sieve"))
+            if hf and sv:
+                print(f"  {L:>4} tokens: Sieve best {min(sv):.2f} ms vs transformers best {min(hf):.2f} ms: "
+                      f"{min(hf) / min(sv):.2f}x")
+    if "profile" in res:
+        for p in res["profile"]:
+            if p.get("profile"):
+                tot = sum(p["profile"].values())
+                print(f"\nSieve per-stage (128 tokens, prefix {'shared' if p['share_prefix'] else 'not shared'}, "
+                      f"synchronised after every stage, ms per query, total {tot:.2f}):")
+                print("  " + ", ".join(f"{k} {v:.2f}" for k, v in p["profile"].items()))
+    if "embed_sieve" in res:
+        s, h = res["embed_sieve"], res["embed_hf"]
+        print(f"\nQwen3-Embedding-0.6B shape: one short query {s['query']['median_ms']:.2f} ms (transformers "
+              f"{h['query']['median_ms']:.2f} ms); bulk {s['docs']} docs x 128 tokens: {s['docs_per_s']:.0f} docs/s "
+              f"(transformers batch 128: {h['docs_per_s']:.0f} docs/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+//! The Rust side of the GPU benchmark (`benches/models_gpu.sh` drives it, `benches/models_gpu.py` compares it
+//! with HF transformers). Linked against `sieve-models` alone so that the CUDA build carried to the GPU machine
+//! stays small. Works on any device; `--device cpu` runs it here.
+//!
+//! ```text
+//! models_gpu synth DIR --layout reranker|embedding --tokenizer TOKENIZER_JSON [--shape qwen3-0.6b|bench|tiny]
+//! models_gpu score MODEL CASES_JSON [--device D]
+//!     CASES_JSON: [{"query", "instruction"?, "documents": [..], "max_length"?}] -> {"scores": [[..]], "info"}
+//! models_gpu rerank-time MODEL RUNS_JSON [--device D] [--repeat N]
+//!     RUNS_JSON: [{"label", "query", "documents": [..]}] -> one JSON line per run and prefix mode (ms medians)
+//! models_gpu embed-time MODEL DOCS_JSON [--device D] [--repeat N]
+//!     DOCS_JSON: {"query", "documents": [..]} -> single-query latency and whole-list docs/s
+//! ```
+//! With `SIEVE_PROFILE=1` each timing line also carries the forward's per-stage times (every stage then waits
+//! for the device, so profiled totals are slower; use them for the breakdown only).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use sieve_models::qwen3::take_profile;
+use sieve_models::synthetic::{shapes, write_qwen3, Layout};
+use sieve_models::{load_embedder, load_reranker, DeviceSpec, EmbedInput, EmbedOptions, RerankInput, Reranker};
+
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn read_json(p: &str) -> Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("cannot read {p}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{p} is not JSON: {e}"))
+}
+
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array().expect("a list of strings").iter().map(|d| d.as_str().expect("a string")).collect()
+}
+
+/// Median, 10th and 90th percentile of the timings, in milliseconds.
+fn stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize] * 1e3;
+    json!({"median_ms": q(0.5), "p10_ms": q(0.1), "p90_ms": q(0.9), "n": v.len()})
+}
+
+fn time(repeat: usize, mut f: impl FnMut()) -> Value {
+    for _ in 0..3 {
+        f(); // warm-up: module loads, allocator pools, cuBLAS heuristics
+    }
+    let _ = take_profile();
+    let ts: Vec<f64> = (0..repeat)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    stats(ts)
+}
+
+fn profile(repeat: usize) -> Value {
+    let p = take_profile();
+    if p.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(p.into_iter().map(|(k, s)| (k.to_string(), json!(s * 1e3 / repeat as f64))).collect())
+}
+
+fn main() {
+    sieve_models::init_cpu_threads();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let device: DeviceSpec = arg(&args, "--device").unwrap_or("auto").parse().expect("--device");
+    let repeat: usize = arg(&args, "--repeat").map_or(20, |r| r.parse().expect("--repeat N"));
+    match args.first().map(String::as_str) {
+        Some("synth") => {
+            let dir = PathBuf::from(&args[1]);
+            let shape = match arg(&args, "--shape").unwrap_or("qwen3-0.6b") {
+                "qwen3-0.6b" => shapes::qwen3_0_6b(),
+                "bench" => shapes::bench(),
+                "tiny" => shapes::tiny(),
+                other => panic!("--shape: expected qwen3-0.6b, bench or tiny, found {other}"),
+            };
+            let layout = match arg(&args, "--layout").unwrap_or("reranker") {
+                "reranker" => Layout::RerankerTied,
+                "embedding" => Layout::Embedding,
+                other => panic!("--layout: expected reranker or embedding, found {other}"),
+            };
+            let tok = Path::new(arg(&args, "--tokenizer").expect("--tokenizer TOKENIZER_JSON"));
+            let t = Instant::now();
+            write_qwen3(&dir, &shape, layout, 7, tok).expect("synth");
+            eprintln!("synth: {} in {:.1}s", dir.display(), t.elapsed().as_secs_f64());
+        }
+        Some("score") => {
+            let rr = load_reranker(Path::new(&args[1]), device, Default::default()).expect("load reranker");
+            let cases = read_json(&args[2]);
+            let mut all = Vec::new();
+            for c in cases.as_array().expect("a list of cases") {
+                let docs = strs(&c["documents"]);
+                for share in [false, true] {
+                    let input = RerankInput {
+                        query: c["query"].as_str().expect("query"),
+                        documents: &docs,
+                        instruction: c["instruction"].as_str(),
+                        max_length: c["max_length"].as_u64().map(|m| m as usize),
+                        share_prefix: share,
+                    };
+                    let out = rr.rerank(&[input]).expect("rerank").remove(0);
+                    all.push(json!({"share_prefix": share,
+                        "scores": out.iter().map(|s| s.score).collect::<Vec<_>>(),
+                        "raw": out.iter().map(|s| s.raw).collect::<Vec<_>>(),
+                        "tokens": out.iter().map(|s| s.tokens).collect::<Vec<_>>()}));
+                }
+            }
+            println!("{}", json!({"info": rr.info(), "results": all}));
+        }
+        Some("rerank-time") => {
+            let rr = load_reranker(Path::new(&args[1]), device, Default::default()).expect("load reranker");
+            eprintln!("reranker: {}", serde_json::to_string(rr.info()).unwrap_or_default());
+            for run in read_json(&args[2]).as_array().expect("a list of runs") {
+                let docs = strs(&run["documents"]);
+                for share in [true, false] {
+                    let input = RerankInput {
+                        query: run["query"].as_str().expect("query"),
+                        documents: &docs,
+                        instruction: run["instruction"].as_str(),
+                        max_length: None,
+                        share_prefix: share,
+                    };
+                    let out = rr.rerank(&[input]).expect("rerank").remove(0);
+                    let tokens: usize = out.iter().map(|s| s.tokens).sum();
+                    let t = time(repeat, || {
+                        rr.rerank(&[input]).expect("rerank");
+                    });
+                    println!(
+                        "{}",
+                        json!({"engine": "sieve", "label": run["label"], "share_prefix": share,
+                               "pairs": docs.len(), "tokens": tokens, "time": t, "profile": profile(repeat),
+                               "device": rr.info().device, "dtype": rr.info().dtype,
+                               "non_embedding_params": rr.info().non_embedding_params})
+                    );
+                }
+            }
+        }
+        Some("embed-time") => {
+            let em = load_embedder(Path::new(&args[1]), device).expect("load embedder");
+            let d = read_json(&args[2]);
+            let docs = strs(&d["documents"]);
+            let q = [EmbedInput::query(d["query"].as_str().expect("query"))];
+            let opts = EmbedOptions::default();
+            let out = em.embed(&q, &opts).expect("embed");
+            let single = time(repeat, || {
+                em.embed(&q, &opts).expect("embed");
+            });
+            let inputs: Vec<EmbedInput> = docs.iter().map(|&t| EmbedInput::Document(t)).collect();
+            let all = em.embed(&inputs, &opts).expect("embed");
+            let tokens: usize = all.tokens.iter().sum();
+            let bulk = time(repeat.div_ceil(4).max(3), || {
+                em.embed(&inputs, &opts).expect("embed");
+            });
+            let docs_per_s = docs.len() as f64 / (bulk["median_ms"].as_f64().unwrap_or(f64::NAN) / 1e3);
+            println!(
+                "{}",
+                json!({"engine": "sieve", "query_tokens": out.tokens[0], "query": single, "docs": docs.len(),
+                       "doc_tokens": tokens, "bulk": bulk, "docs_per_s": docs_per_s, "info": em.info()})
+            );
+        }
+        _ => {
+            eprintln!("usage: models_gpu synth|score|rerank-time|embed-time ... (see the file's docs)");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Under the `cuda` feature, compiles `kernels/sieve.cu` to PTX with nvcc (found through `CUDA_HOME`/`CUDA_PATH`
+//! or on `PATH`) for `compute_$CUDA_COMPUTE_CAP` (default 80: bf16 needs it, and PTX is JIT-compiled forward to
+//! newer GPUs). Without the feature it does nothing, so CPU builds need no CUDA toolkit.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=kernels/sieve.cu");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("sieve.ptx");
+    let home = ["CUDA_HOME", "CUDA_PATH", "CUDA_ROOT"].iter().find_map(|v| std::env::var_os(v)).map(PathBuf::from);
+    let nvcc = home.as_ref().map(|h| h.join("bin").join("nvcc")).filter(|p| p.exists()).unwrap_or("nvcc".into());
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
+    let cap = cap.trim().replace('.', "");
+    let mut cmd = Command::new(&nvcc);
+    cmd.args(["--ptx", "-O3", "-std=c++17"]).arg(format!("-arch=compute_{cap}"));
+    if let Some(h) = &home {
+        cmd.arg("-I").arg(h.join("include"));
+    }
+    cmd.arg("kernels/sieve.cu").arg("-o").arg(&out);
+    let status = cmd.status().unwrap_or_else(|e| {
+        panic!("the `cuda` feature needs nvcc: could not run {} ({e}); set CUDA_HOME or see docker/build-cuda.sh", nvcc.display())
+    });
+    if !status.success() {
+        panic!("nvcc failed to compile kernels/sieve.cu ({status})");
+    }
+}
