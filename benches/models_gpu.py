@@ -186,7 +186,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--device", default="cuda", help="cpu: a dry run of the script's logic on --shape bench")
     ap.add_argument("--shape", default="qwen3-0.6b", help="checkpoint shape (qwen3-0.6b, bench, tiny)")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: correctness,timing,profile,embed")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: correctness,timing,profile,embed,gemm")
+    ap.add_argument("--only", default="", help="comma list of the only phases to run")
     a = ap.parse_args()
     global DEV
     DEV = a.device
@@ -194,6 +195,8 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     skip = set(filter(None, a.skip.split(",")))
+    if a.only:
+        skip |= {"correctness", "timing", "profile", "embed", "gemm"} - set(a.only.split(","))
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -298,6 +301,17 @@ def main():
                     env={"SIEVE_PROFILE": "1"})
         res["profile"] = [json.loads(x) for x in lines.splitlines()]
 
+    if "gemm" not in skip:
+        lines = run([a.bin, "gemm-time", "--device", "cuda", "--tokens", 6922, "--repeat", a.repeat])
+        g = [json.loads(x) for x in lines.splitlines()]
+        for k, n in [(1024, 4096), (1024, 6144), (3072, 1024), (2048, 1024)]:
+            x = torch.randn(6922, k, device=DEV, dtype=torch.bfloat16)
+            w = torch.randn(n, k, device=DEV, dtype=torch.bfloat16) * 0.02
+            t = timed(lambda: x @ w.t(), a.repeat)
+            g.append({"engine": "torch", "m": 6922, "k": k, "n": n, "layout": "w.t()", "time": t,
+                      "tflops": 2 * 6922 * k * n / (t["median_ms"] / 1e3) / 1e12})
+        res["gemm"] = g
+
     if "embed" not in skip:
         edocs = {"query": "capital of france", "documents": docs_of(words, 1000, 128, 7)}
         (work / "embed.json").write_text(json.dumps(edocs))
@@ -331,6 +345,8 @@ def hf_embed(path, edocs, repeat):
 
 def report(res):
     peak, n = res.get("peak_tflops"), res.get("non_embedding_params")
+    if "timing" not in res and "profile" not in res and "gemm" not in res:
+        return
     print(f"\nGPU: {res['gpu']} | torch {res['torch']} | transformers {res['transformers']} | "
           f"bf16 GEMM peak measured {peak:.0f} TFLOP/s | non-embedding params {n / 1e6:.0f}M")
     if "correctness" in res:
@@ -371,6 +387,11 @@ def report(res):
                 print(f"\nSieve per-stage (128 tokens, prefix {'shared' if p['share_prefix'] else 'not shared'}, "
                       f"synchronised after every stage, ms per query, total {tot:.2f}):")
                 print("  " + ", ".join(f"{k} {v:.2f}" for k, v in p["profile"].items()))
+    if "gemm" in res:
+        print("\nbf16 GEMM [m, k] x [k, n], TFLOP/s (medians):")
+        for g in res["gemm"]:
+            print(f"  {g['engine']:>13} m={g['m']} k={g['k']} n={g['n']} {g['layout']:>6}: {g['tflops']:.0f} "
+                  f"({g['time']['median_ms'] * 1e3:.0f} us)")
     if "embed_sieve" in res:
         s, h = res["embed_sieve"], res["embed_hf"]
         print(f"\nQwen3-Embedding-0.6B shape: one short query {s['query']['median_ms']:.2f} ms (transformers "

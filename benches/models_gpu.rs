@@ -8,6 +8,8 @@
 //!     CASES_JSON: [{"query", "instruction"?, "documents": [..], "max_length"?}] -> {"scores": [[..]], "info"}
 //! models_gpu rerank-time MODEL RUNS_JSON [--device D] [--repeat N]
 //!     RUNS_JSON: [{"label", "query", "documents": [..]}] -> one JSON line per run and prefix mode (ms medians)
+//! models_gpu gemm-time [--device D] [--tokens M] [--repeat N]
+//!     candle's bf16 matmul on the model's projection shapes (TFLOP/s)
 //! models_gpu embed-time MODEL DOCS_JSON [--device D] [--repeat N]
 //!     DOCS_JSON: {"query", "documents": [..]} -> single-query latency and whole-list docs/s
 //! ```
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use sieve_models::qwen3::take_profile;
+use sieve_models::profile::take as take_profile;
 use sieve_models::synthetic::{shapes, write_qwen3, Layout};
 use sieve_models::{load_embedder, load_reranker, DeviceSpec, EmbedInput, EmbedOptions, RerankInput, Reranker};
 
@@ -162,6 +164,30 @@ fn main() {
                 json!({"engine": "sieve", "query_tokens": out.tokens[0], "query": single, "docs": docs.len(),
                        "doc_tokens": tokens, "bulk": bulk, "docs_per_s": docs_per_s, "info": em.info()})
             );
+        }
+        Some("gemm-time") => {
+            // candle's matmul on the projection shapes of Qwen3-0.6B, weight stored as Sieve's `Linear` does (Wᵀ
+            // contiguous) and as the checkpoint does (W, used transposed): TFLOP/s, median of --repeat.
+            let dev = device.resolve();
+            let dt = dev.dtype;
+            let tokens: usize = arg(&args, "--tokens").map_or(8192, |t| t.parse().expect("--tokens N"));
+            for (k, n) in [(1024, 4096), (1024, 6144), (3072, 1024), (2048, 1024)] {
+                let x = candle_core::Tensor::randn(0f32, 1.0, (tokens, k), &dev.device).unwrap().to_dtype(dt).unwrap();
+                let w = candle_core::Tensor::randn(0f32, 0.02, (n, k), &dev.device).unwrap().to_dtype(dt).unwrap();
+                let wt = w.t().unwrap().contiguous().unwrap();
+                for (layout, rhs) in [("wt", wt.clone()), ("w.t()", w.t().unwrap())] {
+                    let t = time(repeat, || {
+                        x.matmul(&rhs).unwrap();
+                        dev.device.synchronize().unwrap();
+                    });
+                    let ms = t["median_ms"].as_f64().unwrap_or(f64::NAN);
+                    println!(
+                        "{}",
+                        json!({"engine": "sieve-candle", "m": tokens, "k": k, "n": n, "layout": layout, "time": t,
+                               "tflops": 2.0 * (tokens * k * n) as f64 / (ms / 1e3) / 1e12})
+                    );
+                }
+            }
         }
         _ => {
             eprintln!("usage: models_gpu synth|score|rerank-time|embed-time ... (see the file's docs)");

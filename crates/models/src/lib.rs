@@ -17,6 +17,7 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod ops;
+pub mod profile;
 pub mod qwen3;
 pub mod reranker;
 pub mod synthetic;

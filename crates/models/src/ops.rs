@@ -663,10 +663,17 @@ impl AttnPlan {
                     None => t.clone(),
                 })
             };
-            let qb = pick(q, &bk.q_idx)?.reshape((b, bk.lq, hkv, rep, d))?;
+            let dev = q.device();
+            let qb = pick(q, &bk.q_idx)?;
+            crate::profile::mark(dev, "attn: q gather");
+            let qb = qb.reshape((b, bk.lq, hkv, rep, d))?;
             let qb = qb.permute((0, 2, 3, 1, 4))?.contiguous()?.reshape((b, hkv, rep * bk.lq, d))?;
-            let kb = pick(k, &bk.k_idx)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
-            let vb = pick(v, &bk.k_idx)?.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
+            crate::profile::mark(dev, "attn: q permute");
+            let (kb, vb) = (pick(k, &bk.k_idx)?, pick(v, &bk.k_idx)?);
+            crate::profile::mark(dev, "attn: k/v gather");
+            let kb = kb.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
+            let vb = vb.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
+            crate::profile::mark(dev, "attn: k/v permute");
             outs.push(self.attend_bucket(bk, &qb, &kb, &vb, rep)?);
         }
         self.gather(outs)
@@ -675,10 +682,15 @@ impl AttnPlan {
     /// One bucket: `qb` `[b, hkv, rep·lq, d]`, `kb`/`vb` `[b, hkv, lk, d]` → `[b·lq, hkv·rep, d]`.
     fn attend_bucket(&self, bk: &Bucket, qb: &Tensor, kb: &Tensor, vb: &Tensor, rep: usize) -> Result<Tensor> {
         let (b, hkv, _, d) = qb.dims4()?;
+        let dev = qb.device();
         let scores = qb.matmul(&kb.t()?)?; // [b, hkv, rep*lq, lk]
+        crate::profile::mark(dev, "attn: qk gemm");
         let probs = self.masked_softmax(&scores, bk, 1.0 / (d as f64).sqrt())?;
+        crate::profile::mark(dev, "attn: softmax");
         let o = probs.matmul(vb)?; // [b, hkv, rep*lq, d]
+        crate::profile::mark(dev, "attn: pv gemm");
         let o = o.reshape((b, hkv, rep, bk.lq, d))?.permute((0, 3, 1, 2, 4))?.contiguous()?;
+        crate::profile::mark(dev, "attn: out permute");
         Ok(o.reshape((b * bk.lq, hkv * rep, d))?)
     }
 

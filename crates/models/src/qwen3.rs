@@ -259,7 +259,7 @@ impl Qwen3 {
         let last = Tensor::from_vec(last, rows.len(), &self.device)?;
         // The fused CUDA q/k/v kernel takes cos and sin side by side.
         let cos_sin = if ops::on_cuda(&cos) { Some(Tensor::cat(&[&cos, &sin], 1)?) } else { None };
-        let mut prof = Profiler::start(&self.device);
+        crate::profile::start(&self.device);
 
         let mut x = self.embed.index_select(&ids, 0)?;
         let n_layers = self.layers.len();
@@ -296,11 +296,12 @@ impl Qwen3 {
         // Each block's input norm is fused with the residual add that ends the block before it.
         let mut attn_in = ops::rms_norm(&x, &self.layers[0].input_norm, c.rms_norm_eps)?;
         let mut out = x.clone();
-        prof.mark("embed + plan");
+        crate::profile::mark(&self.device, "embed + plan");
         for (li, layer) in self.layers.iter().enumerate() {
+            crate::profile::mark(&self.device, "previous layer's frees");
             let only_last = last_only && li + 1 == n_layers;
             let qkv = layer.qkv.forward(&attn_in)?;
-            prof.mark("qkv gemm");
+            crate::profile::mark(&self.device, "qkv gemm");
             let (hkv, hd) = (c.num_key_value_heads, c.head_dim);
             let fused = match &cos_sin {
                 Some(cs) => ops::fused_qkv(&qkv, &layer.qk_norm, cs, (hq, hkv, hd), c.rms_norm_eps)?,
@@ -331,7 +332,7 @@ impl Qwen3 {
             } else {
                 (&plan, x.clone())
             };
-            prof.mark("q/k/v norm + rope");
+            crate::profile::mark(&self.device, "q/k/v norm + rope");
             if let Some(kv) = keep_kv.as_deref_mut() {
                 kv.push((k.clone(), v.clone()));
             }
@@ -345,23 +346,23 @@ impl Qwen3 {
                 vs.push(v);
                 (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)
             };
-            prof.mark("prefix k/v concat");
+            crate::profile::mark(&self.device, "prefix k/v concat");
             let attn = plan.attend(&q, &k_all, &v_all)?;
             let attn = attn.reshape((attn.dim(0)?, hq * hd))?;
-            prof.mark("attention");
+            crate::profile::mark(&self.device, "attention");
             let o = layer.o.forward(&attn)?;
-            prof.mark("o gemm");
+            crate::profile::mark(&self.device, "o gemm");
             let (h, mlp_in) = ops::add_rms_norm(&o, &residual, &layer.post_norm, c.rms_norm_eps)?;
-            prof.mark("add + norm");
+            crate::profile::mark(&self.device, "add + norm");
             let gu = layer.gate_up.forward(&mlp_in)?;
-            prof.mark("gate/up gemm");
+            crate::profile::mark(&self.device, "gate/up gemm");
             let act = ops::swiglu(&gu, c.intermediate_size)?;
-            prof.mark("swiglu");
+            crate::profile::mark(&self.device, "swiglu");
             let next_norm = self.layers.get(li + 1).map_or(&self.norm, |l| &l.input_norm);
             let down = layer.down.forward(&act)?;
-            prof.mark("down gemm");
+            crate::profile::mark(&self.device, "down gemm");
             let (sum, normed) = ops::add_rms_norm(&down, &h, next_norm, c.rms_norm_eps)?;
-            prof.mark("add + norm");
+            crate::profile::mark(&self.device, "add + norm");
             x = sum;
             attn_in = normed.clone();
             out = normed;
@@ -376,49 +377,6 @@ impl Qwen3 {
             Ok(out.index_select(&last, 0)?)
         }
     }
-}
-
-/// Per-stage timings of the forward, for benchmarks: on when `SIEVE_PROFILE` is set, in which case every stage
-/// waits for the device (so the totals are slower than an unprofiled run) and adds its time to a process-wide
-/// table that [`take_profile`] returns. Off, each mark is a branch on a cached flag.
-struct Profiler<'a> {
-    on: Option<(&'a Device, std::time::Instant)>,
-}
-
-static PROFILE: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
-
-fn profiling() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("SIEVE_PROFILE").is_some())
-}
-
-impl<'a> Profiler<'a> {
-    fn start(dev: &'a Device) -> Self {
-        if !profiling() {
-            return Profiler { on: None };
-        }
-        let _ = dev.synchronize();
-        Profiler { on: Some((dev, std::time::Instant::now())) }
-    }
-
-    fn mark(&mut self, stage: &'static str) {
-        if let Some((dev, t)) = &mut self.on {
-            let _ = dev.synchronize();
-            let dt = t.elapsed().as_secs_f64();
-            *t = std::time::Instant::now();
-            let mut p = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
-            match p.iter_mut().find(|(s, _)| *s == stage) {
-                Some((_, acc)) => *acc += dt,
-                None => p.push((stage, dt)),
-            }
-        }
-    }
-}
-
-/// The stage timings (seconds, summed over forwards) gathered since the last call, in first-seen order; empty
-/// unless `SIEVE_PROFILE` is set.
-pub fn take_profile() -> Vec<(&'static str, f64)> {
-    std::mem::take(&mut *PROFILE.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// `h · w` per row, in f32: `[rows, hidden] x [hidden] -> [rows]`.
