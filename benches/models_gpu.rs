@@ -170,14 +170,21 @@ fn main() {
             // contiguous) and as the checkpoint does (W, used transposed): TFLOP/s, median of --repeat.
             let dev = device.resolve();
             let dt = dev.dtype;
+            // (`resolve` tuned the device; the tensors below are created after it.)
             let tokens: usize = arg(&args, "--tokens").map_or(8192, |t| t.parse().expect("--tokens N"));
             for (k, n) in [(1024, 4096), (1024, 6144), (3072, 1024), (2048, 1024)] {
                 let x = candle_core::Tensor::randn(0f32, 1.0, (tokens, k), &dev.device).unwrap().to_dtype(dt).unwrap();
                 let w = candle_core::Tensor::randn(0f32, 0.02, (n, k), &dev.device).unwrap().to_dtype(dt).unwrap();
                 let wt = w.t().unwrap().contiguous().unwrap();
-                for (layout, rhs) in [("wt", wt.clone()), ("w.t()", w.t().unwrap())] {
+                // What Sieve's layers use: cuBLASLt for bf16/f16 on CUDA, candle's matmul otherwise.
+                let linear = sieve_models::ops::Linear::new(w.clone(), None).unwrap();
+                for layout in ["wt", "w.t()", "sieve Linear"] {
                     let t = time(repeat, || {
-                        x.matmul(&rhs).unwrap();
+                        match layout {
+                            "wt" => x.matmul(&wt).unwrap(),
+                            "w.t()" => x.matmul(&w.t().unwrap()).unwrap(),
+                            _ => linear.forward(&x).unwrap(),
+                        };
                         dev.device.synchronize().unwrap();
                     });
                     let ms = t["median_ms"].as_f64().unwrap_or(f64::NAN);

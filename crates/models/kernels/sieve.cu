@@ -143,6 +143,50 @@ __device__ void masked_softmax(const T *s, T *out, const uint32_t *rows, size_t 
   }
 }
 
+// Attention operand layout. `pack` gathers packed rows into a bucket's batched layout and `unpack` returns
+// the attention output to packed order; both copy whole head rows of d values, 16 bytes per thread (the caller
+// checks that d·sizeof(T) and every base offset are multiples of 16).
+//
+// pack: dst [nb, hkv, rep, l, d] row ((bb·hkv + g)·rep + r)·l + i  <-  source token j = idx[bb·l + i] (or bb·l + i
+// without idx), head g·rep + r, of a [tokens, hkv·rep, d] source that is two tensors back to back: rows j < n_a
+// are a's, the rest b's (a shared prefix's keys and the batch's own).
+__global__ void attn_pack(const uint4 *a, const uint4 *b, int n_a, const uint32_t *idx, int has_idx, uint4 *dst,
+                          int nb, int l, int hkv, int rep, int chunks) {
+  const size_t n = (size_t)nb * hkv * rep * l * chunks;
+  for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
+    const int c = (int)(t % chunks);
+    size_t row = t / chunks;
+    const int i = (int)(row % l);
+    size_t q = row / l;
+    const int r = (int)(q % rep);
+    q /= rep;
+    const int g = (int)(q % hkv);
+    const size_t bb = q / hkv;
+    const size_t slot = bb * l + i;
+    const size_t j = has_idx ? idx[slot] : slot;
+    const size_t head_row = (size_t)g * rep + r;
+    const size_t heads = (size_t)hkv * rep;
+    const uint4 *src = j < (size_t)n_a ? a + (j * heads + head_row) * chunks : b + ((j - n_a) * heads + head_row) * chunks;
+    dst[t] = src[c];
+  }
+}
+
+// unpack: dst [nb·l, hkv·rep, d] row s·hq + h  <-  src [nb, hkv, rep, l, d] row ((s/l·hkv + h/rep)·rep + h%rep)·l + s%l.
+__global__ void attn_unpack(const uint4 *src, uint4 *dst, int nb, int l, int hkv, int rep, int chunks) {
+  const int hq = hkv * rep;
+  const size_t n = (size_t)nb * l * hq * chunks;
+  for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
+    const int c = (int)(t % chunks);
+    const size_t row = t / chunks;
+    const int h = (int)(row % hq);
+    const size_t s = row / hq;
+    const size_t bb = s / l;
+    const int i = (int)(s % l);
+    const size_t src_row = ((bb * hkv + h / rep) * rep + h % rep) * l + i;
+    dst[t] = src[src_row * chunks + c];
+  }
+}
+
 #define SIEVE_KERNELS(T, SUF)                                                                                      \
   extern "C" __global__ void add_rms_norm_##SUF(const T *y, const T *r, const T *w, T *out2, size_t n, int cols,  \
                                                 float eps) {                                                       \

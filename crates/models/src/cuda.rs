@@ -17,16 +17,303 @@ const MODULE: &str = "sieve_kernels";
 
 type CResult<T> = candle_core::Result<T>;
 
-/// Turns off cudarc's per-buffer event tracking on a fresh CUDA device. candle runs all of a device's work on
-/// one stream, where the tracking (two events per allocation; a wait and a record per kernel argument) only adds
-/// driver calls: on the H100 benchmark machine they made up most of a forward's time. Call it before any tensor
-/// is created on `dev`.
-pub fn single_stream(dev: &candle_core::Device) {
+/// Dispatches `$body` with `$t` bound to the storage's element type.
+macro_rules! with_dtype {
+    ($dt:expr, $t:ident, $body:block) => {
+        match $dt {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::BF16 => {
+                type $t = half::bf16;
+                $body
+            }
+            DType::F16 => {
+                type $t = half::f16;
+                $body
+            }
+            other => candle_core::bail!("sieve kernels: expected f32, bf16 or f16 tensors, found {other:?}"),
+        }
+    };
+}
+
+
+/// Prepares a fresh CUDA device for many short-lived activations; call it before any tensor is created on it.
+/// - cudarc's per-buffer event tracking is turned off: candle runs all of a device's work on one stream, where
+///   the tracking (two events per allocation; a wait and a record per kernel argument) only adds driver calls.
+/// - The device's memory pool keeps freed memory (release threshold: unlimited) instead of handing it back to
+///   the driver at every synchronisation, so the next forward's allocations are served from the pool.
+pub fn tune_device(dev: &candle_core::Device) {
+    use candle_core::cuda_backend::cudarc::driver::sys;
     if let candle_core::Device::Cuda(d) = dev {
         // SAFETY: every tensor Sieve creates on this device is used on the device's own (single) stream, and
         // cuBLAS is bound to that same stream by candle, so stream order alone orders every use and free.
         unsafe { d.disable_event_tracking() }
+        let cu_dev = d.cuda_stream().context().cu_device();
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        let mut threshold: u64 = u64::MAX;
+        // SAFETY: plain driver calls on a valid device handle; `threshold` outlives the call that reads it.
+        let status = unsafe {
+            match sys::cuDeviceGetDefaultMemPool(&mut pool, cu_dev) {
+                sys::CUresult::CUDA_SUCCESS => sys::cuMemPoolSetAttribute(
+                    pool,
+                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                    (&mut threshold as *mut u64).cast(),
+                ),
+                other => other,
+            }
+        };
+        if status != sys::CUresult::CUDA_SUCCESS {
+            tracing::debug!("could not set the CUDA memory pool's release threshold ({status:?})");
+        }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// GEMM through cuBLASLt
+
+/// One cuBLASLt handle (and its 32 MiB workspace) per device stream.
+fn blas_lt(dev: &candle_core::CudaDevice) -> CResult<std::sync::Arc<candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT>> {
+    use candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static HANDLES: OnceLock<Mutex<Vec<(usize, Arc<CudaBlasLT>)>>> = OnceLock::new();
+    let key = Arc::as_ptr(&dev.cuda_stream()) as usize;
+    let mut hs = HANDLES.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, h)) = hs.iter().find(|(k, _)| *k == key) {
+        return Ok(h.clone());
+    }
+    let h = Arc::new(CudaBlasLT::new(dev.cuda_stream()).map_err(|e| candle_core::Error::Cuda(Box::new(e)))?);
+    hs.push((key, h.clone()));
+    Ok(h)
+}
+
+struct LtMatmul;
+
+impl candle_core::CustomOp2 for LtMatmul {
+    fn name(&self) -> &'static str {
+        "sieve-cublaslt-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> CResult<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("sieve-cublaslt-matmul is CUDA only")
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout, w: &CudaStorage, wl: &Layout) -> CResult<(CudaStorage, Shape)> {
+        use candle_core::cuda_backend::cudarc::cublaslt::{Matmul, MatmulConfig};
+        let dev = x.device().clone();
+        let (m, k) = xl.shape().dims2()?;
+        let (n, k2) = wl.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("matmul: x [{m}, {k}] against W [{n}, {k2}]");
+        }
+        let lt = blas_lt(&dev)?;
+        // Row-major Y[m,n] = X[m,k]·W[n,k]ᵀ is column-major Yᵀ = op(W)·Xᵀ with W's buffer read transposed.
+        let cfg = MatmulConfig {
+            transa: true,
+            transb: false,
+            transc: false,
+            m: n as u64,
+            n: m as u64,
+            k: k as u64,
+            alpha: 1.0,
+            lda: k as i64,
+            ldb: k as i64,
+            beta: 0.0,
+            ldc: n as i64,
+            stride_a: None,
+            stride_b: None,
+            stride_c: None,
+            stride_bias: None,
+            batch_size: None,
+        };
+        let out = match x.dtype() {
+            DType::BF16 => {
+                let (xs, ws) = (view(x.as_cuda_slice::<half::bf16>()?, xl, "matmul")?, view(w.as_cuda_slice::<half::bf16>()?, wl, "matmul")?);
+                // SAFETY: cuBLASLt writes all m·n outputs.
+                let mut out = unsafe { dev.alloc::<half::bf16>(m * n)? };
+                if m * n > 0 {
+                    // SAFETY: the layouts above describe exactly the buffers' shapes.
+                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+                }
+                <half::bf16 as CudaDType>::wrap_cuda_slice(out, dev.clone())
+            }
+            DType::F16 => {
+                let (xs, ws) = (view(x.as_cuda_slice::<half::f16>()?, xl, "matmul")?, view(w.as_cuda_slice::<half::f16>()?, wl, "matmul")?);
+                // SAFETY: cuBLASLt writes all m·n outputs.
+                let mut out = unsafe { dev.alloc::<half::f16>(m * n)? };
+                if m * n > 0 {
+                    // SAFETY: the layouts above describe exactly the buffers' shapes.
+                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+                }
+                <half::f16 as CudaDType>::wrap_cuda_slice(out, dev.clone())
+            }
+            other => candle_core::bail!("cuBLASLt matmul: bf16 or f16, found {other:?}"),
+        };
+        Ok((out, Shape::from((m, n))))
+    }
+}
+
+/// `x Wᵀ` through cuBLASLt (bf16/f16 only): `x` `[m, k]`, `w` `[n, k]` as stored in the checkpoint.
+pub fn lt_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op2_no_bwd(w, &LtMatmul)?)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Attention operand layout
+
+/// Whether the 16-byte copy kernels apply: head rows and every base offset a multiple of 16 bytes.
+pub fn packable(d: usize, dt: DType, tensors: &[&Tensor]) -> bool {
+    let sz = dt.size_in_bytes();
+    (d * sz) % 16 == 0
+        && tensors.iter().all(|t| {
+            t.dtype() == dt && t.is_contiguous() && (t.layout().start_offset() * sz) % 16 == 0
+        })
+}
+
+struct AttnPack {
+    n_a: usize,
+    has_idx: bool,
+    nb: usize,
+    l: usize,
+    hkv: usize,
+    rep: usize,
+    d: usize,
+}
+
+impl candle_core::CustomOp3 for AttnPack {
+    fn name(&self) -> &'static str {
+        "sieve-attn-pack"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> CResult<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("sieve-attn-pack is CUDA only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        a: &CudaStorage,
+        al: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
+        idx: &CudaStorage,
+        il: &Layout,
+    ) -> CResult<(CudaStorage, Shape)> {
+        let dev = a.device().clone();
+        let dt = a.dtype();
+        let chunks = self.d * dt.size_in_bytes() / 16;
+        let heads = self.hkv * self.rep;
+        let rows_a = al.shape().elem_count() / (heads * self.d);
+        let rows_b = bl.shape().elem_count() / (heads * self.d);
+        if self.n_a > rows_a {
+            candle_core::bail!("attn-pack: {} prefix rows of {rows_a}", self.n_a);
+        }
+        let _ = rows_b;
+        let n = self.nb * self.l * heads * self.d;
+        let f = dev.get_or_load_custom_func("attn_pack", MODULE, PTX)?;
+        let ids = view(idx.as_cuda_slice::<u32>()?, il, "attn-pack")?;
+        let total = self.nb * self.l * heads * chunks;
+        let cfg = grid(total.min(132 * 2048 * 8), 256);
+        let out = with_dtype!(dt, T, {
+            let (av, bv) = (view(a.as_cuda_slice::<T>()?, al, "attn-pack")?, view(b.as_cuda_slice::<T>()?, bl, "attn-pack")?);
+            // SAFETY: the grid-stride loop writes every 16-byte chunk of the output.
+            let mut out = unsafe { dev.alloc::<T>(n)? };
+            if n > 0 {
+                let (na, hi) = (self.n_a as i32, self.has_idx as i32);
+                let (nb, l, hkv, rep, c) = (self.nb as i32, self.l as i32, self.hkv as i32, self.rep as i32, chunks as i32);
+                let mut bld = f.builder();
+                bld.arg(&av).arg(&bv).arg(&na).arg(&ids).arg(&hi).arg(&mut out);
+                bld.arg(&nb).arg(&l).arg(&hkv).arg(&rep).arg(&c);
+                // SAFETY: (const uint4* a, const uint4* b, int n_a, const uint32_t* idx, int has_idx, uint4* dst,
+                // int nb, int l, int hkv, int rep, int chunks); `packable` checked the 16-byte alignment, and
+                // every index in `idx` is below the two sources' row count (the plan built it).
+                unsafe { bld.launch(cfg) }.w()?;
+            }
+            T::wrap_cuda_slice(out, dev.clone())
+        });
+        Ok((out, Shape::from((self.nb, self.hkv, self.rep * self.l, self.d))))
+    }
+}
+
+/// Gathers rows `idx` (or all, in order) of the source `[a; b]` (`a`'s first `n_a` rows, then `b`'s), each
+/// `[heads = hkv·rep, d]`, into `[nb, hkv, rep·l, d]` (the batched attention layout). `idx_or_dummy` is any
+/// u32 tensor when `has_idx` is false.
+#[allow(clippy::too_many_arguments)]
+pub fn attn_pack(
+    a: &Tensor,
+    n_a: usize,
+    b: &Tensor,
+    idx: Option<&Tensor>,
+    dummy: &Tensor,
+    (nb, l, hkv, rep, d): (usize, usize, usize, usize, usize),
+) -> Result<Tensor> {
+    let op = AttnPack { n_a, has_idx: idx.is_some(), nb, l, hkv, rep, d };
+    Ok(a.apply_op3_no_bwd(b, idx.unwrap_or(dummy), &op)?)
+}
+
+struct AttnUnpack {
+    nb: usize,
+    l: usize,
+    hkv: usize,
+    rep: usize,
+    d: usize,
+}
+
+impl candle_core::CustomOp1 for AttnUnpack {
+    fn name(&self) -> &'static str {
+        "sieve-attn-unpack"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> CResult<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("sieve-attn-unpack is CUDA only")
+    }
+
+    fn cuda_fwd(&self, src: &CudaStorage, sl: &Layout) -> CResult<(CudaStorage, Shape)> {
+        let dev = src.device().clone();
+        let dt = src.dtype();
+        let chunks = self.d * dt.size_in_bytes() / 16;
+        let hq = self.hkv * self.rep;
+        let n = self.nb * self.l * hq * self.d;
+        if sl.shape().elem_count() != n {
+            candle_core::bail!("attn-unpack: {:?} is not [{}, {}, {}, {}]", sl.shape(), self.nb, self.hkv, self.rep * self.l, self.d);
+        }
+        let f = dev.get_or_load_custom_func("attn_unpack", MODULE, PTX)?;
+        let cfg = grid((n / self.d * chunks).min(132 * 2048 * 8), 256);
+        let out = with_dtype!(dt, T, {
+            let sv = view(src.as_cuda_slice::<T>()?, sl, "attn-unpack")?;
+            // SAFETY: the grid-stride loop writes every 16-byte chunk of the output.
+            let mut out = unsafe { dev.alloc::<T>(n)? };
+            if n > 0 {
+                let (nb, l, hkv, rep, c) = (self.nb as i32, self.l as i32, self.hkv as i32, self.rep as i32, chunks as i32);
+                let mut bld = f.builder();
+                bld.arg(&sv).arg(&mut out).arg(&nb).arg(&l).arg(&hkv).arg(&rep).arg(&c);
+                // SAFETY: (const uint4* src, uint4* dst, int nb, int l, int hkv, int rep, int chunks), alignment
+                // checked by `packable`.
+                unsafe { bld.launch(cfg) }.w()?;
+            }
+            T::wrap_cuda_slice(out, dev.clone())
+        });
+        Ok((out, Shape::from((self.nb * self.l, hq, self.d))))
+    }
+}
+
+/// `[nb, hkv, rep·l, d]` attention output back to packed `[nb·l, hkv·rep, d]`.
+pub fn attn_unpack(o: &Tensor, (nb, l, hkv, rep, d): (usize, usize, usize, usize, usize)) -> Result<Tensor> {
+    Ok(o.apply_op1_no_bwd(&AttnUnpack { nb, l, hkv, rep, d })?)
 }
 
 fn suffix(dt: DType) -> CResult<&'static str> {
@@ -64,27 +351,6 @@ fn row_block(cols: usize) -> u32 {
         1025..=4096 => 256,
         _ => 512,
     }
-}
-
-/// Dispatches `$body` with `$t` bound to the storage's element type.
-macro_rules! with_dtype {
-    ($dt:expr, $t:ident, $body:block) => {
-        match $dt {
-            DType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DType::BF16 => {
-                type $t = half::bf16;
-                $body
-            }
-            DType::F16 => {
-                type $t = half::f16;
-                $body
-            }
-            other => candle_core::bail!("sieve kernels: expected f32, bf16 or f16 tensors, found {other:?}"),
-        }
-    };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

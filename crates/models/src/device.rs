@@ -97,7 +97,7 @@ impl DeviceSpec {
 #[cfg(feature = "cuda")]
 fn cuda_device(n: usize) -> Result<Placement, String> {
     let device = Device::new_cuda(n).map_err(|e| e.to_string())?;
-    crate::cuda::single_stream(&device);
+    crate::cuda::tune_device(&device);
     let dtype = match std::env::var("SIEVE_CUDA_DTYPE").as_deref() {
         Ok("f16") => DType::F16,
         Ok("f32") => DType::F32,

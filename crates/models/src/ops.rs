@@ -8,19 +8,45 @@ use crate::error::Result;
 /// `y = x Wᵀ + b` with `W` stored `[out, in]` as in the checkpoint.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    wt: Tensor,
+    w: Weight,
     b: Option<Tensor>,
+}
+
+#[derive(Debug, Clone)]
+enum Weight {
+    /// `Wᵀ` contiguous, for candle's matmul (the CPU GEMM's preferred right-hand layout).
+    Transposed(Tensor),
+    /// `W` as stored, for cuBLASLt (bf16/f16 on CUDA): measured 2-3x faster than candle's cuBLAS call on the
+    /// 0.6B reranker's projections on an H100.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    Lt(Tensor),
 }
 
 impl Linear {
     pub fn new(w: Tensor, b: Option<Tensor>) -> Result<Linear> {
-        // Stored transposed and contiguous: the GEMM's preferred right-hand layout.
-        Ok(Linear { wt: w.t()?.contiguous()?, b })
+        let lt = on_cuda(&w) && matches!(w.dtype(), DType::BF16 | DType::F16) && std::env::var_os("SIEVE_NO_CUBLASLT").is_none();
+        let w = if lt { Weight::Lt(w.contiguous()?) } else { Weight::Transposed(w.t()?.contiguous()?) };
+        Ok(Linear { w, b })
     }
 
     /// `x Wᵀ` without the bias (for callers that fuse the bias into what follows).
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.wt)?)
+        match &self.w {
+            Weight::Transposed(wt) => Ok(x.matmul(wt)?),
+            #[cfg(feature = "cuda")]
+            Weight::Lt(w) if x.rank() == 2 => crate::cuda::lt_matmul(x, w),
+            #[cfg(feature = "cuda")]
+            Weight::Lt(w) => {
+                let dims = x.dims().to_vec();
+                let flat = x.flatten_to(dims.len() - 2)?;
+                let y = crate::cuda::lt_matmul(&flat, w)?;
+                let mut out = dims[..dims.len() - 1].to_vec();
+                out.push(w.dim(0)?);
+                Ok(y.reshape(out)?)
+            }
+            #[cfg(not(feature = "cuda"))]
+            Weight::Lt(w) => Ok(x.broadcast_matmul(&w.t()?)?),
+        }
     }
 
     pub fn bias(&self) -> Option<&Tensor> {
@@ -29,7 +55,7 @@ impl Linear {
 
     /// `x`: `[tokens, in]` → `[tokens, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.wt)?;
+        let y = self.matmul(x)?;
         Ok(match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -529,6 +555,14 @@ struct Bucket {
     rows_dev: Option<Tensor>,
 }
 
+/// Concatenation along the first dimension; a single part is returned as is.
+fn cat0(parts: &[Tensor]) -> Result<Tensor> {
+    match parts {
+        [one] => Ok(one.clone()),
+        _ => Ok(Tensor::cat(parts, 0)?),
+    }
+}
+
 /// A gather index as a device tensor, or `None` when it is `0..total` (nothing to gather).
 fn index(idx: Vec<u32>, total: usize, dev: &Device) -> Result<Option<Tensor>> {
     if idx.len() == total && idx.iter().enumerate().all(|(i, &x)| x as usize == i) {
@@ -651,6 +685,20 @@ impl AttnPlan {
 
     /// `q`: `[Σq, Hq, d]`, `k`/`v`: `[Σk, Hkv, d]` → `[Σq, Hq, d]`, scale `d^-0.5`.
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        self.attend_parts(q, std::slice::from_ref(k), std::slice::from_ref(v))
+    }
+
+    /// [`AttnPlan::attend`] with the keys and values given in parts that are read as if concatenated (a shared
+    /// prefix's, then the batch's own): on CUDA the gather reads them where they are.
+    pub fn attend_parts(&self, q: &Tensor, k: &[Tensor], v: &[Tensor]) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if on_cuda(q) {
+            if let Some(out) = self.attend_cuda(q, k, v)? {
+                return Ok(out);
+            }
+        }
+        let (k, v) = (cat0(k)?, cat0(v)?);
+        let (k, v) = (&k, &v);
         let (_, hq, d) = q.dims3()?;
         let hkv = k.dim(1)?;
         let rep = hq / hkv;
@@ -677,6 +725,47 @@ impl AttnPlan {
             outs.push(self.attend_bucket(bk, &qb, &kb, &vb, rep)?);
         }
         self.gather(outs)
+    }
+
+    /// The CUDA path: each bucket's operands gathered and laid out by one copy kernel each, the output put back
+    /// by another. `None` when the tensors are not aligned for those kernels (the generic path then runs).
+    #[cfg(feature = "cuda")]
+    fn attend_cuda(&self, q: &Tensor, k: &[Tensor], v: &[Tensor]) -> Result<Option<Tensor>> {
+        let (_, hq, d) = q.dims3()?;
+        let (kp, vp) = match (k, v) {
+            ([ko], [vo]) => ((ko.clone(), 0, ko.clone()), (vo.clone(), 0, vo.clone())),
+            ([.., ko], [.., vo]) => {
+                let (kpre, vpre) = (cat0(&k[..k.len() - 1])?, cat0(&v[..v.len() - 1])?);
+                let n = kpre.dim(0)?;
+                ((kpre, n, ko.clone()), (vpre, n, vo.clone()))
+            }
+            _ => return Ok(None),
+        };
+        let hkv = kp.2.dim(1)?;
+        let rep = hq / hkv;
+        let (Some(first), true) = (self.buckets.first(), crate::cuda::packable(d, q.dtype(), &[q, &kp.0, &kp.2, &vp.0, &vp.2]))
+        else {
+            return Ok(None);
+        };
+        let Some(dummy) = first.rows_dev.as_ref() else { return Ok(None) };
+        let dev = q.device();
+        let mut outs = Vec::with_capacity(self.buckets.len());
+        for bk in &self.buckets {
+            let b = bk.rows.len();
+            let qb = crate::cuda::attn_pack(q, 0, q, bk.q_idx.as_ref(), dummy, (b, bk.lq, hkv, rep, d))?;
+            let kb = crate::cuda::attn_pack(&kp.0, kp.1, &kp.2, bk.k_idx.as_ref(), dummy, (b, bk.lk, hkv, 1, d))?;
+            let vb = crate::cuda::attn_pack(&vp.0, vp.1, &vp.2, bk.k_idx.as_ref(), dummy, (b, bk.lk, hkv, 1, d))?;
+            crate::profile::mark(dev, "attn: pack q/k/v");
+            let scores = qb.matmul(&kb.t()?)?; // [b, hkv, rep*lq, lk]
+            crate::profile::mark(dev, "attn: qk gemm");
+            let probs = self.masked_softmax(&scores, bk, 1.0 / (d as f64).sqrt())?;
+            crate::profile::mark(dev, "attn: softmax");
+            let o = probs.matmul(&vb)?; // [b, hkv, rep*lq, d]
+            crate::profile::mark(dev, "attn: pv gemm");
+            outs.push(crate::cuda::attn_unpack(&o, (b, bk.lq, hkv, rep, d))?);
+            crate::profile::mark(dev, "attn: unpack");
+        }
+        self.gather(outs).map(Some)
     }
 
     /// One bucket: `qb` `[b, hkv, rep·lq, d]`, `kb`/`vb` `[b, hkv, lk, d]` → `[b·lq, hkv·rep, d]`.

@@ -337,17 +337,11 @@ impl Qwen3 {
                 kv.push((k.clone(), v.clone()));
             }
             // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
-            let (k_all, v_all) = if prefixes.is_empty() {
-                (k, v)
-            } else {
-                let mut ks: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].0.clone()).collect();
-                let mut vs: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].1.clone()).collect();
-                ks.push(k);
-                vs.push(v);
-                (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)
-            };
-            crate::profile::mark(&self.device, "prefix k/v concat");
-            let attn = plan.attend(&q, &k_all, &v_all)?;
+            let mut k_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].0.clone()).collect();
+            let mut v_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].1.clone()).collect();
+            k_parts.push(k);
+            v_parts.push(v);
+            let attn = plan.attend_parts(&q, &k_parts, &v_parts)?;
             let attn = attn.reshape((attn.dim(0)?, hq * hd))?;
             crate::profile::mark(&self.device, "attention");
             let o = layer.o.forward(&attn)?;
