@@ -243,6 +243,8 @@ def main():
         torch.cuda.empty_cache()
         b16 = [hf.score(c["query"], c["documents"], c.get("instruction"), c["max_length"]) for c in cases]
         sv16 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"]))
+        sv16b = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
+                               env={"SIEVE_ATTN": "gemm"}))
         sv32 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
                               env={"SIEVE_CUDA_DTYPE": "f32"}))
         corr = []
@@ -253,13 +255,14 @@ def main():
                 row["hf_bf16_shared_vs_fp32"] = max_abs(s, ref[i][0])
             except Exception as e:  # noqa: BLE001 — report, do not abort the run
                 row["hf_bf16_shared_error"] = repr(e)[:300]
-            for name, sv in (("sieve_bf16", sv16), ("sieve_f32", sv32)):
+            for name, sv in (("sieve_bf16", sv16), ("sieve_bmm_bf16", sv16b), ("sieve_f32", sv32)):
                 for r in sv["results"][2 * i: 2 * i + 2]:
                     key = f"{name}{'_shared' if r['share_prefix'] else ''}_vs_fp32"
                     row[key] = max_abs(r["scores"], ref[i][0])
                     if r["tokens"] != [len(x) for x in ref[i][2]]:
                         row[f"{name}_token_mismatch"] = [r["tokens"], [len(x) for x in ref[i][2]]]
-            row["sieve_bf16_ok"] = max(row["sieve_bf16_vs_fp32"], row["sieve_bf16_shared_vs_fp32"]) <= \
+            row["sieve_bf16_ok"] = max(row["sieve_bf16_vs_fp32"], row["sieve_bf16_shared_vs_fp32"],
+                                       row["sieve_bmm_bf16_vs_fp32"], row["sieve_bmm_bf16_shared_vs_fp32"]) <= \
                 2 * row["hf_bf16_vs_fp32"] + 0.01
             row["sieve_f32_ok"] = max(row["sieve_f32_vs_fp32"], row["sieve_f32_shared_vs_fp32"]) <= 1e-3
             row["ref_scores_sample"] = ref[i][0][:4]
@@ -284,9 +287,13 @@ def main():
             except Exception as e:  # noqa: BLE001 — report, do not abort the run
                 tim.append({"engine": "transformers", "label": r["label"], "share_prefix": True, "error": repr(e)[:300]})
             log("timing", json.dumps(tim[-2:]))
-        lines = run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda", "--repeat", a.repeat])
-        for line in lines.splitlines():
+        lines = [(x, "sieve") for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
+                                            "--repeat", a.repeat]).splitlines()]
+        lines += [(x, "sieve-bmm") for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
+                                                 "--repeat", a.repeat], env={"SIEVE_ATTN": "gemm"}).splitlines()]
+        for line, engine in lines:
             s = json.loads(line)
+            s["engine"] = engine
             r = next(x for x in runs if x["label"] == s["label"])
             s["doc_tokens"] = r["doc_tokens"]
             s["tokens_processed"] = s["tokens"] - (len(r["documents"]) - 1) * r["prefix"] if s["share_prefix"] \
@@ -373,10 +380,11 @@ def report(res):
                   f"{t['tokens_processed'] / ms * 1e3:>9.0f} {t['tokens_processed']:>7} "
                   f"{100 * flops / (ms / 1e3) / (peak * 1e12):>6.1f}% {ms / floor_ms:>8.2f}")
             base.setdefault((t["doc_tokens"], t["engine"]), []).append(ms)
+        print("  (sieve: fused attention kernel; sieve-bmm: attention as batched GEMMs + masked softmax)")
         print("  (% peak: 2 x params x tokens processed per second over the measured peak; x floor: time over the "
               "floor 2 x params x 50 x doc tokens / peak)")
         for L in LENGTHS:
-            hf, sv = base.get((L, "transformers")), base.get((L, "sieve"))
+            hf, sv = base.get((L, "transformers")), base.get((L, "sieve"), []) + base.get((L, "sieve-bmm"), [])
             if hf and sv:
                 print(f"  {L:>4} tokens: Sieve best {min(sv):.2f} ms vs transformers best {min(hf):.2f} ms: "
                       f"{min(hf) / min(sv):.2f}x")

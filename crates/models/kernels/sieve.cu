@@ -7,6 +7,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <mma.h>
 #include <stdint.h>
 
 __device__ __forceinline__ float to_f(float x) { return x; }
@@ -68,33 +69,39 @@ __device__ void add_rms_norm(const T *y, const T *r, const T *w, T *sum_out, T *
 // The fused q/k/v projection's output `qkv` [tokens, (hq + 2·hkv)·d] split into q [tokens, hq, d],
 // k [tokens, hkv, d] and v [tokens, hkv, d], written back to back in `out`; q and k get their per-head
 // RMSNorm (norms [2, d]: q_norm then k_norm) and rotate-half RoPE (cs [tokens, d]: cos | sin, d/2 each):
-// x·cos + rotate_half(x)·sin as transformers computes it. Grid (tokens, hq + 2·hkv); each thread owns the
-// pair (i, i + d/2); blockDim.x is d/2 rounded up to a multiple of 32.
+// x·cos + rotate_half(x)·sin as transformers computes it. One warp per (token, head slot); lane l owns the
+// pairs (i, i + d/2) for i = l, l + 32, ...
 template <typename T>
 __device__ void qkv_prep(const T *qkv, const T *norms, const T *cs, T *out, int tokens, int hq, int hkv, int d,
                          float eps) {
-  const int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = d / 2;
-  const bool act = i < half;
-  const T *src = qkv + (size_t)t * (hq + 2 * hkv) * d + (size_t)h * d;
-  if (h >= hq + hkv) {  // v: a copy (block-uniform branch)
+  const int heads = hq + 2 * hkv;
+  const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (item >= (size_t)tokens * heads) return;  // whole warps leave together
+  const int lane = threadIdx.x & 31, half = d / 2;
+  const int t = (int)(item / heads), h = (int)(item % heads);
+  const T *src = qkv + item * d;
+  if (h >= hq + hkv) {  // v: a copy
     T *dst = out + (size_t)tokens * (hq + hkv) * d + ((size_t)t * hkv + (h - hq - hkv)) * d;
-    if (act) {
-      dst[i] = src[i];
-      dst[i + half] = src[i + half];
-    }
+    for (int i = lane; i < d; i += 32) dst[i] = src[i];
     return;
   }
   const bool is_q = h < hq;
   T *dst = is_q ? out + ((size_t)t * hq + h) * d : out + (size_t)tokens * hq * d + ((size_t)t * hkv + (h - hq)) * d;
   const T *w = norms + (is_q ? 0 : d);
-  const float a = act ? to_f(src[i]) : 0.f, b = act ? to_f(src[i + half]) : 0.f;
-  const float inv = rsqrtf(block_sum(a * a + b * b) / d + eps);
-  if (!act) return;
-  const float na = rnd<T>(to_f(w[i]) * rnd<T>(a * inv));
-  const float nb = rnd<T>(to_f(w[i + half]) * rnd<T>(b * inv));
-  const float c = to_f(cs[(size_t)t * d + i]), s = to_f(cs[(size_t)t * d + half + i]);
-  dst[i] = from_f<T>(rnd<T>(na * c) + rnd<T>(-nb * s));
-  dst[i + half] = from_f<T>(rnd<T>(nb * c) + rnd<T>(na * s));
+  float ss = 0.f;
+  for (int i = lane; i < d; i += 32) {
+    const float x = to_f(src[i]);
+    ss += x * x;
+  }
+  const float inv = rsqrtf(warp_sum(ss) / d + eps);
+  for (int i = lane; i < half; i += 32) {
+    const float a = to_f(src[i]), b = to_f(src[i + half]);
+    const float na = rnd<T>(to_f(w[i]) * rnd<T>(a * inv));
+    const float nb = rnd<T>(to_f(w[i + half]) * rnd<T>(b * inv));
+    const float c = to_f(cs[(size_t)t * d + i]), s = to_f(cs[(size_t)t * d + half + i]);
+    dst[i] = from_f<T>(rnd<T>(na * c) + rnd<T>(-nb * s));
+    dst[i + half] = from_f<T>(rnd<T>(nb * c) + rnd<T>(na * s));
+  }
 }
 
 // silu(gate) · up over a fused [rows, 2·inter] gate/up output → [rows, inter] (two T-typed ops, as in HF).
@@ -150,7 +157,7 @@ __device__ void masked_softmax(const T *s, T *out, const uint32_t *rows, size_t 
 // pack: dst [nb, hkv, rep, l, d] row ((bb·hkv + g)·rep + r)·l + i  <-  source token j = idx[bb·l + i] (or bb·l + i
 // without idx), head g·rep + r, of a [tokens, hkv·rep, d] source that is two tensors back to back: rows j < n_a
 // are a's, the rest b's (a shared prefix's keys and the batch's own).
-__global__ void attn_pack(const uint4 *a, const uint4 *b, int n_a, const uint32_t *idx, int has_idx, uint4 *dst,
+extern "C" __global__ void attn_pack(const uint4 *a, const uint4 *b, int n_a, const uint32_t *idx, int has_idx, uint4 *dst,
                           int nb, int l, int hkv, int rep, int chunks) {
   const size_t n = (size_t)nb * hkv * rep * l * chunks;
   for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
@@ -172,7 +179,7 @@ __global__ void attn_pack(const uint4 *a, const uint4 *b, int n_a, const uint32_
 }
 
 // unpack: dst [nb·l, hkv·rep, d] row s·hq + h  <-  src [nb, hkv, rep, l, d] row ((s/l·hkv + h/rep)·rep + h%rep)·l + s%l.
-__global__ void attn_unpack(const uint4 *src, uint4 *dst, int nb, int l, int hkv, int rep, int chunks) {
+extern "C" __global__ void attn_unpack(const uint4 *src, uint4 *dst, int nb, int l, int hkv, int rep, int chunks) {
   const int hq = hkv * rep;
   const size_t n = (size_t)nb * l * hq * chunks;
   for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
@@ -186,6 +193,157 @@ __global__ void attn_unpack(const uint4 *src, uint4 *dst, int nb, int l, int hkv
     dst[t] = src[src_row * chunks + c];
   }
 }
+
+// Fused causal attention over packed variable-length rows (flash-attention style: scores never leave shared
+// memory; online softmax), on the tensor cores through WMMA, for bf16/f16 and head_dim FA_D.
+//
+// own:  the batch's fused q|k|v buffer: q [Tq, hq, D] at element 0, k [Tk, hkv, D] at k_off, v at v_off.
+// pre:  a shared prefix's k|v buffer: k [n_a, hkv, D] at 0, v at n_a·hkv·D (unused when n_a = 0).
+// meta: u32 — rows (5 per row: q0, nq, k0, nk, o0) at 0; tiles (2 per block: row, first query) at tiles_off;
+//       the key map (source row per packed key slot; rows < n_a are the prefix's) at kmap_off if has_kmap.
+// Row r's queries are own rows q0..q0+nq (its last nq positions) and write out rows o0..o0+nq; its keys are
+// packed slots k0..k0+nk; causally query i sees keys 0..nk-nq+i. Grid (tiles, hq), FA_THREADS threads:
+// each block computes FA_BQ queries of one head, in key tiles of FA_BK.
+#define FA_D 128
+#define FA_BQ 32
+#define FA_BK 32
+#define FA_THREADS 64
+
+template <typename T>
+__device__ __forceinline__ const T *fa_key_row(const T *own, const T *pre, int n_a, size_t own_off, size_t pre_off,
+                                               uint32_t j, int hkv, int g) {
+  return j < (uint32_t)n_a ? pre + pre_off + ((size_t)j * hkv + g) * FA_D
+                           : own + own_off + ((size_t)(j - n_a) * hkv + g) * FA_D;
+}
+
+template <typename T>
+__device__ void flash_attn(const T *own, const T *pre, const uint32_t *meta, T *out, int hq, int hkv, size_t k_off,
+                           size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale) {
+  using namespace nvcuda;
+  __shared__ __align__(128) T sQ[FA_BQ][FA_D];
+  __shared__ __align__(128) T sK[FA_BK][FA_D];
+  __shared__ __align__(128) T sV[FA_BK][FA_D];
+  __shared__ __align__(128) float sS[FA_BQ][FA_BK];
+  __shared__ __align__(128) T sP[FA_BQ][FA_BK];
+  __shared__ __align__(128) float sO[FA_BQ][FA_D];
+  __shared__ float sM[FA_BQ], sL[FA_BQ], sA[FA_BQ];
+
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int h = blockIdx.y, g = h / (hq / hkv);
+  const uint32_t row = meta[tiles_off + 2 * blockIdx.x], qs = meta[tiles_off + 2 * blockIdx.x + 1];
+  const uint32_t q0 = meta[5 * row], nq = meta[5 * row + 1], k0 = meta[5 * row + 2], nk = meta[5 * row + 3],
+                 o0 = meta[5 * row + 4];
+  const int nqt = min(FA_BQ, (int)(nq - qs));
+  const int vec = FA_D * (int)sizeof(T) / 16;  // 16-byte chunks per head row
+  const size_t pre_v = (size_t)n_a * hkv * FA_D;
+
+  for (int i = tid; i < FA_BQ * vec; i += FA_THREADS) {
+    const int r = i / vec, c = i % vec;
+    uint4 x = make_uint4(0, 0, 0, 0);
+    if (r < nqt) x = reinterpret_cast<const uint4 *>(own + ((size_t)(q0 + qs + r) * hq + h) * FA_D)[c];
+    reinterpret_cast<uint4 *>(&sQ[r][0])[c] = x;
+  }
+  for (int i = tid; i < FA_BQ * FA_D; i += FA_THREADS) (&sO[0][0])[i] = 0.f;
+  if (tid < FA_BQ) {
+    sM[tid] = -INFINITY;
+    sL[tid] = 0.f;
+  }
+  // Keys visible to this tile's last query.
+  const int kend = (int)(nk - nq + qs) + nqt;
+  for (int kt = 0; kt < kend; kt += FA_BK) {
+    const int nkt = min(FA_BK, kend - kt);
+    __syncthreads();  // the previous tile's P·V is done with sK/sV/sP
+    for (int i = tid; i < FA_BK * vec; i += FA_THREADS) {
+      const int r = i / vec, c = i % vec;
+      uint4 kx = make_uint4(0, 0, 0, 0), vx = make_uint4(0, 0, 0, 0);
+      if (r < nkt) {
+        const uint32_t slot = k0 + kt + r;
+        const uint32_t j = has_kmap ? meta[kmap_off + slot] : slot;
+        kx = reinterpret_cast<const uint4 *>(fa_key_row(own, pre, n_a, k_off, 0, j, hkv, g))[c];
+        vx = reinterpret_cast<const uint4 *>(fa_key_row(own, pre, n_a, v_off, pre_v, j, hkv, g))[c];
+      }
+      reinterpret_cast<uint4 *>(&sK[r][0])[c] = kx;
+      reinterpret_cast<uint4 *>(&sV[r][0])[c] = vx;
+    }
+    __syncthreads();
+    // S = Q·Kᵀ: warp w owns query rows 16w..16w+15.
+    for (int nf = 0; nf < FA_BK / 16; nf++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.f);
+      for (int kk = 0; kk < FA_D / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
+        wmma::load_matrix_sync(a, &sQ[16 * warp][16 * kk], FA_D);
+        wmma::load_matrix_sync(b, &sK[16 * nf][16 * kk], FA_D);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(&sS[16 * warp][16 * nf], acc, FA_BK, wmma::mem_row_major);
+    }
+    __syncthreads();
+    // Online softmax: two threads per query row, FA_BK/2 keys each.
+    {
+      const int r = tid >> 1, half = tid & 1;
+      const int qi = (int)qs + r;
+      const int last_key = (int)(nk - nq) + qi;  // causal limit (packed key index within the row)
+      float s[FA_BK / 2];
+      float mx = -INFINITY;
+      for (int c = 0; c < FA_BK / 2; c++) {
+        const int col = half * (FA_BK / 2) + c, key = kt + col;
+        const bool ok = r < nqt && col < nkt && key <= last_key;
+        s[c] = ok ? sS[r][col] * scale : -INFINITY;
+        mx = fmaxf(mx, s[c]);
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const float m_old = sM[r];
+      const float m_new = fmaxf(m_old, mx);
+      float sum = 0.f;
+      for (int c = 0; c < FA_BK / 2; c++) {
+        const float p = s[c] == -INFINITY ? 0.f : __expf(s[c] - m_new);
+        const T pt = from_f<T>(p);
+        sP[r][half * (FA_BK / 2) + c] = pt;
+        sum += to_f(pt);
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      const float alpha = m_old == -INFINITY ? (m_new == -INFINITY ? 1.f : 0.f) : __expf(m_old - m_new);
+      __syncwarp();
+      if (half == 0) {
+        sM[r] = m_new;
+        sL[r] = sL[r] * alpha + sum;
+        sA[r] = alpha;
+      }
+    }
+    __syncthreads();
+    for (int i = tid; i < FA_BQ * FA_D; i += FA_THREADS) (&sO[0][0])[i] *= sA[i / FA_D];
+    __syncthreads();
+    // O += P·V: warp w owns rows 16w..16w+15 of the accumulator.
+    for (int nf = 0; nf < FA_D / 16; nf++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::load_matrix_sync(acc, &sO[16 * warp][16 * nf], FA_D, wmma::mem_row_major);
+      for (int kk = 0; kk < FA_BK / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
+        wmma::load_matrix_sync(a, &sP[16 * warp][16 * kk], FA_BK);
+        wmma::load_matrix_sync(b, &sV[16 * kk][16 * nf], FA_D);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(&sO[16 * warp][16 * nf], acc, FA_D, wmma::mem_row_major);
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < nqt * FA_D; i += FA_THREADS) {
+    const int r = i / FA_D, c = i % FA_D;
+    out[((size_t)(o0 + qs + r) * hq + h) * FA_D + c] = from_f<T>(sO[r][c] / sL[r]);
+  }
+}
+
+#define SIEVE_FLASH(T, SUF)                                                                                        \
+  extern "C" __global__ void __launch_bounds__(FA_THREADS)                                                         \
+      flash_attn_##SUF(const T *own, const T *pre, const uint32_t *meta, T *out, int hq, int hkv, size_t k_off,    \
+                       size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale) {            \
+    flash_attn<T>(own, pre, meta, out, hq, hkv, k_off, v_off, n_a, tiles_off, kmap_off, has_kmap, scale);         \
+  }
+SIEVE_FLASH(__nv_bfloat16, bf16)
+SIEVE_FLASH(__half, f16)
 
 #define SIEVE_KERNELS(T, SUF)                                                                                      \
   extern "C" __global__ void add_rms_norm_##SUF(const T *y, const T *r, const T *w, T *out2, size_t n, int cols,  \

@@ -533,9 +533,8 @@ impl candle_core::CustomOp3 for QkvPrep {
         let n = tokens * width;
         let dt = qkv.dtype();
         let f = func!(dev, "qkv_prep", dt)?;
-        let block = (d / 2).div_ceil(32) * 32;
-        let cfg =
-            LaunchConfig { grid_dim: (tokens as u32, (hq + 2 * hkv) as u32, 1), block_dim: (block as u32, 1, 1), shared_mem_bytes: 0 };
+        // One warp per (token, head slot), eight per block.
+        let cfg = grid(tokens * (hq + 2 * hkv) * 32, 256);
         let out = with_dtype!(dt, T, {
             let qs = view(qkv.as_cuda_slice::<T>()?, ql, "qkv-prep")?;
             let ns = view(norms.as_cuda_slice::<T>()?, nl, "qkv-prep")?;
@@ -547,7 +546,7 @@ impl candle_core::CustomOp3 for QkvPrep {
                 let mut b = f.builder();
                 b.arg(&qs).arg(&ns).arg(&css).arg(&mut out).arg(&t).arg(&a).arg(&k).arg(&dd).arg(&e);
                 // SAFETY: (const T* qkv, const T* norms, const T* cs, T* out, int tokens, int hq, int hkv, int d,
-                // float eps); grid (tokens, hq + 2hkv), d/2 threads rounded up to a warp.
+                // float eps); a warp per (token, head slot).
                 unsafe { b.launch(cfg) }.w()?;
             }
             T::wrap_cuda_slice(out, dev.clone())
@@ -564,7 +563,7 @@ pub fn qkv_prep(
     cos_sin: &Tensor,
     (hq, hkv, d): (usize, usize, usize),
     eps: f64,
-) -> Result<(Tensor, Tensor, Tensor)> {
+) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     let tokens = qkv.dim(0)?;
     let op = QkvPrep { hq, hkv, d, eps: eps as f32 };
     let all = qkv.contiguous()?.apply_op3_no_bwd(&norms.contiguous()?, &cos_sin.contiguous()?, &op)?;
@@ -572,7 +571,147 @@ pub fn qkv_prep(
     let q = all.narrow(0, 0, nq)?.reshape((tokens, hq, d))?;
     let k = all.narrow(0, nq, nkv)?.reshape((tokens, hkv, d))?;
     let v = all.narrow(0, nq + nkv, nkv)?.reshape((tokens, hkv, d))?;
-    Ok((q, k, v))
+    Ok((all, q, k, v))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fused attention
+
+/// Head size the fused attention kernel is built for (every Qwen3 size uses 128).
+pub const FLASH_HEAD_DIM: usize = 128;
+const FLASH_BQ: usize = 32;
+
+/// Host-side layout of one fused-attention call, uploaded once per forward and reused by every layer
+/// (`kernels/sieve.cu`, `flash_attn`, documents the fields).
+#[derive(Debug)]
+pub struct FlashMeta {
+    meta: Tensor,
+    tiles: usize,
+    tiles_off: usize,
+    kmap_off: usize,
+    has_kmap: bool,
+    n_out: usize,
+    /// Packed key slots in total, and the prefix rows the key map may point to.
+    n_a: usize,
+}
+
+impl FlashMeta {
+    /// `rows`: `(q0, nq, k0, nk, o0)` per row; `key_map`: source row per packed key slot (prefix rows first),
+    /// or `None` when the keys are the batch's own rows in packed order.
+    pub fn new(rows: &[[u32; 5]], key_map: Option<&[u32]>, n_a: usize, dev: &candle_core::Device) -> Result<FlashMeta> {
+        let mut meta: Vec<u32> = rows.iter().flatten().copied().collect();
+        let tiles_off = meta.len();
+        let mut tiles = 0;
+        for (r, row) in rows.iter().enumerate() {
+            for qs in (0..row[1]).step_by(FLASH_BQ) {
+                meta.extend([r as u32, qs]);
+                tiles += 1;
+            }
+        }
+        let kmap_off = meta.len();
+        if let Some(m) = key_map {
+            meta.extend_from_slice(m);
+        }
+        let n_out = rows.iter().map(|r| r[1] as usize).sum();
+        let len = meta.len();
+        Ok(FlashMeta {
+            meta: Tensor::from_vec(meta, len, dev)?,
+            tiles,
+            tiles_off,
+            kmap_off,
+            has_kmap: key_map.is_some(),
+            n_out,
+            n_a,
+        })
+    }
+}
+
+struct FlashAttn<'a> {
+    m: &'a FlashMeta,
+    hq: usize,
+    hkv: usize,
+    k_off: usize,
+    v_off: usize,
+}
+
+impl candle_core::CustomOp3 for FlashAttn<'_> {
+    fn name(&self) -> &'static str {
+        "sieve-flash-attn"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> CResult<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("sieve-flash-attn is CUDA only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        own: &CudaStorage,
+        ol: &Layout,
+        pre: &CudaStorage,
+        pl: &Layout,
+        meta: &CudaStorage,
+        ml: &Layout,
+    ) -> CResult<(CudaStorage, Shape)> {
+        let dev = own.device().clone();
+        let dt = own.dtype();
+        let d = FLASH_HEAD_DIM;
+        if !matches!(dt, DType::BF16 | DType::F16) || pre.dtype() != dt {
+            candle_core::bail!("flash attention: bf16 or f16, found {dt:?}");
+        }
+        let kv_rows_pre = pl.shape().elem_count() / (2 * self.hkv * d);
+        if self.m.n_a > kv_rows_pre && self.m.n_a > 0 {
+            candle_core::bail!("flash attention: {} prefix rows, the prefix holds {kv_rows_pre}", self.m.n_a);
+        }
+        let n = self.m.n_out * self.hq * d;
+        let f = func!(dev, "flash_attn", dt)?;
+        let cfg = LaunchConfig {
+            grid_dim: (self.m.tiles as u32, self.hq as u32, 1),
+            block_dim: (64, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let ms = view(meta.as_cuda_slice::<u32>()?, ml, "flash attention")?;
+        let out = with_dtype!(dt, T, {
+            let (os, ps) = (view(own.as_cuda_slice::<T>()?, ol, "flash attention")?, view(pre.as_cuda_slice::<T>()?, pl, "flash attention")?);
+            // SAFETY: every output row belongs to exactly one row's queries, and each is written by its tile.
+            let mut out = unsafe { dev.alloc::<T>(n)? };
+            if n > 0 && self.m.tiles > 0 {
+                let (hq, hkv) = (self.hq as i32, self.hkv as i32);
+                let (ko, vo) = (self.k_off, self.v_off);
+                let (na, to, kmo, hk) = (self.m.n_a as i32, self.m.tiles_off as i32, self.m.kmap_off as i32, self.m.has_kmap as i32);
+                let scale = 1.0f32 / (d as f32).sqrt();
+                let mut b = f.builder();
+                b.arg(&os).arg(&ps).arg(&ms).arg(&mut out).arg(&hq).arg(&hkv).arg(&ko).arg(&vo);
+                b.arg(&na).arg(&to).arg(&kmo).arg(&hk).arg(&scale);
+                // SAFETY: (const T* own, const T* pre, const uint32_t* meta, T* out, int hq, int hkv, size_t k_off,
+                // size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale); the metadata was
+                // built by `FlashMeta::new` for these buffers, whose bases are 16-byte aligned (`packable`).
+                unsafe { b.launch(cfg) }.w()?;
+            }
+            T::wrap_cuda_slice(out, dev.clone())
+        });
+        Ok((out, Shape::from((self.m.n_out, self.hq, d))))
+    }
+}
+
+/// Fused causal attention: `own` is the batch's `qkv_prep` output (q|k|v, `tokens` rows), `pre` a prefix's
+/// k|v block (`prefix_kv_block`) or `own` again when there is none. Returns `[n_out, hq, 128]`.
+pub fn flash_attn(own: &Tensor, tokens: usize, pre: &Tensor, m: &FlashMeta, (hq, hkv): (usize, usize)) -> Result<Tensor> {
+    let d = FLASH_HEAD_DIM;
+    let op = FlashAttn { m, hq, hkv, k_off: tokens * hq * d, v_off: tokens * (hq + hkv) * d };
+    Ok(own.apply_op3_no_bwd(pre, &m.meta, &op)?)
+}
+
+/// The k|v part of a `qkv_prep` output (`tokens` rows): what a prefix keeps for [`flash_attn`].
+pub fn prefix_kv_block(all: &Tensor, tokens: usize, (hq, hkv, d): (usize, usize, usize)) -> Result<Tensor> {
+    Ok(all.narrow(0, tokens * hq * d, 2 * tokens * hkv * d)?)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -66,16 +66,14 @@ fn embed_rows(
     batch_tokens: usize,
     max_length: usize,
     dim: usize,
-    encode: impl Fn(&EmbedInput<'_>, usize) -> Result<(Vec<u32>, bool)>,
+    encode: impl Fn(&EmbedInput<'_>, usize) -> Result<(Vec<u32>, bool)> + Sync,
     pooled: impl Fn(&[&[u32]]) -> Result<Tensor> + Sync,
 ) -> Result<Embeddings> {
-    let mut ids = Vec::with_capacity(inputs.len());
-    let mut truncated = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let (i, t) = encode(input, max_length)?;
-        ids.push(i);
-        truncated.push(t);
-    }
+    let encoded: Vec<(Vec<u32>, bool)> = {
+        use rayon::prelude::*;
+        inputs.par_iter().map(|input| encode(input, max_length)).collect::<Result<_>>()?
+    };
+    let (ids, truncated): (Vec<Vec<u32>>, Vec<bool>) = encoded.into_iter().unzip();
     let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
     let parts = in_passes(&lens, batch_tokens, |r| {
         let rows: Vec<&[u32]> = ids[r].iter().map(Vec::as_slice).collect();

@@ -118,14 +118,15 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 }
 
 /// On CUDA: the fused q/k/v split with per-head norms (`norms` `[2, d]`: q_norm, k_norm) and RoPE (`cos_sin`
-/// `[tokens, d]`) in one kernel; `None` elsewhere (callers then use [`rms_norm`] and [`rope`]).
+/// `[tokens, d]`) in one kernel, as `(q|k|v buffer, q, k, v)`; `None` elsewhere (callers then use [`rms_norm`]
+/// and [`rope`]).
 pub fn fused_qkv(
     qkv: &Tensor,
     norms: &Tensor,
     cos_sin: &Tensor,
     heads: (usize, usize, usize),
     eps: f64,
-) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+) -> Result<Option<(Tensor, Tensor, Tensor, Tensor)>> {
     #[cfg(feature = "cuda")]
     if on_cuda(qkv) {
         return crate::cuda::qkv_prep(qkv, norms, cos_sin, heads, eps).map(Some);

@@ -108,7 +108,25 @@ struct Layer {
 #[derive(Debug, Clone)]
 pub struct PrefixKv {
     pub len: usize,
-    layers: Vec<(Tensor, Tensor)>,
+    layers: Vec<LayerKv>,
+}
+
+/// One layer's keys and values, and on CUDA the contiguous k|v block they are views of (for fused attention).
+#[derive(Debug, Clone)]
+struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    block: Option<Tensor>,
+}
+
+/// The fused-attention layouts of one forward (see `Qwen3::flash_plans`).
+#[derive(Debug)]
+struct FlashPlans {
+    #[cfg(feature = "cuda")]
+    full: crate::cuda::FlashMeta,
+    #[cfg(feature = "cuda")]
+    last: Option<crate::cuda::FlashMeta>,
 }
 
 /// One row of a packed batch: its own tokens, and optionally the prefix it continues.
@@ -212,10 +230,76 @@ impl Qwen3 {
         self.run(rows, None, true)
     }
 
+    /// The fused-attention layouts for this batch (all layers, and the last-only final layer), when the fused
+    /// CUDA kernel applies: bf16/f16 on CUDA, head_dim 128, at most one distinct prefix, and `SIEVE_ATTN` not
+    /// `gemm` (which keeps the batched-GEMM attention, for comparison).
+    #[allow(unused_variables)]
+    fn flash_plans(
+        &self,
+        seqlens: &[usize],
+        k_lens: &[usize],
+        prefixes: &[&PrefixKv],
+        key_map: Option<&[u32]>,
+        last_only: bool,
+    ) -> Result<Option<FlashPlans>> {
+        #[cfg(feature = "cuda")]
+        {
+            let c = &self.config;
+            let usable = self.device.is_cuda()
+                && matches!(self.dtype, DType::BF16 | DType::F16)
+                && c.head_dim == crate::cuda::FLASH_HEAD_DIM
+                && prefixes.len() <= 1
+                && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()))
+                && std::env::var("SIEVE_ATTN").map_or(true, |v| v != "gemm");
+            if !usable {
+                return Ok(None);
+            }
+            let n_a = prefixes.first().map_or(0, |p| p.len);
+            let (mut q0, mut k0) = (0u32, 0u32);
+            let mut full = Vec::with_capacity(seqlens.len());
+            let mut last = Vec::with_capacity(seqlens.len());
+            for (r, (&nq, &nk)) in seqlens.iter().zip(k_lens).enumerate() {
+                full.push([q0, nq as u32, k0, nk as u32, q0]);
+                last.push([q0 + nq as u32 - 1, 1, k0, nk as u32, r as u32]);
+                q0 += nq as u32;
+                k0 += nk as u32;
+            }
+            let meta = |rows: &[[u32; 5]]| crate::cuda::FlashMeta::new(rows, key_map, n_a, &self.device);
+            return Ok(Some(FlashPlans { full: meta(&full)?, last: if last_only { Some(meta(&last)?) } else { None } }));
+        }
+        #[cfg(not(feature = "cuda"))]
+        Ok(None)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn flash_attend(
+        &self,
+        f: &FlashPlans,
+        only_last: bool,
+        all: &Tensor,
+        total: usize,
+        prefixes: &[&PrefixKv],
+        li: usize,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let m = match (&f.last, only_last) {
+            (Some(l), true) => l,
+            _ => &f.full,
+        };
+        let pre = prefixes.first().and_then(|p| p.layers[li].block.as_ref()).unwrap_or(all);
+        crate::cuda::flash_attn(all, total, pre, m, (c.num_attention_heads, c.num_key_value_heads))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[allow(clippy::too_many_arguments)]
+    fn flash_attend(&self, _: &FlashPlans, _: bool, _: &Tensor, _: usize, _: &[&PrefixKv], _: usize) -> Result<Tensor> {
+        Err(ModelError::input("attention", "the fused kernel (a `cuda` build)", "a CPU build"))
+    }
+
     fn run(
         &self,
         rows: &[Row<'_>],
-        mut keep_kv: Option<&mut Vec<(Tensor, Tensor)>>,
+        mut keep_kv: Option<&mut Vec<LayerKv>>,
         last_only: bool,
     ) -> Result<Tensor> {
         let c = &self.config;
@@ -293,6 +377,7 @@ impl Qwen3 {
         };
         let plan = make_plan(&seqlens)?;
         let last_plan = if last_only { Some(make_plan(&vec![1; rows.len()])?) } else { None };
+        let flash = self.flash_plans(&seqlens, &k_lens, &prefixes, key_map.as_deref(), last_only)?;
         // Each block's input norm is fused with the residual add that ends the block before it.
         let mut attn_in = ops::rms_norm(&x, &self.layers[0].input_norm, c.rms_norm_eps)?;
         let mut out = x.clone();
@@ -307,8 +392,11 @@ impl Qwen3 {
                 Some(cs) => ops::fused_qkv(&qkv, &layer.qk_norm, cs, (hq, hkv, hd), c.rms_norm_eps)?,
                 None => None,
             };
+            let own_block = fused.as_ref().map(|f| f.0.clone());
             let (q, k, v) = match fused {
-                Some((q, k, v)) => (if only_last { q.index_select(&last, 0)? } else { q }, k, v),
+                // The fused attention reads q from the q|k|v block itself (the last-only plan picks the rows).
+                Some((_, q, k, v)) if flash.is_some() => (q, k, v),
+                Some((_, q, k, v)) => (if only_last { q.index_select(&last, 0)? } else { q }, k, v),
                 None => {
                     let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
                     let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
@@ -334,14 +422,26 @@ impl Qwen3 {
             };
             crate::profile::mark(&self.device, "q/k/v norm + rope");
             if let Some(kv) = keep_kv.as_deref_mut() {
-                kv.push((k.clone(), v.clone()));
+                #[cfg(feature = "cuda")]
+                let block = match &own_block {
+                    Some(all) => Some(crate::cuda::prefix_kv_block(all, total, (hq, hkv, hd))?),
+                    None => None,
+                };
+                #[cfg(not(feature = "cuda"))]
+                let block = None;
+                kv.push(LayerKv { k: k.clone(), v: v.clone(), block });
             }
             // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
-            let mut k_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].0.clone()).collect();
-            let mut v_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].1.clone()).collect();
-            k_parts.push(k);
-            v_parts.push(v);
-            let attn = plan.attend_parts(&q, &k_parts, &v_parts)?;
+            let attn = match (&flash, &own_block) {
+                (Some(f), Some(all)) => self.flash_attend(f, only_last, all, total, &prefixes, li)?,
+                _ => {
+                    let mut k_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].k.clone()).collect();
+                    let mut v_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].v.clone()).collect();
+                    k_parts.push(k);
+                    v_parts.push(v);
+                    plan.attend_parts(&q, &k_parts, &v_parts)?
+                }
+            };
             let attn = attn.reshape((attn.dim(0)?, hq * hd))?;
             crate::profile::mark(&self.device, "attention");
             let o = layer.o.forward(&attn)?;
