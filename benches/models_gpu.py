@@ -244,7 +244,7 @@ def main():
         b16 = [hf.score(c["query"], c["documents"], c.get("instruction"), c["max_length"]) for c in cases]
         sv16 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"]))
         sv16b = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
-                               env={"SIEVE_ATTN": "gemm"}))
+                               env={"SIEVE_ATTN": "fused"}))
         sv32 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
                               env={"SIEVE_CUDA_DTYPE": "f32"}))
         corr = []
@@ -255,14 +255,14 @@ def main():
                 row["hf_bf16_shared_vs_fp32"] = max_abs(s, ref[i][0])
             except Exception as e:  # noqa: BLE001 — report, do not abort the run
                 row["hf_bf16_shared_error"] = repr(e)[:300]
-            for name, sv in (("sieve_bf16", sv16), ("sieve_bmm_bf16", sv16b), ("sieve_f32", sv32)):
+            for name, sv in (("sieve_bf16", sv16), ("sieve_fused_bf16", sv16b), ("sieve_f32", sv32)):
                 for r in sv["results"][2 * i: 2 * i + 2]:
                     key = f"{name}{'_shared' if r['share_prefix'] else ''}_vs_fp32"
                     row[key] = max_abs(r["scores"], ref[i][0])
                     if r["tokens"] != [len(x) for x in ref[i][2]]:
                         row[f"{name}_token_mismatch"] = [r["tokens"], [len(x) for x in ref[i][2]]]
             row["sieve_bf16_ok"] = max(row["sieve_bf16_vs_fp32"], row["sieve_bf16_shared_vs_fp32"],
-                                       row["sieve_bmm_bf16_vs_fp32"], row["sieve_bmm_bf16_shared_vs_fp32"]) <= \
+                                       row["sieve_fused_bf16_vs_fp32"], row["sieve_fused_bf16_shared_vs_fp32"]) <= \
                 2 * row["hf_bf16_vs_fp32"] + 0.01
             row["sieve_f32_ok"] = max(row["sieve_f32_vs_fp32"], row["sieve_f32_shared_vs_fp32"]) <= 1e-3
             row["ref_scores_sample"] = ref[i][0][:4]
@@ -289,8 +289,8 @@ def main():
             log("timing", json.dumps(tim[-2:]))
         lines = [(x, "sieve") for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
                                             "--repeat", a.repeat]).splitlines()]
-        lines += [(x, "sieve-bmm") for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
-                                                 "--repeat", a.repeat], env={"SIEVE_ATTN": "gemm"}).splitlines()]
+        lines += [(x, "sieve-fused") for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
+                                                   "--repeat", a.repeat], env={"SIEVE_ATTN": "fused"}).splitlines()]
         for line, engine in lines:
             s = json.loads(line)
             s["engine"] = engine
@@ -303,8 +303,8 @@ def main():
         res["timing"] = tim
 
     if "profile" not in skip:
-        (work / "runs128.json").write_text(json.dumps([runs[1]]))
-        lines = run([a.bin, "rerank-time", rr_dir, work / "runs128.json", "--device", "cuda", "--repeat", 5],
+        (work / "runs_profile.json").write_text(json.dumps([runs[1], runs[2]]))
+        lines = run([a.bin, "rerank-time", rr_dir, work / "runs_profile.json", "--device", "cuda", "--repeat", 3],
                     env={"SIEVE_PROFILE": "1"})
         res["profile"] = [json.loads(x) for x in lines.splitlines()]
 
@@ -380,11 +380,12 @@ def report(res):
                   f"{t['tokens_processed'] / ms * 1e3:>9.0f} {t['tokens_processed']:>7} "
                   f"{100 * flops / (ms / 1e3) / (peak * 1e12):>6.1f}% {ms / floor_ms:>8.2f}")
             base.setdefault((t["doc_tokens"], t["engine"]), []).append(ms)
-        print("  (sieve: fused attention kernel; sieve-bmm: attention as batched GEMMs + masked softmax)")
+        print("  (sieve: the default, attention as batched GEMMs + masked softmax; sieve-fused: SIEVE_ATTN=fused, the "
+              "WMMA attention kernel; 'Sieve best' below is the default engine)")
         print("  (% peak: 2 x params x tokens processed per second over the measured peak; x floor: time over the "
               "floor 2 x params x 50 x doc tokens / peak)")
         for L in LENGTHS:
-            hf, sv = base.get((L, "transformers")), base.get((L, "sieve"), []) + base.get((L, "sieve-bmm"), [])
+            hf, sv = base.get((L, "transformers")), base.get((L, "sieve"), [])
             if hf and sv:
                 print(f"  {L:>4} tokens: Sieve best {min(sv):.2f} ms vs transformers best {min(hf):.2f} ms: "
                       f"{min(hf) / min(sv):.2f}x")
@@ -392,7 +393,7 @@ def report(res):
         for p in res["profile"]:
             if p.get("profile"):
                 tot = sum(p["profile"].values())
-                print(f"\nSieve per-stage (128 tokens, prefix {'shared' if p['share_prefix'] else 'not shared'}, "
+                print(f"\nSieve per-stage ({p['label']}, prefix {'shared' if p['share_prefix'] else 'not shared'}, "
                       f"synchronised after every stage, ms per query, total {tot:.2f}):")
                 print("  " + ", ".join(f"{k} {v:.2f}" for k, v in p["profile"].items()))
     if "gemm" in res:

@@ -231,8 +231,9 @@ impl Qwen3 {
     }
 
     /// The fused-attention layouts for this batch (all layers, and the last-only final layer), when the fused
-    /// CUDA kernel applies: bf16/f16 on CUDA, head_dim 128, at most one distinct prefix, and `SIEVE_ATTN` not
-    /// `gemm` (which keeps the batched-GEMM attention, for comparison).
+    /// CUDA kernel is asked for (`SIEVE_ATTN=fused`) and applies: bf16/f16 on CUDA, head_dim 128, at most one
+    /// distinct prefix. The default is the batched-GEMM attention (`ops::AttnPlan`), which measured faster on an
+    /// H100 at 32–512-token documents (BENCHMARKS.md); the fused kernel's memory stays linear in the length.
     #[allow(unused_variables)]
     fn flash_plans(
         &self,
@@ -250,7 +251,7 @@ impl Qwen3 {
                 && c.head_dim == crate::cuda::FLASH_HEAD_DIM
                 && prefixes.len() <= 1
                 && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()))
-                && std::env::var("SIEVE_ATTN").map_or(true, |v| v != "gemm");
+                && std::env::var("SIEVE_ATTN").is_ok_and(|v| v == "fused");
             if !usable {
                 return Ok(None);
             }
