@@ -66,72 +66,6 @@ __device__ void add_rms_norm(const T *y, const T *r, const T *w, T *sum_out, T *
   }
 }
 
-// 16-byte-vector versions of add_rms_norm and swiglu (N = 16 / sizeof(T) values per load), for rows whose
-// length is a multiple of N and whose buffers are 16-byte aligned (the host checks); same arithmetic.
-template <typename T, bool HAS_R>
-__device__ void add_rms_norm_vec(const T *y, const T *r, const T *w, T *sum_out, T *out, int cols, float eps) {
-  constexpr int N = 16 / sizeof(T);
-  const int vpr = cols / N;
-  const size_t base = (size_t)blockIdx.x * vpr;
-  const uint4 *yv = reinterpret_cast<const uint4 *>(y) + base;
-  const uint4 *rv = HAS_R ? reinterpret_cast<const uint4 *>(r) + base : nullptr;
-  float ss = 0.f;
-  for (int c = threadIdx.x; c < vpr; c += blockDim.x) {
-    const uint4 a = yv[c];
-    uint4 b = make_uint4(0, 0, 0, 0);
-    if (HAS_R) b = rv[c];
-    const T *ae = reinterpret_cast<const T *>(&a), *be = reinterpret_cast<const T *>(&b);
-#pragma unroll
-    for (int e = 0; e < N; e++) {
-      float s = to_f(ae[e]);
-      if (HAS_R) s = rnd<T>(s + to_f(be[e]));
-      ss += s * s;
-    }
-  }
-  const float inv = rsqrtf(block_sum(ss) / cols + eps);
-  const uint4 *wv = reinterpret_cast<const uint4 *>(w);
-  for (int c = threadIdx.x; c < vpr; c += blockDim.x) {
-    const uint4 a = yv[c], wq = wv[c];
-    uint4 b = make_uint4(0, 0, 0, 0);
-    if (HAS_R) b = rv[c];
-    const T *ae = reinterpret_cast<const T *>(&a), *be = reinterpret_cast<const T *>(&b);
-    const T *we = reinterpret_cast<const T *>(&wq);
-    uint4 sv, ov;
-    T *se = reinterpret_cast<T *>(&sv), *oe = reinterpret_cast<T *>(&ov);
-#pragma unroll
-    for (int e = 0; e < N; e++) {
-      float s = to_f(ae[e]);
-      if (HAS_R) s = rnd<T>(s + to_f(be[e]));
-      se[e] = from_f<T>(s);
-      oe[e] = from_f<T>(to_f(we[e]) * rnd<T>(s * inv));
-    }
-    if (HAS_R) reinterpret_cast<uint4 *>(sum_out)[base + c] = sv;
-    reinterpret_cast<uint4 *>(out)[base + c] = ov;
-  }
-}
-
-template <typename T>
-__device__ void swiglu_vec(const T *gu, T *out, size_t rows, int inter) {
-  constexpr int N = 16 / sizeof(T);
-  const int vpr = inter / N;
-  const size_t n = rows * vpr;
-  for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x) {
-    const size_t r = idx / vpr;
-    const int c = (int)(idx - r * vpr);
-    const uint4 gq = reinterpret_cast<const uint4 *>(gu + r * 2 * inter)[c];
-    const uint4 uq = reinterpret_cast<const uint4 *>(gu + r * 2 * inter + inter)[c];
-    const T *g = reinterpret_cast<const T *>(&gq), *u = reinterpret_cast<const T *>(&uq);
-    uint4 oq;
-    T *o = reinterpret_cast<T *>(&oq);
-#pragma unroll
-    for (int e = 0; e < N; e++) {
-      const float gf = to_f(g[e]);
-      o[e] = from_f<T>(rnd<T>(gf / (1.f + __expf(-gf))) * to_f(u[e]));
-    }
-    reinterpret_cast<uint4 *>(out + r * inter)[c] = oq;
-  }
-}
-
 // The fused q/k/v projection's output `qkv` [tokens, (hq + 2·hkv)·d] split into q [tokens, hq, d],
 // k [tokens, hkv, d] and v [tokens, hkv, d], written back to back in `out`; q and k get their per-head
 // RMSNorm (norms [2, d]: q_norm then k_norm) and rotate-half RoPE (cs [tokens, d]: cos | sin, d/2 each):
@@ -422,16 +356,6 @@ SIEVE_FLASH(__half, f16)
   extern "C" __global__ void qkv_prep_##SUF(const T *qkv, const T *norms, const T *cs, T *out, int tokens, int hq, \
                                             int hkv, int d, float eps) {                                           \
     qkv_prep<T>(qkv, norms, cs, out, tokens, hq, hkv, d, eps);                                                     \
-  }                                                                                                                \
-  extern "C" __global__ void add_rms_norm_vec_##SUF(const T *y, const T *r, const T *w, T *out2, size_t n,       \
-                                                    int cols, float eps) {                                         \
-    add_rms_norm_vec<T, true>(y, r, w, out2, out2 + n, cols, eps);                                                 \
-  }                                                                                                                \
-  extern "C" __global__ void rms_norm_vec_##SUF(const T *y, const T *w, T *out, int cols, float eps) {             \
-    add_rms_norm_vec<T, false>(y, nullptr, w, nullptr, out, cols, eps);                                            \
-  }                                                                                                                \
-  extern "C" __global__ void swiglu_vec_##SUF(const T *gu, T *out, size_t rows, int inter) {                       \
-    swiglu_vec<T>(gu, out, rows, inter);                                                                           \
   }                                                                                                                \
   extern "C" __global__ void swiglu_##SUF(const T *gu, T *out, size_t rows, int inter) {                           \
     swiglu<T>(gu, out, rows, inter);                                                                               \

@@ -343,18 +343,6 @@ fn grid(n: usize, block: u32) -> LaunchConfig {
     LaunchConfig { grid_dim: (n.div_ceil(block as usize).max(1) as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 }
 }
 
-/// Whether the 16-byte-vector kernel variants apply: rows of `cols` values split into whole vectors and every
-/// buffer starts 16-byte aligned.
-fn vec_ok(dt: DType, cols: usize, layouts: &[&Layout]) -> bool {
-    let sz = dt.size_in_bytes();
-    (cols * sz) % 16 == 0 && layouts.iter().all(|l| (l.start_offset() * sz) % 16 == 0)
-}
-
-/// Threads per block for one row of `cols` values, `per_thread` values at a time.
-fn row_threads(cols: usize, per_thread: usize) -> u32 {
-    (cols.div_ceil(per_thread).next_multiple_of(32)).clamp(32, 256) as u32
-}
-
 /// Threads per row for a row-wise reduction over `cols` values.
 fn row_block(cols: usize) -> u32 {
     match cols {
@@ -395,9 +383,8 @@ impl candle_core::CustomOp2 for RmsNorm {
         }
         let n = xl.shape().elem_count();
         let dt = x.dtype();
-        let vec = vec_ok(dt, cols, &[xl, wl]);
-        let f = func!(dev, if vec { "rms_norm_vec" } else { "rms_norm" }, dt)?;
-        let block = if vec { row_threads(cols, 16 / dt.size_in_bytes()) } else { row_block(cols) };
+        let f = func!(dev, "rms_norm", dt)?;
+        let block = row_block(cols);
         let cfg = LaunchConfig { grid_dim: ((n / cols.max(1)) as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
         let out = with_dtype!(dt, T, {
             let xs = view(x.as_cuda_slice::<T>()?, xl, "rms-norm")?;
@@ -460,10 +447,12 @@ impl candle_core::CustomOp3 for AddRmsNorm {
         }
         let n = yl.shape().elem_count();
         let dt = y.dtype();
-        let vec = vec_ok(dt, cols, &[yl, rl, wl]);
-        let f = func!(dev, if vec { "add_rms_norm_vec" } else { "add_rms_norm" }, dt)?;
-        let block = if vec { row_threads(cols, 16 / dt.size_in_bytes()) } else { row_block(cols) };
-        let cfg = LaunchConfig { grid_dim: ((n / cols.max(1)) as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
+        let f = func!(dev, "add_rms_norm", dt)?;
+        let cfg = LaunchConfig {
+            grid_dim: ((n / cols.max(1)) as u32, 1, 1),
+            block_dim: (row_block(cols), 1, 1),
+            shared_mem_bytes: 0,
+        };
         let out = with_dtype!(dt, T, {
             let ys = view(y.as_cuda_slice::<T>()?, yl, "add-rms-norm")?;
             let rs = view(r.as_cuda_slice::<T>()?, rl, "add-rms-norm")?;
@@ -749,10 +738,8 @@ impl candle_core::CustomOp1 for SwiGlu {
         }
         let n = rows * self.inter;
         let dt = gu.dtype();
-        let vec = vec_ok(dt, self.inter, &[l]);
-        let f = func!(dev, if vec { "swiglu_vec" } else { "swiglu" }, dt)?;
-        let per = if vec { 16 / dt.size_in_bytes() } else { 1 };
-        let cfg = grid((n / per).min(132 * 2048 * 8), 256);
+        let f = func!(dev, "swiglu", dt)?;
+        let cfg = grid(n.min(132 * 2048 * 8), 256);
         let out = with_dtype!(dt, T, {
             let src = view(gu.as_cuda_slice::<T>()?, l, "swiglu")?;
             // SAFETY: the grid-stride loop below writes every element.
