@@ -2,6 +2,7 @@
 # Builds Sieve with `--features cuda` on a machine with no GPU and no CUDA installed, from PyPI packages only.
 #
 #   docker/build-cuda.sh [cargo build arguments...]     (default: --release --bin sieve)
+#   CARGO_SUBCOMMAND=clippy docker/build-cuda.sh --all-targets -- -D warnings     (any cargo subcommand)
 #
 # 1. A CUDA 13.0 toolkit is assembled from NVIDIA's PyPI wheels (nvcc, runtime, cccl, crt, nvvm, cublas, curand,
 #    nvrtc) into $SIEVE_CUDA_TOOLKIT (default target/cuda-toolkit): the wheels unpack to `nvidia/cu13/{bin,include,
@@ -61,4 +62,4 @@ export CUDA_HOME=$CU CUDA_PATH=$CU CUDA_ROOT=$CU
 export PATH=$CU/bin:$PATH
 export RUSTFLAGS="${RUSTFLAGS:-} -L $CU/lib -L $STUB"
 [ $# -gt 0 ] || set -- --release --bin sieve
-exec cargo build --features cuda "$@"
+exec cargo "${CARGO_SUBCOMMAND:-build}" --features cuda "$@"
