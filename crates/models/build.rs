@@ -14,7 +14,7 @@ fn main() {
         return;
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("sieve.ptx");
-    let home = ["CUDA_HOME", "CUDA_PATH", "CUDA_ROOT"].iter().find_map(|v| std::env::var_os(v)).map(PathBuf::from);
+    let home = ["CUDA_HOME", "CUDA_PATH", "CUDA_ROOT"].iter().find_map(std::env::var_os).map(PathBuf::from);
     let nvcc = home.as_ref().map(|h| h.join("bin").join("nvcc")).filter(|p| p.exists()).unwrap_or("nvcc".into());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
     let cap = cap.trim().replace('.', "");
@@ -25,7 +25,10 @@ fn main() {
     }
     cmd.arg("kernels/sieve.cu").arg("-o").arg(&out);
     let status = cmd.status().unwrap_or_else(|e| {
-        panic!("the `cuda` feature needs nvcc: could not run {} ({e}); set CUDA_HOME or see docker/build-cuda.sh", nvcc.display())
+        panic!(
+            "the `cuda` feature needs nvcc: could not run {} ({e}); set CUDA_HOME or see docker/build-cuda.sh",
+            nvcc.display()
+        )
     });
     if !status.success() {
         panic!("nvcc failed to compile kernels/sieve.cu ({status})");

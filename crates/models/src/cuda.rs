@@ -38,7 +38,6 @@ macro_rules! with_dtype {
     };
 }
 
-
 /// Prepares a fresh CUDA device for many short-lived activations; call it before any tensor is created on it.
 /// - cudarc's per-buffer event tracking is turned off: candle runs all of a device's work on one stream, where
 ///   the tracking (two events per allocation; a wait and a record per kernel argument) only adds driver calls.
@@ -74,7 +73,9 @@ pub fn tune_device(dev: &candle_core::Device) {
 // GEMM through cuBLASLt
 
 /// One cuBLASLt handle (and its 32 MiB workspace) per device stream.
-fn blas_lt(dev: &candle_core::CudaDevice) -> CResult<std::sync::Arc<candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT>> {
+fn blas_lt(
+    dev: &candle_core::CudaDevice,
+) -> CResult<std::sync::Arc<candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT>> {
     use candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT;
     use std::sync::{Arc, Mutex, OnceLock};
     static HANDLES: OnceLock<Mutex<Vec<(usize, Arc<CudaBlasLT>)>>> = OnceLock::new();
@@ -135,22 +136,30 @@ impl candle_core::CustomOp2 for LtMatmul {
         };
         let out = match x.dtype() {
             DType::BF16 => {
-                let (xs, ws) = (view(x.as_cuda_slice::<half::bf16>()?, xl, "matmul")?, view(w.as_cuda_slice::<half::bf16>()?, wl, "matmul")?);
+                let (xs, ws) = (
+                    view(x.as_cuda_slice::<half::bf16>()?, xl, "matmul")?,
+                    view(w.as_cuda_slice::<half::bf16>()?, wl, "matmul")?,
+                );
                 // SAFETY: cuBLASLt writes all m·n outputs.
                 let mut out = unsafe { dev.alloc::<half::bf16>(m * n)? };
                 if m * n > 0 {
                     // SAFETY: the layouts above describe exactly the buffers' shapes.
-                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }
+                        .map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
                 }
                 <half::bf16 as CudaDType>::wrap_cuda_slice(out, dev.clone())
             }
             DType::F16 => {
-                let (xs, ws) = (view(x.as_cuda_slice::<half::f16>()?, xl, "matmul")?, view(w.as_cuda_slice::<half::f16>()?, wl, "matmul")?);
+                let (xs, ws) = (
+                    view(x.as_cuda_slice::<half::f16>()?, xl, "matmul")?,
+                    view(w.as_cuda_slice::<half::f16>()?, wl, "matmul")?,
+                );
                 // SAFETY: cuBLASLt writes all m·n outputs.
                 let mut out = unsafe { dev.alloc::<half::f16>(m * n)? };
                 if m * n > 0 {
                     // SAFETY: the layouts above describe exactly the buffers' shapes.
-                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }
+                        .map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
                 }
                 <half::f16 as CudaDType>::wrap_cuda_slice(out, dev.clone())
             }
@@ -172,9 +181,7 @@ pub fn lt_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 pub fn packable(d: usize, dt: DType, tensors: &[&Tensor]) -> bool {
     let sz = dt.size_in_bytes();
     (d * sz) % 16 == 0
-        && tensors.iter().all(|t| {
-            t.dtype() == dt && t.is_contiguous() && (t.layout().start_offset() * sz) % 16 == 0
-        })
+        && tensors.iter().all(|t| t.dtype() == dt && t.is_contiguous() && (t.layout().start_offset() * sz) % 16 == 0)
 }
 
 struct AttnPack {
@@ -229,12 +236,14 @@ impl candle_core::CustomOp3 for AttnPack {
         let total = self.nb * self.l * heads * chunks;
         let cfg = grid(total.min(132 * 2048 * 8), 256);
         let out = with_dtype!(dt, T, {
-            let (av, bv) = (view(a.as_cuda_slice::<T>()?, al, "attn-pack")?, view(b.as_cuda_slice::<T>()?, bl, "attn-pack")?);
+            let (av, bv) =
+                (view(a.as_cuda_slice::<T>()?, al, "attn-pack")?, view(b.as_cuda_slice::<T>()?, bl, "attn-pack")?);
             // SAFETY: the grid-stride loop writes every 16-byte chunk of the output.
             let mut out = unsafe { dev.alloc::<T>(n)? };
             if n > 0 {
                 let (na, hi) = (self.n_a as i32, self.has_idx as i32);
-                let (nb, l, hkv, rep, c) = (self.nb as i32, self.l as i32, self.hkv as i32, self.rep as i32, chunks as i32);
+                let (nb, l, hkv, rep, c) =
+                    (self.nb as i32, self.l as i32, self.hkv as i32, self.rep as i32, chunks as i32);
                 let mut bld = f.builder();
                 bld.arg(&av).arg(&bv).arg(&na).arg(&ids).arg(&hi).arg(&mut out);
                 bld.arg(&nb).arg(&l).arg(&hkv).arg(&rep).arg(&c);
@@ -289,7 +298,14 @@ impl candle_core::CustomOp1 for AttnUnpack {
         let hq = self.hkv * self.rep;
         let n = self.nb * self.l * hq * self.d;
         if sl.shape().elem_count() != n {
-            candle_core::bail!("attn-unpack: {:?} is not [{}, {}, {}, {}]", sl.shape(), self.nb, self.hkv, self.rep * self.l, self.d);
+            candle_core::bail!(
+                "attn-unpack: {:?} is not [{}, {}, {}, {}]",
+                sl.shape(),
+                self.nb,
+                self.hkv,
+                self.rep * self.l,
+                self.d
+            );
         }
         let f = dev.get_or_load_custom_func("attn_unpack", MODULE, PTX)?;
         let cfg = grid((n / self.d * chunks).min(132 * 2048 * 8), 256);
@@ -298,7 +314,8 @@ impl candle_core::CustomOp1 for AttnUnpack {
             // SAFETY: the grid-stride loop writes every 16-byte chunk of the output.
             let mut out = unsafe { dev.alloc::<T>(n)? };
             if n > 0 {
-                let (nb, l, hkv, rep, c) = (self.nb as i32, self.l as i32, self.hkv as i32, self.rep as i32, chunks as i32);
+                let (nb, l, hkv, rep, c) =
+                    (self.nb as i32, self.l as i32, self.hkv as i32, self.rep as i32, chunks as i32);
                 let mut bld = f.builder();
                 bld.arg(&sv).arg(&mut out).arg(&nb).arg(&l).arg(&hkv).arg(&rep).arg(&c);
                 // SAFETY: (const uint4* src, uint4* dst, int nb, int l, int hkv, int rep, int chunks), alignment
@@ -340,7 +357,11 @@ macro_rules! func {
 }
 
 fn grid(n: usize, block: u32) -> LaunchConfig {
-    LaunchConfig { grid_dim: (n.div_ceil(block as usize).max(1) as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 }
+    LaunchConfig {
+        grid_dim: (n.div_ceil(block as usize).max(1) as u32, 1, 1),
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// Threads per row for a row-wise reduction over `cols` values.
@@ -385,7 +406,8 @@ impl candle_core::CustomOp2 for RmsNorm {
         let dt = x.dtype();
         let f = func!(dev, "rms_norm", dt)?;
         let block = row_block(cols);
-        let cfg = LaunchConfig { grid_dim: ((n / cols.max(1)) as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
+        let cfg =
+            LaunchConfig { grid_dim: ((n / cols.max(1)) as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
         let out = with_dtype!(dt, T, {
             let xs = view(x.as_cuda_slice::<T>()?, xl, "rms-norm")?;
             let ws = view(w.as_cuda_slice::<T>()?, wl, "rms-norm")?;
@@ -679,13 +701,17 @@ impl candle_core::CustomOp3 for FlashAttn<'_> {
         };
         let ms = view(meta.as_cuda_slice::<u32>()?, ml, "flash attention")?;
         let out = with_dtype!(dt, T, {
-            let (os, ps) = (view(own.as_cuda_slice::<T>()?, ol, "flash attention")?, view(pre.as_cuda_slice::<T>()?, pl, "flash attention")?);
+            let (os, ps) = (
+                view(own.as_cuda_slice::<T>()?, ol, "flash attention")?,
+                view(pre.as_cuda_slice::<T>()?, pl, "flash attention")?,
+            );
             // SAFETY: every output row belongs to exactly one row's queries, and each is written by its tile.
             let mut out = unsafe { dev.alloc::<T>(n)? };
             if n > 0 && self.m.tiles > 0 {
                 let (hq, hkv) = (self.hq as i32, self.hkv as i32);
                 let (ko, vo) = (self.k_off, self.v_off);
-                let (na, to, kmo, hk) = (self.m.n_a as i32, self.m.tiles_off as i32, self.m.kmap_off as i32, self.m.has_kmap as i32);
+                let (na, to, kmo, hk) =
+                    (self.m.n_a as i32, self.m.tiles_off as i32, self.m.kmap_off as i32, self.m.has_kmap as i32);
                 let scale = 1.0f32 / (d as f32).sqrt();
                 let mut b = f.builder();
                 b.arg(&os).arg(&ps).arg(&ms).arg(&mut out).arg(&hq).arg(&hkv).arg(&ko).arg(&vo);
@@ -703,7 +729,13 @@ impl candle_core::CustomOp3 for FlashAttn<'_> {
 
 /// Fused causal attention: `own` is the batch's `qkv_prep` output (q|k|v, `tokens` rows), `pre` a prefix's
 /// k|v block (`prefix_kv_block`) or `own` again when there is none. Returns `[n_out, hq, 128]`.
-pub fn flash_attn(own: &Tensor, tokens: usize, pre: &Tensor, m: &FlashMeta, (hq, hkv): (usize, usize)) -> Result<Tensor> {
+pub fn flash_attn(
+    own: &Tensor,
+    tokens: usize,
+    pre: &Tensor,
+    m: &FlashMeta,
+    (hq, hkv): (usize, usize),
+) -> Result<Tensor> {
     let d = FLASH_HEAD_DIM;
     let op = FlashAttn { m, hq, hkv, k_off: tokens * hq * d, v_off: tokens * (hq + hkv) * d };
     Ok(own.apply_op3_no_bwd(pre, &m.meta, &op)?)
@@ -791,7 +823,11 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
         let dev = s.device().clone();
         let (members, hkv, r, lk) = sl.shape().dims4()?;
         if lk != self.lk || r % self.lq != 0 || rl.shape().elem_count() != 2 * members {
-            candle_core::bail!("masked softmax: scores {:?} and rows {:?} do not match the plan", sl.shape(), rl.shape());
+            candle_core::bail!(
+                "masked softmax: scores {:?} and rows {:?} do not match the plan",
+                sl.shape(),
+                rl.shape()
+            );
         }
         let groups = hkv * r / self.lq;
         let n = sl.shape().elem_count();
@@ -821,7 +857,14 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
 
 /// Scaled, masked softmax of a bucket's scores `[members, hkv, rep·lq, lk]`; `rows` is `[members, 2]` u32
 /// `(nq, nk)` on the device (see `ops::AttnPlan`).
-pub fn masked_softmax(scores: &Tensor, rows: &Tensor, lq: usize, lk: usize, scale: f64, causal: bool) -> Result<Tensor> {
+pub fn masked_softmax(
+    scores: &Tensor,
+    rows: &Tensor,
+    lq: usize,
+    lk: usize,
+    scale: f64,
+    causal: bool,
+) -> Result<Tensor> {
     let op = MaskedSoftmax { lq, lk, scale: scale as f32, causal };
     Ok(scores.contiguous()?.apply_op2_no_bwd(rows, &op)?)
 }

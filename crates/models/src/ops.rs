@@ -16,15 +16,18 @@ pub struct Linear {
 enum Weight {
     /// `Wᵀ` contiguous, for candle's matmul (the CPU GEMM's preferred right-hand layout).
     Transposed(Tensor),
-    /// `W` as stored, for cuBLASLt (bf16/f16 on CUDA): measured 2-3x faster than candle's cuBLAS call on the
-    /// 0.6B reranker's projections on an H100.
+    /// `W` as stored, for cuBLASLt (bf16/f16 on CUDA; `SIEVE_NO_CUBLASLT` turns it off). On an H100 it measured
+    /// the same as candle's cuBLAS call on the 0.6B reranker's projections (500–620 TFLOP/s, BENCHMARKS.md); it
+    /// is what the GPU benchmark ran, and it keeps the weights in the checkpoint's layout (no transposed copy).
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     Lt(Tensor),
 }
 
 impl Linear {
     pub fn new(w: Tensor, b: Option<Tensor>) -> Result<Linear> {
-        let lt = on_cuda(&w) && matches!(w.dtype(), DType::BF16 | DType::F16) && std::env::var_os("SIEVE_NO_CUBLASLT").is_none();
+        let lt = on_cuda(&w)
+            && matches!(w.dtype(), DType::BF16 | DType::F16)
+            && std::env::var_os("SIEVE_NO_CUBLASLT").is_none();
         let w = if lt { Weight::Lt(w.contiguous()?) } else { Weight::Transposed(w.t()?.contiguous()?) };
         Ok(Linear { w, b })
     }
@@ -679,7 +682,14 @@ impl AttnPlan {
             };
             // Through a key map the gather is never the identity (the map's targets are not 0..k).
             let k_total = if key_map.is_some() { usize::MAX } else { k0 };
-            buckets.push(Bucket { rows, lq, lk, q_idx: index(q_idx, q0, dev)?, k_idx: index(k_idx, k_total, dev)?, rows_dev });
+            buckets.push(Bucket {
+                rows,
+                lq,
+                lk,
+                q_idx: index(q_idx, q0, dev)?,
+                k_idx: index(k_idx, k_total, dev)?,
+                rows_dev,
+            });
         }
         Ok(AttnPlan { buckets, gather: index(slot_of, q0, dev)?, causal })
     }
@@ -744,7 +754,8 @@ impl AttnPlan {
         };
         let hkv = kp.2.dim(1)?;
         let rep = hq / hkv;
-        let (Some(first), true) = (self.buckets.first(), crate::cuda::packable(d, q.dtype(), &[q, &kp.0, &kp.2, &vp.0, &vp.2]))
+        let (Some(first), true) =
+            (self.buckets.first(), crate::cuda::packable(d, q.dtype(), &[q, &kp.0, &kp.2, &vp.0, &vp.2]))
         else {
             return Ok(None);
         };
@@ -965,6 +976,30 @@ mod tests {
             1.0 / 8f64.sqrt(),
         );
         assert!(max_diff(&full.unwrap(), &full_ref.unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn keys_read_through_a_key_map_equal_per_row_copies() {
+        // Two rows continue a shared 3-token prefix (stored once), one row has none; keys are read from
+        // [prefix; own] through the map instead of being copied per row.
+        let (q_lens, k_lens) = (vec![4, 2, 3], vec![7, 5, 3]);
+        let pre_k = rand(&[3, 2, 8], 21);
+        let pre_v = rand(&[3, 2, 8], 22);
+        let own_k = rand(&[9, 2, 8], 23);
+        let own_v = rand(&[9, 2, 8], 24);
+        let q = rand(&[9, 4, 8], 25);
+        let map: Vec<u32> = [0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 7, 8, 9, 10, 11].to_vec();
+        let plan = AttnPlan::with_key_map(&q_lens, &k_lens, true, 4, &Device::Cpu, &map).unwrap();
+        let got = plan.attend_parts(&q, &[pre_k.clone(), own_k.clone()], &[pre_v.clone(), own_v.clone()]).unwrap();
+        // The same keys copied out per row, in packed order.
+        let row_keys = |pre: &Tensor, own: &Tensor| {
+            Tensor::cat(&[pre, &own.narrow(0, 0, 4).unwrap(), pre, &own.narrow(0, 4, 5).unwrap()], 0).unwrap()
+        };
+        let (k, v) = (row_keys(&pre_k, &own_k), row_keys(&pre_v, &own_v));
+        let want = reference_attention(&q, &k, &v, &q_lens, &k_lens, true, 1.0 / 8f64.sqrt()).unwrap();
+        assert!(max_diff(&got, &want) < 1e-5);
+        // A map of the wrong length is refused.
+        assert!(AttnPlan::with_key_map(&q_lens, &k_lens, true, 4, &Device::Cpu, &map[1..]).is_err());
     }
 
     #[test]

@@ -266,7 +266,10 @@ impl Qwen3 {
                 k0 += nk as u32;
             }
             let meta = |rows: &[[u32; 5]]| crate::cuda::FlashMeta::new(rows, key_map, n_a, &self.device);
-            return Ok(Some(FlashPlans { full: meta(&full)?, last: if last_only { Some(meta(&last)?) } else { None } }));
+            return Ok(Some(FlashPlans {
+                full: meta(&full)?,
+                last: if last_only { Some(meta(&last)?) } else { None },
+            }));
         }
         #[cfg(not(feature = "cuda"))]
         Ok(None)
@@ -297,12 +300,7 @@ impl Qwen3 {
         Err(ModelError::input("attention", "the fused kernel (a `cuda` build)", "a CPU build"))
     }
 
-    fn run(
-        &self,
-        rows: &[Row<'_>],
-        mut keep_kv: Option<&mut Vec<LayerKv>>,
-        last_only: bool,
-    ) -> Result<Tensor> {
+    fn run(&self, rows: &[Row<'_>], mut keep_kv: Option<&mut Vec<LayerKv>>, last_only: bool) -> Result<Tensor> {
         let c = &self.config;
         if rows.is_empty() {
             return Ok(Tensor::zeros((0, c.hidden_size), self.dtype, &self.device)?);
@@ -359,7 +357,8 @@ impl Qwen3 {
             }
         }
         let key_map = (!prefixes.is_empty()).then(|| {
-            let starts: Vec<usize> = prefixes.iter().scan(0, |acc, p| Some(std::mem::replace(acc, *acc + p.len))).collect();
+            let starts: Vec<usize> =
+                prefixes.iter().scan(0, |acc, p| Some(std::mem::replace(acc, *acc + p.len))).collect();
             let mut own = prefixes.iter().map(|p| p.len).sum::<usize>();
             let mut map = Vec::with_capacity(k_lens.iter().sum());
             for (r, &n) in rows.iter().zip(&seqlens) {

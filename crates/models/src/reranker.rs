@@ -166,7 +166,8 @@ impl Qwen3Reranker {
         while start < rows.len() {
             let mut end = start;
             let mut tokens = 0;
-            let budget = self.config.max_batch_tokens.unwrap_or_else(|| crate::ops::default_batch_tokens(self.model.device()));
+            let budget =
+                self.config.max_batch_tokens.unwrap_or_else(|| crate::ops::default_batch_tokens(self.model.device()));
             while end < rows.len() && (end == start || tokens + rows[end].ids.len() <= budget) {
                 tokens += rows[end].ids.len();
                 end += 1;
