@@ -78,7 +78,8 @@ fn blas_lt(
 ) -> CResult<std::sync::Arc<candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT>> {
     use candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT;
     use std::sync::{Arc, Mutex, OnceLock};
-    static HANDLES: OnceLock<Mutex<Vec<(usize, Arc<CudaBlasLT>)>>> = OnceLock::new();
+    type Handles = Mutex<Vec<(usize, Arc<CudaBlasLT>)>>;
+    static HANDLES: OnceLock<Handles> = OnceLock::new();
     let key = Arc::as_ptr(&dev.cuda_stream()) as usize;
     let mut hs = HANDLES.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, h)) = hs.iter().find(|(k, _)| *k == key) {
@@ -180,8 +181,10 @@ pub fn lt_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// Whether the 16-byte copy kernels apply: head rows and every base offset a multiple of 16 bytes.
 pub fn packable(d: usize, dt: DType, tensors: &[&Tensor]) -> bool {
     let sz = dt.size_in_bytes();
-    (d * sz) % 16 == 0
-        && tensors.iter().all(|t| t.dtype() == dt && t.is_contiguous() && (t.layout().start_offset() * sz) % 16 == 0)
+    (d * sz).is_multiple_of(16)
+        && tensors
+            .iter()
+            .all(|t| t.dtype() == dt && t.is_contiguous() && (t.layout().start_offset() * sz).is_multiple_of(16))
 }
 
 struct AttnPack {

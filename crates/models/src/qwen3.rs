@@ -234,7 +234,7 @@ impl Qwen3 {
     /// CUDA kernel is asked for (`SIEVE_ATTN=fused`) and applies: bf16/f16 on CUDA, head_dim 128, at most one
     /// distinct prefix. The default is the batched-GEMM attention (`ops::AttnPlan`), which measured faster on an
     /// H100 at 32–512-token documents (BENCHMARKS.md); the fused kernel's memory stays linear in the length.
-    #[allow(unused_variables)]
+    #[cfg(feature = "cuda")]
     fn flash_plans(
         &self,
         seqlens: &[usize],
@@ -243,35 +243,39 @@ impl Qwen3 {
         key_map: Option<&[u32]>,
         last_only: bool,
     ) -> Result<Option<FlashPlans>> {
-        #[cfg(feature = "cuda")]
-        {
-            let c = &self.config;
-            let usable = self.device.is_cuda()
-                && matches!(self.dtype, DType::BF16 | DType::F16)
-                && c.head_dim == crate::cuda::FLASH_HEAD_DIM
-                && prefixes.len() <= 1
-                && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()))
-                && std::env::var("SIEVE_ATTN").is_ok_and(|v| v == "fused");
-            if !usable {
-                return Ok(None);
-            }
-            let n_a = prefixes.first().map_or(0, |p| p.len);
-            let (mut q0, mut k0) = (0u32, 0u32);
-            let mut full = Vec::with_capacity(seqlens.len());
-            let mut last = Vec::with_capacity(seqlens.len());
-            for (r, (&nq, &nk)) in seqlens.iter().zip(k_lens).enumerate() {
-                full.push([q0, nq as u32, k0, nk as u32, q0]);
-                last.push([q0 + nq as u32 - 1, 1, k0, nk as u32, r as u32]);
-                q0 += nq as u32;
-                k0 += nk as u32;
-            }
-            let meta = |rows: &[[u32; 5]]| crate::cuda::FlashMeta::new(rows, key_map, n_a, &self.device);
-            return Ok(Some(FlashPlans {
-                full: meta(&full)?,
-                last: if last_only { Some(meta(&last)?) } else { None },
-            }));
+        let c = &self.config;
+        let usable = self.device.is_cuda()
+            && matches!(self.dtype, DType::BF16 | DType::F16)
+            && c.head_dim == crate::cuda::FLASH_HEAD_DIM
+            && prefixes.len() <= 1
+            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()))
+            && std::env::var("SIEVE_ATTN").is_ok_and(|v| v == "fused");
+        if !usable {
+            return Ok(None);
         }
-        #[cfg(not(feature = "cuda"))]
+        let n_a = prefixes.first().map_or(0, |p| p.len);
+        let (mut q0, mut k0) = (0u32, 0u32);
+        let mut full = Vec::with_capacity(seqlens.len());
+        let mut last = Vec::with_capacity(seqlens.len());
+        for (r, (&nq, &nk)) in seqlens.iter().zip(k_lens).enumerate() {
+            full.push([q0, nq as u32, k0, nk as u32, q0]);
+            last.push([q0 + nq as u32 - 1, 1, k0, nk as u32, r as u32]);
+            q0 += nq as u32;
+            k0 += nk as u32;
+        }
+        let meta = |rows: &[[u32; 5]]| crate::cuda::FlashMeta::new(rows, key_map, n_a, &self.device);
+        Ok(Some(FlashPlans { full: meta(&full)?, last: if last_only { Some(meta(&last)?) } else { None } }))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn flash_plans(
+        &self,
+        _: &[usize],
+        _: &[usize],
+        _: &[&PrefixKv],
+        _: Option<&[u32]>,
+        _: bool,
+    ) -> Result<Option<FlashPlans>> {
         Ok(None)
     }
 
