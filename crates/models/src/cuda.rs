@@ -17,6 +17,39 @@ const MODULE: &str = "sieve_kernels";
 
 type CResult<T> = candle_core::Result<T>;
 
+/// The `cpu_fwd` of a CUDA-only op (`ops` dispatches on the device before applying one): an error naming it.
+macro_rules! cuda_only {
+    (1) => {
+        fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> CResult<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("{} runs on CUDA only", self.name())
+        }
+    };
+    (2) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> CResult<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("{} runs on CUDA only", self.name())
+        }
+    };
+    (3) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> CResult<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("{} runs on CUDA only", self.name())
+        }
+    };
+}
+
 /// Dispatches `$body` with `$t` bound to the storage's element type.
 macro_rules! with_dtype {
     ($dt:expr, $t:ident, $body:block) => {
@@ -97,15 +130,7 @@ impl candle_core::CustomOp2 for LtMatmul {
         "sieve-cublaslt-matmul"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-cublaslt-matmul is CUDA only")
-    }
+    cuda_only!(2);
 
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout, w: &CudaStorage, wl: &Layout) -> CResult<(CudaStorage, Shape)> {
         use candle_core::cuda_backend::cudarc::cublaslt::{Matmul, MatmulConfig};
@@ -202,17 +227,7 @@ impl candle_core::CustomOp3 for AttnPack {
         "sieve-attn-pack"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-attn-pack is CUDA only")
-    }
+    cuda_only!(3);
 
     fn cuda_fwd(
         &self,
@@ -290,9 +305,7 @@ impl candle_core::CustomOp1 for AttnUnpack {
         "sieve-attn-unpack"
     }
 
-    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-attn-unpack is CUDA only")
-    }
+    cuda_only!(1);
 
     fn cuda_fwd(&self, src: &CudaStorage, sl: &Layout) -> CResult<(CudaStorage, Shape)> {
         let dev = src.device().clone();
@@ -389,15 +402,7 @@ impl candle_core::CustomOp2 for RmsNorm {
         "sieve-rms-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-rms-norm is the CUDA kernel; the CPU uses ops::rms_norm")
-    }
+    cuda_only!(2);
 
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout, w: &CudaStorage, wl: &Layout) -> CResult<(CudaStorage, Shape)> {
         let dev = x.device().clone();
@@ -444,17 +449,7 @@ impl candle_core::CustomOp3 for AddRmsNorm {
         "sieve-add-rms-norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-add-rms-norm is the CUDA kernel; the CPU uses ops::add_rms_norm")
-    }
+    cuda_only!(3);
 
     fn cuda_fwd(
         &self,
@@ -522,17 +517,7 @@ impl candle_core::CustomOp3 for QkvPrep {
         "sieve-qkv-prep"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-qkv-prep is the CUDA kernel; the CPU uses the stock ops")
-    }
+    cuda_only!(3);
 
     fn cuda_fwd(
         &self,
@@ -664,17 +649,7 @@ impl candle_core::CustomOp3 for FlashAttn<'_> {
         "sieve-flash-attn"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-flash-attn is CUDA only")
-    }
+    cuda_only!(3);
 
     fn cuda_fwd(
         &self,
@@ -761,9 +736,7 @@ impl candle_core::CustomOp1 for SwiGlu {
         "sieve-swiglu-cuda"
     }
 
-    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-swiglu-cuda is the CUDA kernel; the CPU uses ops::swiglu")
-    }
+    cuda_only!(1);
 
     fn cuda_fwd(&self, gu: &CudaStorage, l: &Layout) -> CResult<(CudaStorage, Shape)> {
         let dev = gu.device().clone();
@@ -812,15 +785,7 @@ impl candle_core::CustomOp2 for MaskedSoftmax {
         "sieve-masked-softmax-cuda"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> CResult<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("sieve-masked-softmax-cuda is the CUDA kernel; the CPU has its own")
-    }
+    cuda_only!(2);
 
     fn cuda_fwd(&self, s: &CudaStorage, sl: &Layout, rows: &CudaStorage, rl: &Layout) -> CResult<(CudaStorage, Shape)> {
         let dev = s.device().clone();
