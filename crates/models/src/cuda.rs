@@ -133,7 +133,7 @@ impl candle_core::CustomOp2 for LtMatmul {
     cuda_only!(2);
 
     fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout, w: &CudaStorage, wl: &Layout) -> CResult<(CudaStorage, Shape)> {
-        use candle_core::cuda_backend::cudarc::cublaslt::{Matmul, MatmulConfig};
+        use candle_core::cuda_backend::cudarc::cublaslt::MatmulConfig;
         let dev = x.device().clone();
         let (m, k) = xl.shape().dims2()?;
         let (n, k2) = wl.shape().dims2()?;
@@ -160,39 +160,38 @@ impl candle_core::CustomOp2 for LtMatmul {
             stride_bias: None,
             batch_size: None,
         };
+        let len = m * n;
         let out = match x.dtype() {
-            DType::BF16 => {
-                let (xs, ws) = (
-                    view(x.as_cuda_slice::<half::bf16>()?, xl, "matmul")?,
-                    view(w.as_cuda_slice::<half::bf16>()?, wl, "matmul")?,
-                );
-                // SAFETY: cuBLASLt writes all m·n outputs.
-                let mut out = unsafe { dev.alloc::<half::bf16>(m * n)? };
-                if m * n > 0 {
-                    // SAFETY: the layouts above describe exactly the buffers' shapes.
-                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }
-                        .map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-                }
-                <half::bf16 as CudaDType>::wrap_cuda_slice(out, dev.clone())
-            }
-            DType::F16 => {
-                let (xs, ws) = (
-                    view(x.as_cuda_slice::<half::f16>()?, xl, "matmul")?,
-                    view(w.as_cuda_slice::<half::f16>()?, wl, "matmul")?,
-                );
-                // SAFETY: cuBLASLt writes all m·n outputs.
-                let mut out = unsafe { dev.alloc::<half::f16>(m * n)? };
-                if m * n > 0 {
-                    // SAFETY: the layouts above describe exactly the buffers' shapes.
-                    unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }
-                        .map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
-                }
-                <half::f16 as CudaDType>::wrap_cuda_slice(out, dev.clone())
-            }
+            DType::BF16 => lt_run::<half::bf16>(&lt, &dev, cfg, (x, xl), (w, wl), len)?,
+            DType::F16 => lt_run::<half::f16>(&lt, &dev, cfg, (x, xl), (w, wl), len)?,
             other => candle_core::bail!("cuBLASLt matmul: bf16 or f16, found {other:?}"),
         };
         Ok((out, Shape::from((m, n))))
     }
+}
+
+/// One cuBLASLt product into a fresh `len`-element buffer (`cfg` describes `x`'s and `w`'s layouts).
+fn lt_run<T>(
+    lt: &candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT,
+    dev: &candle_core::CudaDevice,
+    cfg: candle_core::cuda_backend::cudarc::cublaslt::MatmulConfig,
+    (x, xl): (&CudaStorage, &Layout),
+    (w, wl): (&CudaStorage, &Layout),
+    len: usize,
+) -> CResult<CudaStorage>
+where
+    T: CudaDType + candle_core::cuda_backend::cudarc::driver::DeviceRepr,
+    candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT: candle_core::cuda_backend::cudarc::cublaslt::Matmul<T>,
+{
+    use candle_core::cuda_backend::cudarc::cublaslt::Matmul;
+    let (xs, ws) = (view(x.as_cuda_slice::<T>()?, xl, "matmul")?, view(w.as_cuda_slice::<T>()?, wl, "matmul")?);
+    // SAFETY: cuBLASLt writes all `len` outputs.
+    let mut out = unsafe { dev.alloc::<T>(len)? };
+    if len > 0 {
+        // SAFETY: `cfg` describes exactly these buffers' shapes and leading dimensions.
+        unsafe { lt.matmul(cfg, &ws, &xs, &mut out, None, None) }.map_err(|e| candle_core::Error::Cuda(Box::new(e)))?;
+    }
+    Ok(T::wrap_cuda_slice(out, dev.clone()))
 }
 
 /// `x Wᵀ` through cuBLASLt (bf16/f16 only): `x` `[m, k]`, `w` `[n, k]` as stored in the checkpoint.
