@@ -713,16 +713,16 @@ impl AttnPlan {
         let (_, hq, d) = q.dims3()?;
         let hkv = k.dim(1)?;
         let rep = hq / hkv;
+        let pick = |t: &Tensor, idx: &Option<Tensor>| -> Result<Tensor> {
+            Ok(match idx {
+                Some(i) => t.index_select(i, 0)?,
+                None => t.clone(),
+            })
+        };
+        let dev = q.device();
         let mut outs = Vec::with_capacity(self.buckets.len());
         for bk in &self.buckets {
             let b = bk.rows.len();
-            let pick = |t: &Tensor, idx: &Option<Tensor>| -> Result<Tensor> {
-                Ok(match idx {
-                    Some(i) => t.index_select(i, 0)?,
-                    None => t.clone(),
-                })
-            };
-            let dev = q.device();
             let qb = pick(q, &bk.q_idx)?;
             crate::profile::mark(dev, "attn: q gather");
             let qb = qb.reshape((b, bk.lq, hkv, rep, d))?;
@@ -733,7 +733,10 @@ impl AttnPlan {
             let kb = kb.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
             let vb = vb.reshape((b, bk.lk, hkv, d))?.permute((0, 2, 1, 3))?.contiguous()?;
             crate::profile::mark(dev, "attn: k/v permute");
-            outs.push(self.attend_bucket(bk, &qb, &kb, &vb, rep)?);
+            let o = self.attend_bucket(bk, &qb, &kb, &vb)?;
+            let o = o.reshape((b, hkv, rep, bk.lq, d))?.permute((0, 3, 1, 2, 4))?.contiguous()?;
+            crate::profile::mark(dev, "attn: out permute");
+            outs.push(o.reshape((b * bk.lq, hq, d))?);
         }
         self.gather(outs)
     }
@@ -768,31 +771,24 @@ impl AttnPlan {
             let kb = crate::cuda::attn_pack(&kp.0, kp.1, &kp.2, bk.k_idx.as_ref(), dummy, (b, bk.lk, hkv, 1, d))?;
             let vb = crate::cuda::attn_pack(&vp.0, vp.1, &vp.2, bk.k_idx.as_ref(), dummy, (b, bk.lk, hkv, 1, d))?;
             crate::profile::mark(dev, "attn: pack q/k/v");
-            let scores = qb.matmul(&kb.t()?)?; // [b, hkv, rep*lq, lk]
-            crate::profile::mark(dev, "attn: qk gemm");
-            let probs = self.masked_softmax(&scores, bk, 1.0 / (d as f64).sqrt())?;
-            crate::profile::mark(dev, "attn: softmax");
-            let o = probs.matmul(&vb)?; // [b, hkv, rep*lq, d]
-            crate::profile::mark(dev, "attn: pv gemm");
+            let o = self.attend_bucket(bk, &qb, &kb, &vb)?;
             outs.push(crate::cuda::attn_unpack(&o, (b, bk.lq, hkv, rep, d))?);
             crate::profile::mark(dev, "attn: unpack");
         }
         self.gather(outs).map(Some)
     }
 
-    /// One bucket: `qb` `[b, hkv, rep·lq, d]`, `kb`/`vb` `[b, hkv, lk, d]` → `[b·lq, hkv·rep, d]`.
-    fn attend_bucket(&self, bk: &Bucket, qb: &Tensor, kb: &Tensor, vb: &Tensor, rep: usize) -> Result<Tensor> {
-        let (b, hkv, _, d) = qb.dims4()?;
+    /// One bucket: `qb` `[b, hkv, rep·lq, d]`, `kb`/`vb` `[b, hkv, lk, d]` → `[b, hkv, rep·lq, d]`.
+    fn attend_bucket(&self, bk: &Bucket, qb: &Tensor, kb: &Tensor, vb: &Tensor) -> Result<Tensor> {
+        let d = qb.dim(3)?;
         let dev = qb.device();
         let scores = qb.matmul(&kb.t()?)?; // [b, hkv, rep*lq, lk]
         crate::profile::mark(dev, "attn: qk gemm");
         let probs = self.masked_softmax(&scores, bk, 1.0 / (d as f64).sqrt())?;
         crate::profile::mark(dev, "attn: softmax");
-        let o = probs.matmul(vb)?; // [b, hkv, rep*lq, d]
+        let o = probs.matmul(vb)?;
         crate::profile::mark(dev, "attn: pv gemm");
-        let o = o.reshape((b, hkv, rep, bk.lq, d))?.permute((0, 3, 1, 2, 4))?.contiguous()?;
-        crate::profile::mark(dev, "attn: out permute");
-        Ok(o.reshape((b * bk.lq, hkv * rep, d))?)
+        Ok(o)
     }
 
     /// Bucket outputs back into packed query order.

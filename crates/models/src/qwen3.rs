@@ -298,12 +298,6 @@ impl Qwen3 {
         crate::cuda::flash_attn(all, total, pre, m, (c.num_attention_heads, c.num_key_value_heads))
     }
 
-    #[cfg(not(feature = "cuda"))]
-    #[allow(clippy::too_many_arguments)]
-    fn flash_attend(&self, _: &FlashPlans, _: bool, _: &Tensor, _: usize, _: &[&PrefixKv], _: usize) -> Result<Tensor> {
-        Err(ModelError::input("attention", "the fused kernel (a `cuda` build)", "a CPU build"))
-    }
-
     fn run(&self, rows: &[Row<'_>], mut keep_kv: Option<&mut Vec<LayerKv>>, last_only: bool) -> Result<Tensor> {
         let c = &self.config;
         if rows.is_empty() {
@@ -437,6 +431,7 @@ impl Qwen3 {
             }
             // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
             let attn = match (&flash, &own_block) {
+                #[cfg(feature = "cuda")]
                 (Some(f), Some(all)) => self.flash_attend(f, only_last, all, total, &prefixes, li)?,
                 _ => {
                     let mut k_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].k.clone()).collect();
