@@ -1,0 +1,399 @@
+//! The in-memory index: graph, points by slot, live slots with their document ids, search strategies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hnsw_rs::hnsw::{Hnsw, Point};
+use serde::{Deserialize, Serialize};
+use sieve_core::DocId;
+
+use crate::distance::{dot, norm, normalize, UnitDot};
+use crate::{Result, VectorError};
+
+/// How similarity is measured. Both are served by one graph over unit vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Vectors (and queries) are L2-normalised on the way in; the similarity is their cosine.
+    #[default]
+    Cosine,
+    /// Inner product of vectors that are already unit length (as Qwen3-Embedding and MiniLM emit); a vector
+    /// whose norm is off by more than 1e-3 is refused rather than silently ranked wrong.
+    Dot,
+}
+
+/// Graph construction and search settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HnswParams {
+    pub metric: Metric,
+    /// Links per node on the upper layers (layer 0 keeps 2·M, as in hnswlib and faiss). 2..=255.
+    pub m: usize,
+    /// Candidate list size while inserting.
+    pub ef_construction: usize,
+    /// Default candidate list size while searching (a request may override it).
+    pub ef_search: usize,
+    /// At or below this many candidate vectors a search scans them exactly instead of walking the graph: the
+    /// result is exact and, at this size, no slower (BENCHMARKS.md, "HNSW").
+    pub exact_below: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams { metric: Metric::Cosine, m: 16, ef_construction: 200, ef_search: 64, exact_below: 5_000 }
+    }
+}
+
+impl HnswParams {
+    pub fn validate(self) -> Result<HnswParams> {
+        let bad = |name, expected, found: usize| VectorError::Param { name, expected, found: found.to_string() };
+        if !(2..=255).contains(&self.m) {
+            return Err(bad("m", "2..=255", self.m));
+        }
+        if self.ef_construction < self.m {
+            return Err(bad("ef_construction", "at least m", self.ef_construction));
+        }
+        if self.ef_search == 0 {
+            return Err(bad("ef_search", "at least 1", 0));
+        }
+        Ok(self)
+    }
+}
+
+/// One search over the index.
+#[derive(Debug, Clone, Copy)]
+pub struct VectorSearch<'a> {
+    pub k: usize,
+    /// Overrides [`HnswParams::ef_search`].
+    pub ef: Option<usize>,
+    /// Only these slots may be returned (sorted ascending; the filter's matches). `None`: every live slot.
+    pub only: Option<&'a [u64]>,
+    /// Scan every candidate exactly, whatever the size.
+    pub exact: bool,
+}
+
+impl VectorSearch<'_> {
+    pub fn new(k: usize) -> Self {
+        VectorSearch { k, ef: None, only: None, exact: false }
+    }
+}
+
+/// How a search was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SearchStrategy {
+    /// The graph, walked with this candidate list size.
+    Hnsw { ef: usize },
+    /// Every candidate compared with the query.
+    Exact { scanned: usize },
+}
+
+/// One nearest neighbour. `similarity` is the cosine (or dot product), higher is closer; `rank` is 1-based.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorHit {
+    pub slot: u64,
+    pub id: DocId,
+    pub similarity: f32,
+    pub rank: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct VectorResults {
+    pub hits: Vec<VectorHit>,
+    pub strategy: SearchStrategy,
+    /// Live vectors the search could return (after the filter).
+    pub candidates: usize,
+}
+
+/// The dense index. Every slot in the graph is either live (mapped to a document) or a tombstone.
+pub struct VectorIndex {
+    pub(crate) dim: usize,
+    pub(crate) params: HnswParams,
+    pub(crate) graph: Hnsw<'static, f32, UnitDot>,
+    /// Every point in the graph, live or not, by slot.
+    pub(crate) points: HashMap<u64, Arc<Point<'static, f32>>>,
+    /// Live slots and their documents.
+    pub(crate) live: HashMap<u64, DocId>,
+    pub(crate) max_slot: Option<u64>,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex")
+            .field("dim", &self.dim)
+            .field("params", &self.params)
+            .field("points", &self.points.len())
+            .field("live", &self.live.len())
+            .finish()
+    }
+}
+
+/// The graph's layer count cap (hnsw_rs's maximum).
+const MAX_LAYER: usize = 16;
+
+pub(crate) fn new_graph(params: &HnswParams, capacity: usize) -> Hnsw<'static, f32, UnitDot> {
+    Hnsw::new(params.m, capacity.max(1024), MAX_LAYER, params.ef_construction, UnitDot)
+}
+
+impl VectorIndex {
+    /// An empty index of `dim`-dimensional vectors.
+    pub fn new(dim: usize, params: HnswParams) -> Result<VectorIndex> {
+        let params = params.validate()?;
+        if dim == 0 {
+            return Err(VectorError::Param { name: "dim", expected: "at least 1", found: "0".into() });
+        }
+        Ok(VectorIndex {
+            dim,
+            params,
+            graph: new_graph(&params, 0),
+            points: HashMap::new(),
+            live: HashMap::new(),
+            max_slot: None,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Changes the search-time settings (`ef_search`, `exact_below`); the construction settings stay.
+    pub fn set_search_params(&mut self, ef_search: usize, exact_below: usize) {
+        self.params.ef_search = ef_search.max(1);
+        self.params.exact_below = exact_below;
+    }
+
+    /// Points in the graph, live or tombstoned.
+    pub fn points(&self) -> usize {
+        self.points.len()
+    }
+
+    /// Live vectors.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Tombstoned points (replaced or deleted documents still in the graph).
+    pub fn tombstones(&self) -> usize {
+        self.points.len() - self.points.keys().filter(|s| self.live.contains_key(s)).count()
+    }
+
+    /// The largest slot ever inserted.
+    pub fn max_slot(&self) -> Option<u64> {
+        self.max_slot
+    }
+
+    pub fn contains(&self, slot: u64) -> bool {
+        self.points.contains_key(&slot)
+    }
+
+    /// The stored (normalised) vector of a slot.
+    pub fn vector(&self, slot: u64) -> Option<&[f32]> {
+        self.points.get(&slot).map(|p| p.get_v())
+    }
+
+    /// Checks and prepares a vector for the graph: dimensions, finiteness, and unit length.
+    pub fn prepare(&self, slot: u64, mut v: Vec<f32>) -> Result<Vec<f32>> {
+        if v.len() != self.dim {
+            return Err(VectorError::Dimension { slot, expected: self.dim, found: v.len() });
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(VectorError::BadVector { slot, problem: "contains NaN or infinity".into() });
+        }
+        match self.params.metric {
+            Metric::Cosine => {
+                if !normalize(&mut v) {
+                    return Err(VectorError::BadVector { slot, problem: "is all zeros (no direction)".into() });
+                }
+            }
+            Metric::Dot => {
+                let n = norm(&v);
+                if (n - 1.0).abs() > 1e-3 {
+                    return Err(VectorError::BadVector {
+                        slot,
+                        problem: format!("has norm {n:.4}; the dot metric expects unit vectors (use cosine)"),
+                    });
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Inserts vectors (in parallel). Each slot must be new: a document's new version gets a new slot and the
+    /// old one becomes a tombstone through [`VectorIndex::set_live`]. Inserted slots are not live until then.
+    pub fn insert(&mut self, items: Vec<(u64, Vec<f32>)>) -> Result<()> {
+        let mut prepared = Vec::with_capacity(items.len());
+        for (slot, v) in items {
+            if self.points.contains_key(&slot) {
+                continue; // already in the graph (a catch-up that overlaps what the graph holds)
+            }
+            prepared.push((slot, self.prepare(slot, v)?));
+        }
+        if prepared.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<(&[f32], usize)> = prepared.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
+        self.graph.set_searching_mode(false);
+        if refs.len() >= 64 {
+            self.graph.parallel_insert_slice(&refs);
+        } else {
+            for r in refs {
+                self.graph.insert_slice(r);
+            }
+        }
+        self.graph.set_searching_mode(true);
+        let max = prepared.iter().map(|(s, _)| *s).max();
+        self.max_slot = self.max_slot.max(max);
+        self.reindex_points();
+        Ok(())
+    }
+
+    /// Rebuilds the slot → point table from the graph.
+    pub(crate) fn reindex_points(&mut self) {
+        self.points.clear();
+        if self.graph.get_nb_point() == 0 {
+            return;
+        }
+        for p in self.graph.get_point_indexation() {
+            self.points.insert(p.get_origin_id() as u64, p);
+        }
+    }
+
+    /// Declares which slots are live and which document each belongs to; every other point becomes a
+    /// tombstone. Returns the live slots that are missing from the graph (they need [`VectorIndex::insert`]).
+    pub fn set_live(&mut self, live: impl IntoIterator<Item = (u64, DocId)>) -> Vec<u64> {
+        self.live = live.into_iter().collect();
+        let mut missing: Vec<u64> = self.live.keys().filter(|s| !self.points.contains_key(s)).copied().collect();
+        missing.sort_unstable();
+        missing
+    }
+
+    /// Whether enough of the graph is tombstones that rebuilding it from the live vectors pays off (over a
+    /// fifth: searches then walk dead nodes and need a larger candidate list).
+    pub fn needs_compaction(&self) -> bool {
+        let dead = self.tombstones();
+        dead > 0 && dead * 5 > self.points.len()
+    }
+
+    /// Rebuilds the graph from the live vectors only, dropping every tombstone.
+    pub fn compact(&mut self) {
+        let mut items: Vec<(u64, Vec<f32>)> =
+            self.live.keys().filter_map(|s| self.points.get(s).map(|p| (*s, p.get_v().to_vec()))).collect();
+        items.sort_unstable_by_key(|(s, _)| *s);
+        self.graph = new_graph(&self.params, items.len());
+        self.points.clear();
+        let refs: Vec<(&[f32], usize)> = items.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
+        if !refs.is_empty() {
+            self.graph.parallel_insert_slice(&refs);
+        }
+        self.graph.set_searching_mode(true);
+        self.reindex_points();
+    }
+
+    /// The `k` nearest live vectors to `query` (among `only`, when given).
+    ///
+    /// Exact scan when the candidates number at most [`HnswParams::exact_below`] (or `exact`); otherwise the
+    /// graph, with the candidate list widened by how much of the graph the filter and the tombstones exclude
+    /// (a filter that keeps 1 % of the documents needs a ~100× wider walk to find k of them). If the walk still
+    /// finds fewer than k while at least k exist, the search falls back to the exact scan: a filter never
+    /// silently loses recall.
+    pub fn search(&self, query: &[f32], search: &VectorSearch<'_>) -> Result<VectorResults> {
+        if query.len() != self.dim {
+            return Err(VectorError::QueryDimension { expected: self.dim, found: query.len() });
+        }
+        let mut q = query.to_vec();
+        if !normalize(&mut q) {
+            return Err(VectorError::BadQuery { problem: "is all zeros, NaN or infinite".into() });
+        }
+        let only = search.only.map(|s| {
+            debug_assert!(s.windows(2).all(|w| w[0] < w[1]), "`only` must be sorted and distinct");
+            s
+        });
+        let candidates = match only {
+            Some(slots) => slots.iter().filter(|s| self.live.contains_key(s)).count(),
+            None => self.live.len(),
+        };
+        let k = search.k.min(candidates);
+        if k == 0 {
+            return Ok(VectorResults { hits: Vec::new(), strategy: SearchStrategy::Exact { scanned: 0 }, candidates });
+        }
+        if search.exact || candidates <= self.params.exact_below {
+            return Ok(self.exact(&q, k, only, candidates));
+        }
+        let base_ef = search.ef.unwrap_or(self.params.ef_search).max(k);
+        // widen by the fraction of graph points that may be returned
+        let widen = self.points.len() as f64 / candidates.max(1) as f64;
+        let ef = ((base_ef as f64 * widen).ceil() as usize).clamp(base_ef, self.points.len().max(base_ef));
+        if ef >= candidates {
+            // the walk would visit about as many nodes as a scan compares
+            return Ok(self.exact(&q, k, only, candidates));
+        }
+        let tombstones = self.live.len() != self.points.len();
+        let neighbours = match only {
+            None if !tombstones => self.graph.search(&q, k, ef),
+            None => {
+                let keep = |id: &usize| self.live.contains_key(&(*id as u64));
+                self.graph.search_filter(&q, k, ef, Some(&keep))
+            }
+            Some(slots) => {
+                let keep = |id: &usize| {
+                    let slot = *id as u64;
+                    slots.binary_search(&slot).is_ok() && self.live.contains_key(&slot)
+                };
+                self.graph.search_filter(&q, k, ef, Some(&keep))
+            }
+        };
+        if neighbours.len() < k {
+            return Ok(self.exact(&q, k, only, candidates));
+        }
+        let hits = neighbours
+            .into_iter()
+            .filter_map(|n| {
+                let slot = n.get_origin_id() as u64;
+                self.live.get(&slot).map(|id| (slot, id, 1.0 - n.get_distance()))
+            })
+            .take(k)
+            .enumerate()
+            .map(|(i, (slot, id, sim))| VectorHit { slot, id: id.clone(), similarity: sim, rank: i as u32 + 1 })
+            .collect();
+        Ok(VectorResults { hits, strategy: SearchStrategy::Hnsw { ef }, candidates })
+    }
+
+    /// Compares the query with every candidate; ties go to the smaller slot (the older document).
+    fn exact(&self, q: &[f32], k: usize, only: Option<&[u64]>, candidates: usize) -> VectorResults {
+        let mut scored: Vec<(f32, u64)> = Vec::with_capacity(candidates);
+        let mut score = |slot: u64| {
+            if let (Some(p), true) = (self.points.get(&slot), self.live.contains_key(&slot)) {
+                scored.push((dot(q, p.get_v()), slot));
+            }
+        };
+        match only {
+            Some(slots) => slots.iter().for_each(|&s| score(s)),
+            None => self.live.keys().for_each(|&s| score(s)),
+        }
+        let scanned = scored.len();
+        let order = |a: &(f32, u64), b: &(f32, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k - 1, order);
+            scored.truncate(k);
+        }
+        scored.sort_unstable_by(order);
+        let hits = scored
+            .into_iter()
+            .enumerate()
+            .map(|(i, (sim, slot))| VectorHit {
+                slot,
+                id: self.live[&slot].clone(),
+                similarity: sim,
+                rank: i as u32 + 1,
+            })
+            .collect();
+        VectorResults { hits, strategy: SearchStrategy::Exact { scanned }, candidates }
+    }
+}
