@@ -95,6 +95,27 @@ pub struct IndexSettings {
     pub boosts: FieldBoosts,
 }
 
+/// What a commit stores besides the documents: the ingest checkpoint and the next unused vector slot.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Payload {
+    checkpoint: Checkpoint,
+    next_slot: u64,
+}
+
+impl Payload {
+    fn parse(raw: Option<&str>) -> Payload {
+        raw.and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default()
+    }
+}
+
+/// A live document's embedding slot, and its vector when asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorEntry {
+    pub slot: u64,
+    pub id: DocId,
+    pub vector: Option<Vec<f32>>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
     format: String,
@@ -299,8 +320,85 @@ impl TextIndex {
 
     /// The ingest checkpoint stored with the last commit.
     pub fn checkpoint(&self) -> Result<Checkpoint, TextError> {
+        Ok(self.payload()?.checkpoint)
+    }
+
+    fn payload(&self) -> Result<Payload, TextError> {
         let metas = self.index.load_metas().map_err(engine("read commit"))?;
-        Ok(metas.payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default())
+        Ok(Payload::parse(metas.payload.as_deref()))
+    }
+
+    /// The last commit's generation (tantivy's opstamp): the stamp a derived structure such as the vector
+    /// graph records, to tell whether it reflects this commit.
+    pub fn generation(&self) -> Result<u64, TextError> {
+        Ok(self.index.load_metas().map_err(engine("read commit"))?.opstamp)
+    }
+
+    /// Every live document that has an embedding: its slot and id, and its stored vector where `want(slot)`
+    /// (as of the last [`TextIndex::reload`]). Sorted by slot.
+    pub fn vector_entries(&self, want: &dyn Fn(u64) -> bool) -> Result<Vec<VectorEntry>, TextError> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::new();
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let Some(vids) = segment.fast_fields().u64("_vid").ok() else { continue };
+            let ids = self.segment_ids(&searcher, ord as u32)?;
+            let store = if segment.num_docs() > 0 {
+                Some(segment.get_store_reader(64).map_err(io_engine("read documents"))?)
+            } else {
+                None
+            };
+            for doc in segment.doc_ids_alive() {
+                let Some(slot) = vids.first(doc) else { continue };
+                let corrupt = |message: String| TextError::CorruptDocument {
+                    address: format!("segment {ord}, doc {doc}"),
+                    message,
+                };
+                let id = ids.get(doc).ok_or_else(|| corrupt("document has no id".into()))?;
+                let id = DocId::parse(id, usize::MAX).map_err(|e| corrupt(e.to_string()))?;
+                let vector = if want(slot) {
+                    let store = store.as_ref().expect("a segment with live documents has a store");
+                    let stored: TantivyDocument = store.get(doc).map_err(engine("read document"))?;
+                    let bytes = stored
+                        .get_first(self.fields.vec)
+                        .and_then(|v| v.as_bytes())
+                        .ok_or_else(|| corrupt(format!("slot {slot} has no stored vector")))?;
+                    if bytes.len() % 4 != 0 {
+                        return Err(corrupt(format!("stored vector of {} bytes is not f32s", bytes.len())));
+                    }
+                    Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+                } else {
+                    None
+                };
+                out.push(VectorEntry { slot, id, vector });
+            }
+        }
+        out.sort_unstable_by_key(|e| e.slot);
+        Ok(out)
+    }
+
+    /// The embedding slots of the live documents that pass every filter, sorted (for filtered dense search).
+    pub fn filter_slots(&self, filters: &[Filter]) -> Result<Vec<u64>, TextError> {
+        let searcher = self.reader.searcher();
+        let q = filter::to_query(&self.fields, filters);
+        let bits = filter::matching_docs(&searcher, q.as_ref()).map_err(engine("filter"))?;
+        let mut slots = Vec::new();
+        for (segment, bits) in searcher.segment_readers().iter().zip(&bits) {
+            let Some(vids) = segment.fast_fields().u64("_vid").ok() else { continue };
+            for doc in segment.doc_ids_alive() {
+                if bits.contains(doc) {
+                    if let Some(slot) = vids.first(doc) {
+                        slots.push(slot);
+                    }
+                }
+            }
+        }
+        slots.sort_unstable();
+        Ok(slots)
+    }
+
+    /// The stored documents with these ids, in the same order (`None` where there is none).
+    pub fn get_many(&self, ids: &[DocId]) -> Result<Vec<Option<Document>>, TextError> {
+        ids.iter().map(|id| self.get(id.as_str())).collect()
     }
 
     /// Opens the single writer. Fails with [`TextError::Locked`] while another process writes.
@@ -313,11 +411,13 @@ impl TextIndex {
             }
             other => engine("open writer")(other),
         })?;
+        let payload = self.payload()?;
         Ok(TextWriter {
             writer,
             fields: self.fields,
             analyzer: self.analyzer.clone(),
-            checkpoint: self.checkpoint()?,
+            checkpoint: payload.checkpoint,
+            next_slot: payload.next_slot,
             analysis_threads: threads,
         })
     }
@@ -760,6 +860,8 @@ pub struct TextWriter {
     fields: Fields,
     analyzer: Analyzer,
     checkpoint: Checkpoint,
+    /// The slot the next embedding gets; committed with the documents, so a slot is never handed out twice.
+    next_slot: u64,
     /// Threads that analyze a batch in [`TextWriter::upsert_batch`].
     analysis_threads: usize,
 }
@@ -779,6 +881,19 @@ impl TextWriter {
     /// Upserts a batch of documents, analyzing them on the writer's threads (text analysis, not indexing, is
     /// what limits ingest speed). Documents are added in order, so the last of two equal ids wins.
     pub fn upsert_batch(&mut self, docs: &[Document]) -> Result<(), TextError> {
+        self.upsert_batch_with_vectors(docs, None)
+    }
+
+    /// Like [`TextWriter::upsert_batch`], storing each document's embedding with it under a fresh slot
+    /// (`vectors[i]` belongs to `docs[i]`).
+    pub fn upsert_batch_with_vectors(
+        &mut self,
+        docs: &[Document],
+        vectors: Option<&[Vec<f32>]>,
+    ) -> Result<(), TextError> {
+        if let Some(v) = vectors {
+            assert_eq!(v.len(), docs.len(), "one vector per document");
+        }
         let threads = self.analysis_threads.min(docs.len().div_ceil(64)).max(1);
         let (fields, analyzer) = (&self.fields, &self.analyzer);
         let converted: Vec<TantivyDocument> = if threads == 1 {
@@ -795,7 +910,13 @@ impl TextWriter {
                 handles.into_iter().flat_map(|h| h.join().expect("analysis thread panicked")).collect()
             })
         };
-        for (doc, tantivy_doc) in docs.iter().zip(converted) {
+        for (i, (doc, mut tantivy_doc)) in docs.iter().zip(converted).enumerate() {
+            if let Some(vectors) = vectors {
+                let bytes: Vec<u8> = vectors[i].iter().flat_map(|x| x.to_le_bytes()).collect();
+                tantivy_doc.add_u64(self.fields.vid, self.next_slot);
+                tantivy_doc.add_bytes(self.fields.vec, &bytes);
+                self.next_slot += 1;
+            }
             self.writer.delete_term(Term::from_field_text(self.fields.id, doc.id.as_str()));
             self.writer.add_document(tantivy_doc).map_err(engine("add document"))?;
         }
@@ -818,11 +939,17 @@ impl TextWriter {
         if let Some(cp) = checkpoint {
             self.checkpoint = cp;
         }
-        let payload = serde_json::to_string(&self.checkpoint).expect("checkpoint serializes");
+        let payload = Payload { checkpoint: self.checkpoint.clone(), next_slot: self.next_slot };
+        let payload = serde_json::to_string(&payload).expect("payload serializes");
         let mut prepared = self.writer.prepare_commit().map_err(engine("commit"))?;
         prepared.set_payload(&payload);
         prepared.commit().map_err(engine("commit"))?;
         Ok(())
+    }
+
+    /// The slot the next embedding will get.
+    pub fn next_slot(&self) -> u64 {
+        self.next_slot
     }
 
     /// Discards every change since the last commit.

@@ -308,3 +308,56 @@ fn pruned_top_k_equals_exhaustive_scoring() {
     }
     assert!(pruned_somewhere, "the test corpus must exercise pruning");
 }
+
+#[test]
+fn vectors_are_stored_with_their_documents_under_slots_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
+    let docs: Vec<Document> = [
+        json!({"id": "a", "title": "alpha", "brand": "Sony"}),
+        json!({"id": "b", "title": "beta", "brand": "Bose"}),
+        json!({"id": "c", "title": "gamma", "brand": "Sony"}),
+    ]
+    .into_iter()
+    .map(doc)
+    .collect();
+    let vectors = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.5, -0.25]];
+    let mut w = index.writer(opts()).unwrap();
+    w.upsert_batch_with_vectors(&docs, Some(&vectors)).unwrap();
+    w.upsert(&doc(json!({"id": "plain", "title": "no vector"}))).unwrap();
+    w.commit(None).unwrap();
+    let first_generation = index.generation().unwrap();
+    w.finish().unwrap();
+    index.reload().unwrap();
+    let entries = index.vector_entries(&|slot| slot == 2).unwrap();
+    let got: Vec<(u64, &str, Option<&Vec<f32>>)> =
+        entries.iter().map(|e| (e.slot, e.id.as_str(), e.vector.as_ref())).collect();
+    assert_eq!(got, vec![(0, "a", None), (1, "b", None), (2, "c", Some(&vec![0.5, -0.25]))]);
+    assert_eq!(index.filter_slots(&["brand=Sony".parse().unwrap()]).unwrap(), vec![0, 2]);
+
+    // A new writer continues after the committed slots; replacing "a" retires slot 0, deleting "b" slot 1.
+    let mut w = index.writer(opts()).unwrap();
+    assert_eq!(w.next_slot(), 3);
+    w.upsert_batch_with_vectors(&docs[..1], Some(&[vec![0.0, 2.0]])).unwrap();
+    w.delete(&docs[1].id);
+    w.commit(None).unwrap();
+    w.finish().unwrap();
+    index.reload().unwrap();
+    assert!(index.generation().unwrap() > first_generation);
+    let entries = index.vector_entries(&|_| true).unwrap();
+    let got: Vec<(u64, &str)> = entries.iter().map(|e| (e.slot, e.id.as_str())).collect();
+    assert_eq!(got, vec![(2, "c"), (3, "a")]);
+    assert_eq!(entries[1].vector, Some(vec![0.0, 2.0]));
+
+    // Slots handed out but never committed are not handed out again either way: the next writer starts
+    // after the last committed slot.
+    let mut w = index.writer(opts()).unwrap();
+    w.upsert_batch_with_vectors(&docs[2..], Some(&[vec![1.0, 1.0]])).unwrap();
+    w.rollback().unwrap();
+    drop(w);
+    let w = index.writer(opts()).unwrap();
+    assert_eq!(w.next_slot(), 4);
+    let found = index.get_many(&[docs[2].id.clone(), docs[1].id.clone()]).unwrap();
+    assert_eq!(found[0].as_ref().map(|d| d.id.as_str()), Some("c"));
+    assert!(found[1].is_none());
+}

@@ -7,7 +7,7 @@ use tantivy::schema::{
 
 /// Bumped whenever the schema or the analysis changes incompatibly; an index records the version it was built
 /// with and refuses to open under another.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Handles to every field of the schema.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,10 @@ pub(crate) struct Fields {
     pub category: Field,
     pub price: Field,
     pub published_at: Field,
+    /// The slot of the document's embedding (absent when it has none); slots are never reused.
+    pub vid: Field,
+    /// The embedding, little-endian f32, stored so that a graph rebuild never re-runs the model.
+    pub vec: Field,
 }
 
 /// The analyzed fields BM25 scores, in the order of their boosts.
@@ -58,6 +62,8 @@ pub(crate) fn build() -> (Schema, Fields) {
             "published_at",
             DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Seconds),
         ),
+        vid: s.add_u64_field("_vid", NumericOptions::default().set_fast()),
+        vec: s.add_bytes_field("_vec", STORED),
     };
     (s.build(), fields)
 }
