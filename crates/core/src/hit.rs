@@ -15,12 +15,45 @@ pub struct Hit {
     pub document: Option<Document>,
 }
 
-/// Every stage's score for one hit. A stage that did not run (or did not retrieve this document) is `None`;
-/// later stages (dense similarity, fusion, rerank) add their own fields here.
+/// Every stage's score for one hit. A stage that did not run (or did not retrieve this document) is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScoreBreakdown {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bm25: Option<Bm25Score>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseScore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused: Option<FusedScore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<RerankScore>,
+    /// How long each stage of the request took (present when the request asked for an explanation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Vec<StageTiming>>,
+}
+
+/// The dense leg's evidence: cosine similarity (or dot product) to the query and rank in the dense list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseScore {
+    pub similarity: f32,
+    pub rank: u32,
+}
+
+/// The fused first-stage score, its rank in the fused list, and the method (`rrf` or `linear`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusedScore {
+    pub score: f32,
+    pub rank: u32,
+    pub method: String,
+}
+
+/// The cross-encoder's verdict: `score` is the probability of relevance (thresholdable), `raw` the logit
+/// difference it came from; `cached` says it came from the score cache instead of the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RerankScore {
+    pub score: f32,
+    pub raw: f32,
+    pub rank: u32,
+    pub cached: bool,
 }
 
 /// The BM25 leg's evidence: the total, its rank in the BM25 list, and the part each field contributed.

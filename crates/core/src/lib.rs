@@ -17,4 +17,4 @@ mod hit;
 pub use checkpoint::{Checkpoint, SourceProgress};
 pub use document::{Category, DocId, Document, DocumentError, Lang, Limits, Timestamp, KNOWN_FIELDS};
 pub use filter::{Filter, FilterError, RangeField, RangeValue, TermField};
-pub use hit::{Bm25Score, Hit, ScoreBreakdown, StageTiming};
+pub use hit::{Bm25Score, DenseScore, FusedScore, Hit, RerankScore, ScoreBreakdown, StageTiming};

@@ -670,7 +670,7 @@ impl TextIndex {
                 id,
                 rank,
                 score: r.score,
-                scores: ScoreBreakdown { bm25: Some(Bm25Score { score: r.score, rank, fields }) },
+                scores: ScoreBreakdown { bm25: Some(Bm25Score { score: r.score, rank, fields }), ..Default::default() },
                 document,
             });
         }
@@ -885,11 +885,11 @@ impl TextWriter {
     }
 
     /// Like [`TextWriter::upsert_batch`], storing each document's embedding with it under a fresh slot
-    /// (`vectors[i]` belongs to `docs[i]`).
+    /// (`vectors[i]` belongs to `docs[i]`; `None` for a document without one).
     pub fn upsert_batch_with_vectors(
         &mut self,
         docs: &[Document],
-        vectors: Option<&[Vec<f32>]>,
+        vectors: Option<&[Option<Vec<f32>>]>,
     ) -> Result<(), TextError> {
         if let Some(v) = vectors {
             assert_eq!(v.len(), docs.len(), "one vector per document");
@@ -911,8 +911,8 @@ impl TextWriter {
             })
         };
         for (i, (doc, mut tantivy_doc)) in docs.iter().zip(converted).enumerate() {
-            if let Some(vectors) = vectors {
-                let bytes: Vec<u8> = vectors[i].iter().flat_map(|x| x.to_le_bytes()).collect();
+            if let Some(Some(vector)) = vectors.map(|v| &v[i]) {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
                 tantivy_doc.add_u64(self.fields.vid, self.next_slot);
                 tantivy_doc.add_bytes(self.fields.vec, &bytes);
                 self.next_slot += 1;

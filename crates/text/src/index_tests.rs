@@ -321,10 +321,11 @@ fn vectors_are_stored_with_their_documents_under_slots_never_reused() {
     .into_iter()
     .map(doc)
     .collect();
-    let vectors = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.5, -0.25]];
+    let vectors = vec![Some(vec![1.0, 0.0]), Some(vec![0.0, 1.0]), Some(vec![0.5, -0.25])];
     let mut w = index.writer(opts()).unwrap();
     w.upsert_batch_with_vectors(&docs, Some(&vectors)).unwrap();
     w.upsert(&doc(json!({"id": "plain", "title": "no vector"}))).unwrap();
+    w.upsert_batch_with_vectors(&[doc(json!({"id": "empty"}))], Some(&[None])).unwrap();
     w.commit(None).unwrap();
     let first_generation = index.generation().unwrap();
     w.finish().unwrap();
@@ -338,7 +339,7 @@ fn vectors_are_stored_with_their_documents_under_slots_never_reused() {
     // A new writer continues after the committed slots; replacing "a" retires slot 0, deleting "b" slot 1.
     let mut w = index.writer(opts()).unwrap();
     assert_eq!(w.next_slot(), 3);
-    w.upsert_batch_with_vectors(&docs[..1], Some(&[vec![0.0, 2.0]])).unwrap();
+    w.upsert_batch_with_vectors(&docs[..1], Some(&[Some(vec![0.0, 2.0])])).unwrap();
     w.delete(&docs[1].id);
     w.commit(None).unwrap();
     w.finish().unwrap();
@@ -352,7 +353,7 @@ fn vectors_are_stored_with_their_documents_under_slots_never_reused() {
     // Slots handed out but never committed are not handed out again either way: the next writer starts
     // after the last committed slot.
     let mut w = index.writer(opts()).unwrap();
-    w.upsert_batch_with_vectors(&docs[2..], Some(&[vec![1.0, 1.0]])).unwrap();
+    w.upsert_batch_with_vectors(&docs[2..], Some(&[Some(vec![1.0, 1.0])])).unwrap();
     w.rollback().unwrap();
     drop(w);
     let w = index.writer(opts()).unwrap();

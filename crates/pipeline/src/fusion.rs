@@ -1,0 +1,174 @@
+//! Fusion of ranked lists: pure functions, no engine types.
+//!
+//! Both functions take lists in rank order (best first) and return one list sorted by fused score, best
+//! first. Ties are broken by the best rank the item reached in any list, then by the list order (earlier
+//! lists first), then by position, so the output is deterministic.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Weighted reciprocal rank fusion (Cormack, Clarke & Büttcher, "Reciprocal Rank Fusion outperforms
+/// Condorcet and individual Rank Learning Methods", SIGIR 2009):
+///
+/// `score(d) = Σ_i w_i / (k + rank_i(d))`, ranks 1-based, summed over the lists that contain `d`.
+///
+/// `k` (60 in the paper and in Elasticsearch, OpenSearch and Qdrant) damps the weight of the very top ranks.
+/// Only ranks matter, so the legs' incomparable score scales (BM25's unbounded sums, cosine similarities)
+/// need no calibration.
+pub fn rrf<K: Clone + Eq + Hash>(lists: &[(f32, &[K])], k: f32) -> Vec<(K, f32)> {
+    let mut acc = Accumulator::default();
+    for (list_index, (weight, items)) in lists.iter().enumerate() {
+        for (pos, item) in items.iter().enumerate() {
+            acc.add(item, weight / (k + pos as f32 + 1.0), list_index, pos);
+        }
+    }
+    acc.finish()
+}
+
+/// Normalised linear combination (the "convex combination" of Bruch, Gai & Ingber, "An Analysis of Fusion
+/// Functions for Hybrid Retrieval", TOIS 2023):
+///
+/// `score(d) = Σ_i w_i · (s_i(d) − min_i) / (max_i − min_i)`, with min/max taken over list `i`; a list whose
+/// scores are all equal maps them to 1; a document missing from a list gets 0 from it.
+///
+/// Unlike RRF it keeps how far apart the scores are, at the price of depending on each list's score range.
+pub fn linear<K: Clone + Eq + Hash>(lists: &[(f32, &[(K, f32)])]) -> Vec<(K, f32)> {
+    let mut acc = Accumulator::default();
+    for (list_index, (weight, items)) in lists.iter().enumerate() {
+        let (lo, hi) =
+            items.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (_, s)| (lo.min(*s), hi.max(*s)));
+        for (pos, (item, s)) in items.iter().enumerate() {
+            let norm = if hi > lo { (s - lo) / (hi - lo) } else { 1.0 };
+            acc.add(item, weight * norm, list_index, pos);
+        }
+    }
+    acc.finish()
+}
+
+/// Sums contributions per item and remembers the best (position, list) seen, for tie-breaking.
+struct Accumulator<K> {
+    items: Vec<(K, f32, (usize, usize))>,
+    index: HashMap<K, usize>,
+}
+
+impl<K> Default for Accumulator<K> {
+    fn default() -> Self {
+        Accumulator { items: Vec::new(), index: HashMap::new() }
+    }
+}
+
+impl<K: Clone + Eq + Hash> Accumulator<K> {
+    fn add(&mut self, item: &K, contribution: f32, list: usize, pos: usize) {
+        match self.index.get(item) {
+            Some(&i) => {
+                let entry = &mut self.items[i];
+                entry.1 += contribution;
+                entry.2 = entry.2.min((pos, list));
+            }
+            None => {
+                self.index.insert(item.clone(), self.items.len());
+                self.items.push((item.clone(), contribution, (pos, list)));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<(K, f32)> {
+        self.items.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+        self.items.into_iter().map(|(k, s, _)| (k, s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn rrf_table() {
+        // (lists, k, expected fused order with scores), each score computed by hand
+        let bm25 = ["a", "b", "c"];
+        let dense = ["c", "a", "d"];
+        let cases: Vec<(Vec<(f32, &[&str])>, f32, Vec<(&str, f32)>)> = vec![
+            // a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62, d: 1/63
+            (
+                vec![(1.0, &bm25[..]), (1.0, &dense[..])],
+                60.0,
+                vec![
+                    ("a", 1.0 / 61.0 + 1.0 / 62.0),
+                    ("c", 1.0 / 63.0 + 1.0 / 61.0),
+                    ("b", 1.0 / 62.0),
+                    ("d", 1.0 / 63.0),
+                ],
+            ),
+            // weights: dense counts double; c: 1/63 + 2/61 beats a: 1/61 + 2/62
+            (
+                vec![(1.0, &bm25[..]), (2.0, &dense[..])],
+                60.0,
+                vec![
+                    ("c", 1.0 / 63.0 + 2.0 / 61.0),
+                    ("a", 1.0 / 61.0 + 2.0 / 62.0),
+                    ("d", 2.0 / 63.0),
+                    ("b", 1.0 / 62.0),
+                ],
+            ),
+            // k = 0: plain reciprocal ranks (a: 1/1 + 1/2, c: 1/3 + 1/1)
+            (
+                vec![(1.0, &bm25[..]), (1.0, &dense[..])],
+                0.0,
+                vec![("a", 1.0 + 0.5), ("c", 1.0 / 3.0 + 1.0), ("b", 0.5), ("d", 1.0 / 3.0)],
+            ),
+            // a leg switched off (weight 0) leaves the other's order
+            (
+                vec![(1.0, &bm25[..]), (0.0, &dense[..])],
+                60.0,
+                vec![("a", 1.0 / 61.0), ("b", 1.0 / 62.0), ("c", 1.0 / 63.0), ("d", 0.0)],
+            ),
+            // one list only
+            (vec![(1.0, &dense[..])], 60.0, vec![("c", 1.0 / 61.0), ("a", 1.0 / 62.0), ("d", 1.0 / 63.0)]),
+            // nothing
+            (vec![], 60.0, vec![]),
+        ];
+        for (i, (lists, k, expected)) in cases.into_iter().enumerate() {
+            let got = rrf(&lists, k);
+            assert_eq!(got.len(), expected.len(), "case {i}");
+            for ((gk, gs), (ek, es)) in got.iter().zip(&expected) {
+                assert_eq!(gk, ek, "case {i}: {got:?}");
+                assert!(close(*gs, *es), "case {i}: {gk} {gs} vs {es}");
+            }
+        }
+    }
+
+    #[test]
+    fn rrf_ties_go_to_the_better_single_rank_then_the_earlier_list() {
+        // x is 1st in list 0 and 3rd in list 1; y is 2nd in both: equal sums only if k makes them so; use two
+        // lists where items swap places exactly.
+        let l0 = ["x", "y"];
+        let l1 = ["y", "x"];
+        let got = rrf(&[(1.0, &l0[..]), (1.0, &l1[..])], 60.0);
+        assert!(close(got[0].1, got[1].1));
+        assert_eq!(got[0].0, "x", "both reached rank 1; list 0 comes first");
+    }
+
+    #[test]
+    fn linear_table() {
+        let bm25 = [("a", 12.0), ("b", 8.0), ("c", 2.0)];
+        let dense = [("c", 0.9), ("a", 0.5), ("d", 0.4)];
+        let cases: Vec<(Vec<(f32, &[(&str, f32)])>, Vec<(&str, f32)>)> = vec![
+            // bm25 norm: a 1, b 0.6, c 0; dense norm: c 1, a 0.2, d 0
+            (vec![(0.5, &bm25[..]), (0.5, &dense[..])], vec![("a", 0.6), ("c", 0.5), ("b", 0.3), ("d", 0.0)]),
+            (vec![(0.2, &bm25[..]), (0.8, &dense[..])], vec![("c", 0.8), ("a", 0.36), ("b", 0.12), ("d", 0.0)]),
+            // equal scores map to 1
+            (vec![(1.0, &[("p", 3.0), ("q", 3.0)][..])], vec![("p", 1.0), ("q", 1.0)]),
+        ];
+        for (i, (lists, expected)) in cases.into_iter().enumerate() {
+            let got = linear(&lists);
+            for ((gk, gs), (ek, es)) in got.iter().zip(&expected) {
+                assert_eq!(gk, ek, "case {i}: {got:?}");
+                assert!(close(*gs, *es), "case {i}: {gk} {gs} vs {es}");
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `sieve-pipeline`: the two-stage search. BM25 ([`sieve_text`]) and dense recall ([`sieve_vector`]) run
+//! concurrently, their lists are fused ([`fusion`]), the top window is rescored by the cross-encoder through
+//! a model [`worker`] thread with a score [`cache`], and every hit carries the evidence of every stage.
+//!
+//! Key design decisions: the fused order is always a valid answer, so a reranker that is slow, failing or
+//! absent *degrades* a response (`degraded: true` with the reason) instead of failing it; models run on
+//! their own threads and batch whatever requests are waiting; the final score of a reranked hit is the
+//! cross-encoder's probability, which a client can threshold; the fusion formulas are pure functions.
+
+pub mod cache;
+mod engine;
+pub mod fusion;
+pub mod worker;
+
+pub use cache::{CacheError, CacheKey, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
+pub use engine::{
+    doc_text, CacheReport, DenseReport, Engine, EngineOptions, EngineSink, Fusion, Legs, RerankRequest, SearchRequest,
+    SearchResponse, SyncReport, VectorSettings, MAX_DEPTH,
+};
+pub use worker::{Worker, WorkerError};
+
+/// Errors of the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Text(#[from] sieve_text::TextError),
+    #[error(transparent)]
+    Vector(#[from] sieve_vector::VectorError),
+    #[error(transparent)]
+    Model(#[from] sieve_models::ModelError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    #[error("invalid request: `{field}` expected {expected}, found {found}")]
+    BadRequest { field: &'static str, expected: &'static str, found: String },
+    #[error("dense search unavailable: {reason}")]
+    DenseUnavailable { reason: String },
+    #[error("{what} differ: the index has {index}, given {given}")]
+    Mismatch { what: String, index: String, given: String },
+    #[error("{path}: invalid settings: {message}")]
+    Config { path: String, message: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+#[cfg(test)]
+mod tests;

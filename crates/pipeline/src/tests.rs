@@ -1,0 +1,397 @@
+//! Engine tests with small deterministic stand-in models: a bag-of-words embedder that knows a few synonyms
+//! (so dense recall finds what BM25 cannot) and rerankers that are good, slow, failing or panicking.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sieve_core::{Document, Limits};
+use sieve_ingest::BatchSink;
+use sieve_models::{EmbedInput, EmbedOptions, Embedder, Embeddings, ModelError, ModelInfo, RerankInput, Reranker};
+use sieve_text::{IndexSettings, TextIndex, WriterOptions};
+use sieve_vector::{HnswParams, SearchStrategy};
+
+use crate::*;
+
+const DIM: usize = 32;
+
+fn info(role: &str) -> ModelInfo {
+    ModelInfo {
+        path: "test".into(),
+        architecture: "test".into(),
+        role: role.into(),
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        hidden_size: DIM,
+        max_length: 512,
+        non_embedding_params: 0,
+        fallback: None,
+    }
+}
+
+/// Hashed bag of words; synonyms share a bucket.
+struct WordsEmbedder {
+    info: ModelInfo,
+    calls: Arc<AtomicUsize>,
+}
+
+fn canonical(word: &str) -> &str {
+    match word {
+        "notebook" | "laptop" => "laptop",
+        "headphones" | "earphones" | "headset" => "headphones",
+        other => other,
+    }
+}
+
+fn embed_text(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; DIM];
+    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let h = xxhash_rust::xxh3::xxh3_64(canonical(w).as_bytes());
+        v[(h % DIM as u64) as usize] += 1.0;
+    }
+    if v.iter().all(|x| *x == 0.0) {
+        v[0] = 1.0;
+    }
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+impl Embedder for WordsEmbedder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn embed(&self, inputs: &[EmbedInput<'_>], _: &EmbedOptions) -> sieve_models::Result<Embeddings> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let vectors: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|i| match i {
+                EmbedInput::Query { text, .. } | EmbedInput::Document(text) => embed_text(text),
+            })
+            .collect();
+        let n = vectors.len();
+        Ok(Embeddings { vectors, tokens: vec![1; n], truncated: vec![false; n] })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Scores by how many query words the document contains.
+    Good,
+    Slow,
+    Fail,
+    Panic,
+}
+
+struct FakeReranker {
+    info: ModelInfo,
+    behaviour: Behaviour,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Reranker for FakeReranker {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn rerank(&self, batch: &[RerankInput<'_>]) -> sieve_models::Result<Vec<Vec<sieve_models::RerankScore>>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.behaviour {
+            Behaviour::Slow => std::thread::sleep(Duration::from_millis(400)),
+            Behaviour::Fail => {
+                return Err(ModelError::Device {
+                    requested: "cpu".into(),
+                    reason: "the model ran out of memory".into(),
+                })
+            }
+            Behaviour::Panic => panic!("CUDA error"),
+            Behaviour::Good => {}
+        }
+        Ok(batch
+            .iter()
+            .map(|input| {
+                let words: Vec<String> = input.query.to_lowercase().split_whitespace().map(String::from).collect();
+                input
+                    .documents
+                    .iter()
+                    .map(|d| {
+                        let d = d.to_lowercase();
+                        // "reviews" in a document makes it the most relevant: an order BM25 would not give
+                        let hits = words.iter().filter(|w| d.contains(w.as_str())).count() as f32
+                            + if d.contains("reviews") { 5.0 } else { 0.0 };
+                        let raw = hits - 2.0;
+                        sieve_models::RerankScore {
+                            score: 1.0 / (1.0 + (-raw).exp()),
+                            raw,
+                            tokens: d.len(),
+                            truncated: false,
+                        }
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+fn doc(v: serde_json::Value) -> Document {
+    Document::from_json(v, &Limits::default()).unwrap()
+}
+
+fn corpus() -> Vec<Document> {
+    [
+        json!({"id": "p1", "title": "Lenovo ThinkPad laptop 14 inch", "body": "business laptop", "brand": "Lenovo", "price": 900.0}),
+        json!({"id": "p2", "title": "Dell XPS 13 notebook", "body": "ultrabook with reviews from owners", "brand": "Dell", "price": 1200.0}),
+        json!({"id": "p3", "title": "Sony WH-1000XM4 headphones", "body": "noise cancelling", "brand": "Sony", "price": 300.0}),
+        json!({"id": "p4", "title": "Bose QuietComfort earphones", "body": "wireless", "brand": "Bose", "price": 250.0}),
+        json!({"id": "p5", "title": "Laptop sleeve 13 inch", "body": "neoprene bag for a laptop", "brand": "Generic", "price": 20.0}),
+        json!({"id": "p6", "title": "USB-C charger", "body": "65W power adapter for laptop and phone", "brand": "Anker", "price": 40.0}),
+    ]
+    .into_iter()
+    .map(doc)
+    .collect()
+}
+
+struct Models {
+    embed_calls: Arc<AtomicUsize>,
+    rerank_calls: Arc<AtomicUsize>,
+}
+
+fn options(behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCache>) -> (EngineOptions, Models) {
+    let embed_calls = Arc::new(AtomicUsize::new(0));
+    let rerank_calls = Arc::new(AtomicUsize::new(0));
+    let embedder: Box<dyn Embedder> = Box::new(WordsEmbedder { info: info("embedder"), calls: embed_calls.clone() });
+    let reranker = behaviour.map(|b| {
+        let r: Box<dyn Reranker> =
+            Box::new(FakeReranker { info: info("reranker"), behaviour: b, calls: rerank_calls.clone() });
+        ("fake-reranker".to_owned(), r)
+    });
+    let opts = EngineOptions {
+        embedder: Some(embedder),
+        reranker,
+        cache,
+        rerank_timeout: Duration::from_millis(150),
+        ..EngineOptions::default()
+    };
+    (opts, Models { embed_calls, rerank_calls })
+}
+
+fn wopts() -> WriterOptions {
+    WriterOptions { threads: 1, memory_bytes: 20 << 20 }
+}
+
+/// Creates an index in `dir` with the corpus ingested through the engine (embeddings included).
+fn build(dir: &Path, behaviour: Option<Behaviour>) -> (Engine, Models) {
+    let text = TextIndex::create(dir, IndexSettings::default()).unwrap();
+    let (opts, models) = options(behaviour, Arc::new(LruScoreCache::new(100)));
+    let mut engine = Engine::from_parts(Some(dir.to_path_buf()), text, None, opts).unwrap();
+    engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
+    let mut sink = engine.sink(wopts()).unwrap();
+    sink.upsert(&corpus()).unwrap();
+    sink.commit(Default::default()).unwrap();
+    sink.finish().unwrap();
+    let report = engine.sync_vectors().unwrap();
+    assert_eq!((report.inserted, report.live, report.saved), (6, 6, true));
+    (engine, models)
+}
+
+fn ids(res: &SearchResponse) -> Vec<&str> {
+    res.hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+#[test]
+fn hybrid_recall_fuses_both_legs_and_explains_every_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = build(dir.path(), None);
+    // BM25 alone cannot find "notebook" documents for "laptop"? It can't find p2 (which says notebook).
+    let mut bm25_only = SearchRequest::new("laptop");
+    bm25_only.legs = Legs { bm25: true, dense: false };
+    let bm25 = engine.search(&bm25_only).unwrap();
+    assert!(!ids(&bm25).contains(&"p2"), "{:?}", ids(&bm25));
+    assert!(bm25.hits.iter().all(|h| h.scores.dense.is_none() && h.scores.fused.is_none()));
+
+    let hybrid = engine.search(&SearchRequest::new("laptop")).unwrap();
+    assert!(!hybrid.degraded, "{:?}", hybrid.reasons);
+    assert!(ids(&hybrid).contains(&"p2"), "dense recall adds the synonym match: {:?}", ids(&hybrid));
+    let p1 = hybrid.hits.iter().find(|h| h.id.as_str() == "p1").unwrap();
+    let (b, d, f) =
+        (p1.scores.bm25.as_ref().unwrap(), p1.scores.dense.as_ref().unwrap(), p1.scores.fused.as_ref().unwrap());
+    // the fused score is exactly the RRF formula over the two ranks
+    let expected = 1.0 / (60.0 + b.rank as f32) + 1.0 / (60.0 + d.rank as f32);
+    assert!((f.score - expected).abs() < 1e-6 && f.method == "rrf");
+    assert_eq!(p1.score, f.score);
+    assert!(hybrid.hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(hybrid.hits.iter().all(|h| h.document.is_some()));
+    let stages: Vec<&str> = hybrid.timings.iter().map(|t| t.stage.as_str()).collect();
+    for s in ["bm25", "embed", "ann", "fuse", "total"] {
+        assert!(stages.contains(&s), "{stages:?}");
+    }
+    assert!(matches!(hybrid.dense.as_ref().unwrap().strategy, SearchStrategy::Exact { scanned: 6 }));
+
+    // dense only, with a filter applied to the dense leg too
+    let mut dense = SearchRequest::new("laptop");
+    dense.legs = Legs { bm25: false, dense: true };
+    dense.filters = vec!["price>=500".parse().unwrap()];
+    let res = engine.search(&dense).unwrap();
+    assert_eq!(ids(&res).iter().copied().collect::<std::collections::BTreeSet<_>>(), ["p1", "p2"].into());
+    assert!(res.hits[0].scores.dense.as_ref().unwrap().similarity > 0.0);
+
+    // explain attaches the timings to each hit; linear fusion is available per request
+    let mut linear = SearchRequest::new("laptop");
+    linear.fusion = Fusion::Linear { bm25_weight: 0.5, dense_weight: 0.5 };
+    linear.explain = true;
+    let res = engine.search(&linear).unwrap();
+    assert_eq!(res.hits[0].scores.fused.as_ref().unwrap().method, "linear");
+    assert!(res.hits[0].scores.timings.as_ref().is_some_and(|t| !t.is_empty()));
+    assert!(res.hits[0].score <= 1.0 + 1e-6);
+}
+
+#[test]
+fn reranking_orders_the_window_by_probability_and_caches_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, models) = build(dir.path(), Some(Behaviour::Good));
+    let mut req = SearchRequest::new("laptop");
+    req.rerank = Some(RerankRequest::default());
+    let res = engine.search(&req).unwrap();
+    assert!(!res.degraded, "{:?}", res.reasons);
+    // p2 mentions reviews: the (fake) cross-encoder puts it first although fusion did not
+    assert_eq!(res.hits[0].id.as_str(), "p2");
+    let top = &res.hits[0].scores.rerank.as_ref().unwrap();
+    assert_eq!((top.rank, top.cached), (1, false));
+    assert_eq!(res.hits[0].score, top.score, "the final score is the reranker's probability");
+    assert!(res.hits.iter().all(|h| (0.0..=1.0).contains(&h.score)));
+    assert!(res.hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(res.cache.as_ref().unwrap().misses, res.hits.len());
+    assert_eq!(models.rerank_calls.load(Ordering::SeqCst), 1);
+
+    // the same request again: every score from the cache, the model untouched, same answer
+    let again = engine.search(&req).unwrap();
+    assert_eq!(ids(&again), ids(&res));
+    assert_eq!(again.cache.as_ref().unwrap().hits, res.hits.len());
+    assert!(again.hits.iter().all(|h| h.scores.rerank.as_ref().unwrap().cached));
+    assert_eq!(models.rerank_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(again.hits[0].score, res.hits[0].score);
+}
+
+fn assert_degraded_to_fused(engine: &Engine, expect_reason: &str) {
+    let mut plain = SearchRequest::new("laptop");
+    let fused = engine.search(&plain).unwrap();
+    plain.rerank = Some(RerankRequest::default());
+    let res = engine.search(&plain).unwrap();
+    assert!(res.degraded);
+    assert!(res.reasons.iter().any(|r| r.contains(expect_reason)), "{:?}", res.reasons);
+    assert_eq!(ids(&res), ids(&fused), "a degraded response is the fused order");
+    assert!(res.hits.iter().all(|h| h.scores.rerank.is_none()));
+    assert_eq!(res.hits[0].score, fused.hits[0].score);
+}
+
+#[test]
+fn a_slow_failing_panicking_or_missing_reranker_degrades_never_errors() {
+    for (behaviour, reason) in [
+        (Some(Behaviour::Slow), "did not answer within 150 ms"),
+        (Some(Behaviour::Fail), "ran out of memory"),
+        (Some(Behaviour::Panic), "panicked: CUDA error"),
+        (None, "no reranker is loaded"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = build(dir.path(), behaviour);
+        assert_degraded_to_fused(&engine, reason);
+        // and the engine keeps answering afterwards
+        assert!(!engine.search(&SearchRequest::new("headphones")).unwrap().degraded);
+    }
+}
+
+#[test]
+fn a_dead_cache_costs_nothing_but_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener); // nothing listens there
+    let text = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
+    let cache: Arc<dyn ScoreCache> = Arc::new(RedisScoreCache::new(&addr.to_string(), Duration::from_millis(100), 60));
+    let (opts, models) = options(Some(Behaviour::Good), cache);
+    let mut engine = Engine::from_parts(Some(dir.path().to_path_buf()), text, None, opts).unwrap();
+    engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
+    let mut sink = engine.sink(wopts()).unwrap();
+    sink.upsert(&corpus()).unwrap();
+    sink.commit(Default::default()).unwrap();
+    sink.finish().unwrap();
+    engine.sync_vectors().unwrap();
+    let mut req = SearchRequest::new("laptop");
+    req.rerank = Some(RerankRequest::default());
+    let res = engine.search(&req).unwrap();
+    assert!(!res.degraded, "{:?}", res.reasons);
+    assert_eq!(res.hits[0].id.as_str(), "p2");
+    assert!(res.cache.as_ref().unwrap().error.as_ref().unwrap().contains("unavailable"));
+    assert_eq!(models.rerank_calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_graph_follows_the_bm25_commit_across_reopen_deletes_and_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, models) = build(dir.path(), None);
+    assert_eq!(models.embed_calls.load(Ordering::SeqCst), 1);
+    drop(engine);
+
+    // Reopen: the saved graph is current; nothing is inserted, nothing re-embedded.
+    let (opts, models) = options(None, Arc::new(LruScoreCache::new(10)));
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    assert_eq!(engine.vector_count(), 6);
+    let report = engine.sync_vectors().unwrap();
+    assert_eq!((report.inserted, report.saved, report.rebuilt), (0, false, false));
+    assert_eq!(models.embed_calls.load(Ordering::SeqCst), 0);
+
+    // Delete p2 and replace p1, committed but the graph not synced: a "crash" before the graph was saved.
+    {
+        let mut sink = engine.sink(wopts()).unwrap();
+        sink.upsert(&[doc(json!({"id": "p1", "title": "Lenovo ThinkPad laptop 14 inch, refurbished"}))]).unwrap();
+        sink.delete(&sieve_core::DocId::parse("p2", 64).unwrap());
+        sink.commit(Default::default()).unwrap();
+        sink.finish().unwrap();
+    }
+    drop(engine);
+    let (opts, models) = options(None, Arc::new(LruScoreCache::new(10)));
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    assert_eq!(engine.vector_count(), 5, "p2 tombstoned, p1's new version live");
+    let mut dense = SearchRequest::new("notebook");
+    dense.legs = Legs { bm25: false, dense: true };
+    let res = engine.search(&dense).unwrap();
+    assert!(!ids(&res).contains(&"p2"));
+    assert_eq!(res.hits.iter().filter(|h| h.id.as_str() == "p1").count(), 1);
+    assert_eq!(models.embed_calls.load(Ordering::SeqCst), 1, "only the query was embedded");
+    drop(engine);
+
+    // A damaged graph is rebuilt from the stored vectors, with the same answers.
+    let vdir = dir.path().join("vectors");
+    for entry in std::fs::read_dir(&vdir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("g-") {
+            std::fs::write(entry.path().join("graph.hnsw.data"), b"garbage").unwrap();
+        }
+    }
+    let (opts, models) = options(None, Arc::new(LruScoreCache::new(10)));
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    assert_eq!(engine.vector_count(), 5);
+    assert_eq!(ids(&engine.search(&dense).unwrap()), ids(&res));
+    assert_eq!(models.embed_calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn bad_requests_name_the_field_and_dense_requests_without_vectors_are_refused() {
+    let index = TextIndex::in_memory(IndexSettings::default()).unwrap();
+    let engine = Engine::from_parts(None, index, None, EngineOptions::default()).unwrap();
+    let mut req = SearchRequest::new("x");
+    req.k = 0;
+    let err = engine.search(&req).unwrap_err().to_string();
+    assert!(err.contains("`k` expected 1..=1000, found 0"), "{err}");
+    let mut req = SearchRequest::new("x");
+    req.fusion = Fusion::Rrf { k: -1.0, bm25_weight: 1.0, dense_weight: 1.0 };
+    assert!(engine.search(&req).unwrap_err().to_string().contains("fusion.k"));
+    let mut req = SearchRequest::new("x");
+    req.legs = Legs { bm25: false, dense: true };
+    let err = engine.search(&req).unwrap_err().to_string();
+    assert!(err.contains("no embeddings"), "{err}");
+    // hybrid on an index without vectors runs BM25 and says why the dense leg did not run
+    let res = engine.search(&SearchRequest::new("x")).unwrap();
+    assert!(res.degraded && res.reasons[0].contains("dense leg skipped"));
+}
