@@ -7,9 +7,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::Filter;
 use sieve_ingest::{IngestOptions, Input};
-use sieve_text::{Bm25Query, IndexSettings, TextIndex};
+use sieve_text::{Bm25Query, IndexSettings, TextError, TextIndex};
 
-use crate::ingest::{default_report_path, ingest_all, Plan};
+use crate::engine::{MetricArg, VectorArgs};
+use crate::ingest::{default_report_path, ingest_all, open_for_ingest, Plan};
 use crate::progress::{ProgressMode, Reporter};
 use crate::search::print_hits;
 
@@ -43,8 +44,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
             bail!("{} not found; expected the shared datasets folder (pass --data DIR)", corpus.display());
         }
         let dir = args.indexes.join(name);
-        let index = TextIndex::open_or_create(&dir, IndexSettings::default())
-            .with_context(|| format!("opening index {}", dir.display()))?;
+        if let Err(TextError::IncompatibleIndex { found, expected, .. }) = TextIndex::open(&dir) {
+            // The demo owns these indexes: rebuild one written by an older build.
+            eprintln!("{}: built with schema version {found}, this build reads {expected}; rebuilding", dir.display());
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        let vectors = VectorArgs {
+            embedder: None,
+            device: "auto".into(),
+            hnsw_m: 16,
+            ef_construction: 200,
+            metric: MetricArg::Cosine,
+        };
+        let index = open_for_ingest(&dir, IndexSettings::default(), &vectors)?;
         let inputs = [Input::File(corpus)];
         let plan = Plan {
             inputs: &inputs,
@@ -58,7 +70,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!(
             "index {name} ({}): {} docs ({} ingested now, {} rejected)",
             dir.display(),
-            index.num_docs(),
+            index.text().num_docs(),
             totals.docs,
             totals.rejected
         );

@@ -1,26 +1,73 @@
-//! `sieve eval`: build an index from a dataset's corpus with the real ingest path, run every judged query,
-//! report quality (nDCG@10, MRR@10, Recall@10/100) and speed (indexing docs/s, query latency percentiles).
+//! `sieve eval`: build an index from a dataset's corpus with the real ingest path (embedding it when a mode
+//! needs vectors), run every judged query in each requested mode side by side, and report quality (nDCG@10,
+//! MRR@10, Recall@10/100) and speed (indexing docs/s, query latency percentiles, mean time per stage) as a
+//! Markdown table, JSON and a PNG chart.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_eval::{markdown_table, summarize, Dataset, Layout, QueryRun, Report};
 use sieve_ingest::{IngestOptions, Input};
-use sieve_text::{Bm25Query, IndexSettings, TextIndex};
+use sieve_pipeline::{Engine, Legs, RerankRequest, SearchRequest};
+use sieve_text::{Bm25Query, IndexSettings};
 
-use crate::ingest::{ingest_all, Plan, SettingsArgs};
+use crate::engine::{engine_over, EngineArgs, VectorArgs};
+use crate::ingest::{ingest_all, open_for_ingest, Plan, SettingsArgs};
 use crate::progress::{ProgressMode, Reporter};
+
+/// A retrieval mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Bm25,
+    Dense,
+    Hybrid,
+    #[value(name = "hybrid+rerank")]
+    HybridRerank,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Bm25 => "bm25",
+            Mode::Dense => "dense",
+            Mode::Hybrid => "hybrid",
+            Mode::HybridRerank => "hybrid+rerank",
+        }
+    }
+
+    pub fn dense(self) -> bool {
+        !matches!(self, Mode::Bm25)
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Dataset folders (the `shared/data` layout or BEIR's); repeatable.
     #[arg(long = "dataset", short = 'd', required = true)]
     pub datasets: Vec<PathBuf>,
-    /// Where to write `<dataset>.json` and `report.md`.
+    /// Where to write `<dataset>.json`, `report.md` and `report.png`.
     #[arg(long, default_value = "data/reports/eval")]
     pub out: PathBuf,
+    /// Modes to run side by side (comma-separated): bm25, dense, hybrid, hybrid+rerank.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bm25")]
+    pub modes: Vec<Mode>,
+    /// Embedding model for the dense modes.
+    #[arg(long, default_value = "minilm")]
+    pub embedder: String,
+    /// Cross-encoder for hybrid+rerank.
+    #[arg(long)]
+    pub reranker: Option<String>,
+    /// Shown next to the reranker's results (e.g. "random weights").
+    #[arg(long)]
+    pub reranker_note: Option<String>,
+    /// Candidates the reranker rescored per query.
+    #[arg(long, default_value_t = 50)]
+    pub window: usize,
+    /// Where models run: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
     #[command(flatten)]
     pub settings: SettingsArgs,
     /// Indexing threads. One keeps documents in file order, so score ties (and so the metrics) are the same
@@ -33,41 +80,53 @@ pub struct EvalArgs {
     /// How many hits each query retrieves (Recall@100 needs 100; speed comparisons with peers use 10).
     #[arg(long, default_value_t = 100)]
     pub depth: usize,
-    /// Keep the built indexes under this directory instead of a temporary one.
+    /// Keep the built indexes under this directory (and reuse them when their corpus is already in).
     #[arg(long)]
     pub keep_index: Option<PathBuf>,
+    /// Evaluate only the first N judged queries of each dataset.
+    #[arg(long)]
+    pub max_queries: Option<usize>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let settings = args.settings.resolve()?;
+    if args.modes.contains(&Mode::HybridRerank) && args.reranker.is_none() {
+        bail!("mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut reports = Vec::new();
     for dir in &args.datasets {
-        let report = eval_one(dir, settings, &args).with_context(|| format!("evaluating {}", dir.display()))?;
-        let path = args.out.join(format!("{}.json", report.dataset));
-        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        let per_mode = eval_one(dir, settings, &args).with_context(|| format!("evaluating {}", dir.display()))?;
+        let Some(first) = per_mode.first() else { continue };
+        let path = args.out.join(format!("{}.json", first.dataset));
+        std::fs::write(&path, serde_json::to_vec_pretty(&per_mode)?)
             .with_context(|| format!("writing {}", path.display()))?;
-        let stages: Vec<String> = report.stage_ms_mean.iter().map(|(s, ms)| format!("{s} {ms:.3}")).collect();
-        eprintln!(
-            "{}: nDCG@10 {:.4}, MRR@10 {:.4}, R@100 {:.4}, p50 {:.3} ms (mean ms per stage: {})",
-            report.dataset,
-            report.ndcg_at_10,
-            report.mrr_at_10,
-            report.recall_at_100,
-            report.latency_ms_p50,
-            stages.join(", ")
-        );
-        reports.push(report);
+        for report in &per_mode {
+            let stages: Vec<String> = report.stage_ms_mean.iter().map(|(s, ms)| format!("{s} {ms:.3}")).collect();
+            eprintln!(
+                "{} [{}]: nDCG@10 {:.4}, MRR@10 {:.4}, R@100 {:.4}, p50 {:.3} ms (mean ms per stage: {})",
+                report.dataset,
+                report.system,
+                report.ndcg_at_10,
+                report.mrr_at_10,
+                report.recall_at_100,
+                report.latency_ms_p50,
+                stages.join(", ")
+            );
+        }
+        reports.extend(per_mode);
     }
     let table = markdown_table(&reports);
     let md = args.out.join("report.md");
     std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
     println!("{table}");
-    eprintln!("wrote {} and one JSON file per dataset", md.display());
+    let png = args.out.join("report.png");
+    sieve_eval::chart::write_png(&reports, &png).with_context(|| format!("drawing {}", png.display()))?;
+    eprintln!("wrote {}, {} and one JSON file per dataset", md.display(), png.display());
     Ok(())
 }
 
-fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> Result<Report> {
+fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> Result<Vec<Report>> {
     let dataset = Dataset::open(dir)?;
     let tmp;
     let index_dir = match &args.keep_index {
@@ -77,10 +136,15 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
             tmp.path().join("index")
         }
     };
-    if index_dir.exists() && args.keep_index.is_some() {
-        std::fs::remove_dir_all(&index_dir).with_context(|| format!("clearing {}", index_dir.display()))?;
-    }
-    let index = TextIndex::create(&index_dir, settings)?;
+    let needs_dense = args.modes.iter().any(|m| m.dense());
+    let vectors = VectorArgs {
+        embedder: needs_dense.then(|| args.embedder.clone()),
+        device: args.device.clone(),
+        hnsw_m: 16,
+        ef_construction: 200,
+        metric: crate::engine::MetricArg::Cosine,
+    };
+    let engine = open_for_ingest(&index_dir, settings, &vectors)?;
     let renames = match dataset.layout {
         Layout::Beir => vec![("_id".to_owned(), "id".to_owned()), ("text".to_owned(), "body".to_owned())],
         Layout::Sieve => Vec::new(),
@@ -88,40 +152,103 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
     let inputs = [Input::File(dataset.corpus_path())];
     let plan = Plan {
         inputs: &inputs,
-        options: IngestOptions { batch_size: 10_000, renames, ..IngestOptions::default() },
+        options: IngestOptions { batch_size: 2_000, renames, ..IngestOptions::default() },
         report: index_dir.join("rejected.jsonl"),
         threads: Some(args.threads),
     };
-    let totals = ingest_all(&index, &plan, &mut Reporter::new(ProgressMode::None))?;
-    let queries = dataset.judged_queries();
-    let mut runs = Vec::with_capacity(queries.len());
-    for q in queries {
-        let mut query = Bm25Query::new(q.text.clone(), args.depth.max(1));
-        query.with_documents = false;
-        let mut latencies = Vec::with_capacity(args.repeat.max(1));
-        let mut ranked = Vec::new();
-        let mut stages = Vec::new();
-        for _ in 0..args.repeat.max(1) {
-            let t = Instant::now();
-            let res = index.search(&query)?;
-            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            ranked = res.hits.into_iter().map(|h| h.id.to_string()).collect();
-            stages = res.timings.into_iter().map(|s| (s.stage, s.micros as f64 / 1000.0)).collect();
-        }
-        latencies.sort_by(f64::total_cmp);
-        runs.push(QueryRun { query: q, ranked, latency_ms: latencies[latencies.len() / 2], stages });
+    let totals = ingest_all(&engine, &plan, &mut Reporter::new(ProgressMode::Log))?;
+    let fresh_docs = totals.docs;
+    let index_seconds = totals.seconds;
+    drop(engine);
+    // The search engine: the same index, with the reranker when a mode needs it.
+    let engine_args = EngineArgs {
+        embedder: needs_dense.then(|| args.embedder.clone()),
+        reranker: args.reranker.clone(),
+        device: args.device.clone(),
+        rerank_cache: "lru".into(),
+        rerank_timeout_ms: 600_000,
+        ef: None,
+        exact_below: None,
+    };
+    let text = sieve_text::TextIndex::open(&index_dir)?;
+    let engine = engine_over(&index_dir, text, &engine_args, needs_dense, args.modes.contains(&Mode::HybridRerank))?;
+    let mut queries = dataset.judged_queries();
+    if let Some(n) = args.max_queries {
+        queries.truncate(n);
     }
-    let mut report = summarize(
-        &dataset,
-        "sieve bm25",
-        index.num_docs(),
-        &runs,
-        serde_json::json!({
-            "k1": settings.bm25.k1, "b": settings.bm25.b,
-            "title_boost": settings.boosts.title, "body_boost": settings.boosts.body,
-            "rejected_rows": totals.rejected, "depth": args.depth, "index_threads": args.threads,
-        }),
-    );
-    report.index_docs_per_s = Some(totals.docs as f64 / totals.seconds.max(1e-9));
-    Ok(report)
+    let mut reports = Vec::new();
+    for &mode in &args.modes {
+        let mut runs = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let mut latencies = Vec::with_capacity(args.repeat.max(1));
+            let mut ranked = Vec::new();
+            let mut stages = Vec::new();
+            for _ in 0..args.repeat.max(1) {
+                let t = Instant::now();
+                let (ids, timings) = run_query(&engine, mode, &q.text, args)?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                ranked = ids;
+                stages = timings;
+            }
+            latencies.sort_by(f64::total_cmp);
+            runs.push(QueryRun { query: q, ranked, latency_ms: latencies[latencies.len() / 2], stages });
+        }
+        let system = match (mode, &args.reranker_note) {
+            (Mode::HybridRerank, Some(note)) => format!("sieve {} ({note})", mode.name()),
+            _ => format!("sieve {}", mode.name()),
+        };
+        let mut report = summarize(
+            &dataset,
+            &system,
+            engine.text().num_docs(),
+            &runs,
+            serde_json::json!({
+                "mode": mode.name(),
+                "k1": settings.bm25.k1, "b": settings.bm25.b,
+                "title_boost": settings.boosts.title, "body_boost": settings.boosts.body,
+                "embedder": mode.dense().then(|| args.embedder.clone()),
+                "reranker": (mode == Mode::HybridRerank).then(|| args.reranker.clone()),
+                "reranker_note": (mode == Mode::HybridRerank).then(|| args.reranker_note.clone()),
+                "window": (mode == Mode::HybridRerank).then_some(args.window),
+                "fusion": mode.dense().then_some("rrf k=60"),
+                "rejected_rows": totals.rejected, "depth": args.depth, "index_threads": args.threads,
+                "ann": mode.dense().then_some("HNSW M=16 ef_construction=200 ef_search=64 exact_below=5000"),
+            }),
+        );
+        if fresh_docs > 0 {
+            report.index_docs_per_s = Some(fresh_docs as f64 / index_seconds.max(1e-9));
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// One query in one mode: the ranked ids and the per-stage timings in ms.
+fn run_query(engine: &Engine, mode: Mode, text: &str, args: &EvalArgs) -> Result<(Vec<String>, Vec<(String, f64)>)> {
+    if mode == Mode::Bm25 {
+        // the BM25 index directly: what a BM25-only deployment runs
+        let mut query = Bm25Query::new(text.to_owned(), args.depth.max(1));
+        query.with_documents = false;
+        let res = engine.text().search(&query)?;
+        let stages = res.timings.into_iter().map(|s| (s.stage, s.micros as f64 / 1000.0)).collect();
+        return Ok((res.hits.into_iter().map(|h| h.id.to_string()).collect(), stages));
+    }
+    let mut req = SearchRequest::new(text);
+    req.k = args.depth.clamp(1, sieve_pipeline::MAX_DEPTH);
+    req.recall_k = req.k;
+    req.with_documents = false;
+    req.legs = match mode {
+        Mode::Dense => Legs { bm25: false, dense: true },
+        _ => Legs { bm25: true, dense: true },
+    };
+    if mode == Mode::HybridRerank {
+        req.rerank = Some(RerankRequest { window: args.window, ..RerankRequest::default() });
+    }
+    let res = engine.search(&req)?;
+    if res.degraded {
+        bail!("query {text:?} in mode {}: degraded ({})", mode.name(), res.reasons.join("; "));
+    }
+    let stages =
+        res.timings.into_iter().filter(|t| t.stage != "total").map(|s| (s.stage, s.micros as f64 / 1000.0)).collect();
+    Ok((res.hits.into_iter().map(|h| h.id.to_string()).collect(), stages))
 }

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use sieve_core::{Checkpoint, Document, Limits};
-use sieve_ingest::{
-    ingest_source, BatchSink, Format, IngestOptions, Input, OnError, Progress, RejectReport, SourceSummary,
-};
-use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, TextWriter, WriterOptions};
+use sieve_core::Limits;
+use sieve_ingest::{ingest_source, Format, IngestOptions, Input, OnError, Progress, RejectReport, SourceSummary};
+use sieve_pipeline::{Engine, EngineOptions, SyncReport, VectorSettings};
+use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextIndex, WriterOptions};
 
+use crate::engine::{load_embedder, VectorArgs};
 use crate::progress::{ProgressMode, Reporter};
 
 #[derive(Debug, Args)]
@@ -52,6 +52,9 @@ pub struct IngestArgs {
     /// Settings of a new index (an existing index keeps the ones it was created with).
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Embeddings for dense recall.
+    #[command(flatten)]
+    pub vectors: VectorArgs,
 }
 
 /// BM25 settings of an index, as flags.
@@ -104,27 +107,6 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The BM25 index as an ingest sink.
-pub struct TextSink {
-    pub writer: TextWriter,
-}
-
-impl BatchSink for TextSink {
-    type Error = TextError;
-
-    fn committed(&self) -> Checkpoint {
-        self.writer.checkpoint().clone()
-    }
-
-    fn upsert(&mut self, docs: &[Document]) -> Result<(), TextError> {
-        self.writer.upsert_batch(docs)
-    }
-
-    fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), TextError> {
-        self.writer.commit(Some(checkpoint))
-    }
-}
-
 /// Resolved options of one ingest.
 pub struct Plan<'a> {
     pub inputs: &'a [Input],
@@ -140,17 +122,43 @@ pub struct Totals {
     pub rejected: u64,
     pub seconds: f64,
     pub sources: Vec<SourceSummary>,
+    /// What bringing the vector graph up to date did (indexes with embeddings).
+    pub vectors: Option<SyncReport>,
 }
 
-/// Ingests every input into `index`, in order.
-pub fn ingest_all(index: &TextIndex, plan: &Plan<'_>, progress: &mut dyn Progress) -> Result<Totals> {
+/// Opens (or creates, with `settings`) the index in `dir` for ingesting; with an embedder named (or one the
+/// index already uses), documents are embedded and their vectors indexed.
+pub fn open_for_ingest(dir: &Path, settings: IndexSettings, vectors: &VectorArgs) -> Result<Engine> {
+    let text = TextIndex::open_or_create(dir, settings).with_context(|| format!("opening index {}", dir.display()))?;
+    let existing = VectorSettings::load(dir)?;
+    if let (Some(have), Some(asked)) = (&existing, &vectors.embedder) {
+        if have.model != *asked {
+            bail!(
+                "index {} stores embeddings of {:?}; --embedder {asked:?} would mix two vector spaces (re-ingest into a new index to change models)",
+                dir.display(),
+                have.model
+            );
+        }
+    }
+    let model = vectors.embedder.clone().or_else(|| existing.as_ref().map(|s| s.model.clone()));
+    let embedder = model.as_deref().map(|m| load_embedder(m, &vectors.device)).transpose()?;
+    let options = EngineOptions { embedder, ..EngineOptions::default() };
+    let mut engine = Engine::from_parts(Some(dir.to_path_buf()), text, existing, options)?;
+    if let Some(m) = &model {
+        engine.ensure_vector_settings(m, vectors.hnsw())?;
+    }
+    engine.sync_vectors().context("bringing the vector graph up to date")?;
+    Ok(engine)
+}
+
+/// Ingests every input into the engine's index, in order, then brings the vector graph up to date.
+pub fn ingest_all(engine: &Engine, plan: &Plan<'_>, progress: &mut dyn Progress) -> Result<Totals> {
     let mut options = WriterOptions::default();
     if let Some(t) = plan.threads {
         options.threads = t.max(1);
         options.memory_bytes = 64 * 1024 * 1024 * options.threads;
     }
-    let writer = index.writer(options).context("opening the index for writing")?;
-    let mut sink = TextSink { writer };
+    let mut sink = engine.sink(options).context("opening the index for writing")?;
     let mut report = RejectReport::new(&plan.report);
     let started = Instant::now();
     let mut totals = Totals::default();
@@ -161,8 +169,11 @@ pub fn ingest_all(index: &TextIndex, plan: &Plan<'_>, progress: &mut dyn Progres
         totals.rejected += summary.rejected;
         totals.sources.push(summary);
     }
-    sink.writer.finish().context("finishing index merges")?;
-    index.reload()?;
+    sink.finish().context("finishing index merges")?;
+    let sync = engine.sync_vectors().context("bringing the vector graph up to date")?;
+    if engine.settings().is_some() {
+        totals.vectors = Some(sync);
+    }
     totals.seconds = started.elapsed().as_secs_f64();
     Ok(totals)
 }
@@ -200,8 +211,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
     }
     let inputs = inputs_from(&args.inputs)?;
     let settings = args.settings.resolve()?;
-    let index = TextIndex::open_or_create(&args.index, settings)
-        .with_context(|| format!("opening index {}", args.index.display()))?;
+    let engine = open_for_ingest(&args.index, settings, &args.vectors)?;
     let plan = Plan {
         inputs: &inputs,
         options: IngestOptions {
@@ -222,7 +232,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         threads: args.threads,
     };
     let mut reporter = Reporter::new(args.progress);
-    let result = ingest_all(&index, &plan, &mut reporter);
+    let result = ingest_all(&engine, &plan, &mut reporter);
     reporter.finish();
     let totals = result?;
     for s in &totals.sources {
@@ -238,8 +248,14 @@ pub fn run(args: IngestArgs) -> Result<()> {
         totals.seconds,
         totals.docs as f64 / totals.seconds.max(1e-9),
         args.index.display(),
-        index.num_docs()
+        engine.text().num_docs()
     );
+    if let (Some(v), Some(s)) = (&totals.vectors, engine.settings()) {
+        eprintln!(
+            "vectors: {} live ({}, {} dimensions, HNSW M={} ef_construction={}); {} added to the graph this run",
+            v.live, s.model, s.dim, s.hnsw.m, s.hnsw.ef_construction, v.inserted
+        );
+    }
     if totals.rejected > 0 {
         eprintln!("{} rows rejected; each is in {} with its line and reason", totals.rejected, plan.report.display());
     }

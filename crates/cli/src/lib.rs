@@ -6,6 +6,7 @@
 //! codes: 0 success, 1 failure, 2 bad usage.
 
 mod demo;
+mod engine;
 mod eval;
 mod ingest;
 mod models;
@@ -32,7 +33,7 @@ struct Cli {
 enum Command {
     /// Ingest JSONL or CSV files (optionally gzip-compressed), or stdin, into an index.
     Ingest(ingest::IngestArgs),
-    /// Search an index with BM25.
+    /// Search an index: BM25, dense, hybrid (fused) or hybrid + cross-encoder reranking.
     Search(search::SearchArgs),
     /// Delete documents by id.
     Delete(search::DeleteArgs),
@@ -57,8 +58,19 @@ struct IndexArg {
     index: PathBuf,
 }
 
+/// Log lines (graph rebuilds, device fallbacks) on stderr; `SIEVE_LOG` overrides the filter
+/// (e.g. `SIEVE_LOG=debug`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIEVE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,sieve_pipeline=info,sieve_vector=info,sieve_models=info")
+    });
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

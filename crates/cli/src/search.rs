@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::{DocId, Filter, Hit, Lang};
+use sieve_pipeline::{Fusion, Legs, RerankRequest, SearchRequest, VectorSettings};
 use sieve_text::{Bm25Params, Bm25Query, TextIndex, WriterOptions};
+
+use crate::engine::{open_engine, EngineArgs};
+use crate::eval::Mode;
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
@@ -39,6 +43,38 @@ pub struct SearchArgs {
     /// Score every posting instead of pruning what cannot reach the top k (same hits; exact match count).
     #[arg(long)]
     pub exhaustive: bool,
+    /// bm25, dense, hybrid or hybrid+rerank. Default: hybrid (with --reranker: hybrid+rerank) when the index
+    /// has embeddings, else bm25.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Candidates each leg recalls before fusion.
+    #[arg(long, default_value_t = 100)]
+    pub recall_k: usize,
+    /// Fusion of the two legs: rrf (reciprocal rank, k = --rrf-k) or linear (min-max normalised scores).
+    #[arg(long, value_enum, default_value_t = FusionArg::Rrf)]
+    pub fusion: FusionArg,
+    #[arg(long, default_value_t = 60.0)]
+    pub rrf_k: f32,
+    /// Weight of the BM25 leg in fusion.
+    #[arg(long, default_value_t = 1.0)]
+    pub bm25_weight: f32,
+    /// Weight of the dense leg in fusion.
+    #[arg(long, default_value_t = 1.0)]
+    pub dense_weight: f32,
+    /// Fused candidates the reranker rescores.
+    #[arg(long, default_value_t = 50)]
+    pub window: usize,
+    /// The reranker's task instruction.
+    #[arg(long)]
+    pub instruction: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FusionArg {
+    Rrf,
+    Linear,
 }
 
 fn parse_filter(s: &str) -> Result<Filter, String> {
@@ -64,6 +100,15 @@ pub fn open(index: &Path) -> Result<TextIndex> {
 pub fn run(args: SearchArgs) -> Result<()> {
     if args.k == 0 {
         bail!("--k must be at least 1, found 0");
+    }
+    let has_vectors = VectorSettings::load(&args.index)?.is_some();
+    let mode = args.mode.unwrap_or(match (has_vectors, args.engine.reranker.is_some()) {
+        (true, true) => Mode::HybridRerank,
+        (true, false) => Mode::Hybrid,
+        (false, _) => Mode::Bm25,
+    });
+    if mode != Mode::Bm25 {
+        return run_engine(&args, mode);
     }
     let index = open(&args.index)?;
     let mut query = Bm25Query::new(args.query.clone(), args.k);
@@ -105,6 +150,66 @@ pub fn run(args: SearchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The two-stage path: dense and hybrid recall, fusion, reranking.
+fn run_engine(args: &SearchArgs, mode: Mode) -> Result<()> {
+    let rerank = mode == Mode::HybridRerank;
+    if rerank && args.engine.reranker.is_none() {
+        bail!("--mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
+    }
+    let engine = open_engine(&args.index, &args.engine, true, rerank)?;
+    let mut req = SearchRequest::new(args.query.clone());
+    req.k = args.k;
+    req.filters = args.filters.clone();
+    req.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
+    req.recall_k = args.recall_k;
+    req.legs = match mode {
+        Mode::Dense => Legs { bm25: false, dense: true },
+        _ => Legs { bm25: true, dense: true },
+    };
+    req.fusion = match args.fusion {
+        FusionArg::Rrf => Fusion::Rrf { k: args.rrf_k, bm25_weight: args.bm25_weight, dense_weight: args.dense_weight },
+        FusionArg::Linear => Fusion::Linear { bm25_weight: args.bm25_weight, dense_weight: args.dense_weight },
+    };
+    if rerank {
+        req.rerank = Some(RerankRequest {
+            window: args.window,
+            instruction: args.instruction.clone(),
+            ..RerankRequest::default()
+        });
+    }
+    req.explain = args.explain;
+    let res = engine.search(&req)?;
+    if args.json {
+        let out = serde_json::json!({ "query": args.query, "mode": mode.name(), "response": res });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    print_hits(&res.hits, args.explain);
+    let total = res.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
+    println!("{} hits ({}), {:.2} ms", res.hits.len(), mode.name(), total as f64 / 1000.0);
+    if res.degraded {
+        println!("degraded: {}", res.reasons.join("; "));
+    }
+    if args.explain {
+        for t in &res.timings {
+            println!("  {:>9}: {:>8.3} ms", t.stage, t.micros as f64 / 1000.0);
+        }
+        if let Some(d) = &res.dense {
+            println!("  dense leg: {:?} over {} candidates", d.strategy, d.candidates);
+        }
+        if let Some(c) = &res.cache {
+            println!(
+                "  rerank cache {}: {} hits, {} misses{}",
+                c.backend,
+                c.hits,
+                c.misses,
+                c.error.as_ref().map_or(String::new(), |e| format!(" ({e})"))
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn print_hits(hits: &[Hit], explain: bool) {
     for hit in hits {
         let doc = hit.document.as_ref();
@@ -127,6 +232,16 @@ pub fn print_hits(hits: &[Hit], explain: bool) {
             if let Some(bm25) = &hit.scores.bm25 {
                 let parts: Vec<String> = bm25.fields.iter().map(|(f, s)| format!("{f}={s:.3}")).collect();
                 println!("       bm25 rank {} = {}", bm25.rank, parts.join(" + "));
+            }
+            if let Some(d) = &hit.scores.dense {
+                println!("       dense rank {}: cosine {:.4}", d.rank, d.similarity);
+            }
+            if let Some(f) = &hit.scores.fused {
+                println!("       fused ({}) rank {}: {:.5}", f.method, f.rank, f.score);
+            }
+            if let Some(r) = &hit.scores.rerank {
+                let cached = if r.cached { ", cached" } else { "" };
+                println!("       rerank rank {}: p = {:.4} (logit difference {:.3}{cached})", r.rank, r.score, r.raw);
             }
         }
     }

@@ -7,6 +7,7 @@
 //! Key design decision: metrics are pure functions over `(&[id], judgments)`, tested against hand-computed
 //! cases, so a number in `EVALUATION.md` can be traced to a formula without running the engine.
 
+pub mod chart;
 mod dataset;
 pub mod metrics;
 mod report;

@@ -649,7 +649,7 @@ impl Engine {
         let mut cache_report = None;
         let mut reranked = false;
         if let Some(rr) = &req.rerank {
-            let window = rr.window.max(req.k).min(candidates.len());
+            let window = rr.window.min(candidates.len());
             match &self.reranker {
                 None => reasons.push("not reranked: no reranker is loaded".into()),
                 Some(_) if window == 0 => {}

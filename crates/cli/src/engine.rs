@@ -1,0 +1,147 @@
+//! Opening an index as a search [`Engine`] with the models the command line names.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sieve_models::hub::{self, Source};
+use sieve_models::{DeviceSpec, Embedder, Reranker, RerankerConfig};
+use sieve_pipeline::{Engine, EngineOptions, LruScoreCache, RedisScoreCache, ScoreCache, VectorSettings};
+use sieve_text::TextIndex;
+use sieve_vector::{HnswParams, Metric};
+
+/// Models and serving settings of a search engine.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Embedding model for the dense leg: a cache name (`minilm`) or a model directory. Default: the model the
+    /// index was built with.
+    #[arg(long)]
+    pub embedder: Option<String>,
+    /// Cross-encoder for reranking: a Qwen3-Reranker model directory or cache name.
+    #[arg(long)]
+    pub reranker: Option<String>,
+    /// Where the models run: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Rerank score cache: `lru` (in process) or `redis://HOST:PORT` (shared).
+    #[arg(long, default_value = "lru")]
+    pub rerank_cache: String,
+    /// Per-request time budget of the reranker, in ms; past it the response is the fused order, degraded.
+    #[arg(long, default_value_t = 10_000)]
+    pub rerank_timeout_ms: u64,
+    /// HNSW candidate list size at search time (default: the index's, 64).
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Scan exactly instead of walking the graph at or below this many candidate vectors (default: the
+    /// index's, 5000).
+    #[arg(long)]
+    pub exact_below: Option<usize>,
+}
+
+/// Construction settings of a new dense side, as flags of `sieve ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct VectorArgs {
+    /// Embed documents with this model (a cache name such as `minilm`, or a model directory) and index the
+    /// vectors for dense recall. An index that already has embeddings keeps using its own model by default.
+    #[arg(long)]
+    pub embedder: Option<String>,
+    /// Where the embedder runs: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// HNSW links per node (layer 0 keeps twice as many).
+    #[arg(long, default_value_t = HnswParams::default().m)]
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, default_value_t = HnswParams::default().ef_construction)]
+    pub ef_construction: usize,
+    /// Similarity: cosine (vectors normalised) or dot (vectors must already be unit length).
+    #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
+    pub metric: MetricArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricArg {
+    Cosine,
+    Dot,
+}
+
+impl VectorArgs {
+    pub fn hnsw(&self) -> HnswParams {
+        HnswParams {
+            metric: match self.metric {
+                MetricArg::Cosine => Metric::Cosine,
+                MetricArg::Dot => Metric::Dot,
+            },
+            m: self.hnsw_m,
+            ef_construction: self.ef_construction,
+            ..HnswParams::default()
+        }
+    }
+}
+
+fn device(spec: &str) -> Result<DeviceSpec> {
+    spec.parse::<DeviceSpec>().with_context(|| format!("--device {spec}"))
+}
+
+/// Loads an embedding model by cache name or directory; `minilm` is fetched into the cache on first use.
+pub fn load_embedder(name: &str, device_spec: &str) -> Result<Box<dyn Embedder>> {
+    let cache = hub::cache_dir();
+    let mut dir = hub::resolve(name, &cache);
+    if !dir.exists() && dir.file_name().is_some_and(|n| n == hub::MINILM) {
+        eprintln!("fetching {} into {} ...", hub::MINILM, cache.display());
+        dir = hub::ensure(&Source::MiniLm, &cache)?;
+    }
+    sieve_models::load_embedder(&dir, device(device_spec)?)
+        .with_context(|| format!("loading embedding model {name} from {}", dir.display()))
+}
+
+pub fn load_reranker(name: &str, device_spec: &str) -> Result<Box<dyn Reranker>> {
+    let dir = hub::resolve(name, &hub::cache_dir());
+    let model = sieve_models::load_reranker(&dir, device(device_spec)?, RerankerConfig::default())
+        .with_context(|| format!("loading reranker {name} from {}", dir.display()))?;
+    Ok(Box::new(model))
+}
+
+pub fn score_cache(spec: &str) -> Result<Arc<dyn ScoreCache>> {
+    if spec == "lru" {
+        return Ok(Arc::new(LruScoreCache::new(200_000)));
+    }
+    if spec.starts_with("redis://") {
+        return Ok(Arc::new(RedisScoreCache::new(spec, Duration::from_millis(200), 7 * 24 * 3600)));
+    }
+    bail!("--rerank-cache: expected `lru` or `redis://HOST:PORT`, found {spec:?}")
+}
+
+/// Opens the index in `dir` as an engine. The embedder is the one named, else the index's own (when it has
+/// embeddings and `dense` is wanted).
+pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> Result<Engine> {
+    let text = TextIndex::open(dir).with_context(|| format!("opening index {}", dir.display()))?;
+    engine_over(dir, text, args, dense, rerank)
+}
+
+pub fn engine_over(dir: &Path, text: TextIndex, args: &EngineArgs, dense: bool, rerank: bool) -> Result<Engine> {
+    let settings = VectorSettings::load(dir)?;
+    let embedder_name = args.embedder.clone().or_else(|| settings.as_ref().map(|s| s.model.clone()));
+    let embedder = match (&embedder_name, dense && settings.is_some()) {
+        (Some(name), true) => Some(load_embedder(name, &args.device)?),
+        _ => None,
+    };
+    let reranker = match (&args.reranker, rerank) {
+        (Some(name), true) => Some((name.clone(), load_reranker(name, &args.device)?)),
+        _ => None,
+    };
+    let options = EngineOptions {
+        embedder,
+        reranker,
+        cache: score_cache(&args.rerank_cache)?,
+        rerank_timeout: Duration::from_millis(args.rerank_timeout_ms),
+        ef_search: args.ef,
+        exact_below: args.exact_below,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::from_parts(Some(dir.to_path_buf()), text, settings, options)?;
+    engine.sync_vectors().context("bringing the vector graph up to date")?;
+    Ok(engine)
+}
