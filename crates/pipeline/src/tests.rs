@@ -395,3 +395,106 @@ fn bad_requests_name_the_field_and_dense_requests_without_vectors_are_refused() 
     let res = engine.search(&SearchRequest::new("x")).unwrap();
     assert!(res.degraded && res.reasons[0].contains("dense leg skipped"));
 }
+
+/// A real `redis-server` on a free loopback port, killed on drop.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start(port: Option<u16>) -> Option<RedisServer> {
+        let port = port.unwrap_or_else(|| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        });
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("SIEVE_SKIP_REDIS").is_some() => {
+                eprintln!("redis-server not runnable ({e}); skipped because SIEVE_SKIP_REDIS is set");
+                return None;
+            }
+            Err(e) => panic!("redis-server not runnable ({e}): install it (apt-get install redis-server) or set SIEVE_SKIP_REDIS=1"),
+        };
+        let server = RedisServer { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn redis_shares_scores_between_engines_and_a_redis_dying_mid_run_degrades_nothing() {
+    let Some(server) = RedisServer::start(None) else { return };
+    let port = server.port;
+    let redis = || -> Arc<dyn ScoreCache> {
+        Arc::new(
+            RedisScoreCache::new(&format!("redis://127.0.0.1:{port}"), Duration::from_millis(300), 60)
+                .with_retry_after(Duration::from_millis(50)),
+        )
+    };
+    // the wire format round-trips
+    let c = redis();
+    let v = CachedScore { score: 0.25, raw: -1.0986123 };
+    c.put_many(&[(CacheKey(7), v)]).unwrap();
+    assert_eq!(c.get_many(&[CacheKey(7), CacheKey(8)]).unwrap(), vec![Some(v), None]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
+    let (opts, first_models) = options(Some(Behaviour::Good), redis());
+    let mut engine = Engine::from_parts(Some(dir.path().to_path_buf()), text, None, opts).unwrap();
+    engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
+    let mut sink = engine.sink(wopts()).unwrap();
+    sink.upsert(&corpus()).unwrap();
+    sink.commit(Default::default()).unwrap();
+    sink.finish().unwrap();
+    engine.sync_vectors().unwrap();
+    let mut req = SearchRequest::new("laptop");
+    req.rerank = Some(RerankRequest::default());
+    let first = engine.search(&req).unwrap();
+    assert_eq!(first.cache.as_ref().unwrap().hits, 0);
+    assert_eq!(first_models.rerank_calls.load(Ordering::SeqCst), 1);
+    drop(engine);
+
+    // A second engine (another process, in production) finds every score in Redis.
+    let (opts, models) = options(Some(Behaviour::Good), redis());
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    let second = engine.search(&req).unwrap();
+    assert_eq!(second.cache.as_ref().unwrap().hits, second.hits.len());
+    assert_eq!(models.rerank_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(ids(&second), ids(&first));
+
+    // Redis dies mid-run: the next request is still reranked, by the model, and says the cache failed.
+    drop(server);
+    let mut other = req.clone();
+    other.query = "laptop bag".into();
+    let res = engine.search(&other).unwrap();
+    assert!(!res.degraded, "{:?}", res.reasons);
+    assert!(res.hits[0].scores.rerank.is_some());
+    assert!(res.cache.as_ref().unwrap().error.is_some());
+    assert_eq!(models.rerank_calls.load(Ordering::SeqCst), 1);
+
+    // Redis comes back on the same port: the engine reconnects by itself.
+    let _server = RedisServer::start(Some(port)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut back = req.clone();
+    back.query = "usb charger".into();
+    engine.search(&back).unwrap();
+    let res = engine.search(&back).unwrap();
+    assert!(res.cache.as_ref().unwrap().error.is_none(), "{:?}", res.cache);
+    assert_eq!(res.cache.as_ref().unwrap().misses, 0);
+}
