@@ -1,6 +1,5 @@
 //! The in-memory index: graph, points by slot, live slots with their document ids, search strategies.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use hnsw_rs::hnsw::{Hnsw, Point};
@@ -104,15 +103,76 @@ pub struct VectorResults {
     pub candidates: usize,
 }
 
+/// A map from slot to value stored as a vector indexed by slot: slots are handed out consecutively, so this
+/// is dense, and a lookup is an array access (the exact scan does two per vector).
+#[derive(Debug, Clone)]
+pub(crate) struct SlotMap<T> {
+    items: Vec<Option<T>>,
+    len: usize,
+}
+
+impl<T> Default for SlotMap<T> {
+    fn default() -> Self {
+        SlotMap { items: Vec::new(), len: 0 }
+    }
+}
+
+impl<T> SlotMap<T> {
+    pub(crate) fn get(&self, slot: u64) -> Option<&T> {
+        self.items.get(usize::try_from(slot).ok()?).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn contains(&self, slot: u64) -> bool {
+        self.get(slot).is_some()
+    }
+
+    pub(crate) fn insert(&mut self, slot: u64, value: T) {
+        let i = usize::try_from(slot).expect("slot fits in memory");
+        if i >= self.items.len() {
+            self.items.resize_with(i + 1, || None);
+        }
+        if self.items[i].replace(value).is_none() {
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.len = 0;
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        self.items.iter().enumerate().filter_map(|(i, v)| v.as_ref().map(|v| (i as u64, v)))
+    }
+}
+
+impl<T> FromIterator<(u64, T)> for SlotMap<T> {
+    fn from_iter<I: IntoIterator<Item = (u64, T)>>(iter: I) -> Self {
+        let mut m = SlotMap::default();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
 /// The dense index. Every slot in the graph is either live (mapped to a document) or a tombstone.
 pub struct VectorIndex {
     pub(crate) dim: usize,
     pub(crate) params: HnswParams,
     pub(crate) graph: Hnsw<'static, f32, UnitDot>,
     /// Every point in the graph, live or not, by slot.
-    pub(crate) points: HashMap<u64, Arc<Point<'static, f32>>>,
+    pub(crate) points: SlotMap<Arc<Point<'static, f32>>>,
     /// Live slots and their documents.
-    pub(crate) live: HashMap<u64, DocId>,
+    pub(crate) live: SlotMap<DocId>,
     pub(crate) max_slot: Option<u64>,
 }
 
@@ -145,8 +205,8 @@ impl VectorIndex {
             dim,
             params,
             graph: new_graph(&params, 0),
-            points: HashMap::new(),
-            live: HashMap::new(),
+            points: SlotMap::default(),
+            live: SlotMap::default(),
             max_slot: None,
         })
     }
@@ -181,7 +241,7 @@ impl VectorIndex {
 
     /// Tombstoned points (replaced or deleted documents still in the graph).
     pub fn tombstones(&self) -> usize {
-        self.points.len() - self.points.keys().filter(|s| self.live.contains_key(s)).count()
+        self.points.len() - self.points.iter().filter(|(s, _)| self.live.contains(*s)).count()
     }
 
     /// The largest slot ever inserted.
@@ -190,12 +250,12 @@ impl VectorIndex {
     }
 
     pub fn contains(&self, slot: u64) -> bool {
-        self.points.contains_key(&slot)
+        self.points.contains(slot)
     }
 
     /// The stored (normalised) vector of a slot.
     pub fn vector(&self, slot: u64) -> Option<&[f32]> {
-        self.points.get(&slot).map(|p| p.get_v())
+        self.points.get(slot).map(|p| p.get_v())
     }
 
     /// Checks and prepares a vector for the graph: dimensions, finiteness, and unit length.
@@ -230,7 +290,7 @@ impl VectorIndex {
     pub fn insert(&mut self, items: Vec<(u64, Vec<f32>)>) -> Result<()> {
         let mut prepared = Vec::with_capacity(items.len());
         for (slot, v) in items {
-            if self.points.contains_key(&slot) {
+            if self.points.contains(slot) {
                 continue; // already in the graph (a catch-up that overlaps what the graph holds)
             }
             prepared.push((slot, self.prepare(slot, v)?));
@@ -269,7 +329,7 @@ impl VectorIndex {
     /// tombstone. Returns the live slots that are missing from the graph (they need [`VectorIndex::insert`]).
     pub fn set_live(&mut self, live: impl IntoIterator<Item = (u64, DocId)>) -> Vec<u64> {
         self.live = live.into_iter().collect();
-        let mut missing: Vec<u64> = self.live.keys().filter(|s| !self.points.contains_key(s)).copied().collect();
+        let mut missing: Vec<u64> = self.live.iter().map(|(s, _)| s).filter(|s| !self.points.contains(*s)).collect();
         missing.sort_unstable();
         missing
     }
@@ -284,7 +344,7 @@ impl VectorIndex {
     /// Rebuilds the graph from the live vectors only, dropping every tombstone.
     pub fn compact(&mut self) {
         let mut items: Vec<(u64, Vec<f32>)> =
-            self.live.keys().filter_map(|s| self.points.get(s).map(|p| (*s, p.get_v().to_vec()))).collect();
+            self.live.iter().filter_map(|(s, _)| self.points.get(s).map(|p| (s, p.get_v().to_vec()))).collect();
         items.sort_unstable_by_key(|(s, _)| *s);
         self.graph = new_graph(&self.params, items.len());
         self.points.clear();
@@ -316,7 +376,7 @@ impl VectorIndex {
             s
         });
         let candidates = match only {
-            Some(slots) => slots.iter().filter(|s| self.live.contains_key(s)).count(),
+            Some(slots) => slots.iter().filter(|s| self.live.contains(**s)).count(),
             None => self.live.len(),
         };
         let k = search.k.min(candidates);
@@ -338,13 +398,13 @@ impl VectorIndex {
         let neighbours = match only {
             None if !tombstones => self.graph.search(&q, k, ef),
             None => {
-                let keep = |id: &usize| self.live.contains_key(&(*id as u64));
+                let keep = |id: &usize| self.live.contains(*id as u64);
                 self.graph.search_filter(&q, k, ef, Some(&keep))
             }
             Some(slots) => {
                 let keep = |id: &usize| {
                     let slot = *id as u64;
-                    slots.binary_search(&slot).is_ok() && self.live.contains_key(&slot)
+                    slots.binary_search(&slot).is_ok() && self.live.contains(slot)
                 };
                 self.graph.search_filter(&q, k, ef, Some(&keep))
             }
@@ -356,7 +416,7 @@ impl VectorIndex {
             .into_iter()
             .filter_map(|n| {
                 let slot = n.get_origin_id() as u64;
-                self.live.get(&slot).map(|id| (slot, id, 1.0 - n.get_distance()))
+                self.live.get(slot).map(|id| (slot, id, 1.0 - n.get_distance()))
             })
             .take(k)
             .enumerate()
@@ -369,13 +429,13 @@ impl VectorIndex {
     fn exact(&self, q: &[f32], k: usize, only: Option<&[u64]>, candidates: usize) -> VectorResults {
         let mut scored: Vec<(f32, u64)> = Vec::with_capacity(candidates);
         let mut score = |slot: u64| {
-            if let (Some(p), true) = (self.points.get(&slot), self.live.contains_key(&slot)) {
+            if let (Some(p), true) = (self.points.get(slot), self.live.contains(slot)) {
                 scored.push((dot(q, p.get_v()), slot));
             }
         };
         match only {
             Some(slots) => slots.iter().for_each(|&s| score(s)),
-            None => self.live.keys().for_each(|&s| score(s)),
+            None => self.live.iter().for_each(|(s, _)| score(s)),
         }
         let scanned = scored.len();
         let order = |a: &(f32, u64), b: &(f32, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
@@ -389,7 +449,7 @@ impl VectorIndex {
             .enumerate()
             .map(|(i, (sim, slot))| VectorHit {
                 slot,
-                id: self.live[&slot].clone(),
+                id: self.live.get(slot).expect("scored slots are live").clone(),
                 similarity: sim,
                 rank: i as u32 + 1,
             })

@@ -162,7 +162,7 @@ impl VectorIndex {
                     ),
                 });
             }
-            if let Some(p) = index.points.values().find(|p| p.get_v().len() != dim) {
+            if let Some((_, p)) = index.points.iter().find(|(_, p)| p.get_v().len() != dim) {
                 return Ok(LoadOutcome::Unusable {
                     reason: format!("slot {} has {} dimensions, expected {dim}", p.get_origin_id(), p.get_v().len()),
                 });
