@@ -53,8 +53,11 @@ fn main() {
     let index_dir = PathBuf::from(arg(&args, "--index").expect("--index IDX"));
     let queries_file = PathBuf::from(arg(&args, "--queries").expect("--queries FILE"));
     let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "benches/out/hnsw".into()));
-    let efs: Vec<usize> =
-        arg(&args, "--ef").unwrap_or_else(|| "16,32,64,128,256".into()).split(',').map(|s| s.parse().unwrap()).collect();
+    let efs: Vec<usize> = arg(&args, "--ef")
+        .unwrap_or_else(|| "16,32,64,128,256".into())
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
     let repeat: usize = arg(&args, "--repeat").map_or(3, |s| s.parse().unwrap());
     std::fs::create_dir_all(&out).unwrap();
 

@@ -80,6 +80,9 @@ pub struct EvalArgs {
     /// How many hits each query retrieves (Recall@100 needs 100; speed comparisons with peers use 10).
     #[arg(long, default_value_t = 100)]
     pub depth: usize,
+    /// Candidates each leg recalls before fusion (default: --depth).
+    #[arg(long)]
+    pub recall_k: Option<usize>,
     /// Keep the built indexes under this directory (and reuse them when their corpus is already in).
     #[arg(long)]
     pub keep_index: Option<PathBuf>,
@@ -214,7 +217,7 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
                 "reranker_note": (mode == Mode::HybridRerank).then(|| args.reranker_note.clone()),
                 "window": (mode == Mode::HybridRerank).then_some(args.window),
                 "fusion": mode.dense().then_some("rrf k=60"),
-                "rejected_rows": totals.rejected, "depth": args.depth, "index_threads": args.threads, "repeat": repeat,
+                "rejected_rows": totals.rejected, "depth": args.depth, "recall_k": args.recall_k.unwrap_or(args.depth), "index_threads": args.threads, "repeat": repeat,
                 "ann": mode.dense().then_some("HNSW M=16 ef_construction=200 ef_search=64 exact_below=5000"),
             }),
         );
@@ -226,8 +229,11 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
     Ok(reports)
 }
 
-/// One query in one mode: the ranked ids and the per-stage timings in ms.
-fn run_query(engine: &Engine, mode: Mode, text: &str, args: &EvalArgs) -> Result<(Vec<String>, Vec<(String, f64)>)> {
+/// Per-stage timings in ms.
+type Stages = Vec<(String, f64)>;
+
+/// One query in one mode: the ranked ids and the per-stage timings.
+fn run_query(engine: &Engine, mode: Mode, text: &str, args: &EvalArgs) -> Result<(Vec<String>, Stages)> {
     if mode == Mode::Bm25 {
         // the BM25 index directly: what a BM25-only deployment runs
         let mut query = Bm25Query::new(text.to_owned(), args.depth.max(1));
@@ -238,7 +244,7 @@ fn run_query(engine: &Engine, mode: Mode, text: &str, args: &EvalArgs) -> Result
     }
     let mut req = SearchRequest::new(text);
     req.k = args.depth.clamp(1, sieve_pipeline::MAX_DEPTH);
-    req.recall_k = req.k;
+    req.recall_k = args.recall_k.unwrap_or(req.k).clamp(req.k, sieve_pipeline::MAX_DEPTH);
     req.with_documents = false;
     req.legs = match mode {
         Mode::Dense => Legs { bm25: false, dense: true },

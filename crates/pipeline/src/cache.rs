@@ -342,7 +342,7 @@ mod tests {
         let (k1, k2, k3) = (CacheKey(1), CacheKey(2), CacheKey(3));
         let v = |s| CachedScore { score: s, raw: s * 2.0 };
         c.put_many(&[(k1.clone(), v(0.1)), (k2.clone(), v(0.2))]).unwrap();
-        assert_eq!(c.get_many(&[k1.clone()]).unwrap(), vec![Some(v(0.1))]); // k1 is now the most recent
+        assert_eq!(c.get_many(std::slice::from_ref(&k1)).unwrap(), vec![Some(v(0.1))]); // k1 is now the most recent
         c.put_many(&[(k3.clone(), v(0.3))]).unwrap();
         assert_eq!(c.get_many(&[k1, k2, k3]).unwrap(), vec![Some(v(0.1)), None, Some(v(0.3))]);
     }

@@ -82,6 +82,11 @@ impl<K: Clone + Eq + Hash> Accumulator<K> {
 mod tests {
     use super::*;
 
+    /// (lists, k, expected fused order with scores)
+    type RrfCase<'a> = (Vec<(f32, &'a [&'a str])>, f32, Vec<(&'a str, f32)>);
+    /// (lists, expected fused order with scores)
+    type LinearCase<'a> = (Vec<(f32, &'a [(&'a str, f32)])>, Vec<(&'a str, f32)>);
+
     fn close(a: f32, b: f32) -> bool {
         (a - b).abs() < 1e-6
     }
@@ -91,7 +96,7 @@ mod tests {
         // (lists, k, expected fused order with scores), each score computed by hand
         let bm25 = ["a", "b", "c"];
         let dense = ["c", "a", "d"];
-        let cases: Vec<(Vec<(f32, &[&str])>, f32, Vec<(&str, f32)>)> = vec![
+        let cases: Vec<RrfCase> = vec![
             // a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62, d: 1/63
             (
                 vec![(1.0, &bm25[..]), (1.0, &dense[..])],
@@ -156,7 +161,7 @@ mod tests {
     fn linear_table() {
         let bm25 = [("a", 12.0), ("b", 8.0), ("c", 2.0)];
         let dense = [("c", 0.9), ("a", 0.5), ("d", 0.4)];
-        let cases: Vec<(Vec<(f32, &[(&str, f32)])>, Vec<(&str, f32)>)> = vec![
+        let cases: Vec<LinearCase> = vec![
             // bm25 norm: a 1, b 0.6, c 0; dense norm: c 1, a 0.2, d 0
             (vec![(0.5, &bm25[..]), (0.5, &dense[..])], vec![("a", 0.6), ("c", 0.5), ("b", 0.3), ("d", 0.0)]),
             (vec![(0.2, &bm25[..]), (0.8, &dense[..])], vec![("c", 0.8), ("a", 0.36), ("b", 0.12), ("d", 0.0)]),

@@ -46,7 +46,7 @@ fn canonical(word: &str) -> &str {
 }
 
 fn embed_text(text: &str) -> Vec<f32> {
-    let mut v = vec![0.0f32; DIM];
+    let mut v = [0.0f32; DIM];
     for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         let h = xxhash_rust::xxh3::xxh3_64(canonical(w).as_bytes());
         v[(h % DIM as u64) as usize] += 1.0;
@@ -418,7 +418,9 @@ impl RedisServer {
                 eprintln!("redis-server not runnable ({e}); skipped because SIEVE_SKIP_REDIS is set");
                 return None;
             }
-            Err(e) => panic!("redis-server not runnable ({e}): install it (apt-get install redis-server) or set SIEVE_SKIP_REDIS=1"),
+            Err(e) => panic!(
+                "redis-server not runnable ({e}): install it (apt-get install redis-server) or set SIEVE_SKIP_REDIS=1"
+            ),
         };
         let server = RedisServer { child, port };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

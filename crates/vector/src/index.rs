@@ -371,10 +371,8 @@ impl VectorIndex {
         if !normalize(&mut q) {
             return Err(VectorError::BadQuery { problem: "is all zeros, NaN or infinite".into() });
         }
-        let only = search.only.map(|s| {
-            debug_assert!(s.windows(2).all(|w| w[0] < w[1]), "`only` must be sorted and distinct");
-            s
-        });
+        let only = search.only;
+        debug_assert!(only.is_none_or(|s| s.windows(2).all(|w| w[0] < w[1])), "`only` must be sorted and distinct");
         let candidates = match only {
             Some(slots) => slots.iter().filter(|s| self.live.contains(**s)).count(),
             None => self.live.len(),
