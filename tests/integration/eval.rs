@@ -31,12 +31,86 @@ fn bm25_meets_the_bm25s_baselines_on_all_four_sets() {
     }
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     for (name, baseline) in baselines {
-        let report: serde_json::Value =
+        let reports: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.path().join(format!("{name}.json"))).unwrap()).unwrap();
+        let report = &reports[0];
+        assert_eq!(report["system"], "sieve bm25");
         let ndcg = report["ndcg_at_10"].as_f64().unwrap();
         assert!(ndcg >= baseline - 0.01, "{name}: nDCG@10 {ndcg:.4} is under the bm25s baseline {baseline} - 0.01");
         assert!(report["queries"].as_u64().unwrap() > 500, "{name}: too few judged queries ran");
     }
     let table = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert_eq!(table.lines().count(), 2 + baselines.len(), "{table}");
+}
+
+/// All four modes side by side on a small dataset: a table row per mode, a chart, the reranker's note, and
+/// the stage timings of each mode.
+#[test]
+fn eval_runs_the_four_modes_side_by_side_with_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mini");
+    std::fs::create_dir_all(data.join("qrels")).unwrap();
+    let topics = [
+        ("turntable", "belt drive record player for vinyl"),
+        ("headphones", "wireless noise cancelling over ear audio"),
+        ("router", "wifi network router with four ethernet ports"),
+        ("printer", "colour inkjet printer and scanner"),
+        ("camera", "digital camera with zoom lens"),
+    ];
+    let mut corpus = String::new();
+    let mut queries = String::new();
+    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    for (i, (name, text)) in topics.iter().enumerate() {
+        for j in 0..4 {
+            corpus.push_str(&format!("{{\"_id\":\"d{i}-{j}\",\"title\":\"{name} model {j}\",\"text\":\"{text}\"}}\n"));
+        }
+        queries.push_str(&format!("{{\"_id\":\"q{i}\",\"text\":\"{text}\"}}\n"));
+        qrels.push_str(&format!("q{i}\td{i}-0\t1\n"));
+    }
+    std::fs::write(data.join("corpus.jsonl"), corpus).unwrap();
+    std::fs::write(data.join("queries.jsonl"), queries).unwrap();
+    std::fs::write(data.join("qrels/test.tsv"), qrels).unwrap();
+    let reranker = dir.path().join("reranker");
+    ok(&["models", "synth", "--out", s(&reranker), "--shape", "tiny"]);
+    let out = dir.path().join("out");
+    ok(&[
+        "eval",
+        "-d",
+        s(&data),
+        "--modes",
+        "bm25,dense,hybrid,hybrid+rerank",
+        "--reranker",
+        s(&reranker),
+        "--reranker-note",
+        "random weights",
+        "--device",
+        "cpu",
+        "--repeat",
+        "1",
+        "--out",
+        s(&out),
+    ]);
+    let reports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("mini.json")).unwrap()).unwrap();
+    let systems: Vec<&str> = reports.as_array().unwrap().iter().map(|r| r["system"].as_str().unwrap()).collect();
+    assert_eq!(systems, ["sieve bm25", "sieve dense", "sieve hybrid", "sieve hybrid+rerank (random weights)"]);
+    for r in reports.as_array().unwrap() {
+        assert_eq!(r["queries"], 5);
+        let stages: Vec<&str> = r["stage_ms_mean"].as_array().unwrap().iter().map(|s| s[0].as_str().unwrap()).collect();
+        let expect: &[&str] = match r["settings"]["mode"].as_str().unwrap() {
+            "bm25" => &["bm25"],
+            "dense" => &["embed", "ann"],
+            "hybrid" => &["bm25", "embed", "ann", "fuse"],
+            _ => &["bm25", "embed", "ann", "fuse", "rerank"],
+        };
+        for e in expect {
+            assert!(stages.contains(e), "{}: {stages:?}", r["system"]);
+        }
+        // every query finds its document within 100 (the corpus has 20)
+        assert_eq!(r["recall_at_100"], 1.0);
+    }
+    let table = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert_eq!(table.lines().count(), 2 + 4, "{table}");
+    let png = std::fs::read(out.join("report.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
 }

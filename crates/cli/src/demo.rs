@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::Filter;
-use sieve_pipeline::SearchRequest;
 use sieve_ingest::{IngestOptions, Input};
+use sieve_pipeline::SearchRequest;
 use sieve_text::{Bm25Query, IndexSettings, TextError, TextIndex};
 
 use crate::engine::{EngineArgs, MetricArg, VectorArgs};
@@ -87,13 +87,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         if embedder.is_some() {
             embedded.push(name);
         }
-        let vectors = VectorArgs {
-            embedder,
-            device: "auto".into(),
-            hnsw_m: 16,
-            ef_construction: 200,
-            metric: MetricArg::Cosine,
-        };
+        let vectors =
+            VectorArgs { embedder, device: "auto".into(), hnsw_m: 16, ef_construction: 200, metric: MetricArg::Cosine };
         let index = open_for_ingest(&dir, IndexSettings::default(), &vectors)?;
         let inputs = [Input::File(corpus)];
         let plan = Plan {
