@@ -190,6 +190,9 @@ fn run_engine(args: &SearchArgs, mode: Mode) -> Result<()> {
     if res.degraded {
         println!("degraded: {}", res.reasons.join("; "));
     }
+    for note in &res.notes {
+        println!("note: {note}");
+    }
     if args.explain {
         for t in &res.timings {
             println!("  {:>9}: {:>8.3} ms", t.stage, t.micros as f64 / 1000.0);

@@ -219,6 +219,10 @@ pub struct SearchResponse {
     /// says which and why. The hits are still the best order the stages that did run produce.
     pub degraded: bool,
     pub reasons: Vec<String>,
+    /// What the request asked for that this index does not do, without anything having failed (e.g. a hybrid
+    /// request on an index without embeddings runs BM25 alone).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub timings: Vec<StageTiming>,
     /// Documents the BM25 leg matched (a lower bound when it pruned).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -542,10 +546,12 @@ impl Engine {
         let started = Instant::now();
         validate(req)?;
         let mut reasons = Vec::new();
+        let mut notes = Vec::new();
         let mut timings = Vec::new();
         let mut use_dense = req.legs.dense;
         if use_dense && !self.dense_ready() {
-            let reason = if self.settings.is_none() {
+            let no_vectors = self.settings.is_none();
+            let reason = if no_vectors {
                 "the index has no embeddings (ingest it with an embedding model)".to_owned()
             } else {
                 "no embedding model is loaded".to_owned()
@@ -553,7 +559,12 @@ impl Engine {
             if !req.legs.bm25 {
                 return Err(PipelineError::DenseUnavailable { reason });
             }
-            reasons.push(format!("dense leg skipped: {reason}"));
+            if no_vectors {
+                // the dense leg is off for this index: nothing failed
+                notes.push(format!("dense leg not run: {reason}"));
+            } else {
+                reasons.push(format!("dense leg skipped: {reason}"));
+            }
             use_dense = false;
         }
 
@@ -728,6 +739,7 @@ impl Engine {
             hits,
             degraded: !reasons.is_empty(),
             reasons,
+            notes,
             timings,
             bm25_matched: bm25.as_ref().map(|(r, _)| r.matched),
             dense: dense.map(|d| DenseReport { strategy: d.strategy, candidates: d.candidates }),
