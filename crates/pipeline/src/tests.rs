@@ -99,7 +99,7 @@ impl Reranker for FakeReranker {
     fn rerank(&self, batch: &[RerankInput<'_>]) -> sieve_models::Result<Vec<Vec<sieve_models::RerankScore>>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match self.behaviour {
-            Behaviour::Slow => std::thread::sleep(Duration::from_millis(400)),
+            Behaviour::Slow => std::thread::sleep(Duration::from_millis(1500)),
             Behaviour::Fail => {
                 return Err(ModelError::Device {
                     requested: "cpu".into(),
@@ -171,7 +171,11 @@ fn options(behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCache>) -> (EngineO
         embedder: Some(embedder),
         reranker,
         cache,
-        rerank_timeout: Duration::from_millis(150),
+        // generous: only the slow reranker may time out, however loaded the machine running the tests is
+        rerank_timeout: match behaviour {
+            Some(Behaviour::Slow) => Duration::from_millis(150),
+            _ => Duration::from_secs(30),
+        },
         ..EngineOptions::default()
     };
     (opts, Models { embed_calls, rerank_calls })
