@@ -64,8 +64,12 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIEVE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,sieve_pipeline=info,sieve_vector=info,sieve_models=info")
     });
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 /// Runs the command line and returns the process exit code.
