@@ -45,8 +45,11 @@ impl Mode {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Dataset folders (the `shared/data` layout or BEIR's); repeatable.
-    #[arg(long = "dataset", short = 'd', required = true)]
+    #[arg(long = "dataset", short = 'd', required_unless_present = "replot")]
     pub datasets: Vec<PathBuf>,
+    /// Redraw `report.md` and `report.png` in --out from the `<dataset>.json` files already there; runs nothing.
+    #[arg(long)]
+    pub replot: bool,
     /// Where to write `<dataset>.json`, `report.md` and `report.png`.
     #[arg(long, default_value = "data/reports/eval")]
     pub out: PathBuf,
@@ -97,6 +100,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    if args.replot {
+        return replot(&args.out);
+    }
     let mut reports = Vec::new();
     for dir in &args.datasets {
         let per_mode = eval_one(dir, settings, &args).with_context(|| format!("evaluating {}", dir.display()))?;
@@ -126,6 +132,34 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let png = args.out.join("report.png");
     sieve_eval::chart::write_png(&reports, &png).with_context(|| format!("drawing {}", png.display()))?;
     eprintln!("wrote {}, {} and one JSON file per dataset", md.display(), png.display());
+    Ok(())
+}
+
+fn replot(out: &std::path::Path) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out)
+        .with_context(|| format!("reading {}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut reports: Vec<Report> = Vec::new();
+    for f in &files {
+        let raw = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let per_mode: Vec<Report> = serde_json::from_slice(&raw)
+            .with_context(|| format!("{}: expected the JSON array of reports `sieve eval` writes", f.display()))?;
+        reports.extend(per_mode);
+    }
+    if reports.is_empty() {
+        bail!("no reports (*.json from `sieve eval`) in {}", out.display());
+    }
+    std::fs::write(out.join("report.md"), markdown_table(&reports))?;
+    sieve_eval::chart::write_png(&reports, &out.join("report.png"))?;
+    eprintln!(
+        "redrew {} and {} from {} files",
+        out.join("report.md").display(),
+        out.join("report.png").display(),
+        files.len()
+    );
     Ok(())
 }
 

@@ -90,7 +90,7 @@ where
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(48)
-        .build_cartesian_2d(0f64..n as f64, 0f64..1.05f64)
+        .build_cartesian_2d(0f64..n as f64, 0f64..1.25f64)
         .map_err(err)?;
     let labels: Vec<String> = rs.iter().map(|r| label(r)).collect();
     chart
@@ -135,7 +135,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
@@ -154,13 +154,16 @@ where
 {
     let n = rs.len().max(1);
     let stacks: Vec<Vec<(String, f64)>> = rs.iter().map(|r| chart_stages(r)).collect();
-    let top = stacks.iter().map(|s| s.iter().map(|(_, ms)| ms).sum::<f64>()).fold(0.0, f64::max).max(1e-3) * 1.15;
+    // A log axis: BM25's tenth of a millisecond and a cross-encoder's hundreds stay readable side by side.
+    let total = |s: &Vec<(String, f64)>| s.iter().map(|(_, ms)| ms).sum::<f64>();
+    let top = stacks.iter().map(total).fold(0.0, f64::max).max(1e-2) * 8.0;
+    let floor = (stacks.iter().map(total).fold(f64::INFINITY, f64::min).max(1e-4) / 4.0).min(0.1);
     let mut chart = ChartBuilder::on(area)
-        .caption(format!("{dataset}: mean latency per stage (ms)"), ("sans-serif", 22))
+        .caption(format!("{dataset}: mean latency per stage (ms, log scale)"), ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..n as f64, 0f64..top)
+        .build_cartesian_2d(0f64..n as f64, (floor..top).log_scale())
         .map_err(err)?;
     let labels: Vec<String> = rs.iter().map(|r| label(r)).collect();
     chart
@@ -181,7 +184,7 @@ where
         .map_err(err)?;
     let mut legend: Vec<String> = Vec::new();
     for (i, stack) in stacks.iter().enumerate() {
-        let mut base = 0.0;
+        let mut base = floor;
         for (stage, ms) in stack {
             let colour = stage_colour(stage);
             let rect = Rectangle::new([(i as f64 + 0.25, base), (i as f64 + 0.75, base + ms)], colour.filled());
@@ -194,10 +197,11 @@ where
             }
             base += ms;
         }
+        let sum = base - floor;
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("{base:.2}"),
-                (i as f64 + 0.35, base + top * 0.02),
+                format!("{sum:.2} ms"),
+                (i as f64 + 0.33, base * 1.6),
                 ("sans-serif", 14).into_font(),
             )))
             .map_err(err)?;
