@@ -1,12 +1,11 @@
 //! The in-memory index: graph, points by slot, live slots with their document ids, search strategies.
 
-use std::sync::Arc;
-
-use hnsw_rs::hnsw::{Hnsw, Point};
+use hnsw_rs::hnsw::Hnsw;
 use serde::{Deserialize, Serialize};
 use sieve_core::DocId;
 
 use crate::distance::{dot, norm, normalize, UnitDot};
+use crate::flat::FlatGraph;
 use crate::{Result, VectorError};
 
 /// How similarity is measured. Both are served by one graph over unit vectors.
@@ -144,11 +143,6 @@ impl<T> SlotMap<T> {
         self.len == 0
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.items.clear();
-        self.len = 0;
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
         self.items.iter().enumerate().filter_map(|(i, v)| v.as_ref().map(|v| (i as u64, v)))
     }
@@ -169,8 +163,8 @@ pub struct VectorIndex {
     pub(crate) dim: usize,
     pub(crate) params: HnswParams,
     pub(crate) graph: Hnsw<'static, f32, UnitDot>,
-    /// Every point in the graph, live or not, by slot.
-    pub(crate) points: SlotMap<Arc<Point<'static, f32>>>,
+    /// Every point in the graph, live or not, in the flat form searches walk.
+    pub(crate) flat: FlatGraph,
     /// Live slots and their documents.
     pub(crate) live: SlotMap<DocId>,
     pub(crate) max_slot: Option<u64>,
@@ -181,7 +175,7 @@ impl std::fmt::Debug for VectorIndex {
         f.debug_struct("VectorIndex")
             .field("dim", &self.dim)
             .field("params", &self.params)
-            .field("points", &self.points.len())
+            .field("points", &self.flat.len())
             .field("live", &self.live.len())
             .finish()
     }
@@ -205,7 +199,7 @@ impl VectorIndex {
             dim,
             params,
             graph: new_graph(&params, 0),
-            points: SlotMap::default(),
+            flat: FlatGraph::default(),
             live: SlotMap::default(),
             max_slot: None,
         })
@@ -227,7 +221,7 @@ impl VectorIndex {
 
     /// Points in the graph, live or tombstoned.
     pub fn points(&self) -> usize {
-        self.points.len()
+        self.flat.len()
     }
 
     /// Live vectors.
@@ -241,7 +235,7 @@ impl VectorIndex {
 
     /// Tombstoned points (replaced or deleted documents still in the graph).
     pub fn tombstones(&self) -> usize {
-        self.points.len() - self.points.iter().filter(|(s, _)| self.live.contains(*s)).count()
+        self.flat.len() - self.flat.slots.iter().filter(|s| self.live.contains(**s)).count()
     }
 
     /// The largest slot ever inserted.
@@ -250,12 +244,12 @@ impl VectorIndex {
     }
 
     pub fn contains(&self, slot: u64) -> bool {
-        self.points.contains(slot)
+        self.flat.rows.contains(slot)
     }
 
     /// The stored (normalised) vector of a slot.
     pub fn vector(&self, slot: u64) -> Option<&[f32]> {
-        self.points.get(slot).map(|p| p.get_v())
+        self.flat.rows.get(slot).map(|&row| self.flat.row_vector(row))
     }
 
     /// Checks and prepares a vector for the graph: dimensions, finiteness, and unit length.
@@ -290,7 +284,7 @@ impl VectorIndex {
     pub fn insert(&mut self, items: Vec<(u64, Vec<f32>)>) -> Result<()> {
         let mut prepared = Vec::with_capacity(items.len());
         for (slot, v) in items {
-            if self.points.contains(slot) {
+            if self.contains(slot) {
                 continue; // already in the graph (a catch-up that overlaps what the graph holds)
             }
             prepared.push((slot, self.prepare(slot, v)?));
@@ -314,22 +308,16 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// Rebuilds the slot → point table from the graph.
+    /// Rebuilds the flat search form from the graph.
     pub(crate) fn reindex_points(&mut self) {
-        self.points.clear();
-        if self.graph.get_nb_point() == 0 {
-            return;
-        }
-        for p in self.graph.get_point_indexation() {
-            self.points.insert(p.get_origin_id() as u64, p);
-        }
+        self.flat = FlatGraph::from_graph(&self.graph, self.dim);
     }
 
     /// Declares which slots are live and which document each belongs to; every other point becomes a
     /// tombstone. Returns the live slots that are missing from the graph (they need [`VectorIndex::insert`]).
     pub fn set_live(&mut self, live: impl IntoIterator<Item = (u64, DocId)>) -> Vec<u64> {
         self.live = live.into_iter().collect();
-        let mut missing: Vec<u64> = self.live.iter().map(|(s, _)| s).filter(|s| !self.points.contains(*s)).collect();
+        let mut missing: Vec<u64> = self.live.iter().map(|(s, _)| s).filter(|s| !self.contains(*s)).collect();
         missing.sort_unstable();
         missing
     }
@@ -338,16 +326,15 @@ impl VectorIndex {
     /// fifth: searches then walk dead nodes and need a larger candidate list).
     pub fn needs_compaction(&self) -> bool {
         let dead = self.tombstones();
-        dead > 0 && dead * 5 > self.points.len()
+        dead > 0 && dead * 5 > self.flat.len()
     }
 
     /// Rebuilds the graph from the live vectors only, dropping every tombstone.
     pub fn compact(&mut self) {
         let mut items: Vec<(u64, Vec<f32>)> =
-            self.live.iter().filter_map(|(s, _)| self.points.get(s).map(|p| (s, p.get_v().to_vec()))).collect();
+            self.live.iter().filter_map(|(s, _)| self.vector(s).map(|v| (s, v.to_vec()))).collect();
         items.sort_unstable_by_key(|(s, _)| *s);
         self.graph = new_graph(&self.params, items.len());
-        self.points.clear();
         let refs: Vec<(&[f32], usize)> = items.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
         if !refs.is_empty() {
             self.graph.parallel_insert_slice(&refs);
@@ -358,11 +345,11 @@ impl VectorIndex {
 
     /// The `k` nearest live vectors to `query` (among `only`, when given).
     ///
-    /// Exact scan when the candidates number at most [`HnswParams::exact_below`] (or `exact`); otherwise the
-    /// graph, with the candidate list widened by how much of the graph the filter and the tombstones exclude
-    /// (a filter that keeps 1 % of the documents needs a ~100× wider walk to find k of them). If the walk still
-    /// finds fewer than k while at least k exist, the search falls back to the exact scan: a filter never
-    /// silently loses recall.
+    /// Exact scan when the candidates number at most [`HnswParams::exact_below`] (or `exact`, or when `ef`
+    /// reaches the candidate count); otherwise the graph, walked through rows the filter or a tombstone
+    /// excludes until `ef` returnable rows are held (a filter that keeps 1 % of the documents makes the walk
+    /// ~100× longer by itself). If the walk still finds fewer than k while at least k exist, the search falls
+    /// back to the exact scan: a filter never silently loses recall.
     pub fn search(&self, query: &[f32], search: &VectorSearch<'_>) -> Result<VectorResults> {
         if query.len() != self.dim {
             return Err(VectorError::QueryDimension { expected: self.dim, found: query.len() });
@@ -384,27 +371,17 @@ impl VectorIndex {
         if search.exact || candidates <= self.params.exact_below {
             return Ok(self.exact(&q, k, only, candidates));
         }
-        let base_ef = search.ef.unwrap_or(self.params.ef_search).max(k);
-        // widen by the fraction of graph points that may be returned
-        let widen = self.points.len() as f64 / candidates.max(1) as f64;
-        let ef = ((base_ef as f64 * widen).ceil() as usize).clamp(base_ef, self.points.len().max(base_ef));
+        let ef = search.ef.unwrap_or(self.params.ef_search).max(k);
         if ef >= candidates {
-            // the walk would visit about as many nodes as a scan compares
+            // the walk would compare about as many vectors as a scan
             return Ok(self.exact(&q, k, only, candidates));
         }
-        let tombstones = self.live.len() != self.points.len();
+        // Rows the filter or a tombstone excludes are walked through but never returned; the walk goes on
+        // until it holds `ef` rows that may be returned, so a filter widens it by itself.
         let neighbours = match only {
-            None if !tombstones => self.graph.search(&q, k, ef),
-            None => {
-                let keep = |id: &usize| self.live.contains(*id as u64);
-                self.graph.search_filter(&q, k, ef, Some(&keep))
-            }
+            None => self.flat.search(&q, k, ef, &|slot| self.live.contains(slot)),
             Some(slots) => {
-                let keep = |id: &usize| {
-                    let slot = *id as u64;
-                    slots.binary_search(&slot).is_ok() && self.live.contains(slot)
-                };
-                self.graph.search_filter(&q, k, ef, Some(&keep))
+                self.flat.search(&q, k, ef, &|slot| slots.binary_search(&slot).is_ok() && self.live.contains(slot))
             }
         };
         if neighbours.len() < k {
@@ -412,13 +389,13 @@ impl VectorIndex {
         }
         let hits = neighbours
             .into_iter()
-            .filter_map(|n| {
-                let slot = n.get_origin_id() as u64;
-                self.live.get(slot).map(|id| (slot, id, 1.0 - n.get_distance()))
-            })
-            .take(k)
             .enumerate()
-            .map(|(i, (slot, id, sim))| VectorHit { slot, id: id.clone(), similarity: sim, rank: i as u32 + 1 })
+            .map(|(i, (slot, sim))| VectorHit {
+                slot,
+                id: self.live.get(slot).expect("only live slots are returned").clone(),
+                similarity: sim,
+                rank: i as u32 + 1,
+            })
             .collect();
         Ok(VectorResults { hits, strategy: SearchStrategy::Hnsw { ef }, candidates })
     }
@@ -426,14 +403,22 @@ impl VectorIndex {
     /// Compares the query with every candidate; ties go to the smaller slot (the older document).
     fn exact(&self, q: &[f32], k: usize, only: Option<&[u64]>, candidates: usize) -> VectorResults {
         let mut scored: Vec<(f32, u64)> = Vec::with_capacity(candidates);
-        let mut score = |slot: u64| {
-            if let (Some(p), true) = (self.points.get(slot), self.live.contains(slot)) {
-                scored.push((dot(q, p.get_v()), slot));
-            }
-        };
         match only {
-            Some(slots) => slots.iter().for_each(|&s| score(s)),
-            None => self.live.iter().for_each(|(s, _)| score(s)),
+            Some(slots) => {
+                for &slot in slots {
+                    if let (Some(&row), true) = (self.flat.rows.get(slot), self.live.contains(slot)) {
+                        scored.push((dot(q, self.flat.row_vector(row)), slot));
+                    }
+                }
+            }
+            // rows are in slot order: one pass over the contiguous vectors
+            None => {
+                for (row, &slot) in self.flat.slots.iter().enumerate() {
+                    if self.live.contains(slot) {
+                        scored.push((dot(q, self.flat.row_vector(row as u32)), slot));
+                    }
+                }
+            }
         }
         let scanned = scored.len();
         let order = |a: &(f32, u64), b: &(f32, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));

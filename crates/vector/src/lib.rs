@@ -10,6 +10,7 @@
 //! with a stale graph, and nothing ever re-runs the model. hnsw_rs types stay inside this crate.
 
 mod distance;
+mod flat;
 mod index;
 mod persist;
 

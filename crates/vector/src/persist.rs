@@ -70,7 +70,7 @@ impl VectorIndex {
     /// Saves the graph as reflecting BM25 commit `generation`; returns what `state.json` now says.
     pub fn save(&self, dir: &Path, generation: u64) -> Result<GraphState> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let graph = if self.points.is_empty() {
+        let graph = if self.flat.len() == 0 {
             None
         } else {
             let tmp = dir.join(format!("tmp-{}", nanos()));
@@ -94,7 +94,7 @@ impl VectorIndex {
             params: self.params,
             generation,
             max_slot: self.max_slot,
-            points: self.points.len(),
+            points: self.flat.len(),
             graph: graph.clone(),
         };
         let state_path = dir.join(STATE);
@@ -151,21 +151,19 @@ impl VectorIndex {
                 Err(reason) => return Ok(LoadOutcome::Unusable { reason }),
             }
             index.graph.set_searching_mode(true);
-            index.reindex_points();
-            if index.points.len() != state.points {
+            let points = index.graph.get_nb_point();
+            if points != state.points {
                 return Ok(LoadOutcome::Unusable {
-                    reason: format!(
-                        "{}: {} points, state.json promised {}",
-                        folder.display(),
-                        index.points.len(),
-                        state.points
-                    ),
+                    reason: format!("{}: {points} points, state.json promised {}", folder.display(), state.points),
                 });
             }
-            if let Some((_, p)) = index.points.iter().find(|(_, p)| p.get_v().len() != dim) {
-                return Ok(LoadOutcome::Unusable {
-                    reason: format!("slot {} has {} dimensions, expected {dim}", p.get_origin_id(), p.get_v().len()),
-                });
+            let found = index.graph.get_point_indexation().get_data_dimension();
+            if found != dim {
+                return Ok(LoadOutcome::Unusable { reason: format!("the saved vectors have {found} dimensions, expected {dim}") });
+            }
+            index.reindex_points();
+            if index.flat.vectors.len() != points * dim {
+                return Ok(LoadOutcome::Unusable { reason: format!("the saved vectors do not all have {dim} dimensions") });
             }
         } else if state.points != 0 {
             return Ok(LoadOutcome::Unusable { reason: "state.json names no graph but promises points".into() });
