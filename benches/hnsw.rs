@@ -132,7 +132,7 @@ fn main() {
         lines.push(line);
     };
     for &ef in &efs {
-        run("sieve hnsw (hnsw_rs)", Some(ef), false);
+        run("sieve (hnsw_rs graph, flat search)", Some(ef), false);
     }
     run("sieve exact scan", None, true);
     let mut f = std::fs::File::create(out.join("sieve.jsonl")).unwrap();

@@ -92,7 +92,8 @@ impl FlatGraph {
                 flat.entry = Some(row as u32);
                 flat.top_level = level;
             }
-            let rows_of = |ids: &Vec<u64>| -> Vec<u32> { ids.iter().filter_map(|s| flat.rows.get(*s).copied()).collect() };
+            let rows_of =
+                |ids: &Vec<u64>| -> Vec<u32> { ids.iter().filter_map(|s| flat.rows.get(*s).copied()).collect() };
             if let Some(l0) = layers.first() {
                 let l0 = rows_of(l0);
                 flat.degree[row] = l0.len() as u16;

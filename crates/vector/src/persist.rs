@@ -159,11 +159,15 @@ impl VectorIndex {
             }
             let found = index.graph.get_point_indexation().get_data_dimension();
             if found != dim {
-                return Ok(LoadOutcome::Unusable { reason: format!("the saved vectors have {found} dimensions, expected {dim}") });
+                return Ok(LoadOutcome::Unusable {
+                    reason: format!("the saved vectors have {found} dimensions, expected {dim}"),
+                });
             }
             index.reindex_points();
             if index.flat.vectors.len() != points * dim {
-                return Ok(LoadOutcome::Unusable { reason: format!("the saved vectors do not all have {dim} dimensions") });
+                return Ok(LoadOutcome::Unusable {
+                    reason: format!("the saved vectors do not all have {dim} dimensions"),
+                });
             }
         } else if state.points != 0 {
             return Ok(LoadOutcome::Unusable { reason: "state.json names no graph but promises points".into() });
