@@ -35,7 +35,7 @@ pub struct EngineArgs {
     #[arg(long)]
     pub ef: Option<usize>,
     /// Scan exactly instead of walking the graph at or below this many candidate vectors (default: the
-    /// index's, 5000).
+    /// index's; 2000 for a new index).
     #[arg(long)]
     pub exact_below: Option<usize>,
 }

@@ -252,7 +252,7 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
                 "window": (mode == Mode::HybridRerank).then_some(args.window),
                 "fusion": mode.dense().then_some("rrf k=60"),
                 "rejected_rows": totals.rejected, "depth": args.depth, "recall_k": args.recall_k.unwrap_or(args.depth), "index_threads": args.threads, "repeat": repeat,
-                "ann": mode.dense().then_some("HNSW M=16 ef_construction=200 ef_search=64 exact_below=5000"),
+                "ann": mode.dense().then(|| engine.settings().map(|s| serde_json::to_value(s.hnsw).unwrap_or_default())),
             }),
         );
         if fresh_docs > 0 {

@@ -132,9 +132,11 @@ impl FlatGraph {
         }
     }
 
-    /// The `k` nearest rows accepted by `keep` (by slot), walking layer 0 with a candidate list of `ef`
-    /// (Malkov & Yashunin, algorithms 2 and 5). Rows `keep` rejects are still walked through, never returned.
-    pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize, keep: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
+    /// The `k` nearest rows accepted by `keep` (by slot; every row when `None`), walking layer 0 with a
+    /// candidate list of `ef` (Malkov & Yashunin, algorithms 2 and 5). Rows `keep` rejects are still walked
+    /// through, never returned.
+    pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize, keep: Option<&dyn Fn(u64) -> bool>) -> Vec<(u64, f32)> {
+        let accept = |row: u32| keep.is_none_or(|keep| keep(self.slots[row as usize]));
         let Some(mut entry) = self.entry else { return Vec::new() };
         let mut entry_dist = self.dist(q, entry);
         // greedy descent through the upper layers
@@ -169,7 +171,7 @@ impl FlatGraph {
             let start = Scored { dist: entry_dist, row: entry };
             stamps[entry as usize] = generation;
             candidates.push(Reverse(start));
-            if keep(self.slots[entry as usize]) {
+            if accept(entry) {
                 results.push(start);
             }
             while let Some(Reverse(c)) = candidates.pop() {
@@ -186,7 +188,7 @@ impl FlatGraph {
                     let worst = results.peek().map_or(f32::INFINITY, |r| r.dist);
                     if results.len() < ef || d < worst {
                         candidates.push(Reverse(Scored { dist: d, row: nb }));
-                        if keep(self.slots[nb as usize]) {
+                        if accept(nb) {
                             results.push(Scored { dist: d, row: nb });
                             if results.len() > ef {
                                 results.pop();

@@ -37,7 +37,7 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { metric: Metric::Cosine, m: 16, ef_construction: 200, ef_search: 64, exact_below: 5_000 }
+        HnswParams { metric: Metric::Cosine, m: 16, ef_construction: 200, ef_search: 64, exact_below: 2_000 }
     }
 }
 
@@ -378,10 +378,13 @@ impl VectorIndex {
         }
         // Rows the filter or a tombstone excludes are walked through but never returned; the walk goes on
         // until it holds `ef` rows that may be returned, so a filter widens it by itself.
+        let tombstones = self.live.len() != self.flat.len();
         let neighbours = match only {
-            None => self.flat.search(&q, k, ef, &|slot| self.live.contains(slot)),
+            None if !tombstones => self.flat.search(&q, k, ef, None),
+            None => self.flat.search(&q, k, ef, Some(&|slot| self.live.contains(slot))),
             Some(slots) => {
-                self.flat.search(&q, k, ef, &|slot| slots.binary_search(&slot).is_ok() && self.live.contains(slot))
+                let keep = |slot: u64| slots.binary_search(&slot).is_ok() && self.live.contains(slot);
+                self.flat.search(&q, k, ef, Some(&keep))
             }
         };
         if neighbours.len() < k {
