@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -76,6 +77,36 @@ fn label(r: &Report) -> String {
     r.system.trim_start_matches("sieve ").split(" (").next().unwrap_or("").to_owned()
 }
 
+/// Axes with one x label per mode, centred under its bars.
+fn draw_mesh<DB: DrawingBackend, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    rs: &[&Report],
+    y_desc: &str,
+) -> Result<(), ChartError>
+where
+    DB::ErrorType: 'static,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let n = rs.len().max(1);
+    let labels: Vec<String> = rs.iter().map(|r| label(r)).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.26 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)
+}
+
 fn quality<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     dataset: &str,
@@ -92,23 +123,7 @@ where
         .y_label_area_size(48)
         .build_cartesian_2d(0f64..n as f64, 0f64..1.25f64)
         .map_err(err)?;
-    let labels: Vec<String> = rs.iter().map(|r| label(r)).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.26 {
-                labels.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("score")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(err)?;
+    draw_mesh(&mut chart, rs, "score")?;
     let series = [("nDCG@10", RGBColor(0x4c, 0x72, 0xb0)), ("Recall@100", RGBColor(0x55, 0xa8, 0x68))];
     for (s, (name, colour)) in series.iter().enumerate() {
         let bars: Vec<Rectangle<(f64, f64)>> = rs
@@ -165,23 +180,7 @@ where
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..n as f64, (floor..top).log_scale())
         .map_err(err)?;
-    let labels: Vec<String> = rs.iter().map(|r| label(r)).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.26 {
-                labels.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("ms")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(err)?;
+    draw_mesh(&mut chart, rs, "ms")?;
     let mut legend: Vec<String> = Vec::new();
     for (i, stack) in stacks.iter().enumerate() {
         let mut base = floor;

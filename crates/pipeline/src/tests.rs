@@ -187,8 +187,12 @@ fn wopts() -> WriterOptions {
 
 /// Creates an index in `dir` with the corpus ingested through the engine (embeddings included).
 fn build(dir: &Path, behaviour: Option<Behaviour>) -> (Engine, Models) {
+    build_with(dir, behaviour, Arc::new(LruScoreCache::new(100)))
+}
+
+fn build_with(dir: &Path, behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCache>) -> (Engine, Models) {
     let text = TextIndex::create(dir, IndexSettings::default()).unwrap();
-    let (opts, models) = options(behaviour, Arc::new(LruScoreCache::new(100)));
+    let (opts, models) = options(behaviour, cache);
     let mut engine = Engine::from_parts(Some(dir.to_path_buf()), text, None, opts).unwrap();
     engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
     let mut sink = engine.sink(wopts()).unwrap();
@@ -312,16 +316,8 @@ fn a_dead_cache_costs_nothing_but_a_note() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener); // nothing listens there
-    let text = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
     let cache: Arc<dyn ScoreCache> = Arc::new(RedisScoreCache::new(&addr.to_string(), Duration::from_millis(100), 60));
-    let (opts, models) = options(Some(Behaviour::Good), cache);
-    let mut engine = Engine::from_parts(Some(dir.path().to_path_buf()), text, None, opts).unwrap();
-    engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
-    let mut sink = engine.sink(wopts()).unwrap();
-    sink.upsert(&corpus()).unwrap();
-    sink.commit(Default::default()).unwrap();
-    sink.finish().unwrap();
-    engine.sync_vectors().unwrap();
+    let (engine, models) = build_with(dir.path(), Some(Behaviour::Good), cache);
     let mut req = SearchRequest::new("laptop");
     req.rerank = Some(RerankRequest::default());
     let res = engine.search(&req).unwrap();
@@ -460,15 +456,7 @@ fn redis_shares_scores_between_engines_and_a_redis_dying_mid_run_degrades_nothin
     assert_eq!(c.get_many(&[CacheKey(7), CacheKey(8)]).unwrap(), vec![Some(v), None]);
 
     let dir = tempfile::tempdir().unwrap();
-    let text = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
-    let (opts, first_models) = options(Some(Behaviour::Good), redis());
-    let mut engine = Engine::from_parts(Some(dir.path().to_path_buf()), text, None, opts).unwrap();
-    engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
-    let mut sink = engine.sink(wopts()).unwrap();
-    sink.upsert(&corpus()).unwrap();
-    sink.commit(Default::default()).unwrap();
-    sink.finish().unwrap();
-    engine.sync_vectors().unwrap();
+    let (engine, first_models) = build_with(dir.path(), Some(Behaviour::Good), redis());
     let mut req = SearchRequest::new("laptop");
     req.rerank = Some(RerankRequest::default());
     let first = engine.search(&req).unwrap();
