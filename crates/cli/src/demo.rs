@@ -10,7 +10,7 @@ use sieve_ingest::{IngestOptions, Input};
 use sieve_pipeline::SearchRequest;
 use sieve_text::{Bm25Query, IndexSettings, TextError, TextIndex};
 
-use crate::engine::{EngineArgs, MetricArg, VectorArgs};
+use crate::engine::{EngineArgs, VectorArgs};
 use crate::ingest::{default_report_path, ingest_all, open_for_ingest, Plan};
 use crate::progress::{ProgressMode, Reporter};
 use crate::search::print_hits;
@@ -28,18 +28,6 @@ pub struct DemoArgs {
     /// Embed the product catalog for hybrid search (all-MiniLM-L6-v2, ~2 minutes on 2 cores the first time).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub embed: bool,
-}
-
-fn demo_engine_args() -> EngineArgs {
-    EngineArgs {
-        embedder: None,
-        reranker: None,
-        device: "auto".into(),
-        rerank_cache: "lru".into(),
-        rerank_timeout_ms: 10_000,
-        ef: None,
-        exact_below: None,
-    }
 }
 
 /// (index, dataset, embedded): the English product catalog gets all-MiniLM-L6-v2 vectors for hybrid search;
@@ -87,8 +75,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         if embedder.is_some() {
             embedded.push(name);
         }
-        let vectors =
-            VectorArgs { embedder, device: "auto".into(), hnsw_m: 16, ef_construction: 200, metric: MetricArg::Cosine };
+        let vectors = VectorArgs::new(embedder, "auto");
         let index = open_for_ingest(&dir, IndexSettings::default(), &vectors)?;
         let inputs = [Input::File(corpus)];
         let plan = Plan {
@@ -111,7 +98,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     for (name, text, filters) in EXAMPLES {
         if embedded.contains(name) {
             let dir = args.indexes.join(name);
-            let engine = crate::engine::open_engine(&dir, &demo_engine_args(), true, false)?;
+            let engine = crate::engine::open_engine(&dir, &EngineArgs::new(None, None, "auto"), true, false)?;
             let mut req = SearchRequest::new(*text);
             req.k = 5;
             req.filters = filters.iter().map(|f| f.parse::<Filter>()).collect::<Result<_, _>>()?;

@@ -67,7 +67,34 @@ pub enum MetricArg {
     Dot,
 }
 
+impl EngineArgs {
+    /// The command line's defaults, with these models.
+    pub fn new(embedder: Option<String>, reranker: Option<String>, device: &str) -> EngineArgs {
+        EngineArgs {
+            embedder,
+            reranker,
+            device: device.to_owned(),
+            rerank_cache: "lru".into(),
+            rerank_timeout_ms: 10_000,
+            ef: None,
+            exact_below: None,
+        }
+    }
+}
+
 impl VectorArgs {
+    /// The command line's defaults (HNSW M 16, ef_construction 200, cosine), with this embedder.
+    pub fn new(embedder: Option<String>, device: &str) -> VectorArgs {
+        let d = HnswParams::default();
+        VectorArgs {
+            embedder,
+            device: device.to_owned(),
+            hnsw_m: d.m,
+            ef_construction: d.ef_construction,
+            metric: MetricArg::Cosine,
+        }
+    }
+
     pub fn hnsw(&self) -> HnswParams {
         HnswParams {
             metric: match self.metric {
@@ -118,10 +145,6 @@ pub fn score_cache(spec: &str) -> Result<Arc<dyn ScoreCache>> {
 /// embeddings and `dense` is wanted).
 pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> Result<Engine> {
     let text = TextIndex::open(dir).with_context(|| format!("opening index {}", dir.display()))?;
-    engine_over(dir, text, args, dense, rerank)
-}
-
-pub fn engine_over(dir: &Path, text: TextIndex, args: &EngineArgs, dense: bool, rerank: bool) -> Result<Engine> {
     let settings = VectorSettings::load(dir)?;
     let embedder_name = args.embedder.clone().or_else(|| settings.as_ref().map(|s| s.model.clone()));
     let embedder = match (&embedder_name, dense && settings.is_some()) {

@@ -13,7 +13,7 @@ use sieve_ingest::{IngestOptions, Input};
 use sieve_pipeline::{Engine, Legs, RerankRequest, SearchRequest};
 use sieve_text::{Bm25Query, IndexSettings};
 
-use crate::engine::{engine_over, EngineArgs, VectorArgs};
+use crate::engine::{open_engine, EngineArgs, VectorArgs};
 use crate::ingest::{ingest_all, open_for_ingest, Plan, SettingsArgs};
 use crate::progress::{ProgressMode, Reporter};
 
@@ -174,13 +174,7 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
         }
     };
     let needs_dense = args.modes.iter().any(|m| m.dense());
-    let vectors = VectorArgs {
-        embedder: needs_dense.then(|| args.embedder.clone()),
-        device: args.device.clone(),
-        hnsw_m: 16,
-        ef_construction: 200,
-        metric: crate::engine::MetricArg::Cosine,
-    };
+    let vectors = VectorArgs::new(needs_dense.then(|| args.embedder.clone()), &args.device);
     let engine = open_for_ingest(&index_dir, settings, &vectors)?;
     let renames = match dataset.layout {
         Layout::Beir => vec![("_id".to_owned(), "id".to_owned()), ("text".to_owned(), "body".to_owned())],
@@ -198,17 +192,11 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
     let index_seconds = totals.seconds;
     drop(engine);
     // The search engine: the same index, with the reranker when a mode needs it.
-    let engine_args = EngineArgs {
-        embedder: needs_dense.then(|| args.embedder.clone()),
-        reranker: args.reranker.clone(),
-        device: args.device.clone(),
-        rerank_cache: "lru".into(),
-        rerank_timeout_ms: 600_000,
-        ef: None,
-        exact_below: None,
-    };
-    let text = sieve_text::TextIndex::open(&index_dir)?;
-    let engine = engine_over(&index_dir, text, &engine_args, needs_dense, args.modes.contains(&Mode::HybridRerank))?;
+    // An evaluation waits for the reranker however slow it is: a degraded query would be an error here.
+    let mut engine_args =
+        EngineArgs::new(needs_dense.then(|| args.embedder.clone()), args.reranker.clone(), &args.device);
+    engine_args.rerank_timeout_ms = 600_000;
+    let engine = open_engine(&index_dir, &engine_args, needs_dense, args.modes.contains(&Mode::HybridRerank))?;
     let mut queries = dataset.judged_queries();
     if let Some(n) = args.max_queries {
         queries.truncate(n);

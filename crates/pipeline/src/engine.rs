@@ -451,7 +451,6 @@ impl Engine {
             params.exact_below = n;
         }
         let vdir = self.dir.as_ref().map(|d| d.join(VECTOR_DIR));
-        // Work on a copy-free basis: build the updated state outside the lock only when first loading.
         let mut guard = self.vectors.write().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             let loaded = match &vdir {
@@ -595,9 +594,8 @@ impl Engine {
             Some(Err(DenseFailure::Error(e))) => return Err(e),
             None => None,
         };
-        if let Some((r, took)) = &bm25 {
+        if let Some((_, took)) = &bm25 {
             timings.push(timing("bm25", *took));
-            let _ = r;
         }
         if let Some(d) = &dense {
             timings.push(timing("embed", d.embed));

@@ -390,17 +390,7 @@ impl VectorIndex {
         if neighbours.len() < k {
             return Ok(self.exact(&q, k, only, candidates));
         }
-        let hits = neighbours
-            .into_iter()
-            .enumerate()
-            .map(|(i, (slot, sim))| VectorHit {
-                slot,
-                id: self.live.get(slot).expect("only live slots are returned").clone(),
-                similarity: sim,
-                rank: i as u32 + 1,
-            })
-            .collect();
-        Ok(VectorResults { hits, strategy: SearchStrategy::Hnsw { ef }, candidates })
+        Ok(VectorResults { hits: self.hits(neighbours), strategy: SearchStrategy::Hnsw { ef }, candidates })
     }
 
     /// Compares the query with every candidate; ties go to the smaller slot (the older document).
@@ -430,16 +420,21 @@ impl VectorIndex {
             scored.truncate(k);
         }
         scored.sort_unstable_by(order);
-        let hits = scored
+        let hits = self.hits(scored.into_iter().map(|(sim, slot)| (slot, sim)).collect());
+        VectorResults { hits, strategy: SearchStrategy::Exact { scanned }, candidates }
+    }
+
+    /// Hits from `(slot, similarity)` pairs of live slots, best first.
+    fn hits(&self, ranked: Vec<(u64, f32)>) -> Vec<VectorHit> {
+        ranked
             .into_iter()
             .enumerate()
-            .map(|(i, (sim, slot))| VectorHit {
+            .map(|(i, (slot, similarity))| VectorHit {
                 slot,
-                id: self.live.get(slot).expect("scored slots are live").clone(),
-                similarity: sim,
+                id: self.live.get(slot).expect("searches return live slots only").clone(),
+                similarity,
                 rank: i as u32 + 1,
             })
-            .collect();
-        VectorResults { hits, strategy: SearchStrategy::Exact { scanned }, candidates }
+            .collect()
     }
 }
