@@ -8,7 +8,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_models::hub::{self, Source};
 use sieve_models::{DeviceSpec, Embedder, Reranker, RerankerConfig};
-use sieve_pipeline::{Engine, EngineOptions, LruScoreCache, RedisScoreCache, ScoreCache, VectorSettings};
+use sieve_pipeline::{
+    EmbedderHandle, Engine, EngineOptions, LruScoreCache, RedisScoreCache, RerankerHandle, ScoreCache, VectorSettings,
+    WorkerOptions, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS,
+};
 use sieve_text::TextIndex;
 use sieve_vector::{HnswParams, Metric};
 
@@ -148,11 +151,19 @@ pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> 
     let settings = VectorSettings::load(dir)?;
     let embedder_name = args.embedder.clone().or_else(|| settings.as_ref().map(|s| s.model.clone()));
     let embedder = match (&embedder_name, dense && settings.is_some()) {
-        (Some(name), true) => Some(load_embedder(name, &args.device)?),
+        (Some(name), true) => Some(EmbedderHandle::spawn(
+            name,
+            load_embedder(name, &args.device)?,
+            WorkerOptions::new(EMBED_BATCH_TOKENS),
+        )),
         _ => None,
     };
     let reranker = match (&args.reranker, rerank) {
-        (Some(name), true) => Some((name.clone(), load_reranker(name, &args.device)?)),
+        (Some(name), true) => Some(RerankerHandle::spawn(
+            name,
+            load_reranker(name, &args.device)?,
+            WorkerOptions::new(RERANK_BATCH_TOKENS),
+        )),
         _ => None,
     };
     let options = EngineOptions {

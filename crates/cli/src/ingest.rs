@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::Limits;
 use sieve_ingest::{ingest_source, Format, IngestOptions, Input, OnError, Progress, RejectReport, SourceSummary};
-use sieve_pipeline::{Engine, EngineOptions, SyncReport, VectorSettings};
+use sieve_pipeline::{
+    EmbedderHandle, Engine, EngineOptions, SyncReport, VectorSettings, WorkerOptions, EMBED_BATCH_TOKENS,
+};
 use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextIndex, WriterOptions};
 
 use crate::engine::{load_embedder, VectorArgs};
@@ -141,7 +143,13 @@ pub fn open_for_ingest(dir: &Path, settings: IndexSettings, vectors: &VectorArgs
         }
     }
     let model = vectors.embedder.clone().or_else(|| existing.as_ref().map(|s| s.model.clone()));
-    let embedder = model.as_deref().map(|m| load_embedder(m, &vectors.device)).transpose()?;
+    let embedder = model
+        .as_deref()
+        .map(|m| {
+            load_embedder(m, &vectors.device)
+                .map(|e| EmbedderHandle::spawn(m, e, WorkerOptions::new(EMBED_BATCH_TOKENS)))
+        })
+        .transpose()?;
     let options = EngineOptions { embedder, ..EngineOptions::default() };
     let mut engine = Engine::from_parts(Some(dir.to_path_buf()), text, existing, options)?;
     if let Some(m) = &model {

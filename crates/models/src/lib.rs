@@ -20,6 +20,7 @@ pub mod ops;
 pub mod profile;
 pub mod qwen3;
 pub mod reranker;
+pub mod standin;
 pub mod synthetic;
 
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! The engine: one index directory (BM25 + stored vectors + graph), the models on their worker threads, the
 //! score cache, and the request path that ties them together.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -10,13 +11,15 @@ use sieve_core::{
     Checkpoint, DenseScore, DocId, Document, Filter, FusedScore, Hit, Lang, RerankScore, ScoreBreakdown, StageTiming,
 };
 use sieve_ingest::BatchSink;
-use sieve_models::{EmbedInput, EmbedOptions, Embedder, RerankInput, Reranker};
+use sieve_models::EmbedOptions;
 use sieve_text::{Bm25Query, TextIndex, TextWriter, WriterOptions};
 use sieve_vector::{HnswParams, LoadOutcome, SearchStrategy, VectorIndex, VectorSearch};
 
 use crate::cache::{CacheKey, CachedScore, LruScoreCache, ScoreCache};
+use crate::facets::{facet_counts, sort_order, FacetCount, FacetField, SortBy};
 use crate::fusion;
-use crate::worker::{Worker, WorkerError};
+use crate::models::{EmbedJob, EmbedderHandle, RerankJob, RerankerHandle};
+use crate::worker::{CancelToken, WorkerError};
 use crate::PipelineError;
 
 const VECTOR_DIR: &str = "vectors";
@@ -73,17 +76,15 @@ pub fn doc_text(doc: &Document) -> String {
 
 /// How to open an [`Engine`].
 pub struct EngineOptions {
-    /// The embedding model (needed to ingest into, and to query, the dense side).
-    pub embedder: Option<Box<dyn Embedder>>,
-    /// The reranker and the name its cached scores are filed under.
-    pub reranker: Option<(String, Box<dyn Reranker>)>,
+    /// The embedding model on its worker (needed to ingest into, and to query, the dense side).
+    pub embedder: Option<EmbedderHandle>,
+    /// The reranker on its worker; its name keys the cached scores.
+    pub reranker: Option<RerankerHandle>,
     pub cache: Arc<dyn ScoreCache>,
     /// Longest wait for the reranker per request; past it the response is the fused order, `degraded`.
     pub rerank_timeout: Duration,
     /// Longest wait for the query embedding; past it the dense leg is skipped, `degraded`.
     pub embed_timeout: Duration,
-    /// Tokens the reranker worker batches into one model call (several requests share it).
-    pub rerank_batch_tokens: usize,
     /// Search-time HNSW settings (`ef_search`, `exact_below`) overriding the index's.
     pub ef_search: Option<usize>,
     pub exact_below: Option<usize>,
@@ -97,7 +98,6 @@ impl Default for EngineOptions {
             cache: Arc::new(LruScoreCache::new(100_000)),
             rerank_timeout: Duration::from_secs(10),
             embed_timeout: Duration::from_secs(5),
-            rerank_batch_tokens: 16_384,
             ef_search: None,
             exact_below: None,
         }
@@ -108,18 +108,6 @@ impl std::fmt::Debug for EngineOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineOptions").field("cache", &self.cache.describe()).finish_non_exhaustive()
     }
-}
-
-struct EmbedJob {
-    texts: Vec<String>,
-    query: bool,
-}
-
-struct RerankJob {
-    query: String,
-    instruction: Option<String>,
-    docs: Vec<String>,
-    max_length: Option<usize>,
 }
 
 /// Which first-stage legs a request runs.
@@ -190,6 +178,16 @@ pub struct SearchRequest {
     pub with_documents: bool,
     /// Attach every stage's timing to each hit.
     pub explain: bool,
+    /// Hits of the final ranked set to skip (pagination); `k` are returned after them.
+    pub offset: usize,
+    /// Fields whose value counts over the final ranked set are returned.
+    pub facets: Vec<FacetField>,
+    /// Values per facet (the most frequent).
+    pub facet_size: usize,
+    /// Order the final ranked set by a field instead of relevance.
+    pub sort: Option<SortBy>,
+    /// Set when the caller is gone; queued model work for this request is skipped.
+    pub cancel: Option<CancelToken>,
 }
 
 impl SearchRequest {
@@ -207,6 +205,11 @@ impl SearchRequest {
             ef: None,
             with_documents: true,
             explain: false,
+            offset: 0,
+            facets: Vec::new(),
+            facet_size: 10,
+            sort: None,
+            cancel: None,
         }
     }
 }
@@ -233,6 +236,11 @@ pub struct SearchResponse {
     /// Rerank cache use, when the reranker ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheReport>,
+    /// Size of the final ranked set (all fused candidates) that `offset` pages through and facets count.
+    pub total: usize,
+    /// Value counts over the final ranked set, per requested field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<BTreeMap<String, Vec<FacetCount>>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,9 +284,9 @@ pub struct Engine {
     text: TextIndex,
     settings: Option<VectorSettings>,
     vectors: RwLock<Option<VectorState>>,
-    embedder: Option<Worker<EmbedJob, Vec<Vec<f32>>>>,
+    embedder: Option<EmbedderHandle>,
     embedder_dim: Option<usize>,
-    reranker: Option<(String, Worker<RerankJob, Vec<sieve_models::RerankScore>>)>,
+    reranker: Option<RerankerHandle>,
     cache: Arc<dyn ScoreCache>,
     rerank_timeout: Duration,
     embed_timeout: Duration,
@@ -318,58 +326,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, PipelineError> {
         let embedder_dim = options.embedder.as_ref().map(|e| e.info().hidden_size);
-        let dimensions = settings.as_ref().and_then(|s| s.dimensions);
-        let embedder = options.embedder.map(|model| {
-            let model: Arc<dyn Embedder> = Arc::from(model);
-            Worker::spawn("embedder", 8_192, move |jobs: Vec<EmbedJob>| {
-                let opts = EmbedOptions { dimensions, max_length: None };
-                let counts: Vec<usize> = jobs.iter().map(|j| j.texts.len()).collect();
-                let inputs: Vec<EmbedInput<'_>> = jobs
-                    .iter()
-                    .flat_map(|j| {
-                        j.texts
-                            .iter()
-                            .map(move |t| if j.query { EmbedInput::query(t) } else { EmbedInput::Document(t) })
-                    })
-                    .collect();
-                match model.embed(&inputs, &opts) {
-                    Ok(out) => {
-                        let mut vectors = out.vectors.into_iter();
-                        counts.iter().map(|&n| Ok(vectors.by_ref().take(n).collect())).collect()
-                    }
-                    Err(e) => jobs.iter().map(|_| Err(e.to_string())).collect(),
-                }
-            })
-        });
-        let reranker = options.reranker.map(|(name, model)| {
-            let model: Arc<dyn Reranker> = Arc::from(model);
-            let worker = Worker::spawn("reranker", options.rerank_batch_tokens, move |jobs: Vec<RerankJob>| {
-                let docs: Vec<Vec<&str>> = jobs.iter().map(|j| j.docs.iter().map(String::as_str).collect()).collect();
-                let inputs: Vec<RerankInput<'_>> = jobs
-                    .iter()
-                    .zip(&docs)
-                    .map(|(j, d)| RerankInput {
-                        query: &j.query,
-                        documents: d,
-                        instruction: j.instruction.as_deref(),
-                        max_length: j.max_length,
-                        share_prefix: true,
-                    })
-                    .collect();
-                match model.rerank(&inputs) {
-                    Ok(scores) => scores.into_iter().map(Ok).collect(),
-                    // one bad request must not fail the others batched with it: retry them one by one
-                    Err(_) if inputs.len() > 1 => inputs
-                        .iter()
-                        .map(|i| {
-                            model.rerank(std::slice::from_ref(i)).map(|mut s| s.remove(0)).map_err(|e| e.to_string())
-                        })
-                        .collect(),
-                    Err(e) => vec![Err(e.to_string())],
-                }
-            });
-            (name, worker)
-        });
+        let (embedder, reranker) = (options.embedder, options.reranker);
         Ok(Engine {
             dir,
             text,
@@ -396,6 +353,19 @@ impl Engine {
 
     pub fn has_reranker(&self) -> bool {
         self.reranker.is_some()
+    }
+
+    pub fn embedder(&self) -> Option<&EmbedderHandle> {
+        self.embedder.as_ref()
+    }
+
+    pub fn reranker(&self) -> Option<&RerankerHandle> {
+        self.reranker.as_ref()
+    }
+
+    /// The index directory, for an engine opened from disk.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// Whether the dense leg can run: the index has vectors and an embedder is loaded.
@@ -515,18 +485,20 @@ impl Engine {
 
     /// Embeds documents' texts through the embedder worker (no time limit: ingest waits for the model).
     pub fn embed_documents(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, PipelineError> {
-        let Some(worker) = &self.embedder else {
+        let Some(handle) = &self.embedder else {
             return Err(PipelineError::DenseUnavailable { reason: "no embedding model is loaded".into() });
         };
-        let cost = texts.iter().map(|t| t.len() / 4 + 2).sum();
-        Ok(worker.call(EmbedJob { texts, query: false }, cost, None)?)
+        let options = EmbedOptions { dimensions: self.settings.as_ref().and_then(|s| s.dimensions), max_length: None };
+        let job = EmbedJob { texts, query: false, instruction: None, options };
+        Ok(handle.embed(job, None, None)?.vectors)
     }
 
-    fn embed_query(&self, text: &str) -> Result<Vec<f32>, WorkerError> {
-        let worker = self.embedder.as_ref().expect("checked by the caller");
-        let job = EmbedJob { texts: vec![text.to_owned()], query: true };
-        let mut out = worker.call(job, text.len() / 4 + 2, Some(self.embed_timeout))?;
-        Ok(out.pop().unwrap_or_default())
+    fn embed_query(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>, WorkerError> {
+        let handle = self.embedder.as_ref().expect("checked by the caller");
+        let options = EmbedOptions { dimensions: self.settings.as_ref().and_then(|s| s.dimensions), max_length: None };
+        let job = EmbedJob { texts: vec![text.to_owned()], query: true, instruction: None, options };
+        let mut out = handle.embed(job, Some(self.embed_timeout), cancel)?;
+        Ok(out.vectors.pop().unwrap_or_default())
     }
 
     /// A sink that ingests into this engine's index, embedding every document when the index has a dense side.
@@ -568,7 +540,7 @@ impl Engine {
         }
 
         // --- recall: BM25 on a second thread, the dense leg on this one
-        let recall_k = req.recall_k.max(req.k);
+        let recall_k = req.recall_k.max(req.offset + req.k);
         let (bm25, dense) = std::thread::scope(|scope| {
             let bm25 = req.legs.bm25.then(|| {
                 scope.spawn(|| {
@@ -662,7 +634,7 @@ impl Engine {
             match &self.reranker {
                 None => reasons.push("not reranked: no reranker is loaded".into()),
                 Some(_) if window == 0 => {}
-                Some((name, worker)) => {
+                Some(handle) => {
                     let t = Instant::now();
                     let ids: Vec<DocId> = candidates[..window].iter().map(|c| c.id.clone()).collect();
                     for (id, doc) in ids.iter().zip(self.text.get_many(&ids)?) {
@@ -674,7 +646,7 @@ impl Engine {
                     let t = Instant::now();
                     let texts: Vec<String> =
                         ids.iter().map(|id| documents.get(id).map(doc_text).unwrap_or_default()).collect();
-                    let outcome = self.rerank_window(name, worker, req, rr, &texts);
+                    let outcome = self.rerank_window(handle, req, rr, &texts);
                     timings.push(timing("rerank", t.elapsed()));
                     match outcome {
                         Ok((scores, report)) => {
@@ -694,6 +666,9 @@ impl Engine {
                             }
                             reranked = true;
                         }
+                        Err((WorkerError::Cancelled { worker }, _)) => {
+                            return Err(WorkerError::Cancelled { worker }.into())
+                        }
                         Err((reason, report)) => {
                             cache_report = report;
                             reasons.push(format!("not reranked: {reason}"));
@@ -703,7 +678,33 @@ impl Engine {
             }
         }
 
+        // --- the final ranked set: sort, facets, then the requested page
+        let total = candidates.len();
+        let mut facets = None;
+        if !req.facets.is_empty() || req.sort.is_some() {
+            let t = Instant::now();
+            let missing: Vec<DocId> =
+                candidates.iter().filter(|c| !documents.contains_key(&c.id)).map(|c| c.id.clone()).collect();
+            for (id, doc) in missing.iter().zip(self.text.get_many(&missing)?) {
+                if let Some(doc) = doc {
+                    documents.insert(id.clone(), doc);
+                }
+            }
+            if let Some(sort) = req.sort {
+                let docs: Vec<Option<&Document>> = candidates.iter().map(|c| documents.get(&c.id)).collect();
+                let order = sort_order(&docs, sort);
+                let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+                candidates = order.into_iter().filter_map(|i| slots[i].take()).collect();
+            }
+            if !req.facets.is_empty() {
+                let docs: Vec<&Document> = candidates.iter().filter_map(|c| documents.get(&c.id)).collect();
+                facets = Some(facet_counts(&docs, &req.facets, req.facet_size));
+            }
+            timings.push(timing("facets", t.elapsed()));
+        }
+
         // --- hits
+        candidates.drain(..req.offset.min(candidates.len()));
         candidates.truncate(req.k);
         if req.with_documents {
             let t = Instant::now();
@@ -730,7 +731,7 @@ impl Engine {
                     scores.timings = Some(timings.clone());
                 }
                 let document = if req.with_documents { documents.remove(&c.id) } else { None };
-                Hit { id: c.id, rank: i as u32 + 1, score, scores, document }
+                Hit { id: c.id, rank: (req.offset + i) as u32 + 1, score, scores, document }
             })
             .collect();
         Ok(SearchResponse {
@@ -742,12 +743,17 @@ impl Engine {
             bm25_matched: bm25.as_ref().map(|(r, _)| r.matched),
             dense: dense.map(|d| DenseReport { strategy: d.strategy, candidates: d.candidates }),
             cache: cache_report,
+            total,
+            facets,
         })
     }
 
     fn dense_leg(&self, req: &SearchRequest, recall_k: usize) -> Result<DenseOutcome, DenseFailure> {
         let t = Instant::now();
-        let query = self.embed_query(&req.query).map_err(|e| DenseFailure::Degraded(e.to_string()))?;
+        let query = self.embed_query(&req.query, req.cancel.as_ref()).map_err(|e| match e {
+            WorkerError::Cancelled { .. } => DenseFailure::Error(e.into()),
+            e => DenseFailure::Degraded(e.to_string()),
+        })?;
         let embed = t.elapsed();
         let t = Instant::now();
         let only = if req.filters.is_empty() {
@@ -768,12 +774,12 @@ impl Engine {
     #[allow(clippy::type_complexity)]
     fn rerank_window(
         &self,
-        name: &str,
-        worker: &Worker<RerankJob, Vec<sieve_models::RerankScore>>,
+        handle: &RerankerHandle,
         req: &SearchRequest,
         rr: &RerankRequest,
         texts: &[String],
-    ) -> Result<(Vec<(CachedScore, bool)>, CacheReport), (String, Option<CacheReport>)> {
+    ) -> Result<(Vec<(CachedScore, bool)>, CacheReport), (WorkerError, Option<CacheReport>)> {
+        let name = handle.name();
         let instruction = rr.instruction.as_deref().unwrap_or(sieve_models::DEFAULT_INSTRUCTION);
         let keys: Vec<CacheKey> = texts
             .iter()
@@ -797,7 +803,6 @@ impl Engine {
             cached.iter().map(|c| c.map_or((CachedScore { score: 0.0, raw: 0.0 }, false), |s| (s, true))).collect();
         if !miss.is_empty() {
             let docs: Vec<String> = miss.iter().map(|&i| texts[i].clone()).collect();
-            let cost = docs.iter().map(|d| d.len() / 4 + 32).sum::<usize>();
             let job = RerankJob {
                 query: req.query.clone(),
                 instruction: rr.instruction.clone(),
@@ -805,11 +810,8 @@ impl Engine {
                 max_length: rr.max_length,
             };
             let timeout = rr.timeout.unwrap_or(self.rerank_timeout);
-            let scores = worker.call(job, cost, Some(timeout)).map_err(|e| (e.to_string(), Some(report.clone())))?;
-            if scores.len() != miss.len() {
-                let msg = format!("reranker returned {} scores for {} documents", scores.len(), miss.len());
-                return Err((msg, Some(report)));
-            }
+            let scores =
+                handle.rerank(job, Some(timeout), req.cancel.as_ref()).map_err(|e| (e, Some(report.clone())))?;
             let mut fresh = Vec::with_capacity(miss.len());
             for (&i, s) in miss.iter().zip(scores) {
                 let v = CachedScore { score: s.score, raw: s.raw };
@@ -862,6 +864,12 @@ fn validate(req: &SearchRequest) -> Result<(), PipelineError> {
     };
     if req.k == 0 || req.k > MAX_DEPTH {
         return Err(bad("k", "1..=1000", req.k.to_string()));
+    }
+    if req.offset + req.k > MAX_DEPTH {
+        return Err(bad("offset + k", "at most 1000", (req.offset + req.k).to_string()));
+    }
+    if req.facet_size == 0 || req.facet_size > MAX_DEPTH {
+        return Err(bad("facet_size", "1..=1000", req.facet_size.to_string()));
     }
     if req.recall_k == 0 || req.recall_k > MAX_DEPTH {
         return Err(bad("recall_k", "1..=1000", req.recall_k.to_string()));

@@ -9,7 +9,10 @@
 
 pub mod cache;
 mod engine;
+pub mod facets;
 pub mod fusion;
+pub mod models;
+pub mod stats;
 pub mod worker;
 
 pub use cache::{CacheError, CacheKey, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
@@ -17,7 +20,10 @@ pub use engine::{
     doc_text, CacheReport, DenseReport, Engine, EngineOptions, EngineSink, Fusion, Legs, RerankRequest, SearchRequest,
     SearchResponse, SyncReport, VectorSettings, MAX_DEPTH,
 };
-pub use worker::{Worker, WorkerError};
+pub use facets::{FacetCount, FacetField, SortBy, SortField, SortOrder};
+pub use models::{EmbedJob, EmbedderHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS};
+pub use stats::{Histogram, HistogramSnapshot};
+pub use worker::{CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
 
 /// Errors of the pipeline.
 #[derive(Debug, thiserror::Error)]

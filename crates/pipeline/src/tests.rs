@@ -9,130 +9,41 @@ use std::time::Duration;
 use serde_json::json;
 use sieve_core::{Document, Limits};
 use sieve_ingest::BatchSink;
-use sieve_models::{EmbedInput, EmbedOptions, Embedder, Embeddings, ModelError, ModelInfo, RerankInput, Reranker};
+use sieve_models::standin::{Behaviour, WordsEmbedder, WordsReranker};
 use sieve_text::{IndexSettings, TextIndex, WriterOptions};
 use sieve_vector::{HnswParams, SearchStrategy};
 
 use crate::*;
 
 const DIM: usize = 32;
+const SLOW: Duration = Duration::from_millis(1500);
 
-fn info(role: &str) -> ModelInfo {
-    ModelInfo {
-        path: "test".into(),
-        architecture: "test".into(),
-        role: role.into(),
-        device: "cpu".into(),
-        dtype: "f32".into(),
-        hidden_size: DIM,
-        max_length: 512,
-        non_embedding_params: 0,
-        fallback: None,
-    }
+struct Models {
+    embed_calls: Arc<AtomicUsize>,
+    rerank_calls: Arc<AtomicUsize>,
 }
 
-/// Hashed bag of words; synonyms share a bucket.
-struct WordsEmbedder {
-    info: ModelInfo,
-    calls: Arc<AtomicUsize>,
-}
-
-fn canonical(word: &str) -> &str {
-    match word {
-        "notebook" | "laptop" => "laptop",
-        "headphones" | "earphones" | "headset" => "headphones",
-        other => other,
-    }
-}
-
-fn embed_text(text: &str) -> Vec<f32> {
-    let mut v = [0.0f32; DIM];
-    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        let h = xxhash_rust::xxh3::xxh3_64(canonical(w).as_bytes());
-        v[(h % DIM as u64) as usize] += 1.0;
-    }
-    if v.iter().all(|x| *x == 0.0) {
-        v[0] = 1.0;
-    }
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter().map(|x| x / n).collect()
-}
-
-impl Embedder for WordsEmbedder {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn embed(&self, inputs: &[EmbedInput<'_>], _: &EmbedOptions) -> sieve_models::Result<Embeddings> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let vectors: Vec<Vec<f32>> = inputs
-            .iter()
-            .map(|i| match i {
-                EmbedInput::Query { text, .. } | EmbedInput::Document(text) => embed_text(text),
-            })
-            .collect();
-        let n = vectors.len();
-        Ok(Embeddings { vectors, tokens: vec![1; n], truncated: vec![false; n] })
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Behaviour {
-    /// Scores by how many query words the document contains.
-    Good,
-    Slow,
-    Fail,
-    Panic,
-}
-
-struct FakeReranker {
-    info: ModelInfo,
-    behaviour: Behaviour,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Reranker for FakeReranker {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn rerank(&self, batch: &[RerankInput<'_>]) -> sieve_models::Result<Vec<Vec<sieve_models::RerankScore>>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.behaviour {
-            Behaviour::Slow => std::thread::sleep(Duration::from_millis(1500)),
-            Behaviour::Fail => {
-                return Err(ModelError::Device {
-                    requested: "cpu".into(),
-                    reason: "the model ran out of memory".into(),
-                })
-            }
-            Behaviour::Panic => panic!("CUDA error"),
-            Behaviour::Good => {}
-        }
-        Ok(batch
-            .iter()
-            .map(|input| {
-                let words: Vec<String> = input.query.to_lowercase().split_whitespace().map(String::from).collect();
-                input
-                    .documents
-                    .iter()
-                    .map(|d| {
-                        let d = d.to_lowercase();
-                        // "reviews" in a document makes it the most relevant: an order BM25 would not give
-                        let hits = words.iter().filter(|w| d.contains(w.as_str())).count() as f32
-                            + if d.contains("reviews") { 5.0 } else { 0.0 };
-                        let raw = hits - 2.0;
-                        sieve_models::RerankScore {
-                            score: 1.0 / (1.0 + (-raw).exp()),
-                            raw,
-                            tokens: d.len(),
-                            truncated: false,
-                        }
-                    })
-                    .collect()
-            })
-            .collect())
-    }
+fn options(behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCache>) -> (EngineOptions, Models) {
+    let embedder = WordsEmbedder::new(DIM);
+    let embed_calls = embedder.calls.clone();
+    let mut rerank_calls = Arc::new(AtomicUsize::new(0));
+    let reranker = behaviour.map(|b| {
+        let r = WordsReranker::new(b);
+        rerank_calls = r.calls.clone();
+        RerankerHandle::spawn("fake-reranker", Box::new(r), WorkerOptions::new(RERANK_BATCH_TOKENS))
+    });
+    let opts = EngineOptions {
+        embedder: Some(EmbedderHandle::spawn("words", Box::new(embedder), WorkerOptions::new(EMBED_BATCH_TOKENS))),
+        reranker,
+        cache,
+        // generous: only the slow reranker may time out, however loaded the machine running the tests is
+        rerank_timeout: match behaviour {
+            Some(Behaviour::Slow(_)) => Duration::from_millis(150),
+            _ => Duration::from_secs(30),
+        },
+        ..EngineOptions::default()
+    };
+    (opts, Models { embed_calls, rerank_calls })
 }
 
 fn doc(v: serde_json::Value) -> Document {
@@ -151,34 +62,6 @@ fn corpus() -> Vec<Document> {
     .into_iter()
     .map(doc)
     .collect()
-}
-
-struct Models {
-    embed_calls: Arc<AtomicUsize>,
-    rerank_calls: Arc<AtomicUsize>,
-}
-
-fn options(behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCache>) -> (EngineOptions, Models) {
-    let embed_calls = Arc::new(AtomicUsize::new(0));
-    let rerank_calls = Arc::new(AtomicUsize::new(0));
-    let embedder: Box<dyn Embedder> = Box::new(WordsEmbedder { info: info("embedder"), calls: embed_calls.clone() });
-    let reranker = behaviour.map(|b| {
-        let r: Box<dyn Reranker> =
-            Box::new(FakeReranker { info: info("reranker"), behaviour: b, calls: rerank_calls.clone() });
-        ("fake-reranker".to_owned(), r)
-    });
-    let opts = EngineOptions {
-        embedder: Some(embedder),
-        reranker,
-        cache,
-        // generous: only the slow reranker may time out, however loaded the machine running the tests is
-        rerank_timeout: match behaviour {
-            Some(Behaviour::Slow) => Duration::from_millis(150),
-            _ => Duration::from_secs(30),
-        },
-        ..EngineOptions::default()
-    };
-    (opts, Models { embed_calls, rerank_calls })
 }
 
 fn wopts() -> WriterOptions {
@@ -206,6 +89,47 @@ fn build_with(dir: &Path, behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCach
 
 fn ids(res: &SearchResponse) -> Vec<&str> {
     res.hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+#[test]
+fn facets_count_the_final_ranked_set_and_sort_and_offset_page_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = build(dir.path(), Some(Behaviour::Good));
+    let mut req = SearchRequest::new("laptop");
+    req.k = 2;
+    req.facets = vec![FacetField::Brand, FacetField::Price];
+    req.rerank = Some(RerankRequest::default());
+    let res = engine.search(&req).unwrap();
+    assert_eq!(res.hits.len(), 2);
+    // counted over every ranked candidate, not only the page
+    let ranked = res.total;
+    assert!(ranked > 2, "{ranked}");
+    let facets = res.facets.as_ref().unwrap();
+    assert_eq!(facets["brand"].iter().map(|c| c.count).sum::<usize>(), ranked);
+    assert!(res.timings.iter().any(|t| t.stage == "facets"));
+
+    // the second page continues the first, with ranks that continue too
+    let mut all = req.clone();
+    all.k = ranked;
+    all.facets.clear();
+    let everything = ids(&engine.search(&all).unwrap()).into_iter().map(String::from).collect::<Vec<_>>();
+    let mut page2 = req.clone();
+    page2.offset = 2;
+    let res2 = engine.search(&page2).unwrap();
+    assert_eq!(ids(&res2), everything[2..4].iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(res2.hits[0].rank, 3);
+
+    // sorting by price reorders the whole ranked set, cheapest first
+    let mut by_price = all.clone();
+    by_price.sort = Some(SortBy { field: SortField::Price, order: SortOrder::Asc });
+    let res = engine.search(&by_price).unwrap();
+    let prices: Vec<f64> = res.hits.iter().map(|h| h.document.as_ref().unwrap().price.unwrap()).collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
+    assert_eq!(res.hits.len(), ranked);
+
+    let mut too_deep = req.clone();
+    too_deep.offset = 999;
+    assert!(matches!(engine.search(&too_deep), Err(PipelineError::BadRequest { field: "offset + k", .. })));
 }
 
 #[test]
@@ -297,7 +221,7 @@ fn assert_degraded_to_fused(engine: &Engine, expect_reason: &str) {
 #[test]
 fn a_slow_failing_panicking_or_missing_reranker_degrades_never_errors() {
     for (behaviour, reason) in [
-        (Some(Behaviour::Slow), "did not answer within 150 ms"),
+        (Some(Behaviour::Slow(SLOW)), "did not answer within 150 ms"),
         (Some(Behaviour::Fail), "ran out of memory"),
         (Some(Behaviour::Panic), "panicked: CUDA error"),
         (None, "no reranker is loaded"),

@@ -1,0 +1,207 @@
+//! The models on their worker threads, shareable: one embedder and one reranker serve every index of a
+//! server and its `/v1/embeddings` and `/v1/rerank` routes, batching across all of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sieve_models::{EmbedInput, EmbedOptions, Embedder, Embeddings, ModelInfo, RerankInput, RerankScore, Reranker};
+
+use crate::worker::{CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
+
+/// Default batch budget of the embedder worker, in (approximate) tokens.
+pub const EMBED_BATCH_TOKENS: usize = 8_192;
+/// Default batch budget of the reranker worker: several queries' windows share one model call.
+pub const RERANK_BATCH_TOKENS: usize = 16_384;
+
+/// Rough token count of a text for batch budgets (the tokenizer runs on the model thread, not here).
+pub fn approx_tokens(text: &str) -> usize {
+    text.len() / 4 + 1
+}
+
+/// One embedding call.
+#[derive(Debug, Clone, Default)]
+pub struct EmbedJob {
+    pub texts: Vec<String>,
+    /// Queries get the model's instruction; documents do not.
+    pub query: bool,
+    pub instruction: Option<String>,
+    pub options: EmbedOptions,
+}
+
+/// One query and the documents to score against it.
+#[derive(Debug, Clone, Default)]
+pub struct RerankJob {
+    pub query: String,
+    pub instruction: Option<String>,
+    pub docs: Vec<String>,
+    pub max_length: Option<usize>,
+}
+
+/// An embedding model on its worker thread. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbedderHandle {
+    name: String,
+    info: ModelInfo,
+    worker: Arc<Worker<EmbedJob, Embeddings>>,
+}
+
+impl std::fmt::Debug for EmbedderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedderHandle").field("name", &self.name).finish()
+    }
+}
+
+impl EmbedderHandle {
+    /// Moves `model` onto its own thread. Jobs with the same options share one model call.
+    pub fn spawn(name: &str, model: Box<dyn Embedder>, options: WorkerOptions) -> EmbedderHandle {
+        let info = model.info().clone();
+        let model: Arc<dyn Embedder> = Arc::from(model);
+        let worker = Worker::spawn("embedder", options, move |jobs: Vec<EmbedJob>| {
+            let mut out: Vec<Option<Result<Embeddings, String>>> = (0..jobs.len()).map(|_| None).collect();
+            // group jobs whose options agree into one call
+            let mut groups: Vec<(EmbedOptions, Vec<usize>)> = Vec::new();
+            for (i, j) in jobs.iter().enumerate() {
+                let same =
+                    |o: &EmbedOptions| o.dimensions == j.options.dimensions && o.max_length == j.options.max_length;
+                match groups.iter_mut().find(|(o, _)| same(o)) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((j.options, vec![i])),
+                }
+            }
+            for (opts, members) in groups {
+                let inputs: Vec<EmbedInput<'_>> = members
+                    .iter()
+                    .flat_map(|&i| {
+                        let j = &jobs[i];
+                        j.texts.iter().map(move |t| {
+                            if j.query {
+                                EmbedInput::Query { text: t, instruction: j.instruction.as_deref() }
+                            } else {
+                                EmbedInput::Document(t)
+                            }
+                        })
+                    })
+                    .collect();
+                match model.embed(&inputs, &opts) {
+                    Ok(e) => {
+                        let (mut v, mut t, mut c) =
+                            (e.vectors.into_iter(), e.tokens.into_iter(), e.truncated.into_iter());
+                        for &i in &members {
+                            let n = jobs[i].texts.len();
+                            out[i] = Some(Ok(Embeddings {
+                                vectors: v.by_ref().take(n).collect(),
+                                tokens: t.by_ref().take(n).collect(),
+                                truncated: c.by_ref().take(n).collect(),
+                            }));
+                        }
+                    }
+                    Err(e) => members.iter().for_each(|&i| out[i] = Some(Err(e.to_string()))),
+                }
+            }
+            out.into_iter().map(|r| r.unwrap_or_else(|| Err("not run".into()))).collect()
+        });
+        EmbedderHandle { name: name.to_owned(), info, worker: Arc::new(worker) }
+    }
+
+    /// The name the model was loaded by (a cache name such as `minilm`, or a directory).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        self.worker.stats()
+    }
+
+    pub fn embed(
+        &self,
+        job: EmbedJob,
+        timeout: Option<Duration>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Embeddings, WorkerError> {
+        let cost = job.texts.iter().map(|t| approx_tokens(t)).sum();
+        self.worker.call_with(job, cost, timeout, cancel)
+    }
+}
+
+/// A reranker on its worker thread. Cheap to clone.
+#[derive(Clone)]
+pub struct RerankerHandle {
+    name: String,
+    info: ModelInfo,
+    worker: Arc<Worker<RerankJob, Vec<RerankScore>>>,
+}
+
+impl std::fmt::Debug for RerankerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RerankerHandle").field("name", &self.name).finish()
+    }
+}
+
+impl RerankerHandle {
+    /// Moves `model` onto its own thread; the queries waiting when it is free are scored in one call.
+    pub fn spawn(name: &str, model: Box<dyn Reranker>, options: WorkerOptions) -> RerankerHandle {
+        let info = model.info().clone();
+        let model: Arc<dyn Reranker> = Arc::from(model);
+        let worker = Worker::spawn("reranker", options, move |jobs: Vec<RerankJob>| {
+            let docs: Vec<Vec<&str>> = jobs.iter().map(|j| j.docs.iter().map(String::as_str).collect()).collect();
+            let inputs: Vec<RerankInput<'_>> = jobs
+                .iter()
+                .zip(&docs)
+                .map(|(j, d)| RerankInput {
+                    query: &j.query,
+                    documents: d,
+                    instruction: j.instruction.as_deref(),
+                    max_length: j.max_length,
+                    share_prefix: true,
+                })
+                .collect();
+            match model.rerank(&inputs) {
+                Ok(scores) => scores.into_iter().map(Ok).collect(),
+                // one bad request must not fail the others batched with it: retry them one by one
+                Err(_) if inputs.len() > 1 => inputs
+                    .iter()
+                    .map(|i| model.rerank(std::slice::from_ref(i)).map(|mut s| s.remove(0)).map_err(|e| e.to_string()))
+                    .collect(),
+                Err(e) => vec![Err(e.to_string())],
+            }
+        });
+        RerankerHandle { name: name.to_owned(), info, worker: Arc::new(worker) }
+    }
+
+    /// The name the model was loaded by; cached scores are filed under it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        self.worker.stats()
+    }
+
+    /// Scores `job.docs` against `job.query`, in document order.
+    pub fn rerank(
+        &self,
+        job: RerankJob,
+        timeout: Option<Duration>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Vec<RerankScore>, WorkerError> {
+        let query = approx_tokens(&job.query) + 24;
+        let cost = job.docs.iter().map(|d| approx_tokens(d) + query).sum();
+        let n = job.docs.len();
+        let scores = self.worker.call_with(job, cost, timeout, cancel)?;
+        if scores.len() != n {
+            return Err(WorkerError::Failed {
+                worker: "reranker".into(),
+                message: format!("returned {} scores for {n} documents", scores.len()),
+            });
+        }
+        Ok(scores)
+    }
+}
