@@ -12,6 +12,7 @@ mod ingest;
 mod models;
 mod progress;
 mod search;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     Embed(models::EmbedArgs),
     /// Manage models: pull the defaults into the cache, list it, write random-weight test checkpoints.
     Models(models::ModelsArgs),
+    /// Serve the HTTP API (search, rerank, embeddings, documents, tasks, metrics) over one or more indexes.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +65,9 @@ struct IndexArg {
 /// (e.g. `SIEVE_LOG=debug`).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIEVE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,sieve_pipeline=info,sieve_vector=info,sieve_models=info")
+        tracing_subscriber::EnvFilter::new(
+            "warn,sieve_pipeline=info,sieve_vector=info,sieve_models=info,sieve_server=info",
+        )
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -92,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Rerank(args) => models::rerank(args),
         Command::Embed(args) => models::embed(args),
         Command::Models(args) => models::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,7 +19,7 @@ use crate::cache::{CacheKey, CachedScore, LruScoreCache, ScoreCache};
 use crate::facets::{facet_counts, sort_order, FacetCount, FacetField, SortBy};
 use crate::fusion;
 use crate::models::{EmbedJob, EmbedderHandle, RerankJob, RerankerHandle};
-use crate::worker::{CancelToken, WorkerError};
+use crate::worker::{CallTiming, CancelToken, WorkerError};
 use crate::PipelineError;
 
 const VECTOR_DIR: &str = "vectors";
@@ -257,6 +257,8 @@ pub struct CacheReport {
     /// The cache failed (counted as misses); the reranker ran anyway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How long the misses waited in the reranker's queue.
+    pub queued_micros: u64,
 }
 
 /// What [`Engine::sync_vectors`] did.
@@ -490,15 +492,15 @@ impl Engine {
         };
         let options = EmbedOptions { dimensions: self.settings.as_ref().and_then(|s| s.dimensions), max_length: None };
         let job = EmbedJob { texts, query: false, instruction: None, options };
-        Ok(handle.embed(job, None, None)?.vectors)
+        Ok(handle.embed(job, None, None)?.0.vectors)
     }
 
-    fn embed_query(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>, WorkerError> {
+    fn embed_query(&self, text: &str, cancel: Option<&CancelToken>) -> Result<(Vec<f32>, CallTiming), WorkerError> {
         let handle = self.embedder.as_ref().expect("checked by the caller");
         let options = EmbedOptions { dimensions: self.settings.as_ref().and_then(|s| s.dimensions), max_length: None };
         let job = EmbedJob { texts: vec![text.to_owned()], query: true, instruction: None, options };
-        let mut out = handle.embed(job, Some(self.embed_timeout), cancel)?;
-        Ok(out.vectors.pop().unwrap_or_default())
+        let (mut out, timing) = handle.embed(job, Some(self.embed_timeout), cancel)?;
+        Ok((out.vectors.pop().unwrap_or_default(), timing))
     }
 
     /// A sink that ingests into this engine's index, embedding every document when the index has a dense side.
@@ -571,6 +573,7 @@ impl Engine {
         }
         if let Some(d) = &dense {
             timings.push(timing("embed", d.embed));
+            timings.push(timing("embed_queue", d.embed_queue));
             timings.push(timing("ann", d.ann));
         }
 
@@ -650,6 +653,7 @@ impl Engine {
                     timings.push(timing("rerank", t.elapsed()));
                     match outcome {
                         Ok((scores, report)) => {
+                            timings.push(StageTiming { stage: "rerank_queue".into(), micros: report.queued_micros });
                             cache_report = Some(report);
                             for (c, (s, cached)) in candidates[..window].iter_mut().zip(scores) {
                                 c.scores.rerank = Some(RerankScore { score: s.score, raw: s.raw, rank: 0, cached });
@@ -750,7 +754,7 @@ impl Engine {
 
     fn dense_leg(&self, req: &SearchRequest, recall_k: usize) -> Result<DenseOutcome, DenseFailure> {
         let t = Instant::now();
-        let query = self.embed_query(&req.query, req.cancel.as_ref()).map_err(|e| match e {
+        let (query, call) = self.embed_query(&req.query, req.cancel.as_ref()).map_err(|e| match e {
             WorkerError::Cancelled { .. } => DenseFailure::Error(e.into()),
             e => DenseFailure::Degraded(e.to_string()),
         })?;
@@ -767,7 +771,14 @@ impl Engine {
         };
         let search = VectorSearch { k: recall_k, ef: req.ef, only: only.as_deref(), exact: false };
         let res = state.index.search(&query, &search).map_err(|e| DenseFailure::Error(e.into()))?;
-        Ok(DenseOutcome { hits: res.hits, strategy: res.strategy, candidates: res.candidates, embed, ann: t.elapsed() })
+        Ok(DenseOutcome {
+            hits: res.hits,
+            strategy: res.strategy,
+            candidates: res.candidates,
+            embed,
+            embed_queue: call.queued,
+            ann: t.elapsed(),
+        })
     }
 
     /// Scores the window's texts: cached scores first, the model for the rest (within the time budget).
@@ -788,7 +799,8 @@ impl Engine {
                 CacheKey::new(&model_key, instruction, &req.query, t)
             })
             .collect();
-        let mut report = CacheReport { backend: self.cache.describe(), hits: 0, misses: texts.len(), error: None };
+        let mut report =
+            CacheReport { backend: self.cache.describe(), hits: 0, misses: texts.len(), error: None, queued_micros: 0 };
         let cached = match self.cache.get_many(&keys) {
             Ok(c) => c,
             Err(e) => {
@@ -810,8 +822,9 @@ impl Engine {
                 max_length: rr.max_length,
             };
             let timeout = rr.timeout.unwrap_or(self.rerank_timeout);
-            let scores =
+            let (scores, call) =
                 handle.rerank(job, Some(timeout), req.cancel.as_ref()).map_err(|e| (e, Some(report.clone())))?;
+            report.queued_micros = us(call.queued);
             let mut fresh = Vec::with_capacity(miss.len());
             for (&i, s) in miss.iter().zip(scores) {
                 let v = CachedScore { score: s.score, raw: s.raw };
@@ -831,6 +844,8 @@ struct DenseOutcome {
     strategy: SearchStrategy,
     candidates: usize,
     embed: Duration,
+    /// Part of `embed` spent waiting for the model.
+    embed_queue: Duration,
     ann: Duration,
 }
 

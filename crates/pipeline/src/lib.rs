@@ -23,7 +23,7 @@ pub use engine::{
 pub use facets::{FacetCount, FacetField, SortBy, SortField, SortOrder};
 pub use models::{EmbedJob, EmbedderHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS};
 pub use stats::{Histogram, HistogramSnapshot};
-pub use worker::{CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
+pub use worker::{CallTiming, CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
 
 /// Errors of the pipeline.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sieve_models::{EmbedInput, EmbedOptions, Embedder, Embeddings, ModelInfo, RerankInput, RerankScore, Reranker};
 
-use crate::worker::{CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
+use crate::worker::{CallTiming, CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
 
 /// Default batch budget of the embedder worker, in (approximate) tokens.
 pub const EMBED_BATCH_TOKENS: usize = 8_192;
@@ -116,12 +116,13 @@ impl EmbedderHandle {
         self.worker.stats()
     }
 
+    /// Embeds `job.texts`; also says how long the job queued and how long the model call took.
     pub fn embed(
         &self,
         job: EmbedJob,
         timeout: Option<Duration>,
         cancel: Option<&CancelToken>,
-    ) -> Result<Embeddings, WorkerError> {
+    ) -> Result<(Embeddings, CallTiming), WorkerError> {
         let cost = job.texts.iter().map(|t| approx_tokens(t)).sum();
         self.worker.call_with(job, cost, timeout, cancel)
     }
@@ -185,23 +186,24 @@ impl RerankerHandle {
         self.worker.stats()
     }
 
-    /// Scores `job.docs` against `job.query`, in document order.
+    /// Scores `job.docs` against `job.query`, in document order; also says how long the job queued and how
+    /// long the model call took.
     pub fn rerank(
         &self,
         job: RerankJob,
         timeout: Option<Duration>,
         cancel: Option<&CancelToken>,
-    ) -> Result<Vec<RerankScore>, WorkerError> {
+    ) -> Result<(Vec<RerankScore>, CallTiming), WorkerError> {
         let query = approx_tokens(&job.query) + 24;
         let cost = job.docs.iter().map(|d| approx_tokens(d) + query).sum();
         let n = job.docs.len();
-        let scores = self.worker.call_with(job, cost, timeout, cancel)?;
+        let (scores, timing) = self.worker.call_with(job, cost, timeout, cancel)?;
         if scores.len() != n {
             return Err(WorkerError::Failed {
                 worker: "reranker".into(),
                 message: format!("returned {} scores for {n} documents", scores.len()),
             });
         }
-        Ok(scores)
+        Ok((scores, timing))
     }
 }

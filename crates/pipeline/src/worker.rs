@@ -93,12 +93,27 @@ impl Default for WorkerStats {
     }
 }
 
+/// Where a call's time went: waiting in the queue, then in the model call its job was batched into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallTiming {
+    pub queued: Duration,
+    pub compute: Duration,
+}
+
+type Reply<R> = (Result<R, String>, CallTiming);
+
 struct Envelope<J, R> {
     job: J,
     cost: usize,
+    enqueued: Instant,
     deadline: Option<Instant>,
     cancel: Option<CancelToken>,
-    reply: mpsc::SyncSender<Result<R, String>>,
+    reply: mpsc::SyncSender<Reply<R>>,
+}
+
+struct ReplyTo<R> {
+    reply: mpsc::SyncSender<Reply<R>>,
+    timing: CallTiming,
 }
 
 /// A model thread and the queue in front of it.
@@ -163,17 +178,26 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                     st.jobs.fetch_add(n as u64, Ordering::Relaxed);
                     st.batch_jobs.observe(n as f64);
                     st.batch_cost.observe(batch.iter().map(|e| e.cost).sum::<usize>() as f64);
-                    let (jobs, replies): (Vec<J>, Vec<_>) = batch.into_iter().map(|e| (e.job, e.reply)).unzip();
+                    let start = Instant::now();
+                    let (jobs, replies): (Vec<J>, Vec<_>) = batch
+                        .into_iter()
+                        .map(|e| (e.job, (e.reply, start.saturating_duration_since(e.enqueued))))
+                        .unzip();
                     let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(jobs)));
+                    let compute = start.elapsed();
+                    let replies: Vec<_> = replies
+                        .into_iter()
+                        .map(|(reply, queued)| ReplyTo { reply, timing: CallTiming { queued, compute } })
+                        .collect();
                     match results {
                         Ok(results) if results.len() == n => {
                             for (reply, result) in replies.into_iter().zip(results) {
-                                let _ = reply.send(result);
+                                let _ = reply.reply.send((result, reply.timing));
                             }
                         }
                         Ok(results) => {
                             let msg = format!("returned {} results for {n} jobs", results.len());
-                            replies.into_iter().for_each(|r| drop(r.send(Err(msg.clone()))));
+                            replies.into_iter().for_each(|r| drop(r.reply.send((Err(msg.clone()), r.timing))));
                         }
                         Err(panic) => {
                             let msg = panic
@@ -181,7 +205,9 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                                 .cloned()
                                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                                 .unwrap_or_else(|| "panicked".into());
-                            replies.into_iter().for_each(|r| drop(r.send(Err(format!("panicked: {msg}")))));
+                            replies
+                                .into_iter()
+                                .for_each(|r| drop(r.reply.send((Err(format!("panicked: {msg}")), r.timing))));
                         }
                     }
                 }
@@ -204,17 +230,18 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
 
     /// Queues `job` (of the given cost towards the batch budget) and waits for its result, at most `timeout`.
     pub fn call(&self, job: J, cost: usize, timeout: Option<Duration>) -> Result<R, WorkerError> {
-        self.call_with(job, cost, timeout, None)
+        self.call_with(job, cost, timeout, None).map(|(r, _)| r)
     }
 
-    /// [`Worker::call`], abandoned (and the job skipped if it has not started) once `cancel` is set.
+    /// [`Worker::call`], abandoned (and the job skipped if it has not started) once `cancel` is set; also
+    /// says how long the job queued and how long its model call took.
     pub fn call_with(
         &self,
         job: J,
         cost: usize,
         timeout: Option<Duration>,
         cancel: Option<&CancelToken>,
-    ) -> Result<R, WorkerError> {
+    ) -> Result<(R, CallTiming), WorkerError> {
         let queued = self.stats.queued.fetch_add(1, Ordering::AcqRel);
         if queued >= self.options.max_queue {
             self.stats.queued.fetch_sub(1, Ordering::AcqRel);
@@ -226,7 +253,7 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
         let deadline = timeout.map(|t| started + t);
         let sent = {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-            let envelope = Envelope { job, cost, deadline, cancel: cancel.cloned(), reply };
+            let envelope = Envelope { job, cost, enqueued: started, deadline, cancel: cancel.cloned(), reply };
             tx.as_ref().is_some_and(|tx| tx.send(envelope).is_ok())
         };
         if !sent {
@@ -235,7 +262,7 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
         }
         // wait in short slices so that a cancellation is noticed while the job is still queued
         const SLICE: Duration = Duration::from_millis(20);
-        let result = loop {
+        let (result, timing) = loop {
             let slice = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
@@ -260,7 +287,7 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                 }
             }
         };
-        result.map_err(|message| WorkerError::Failed { worker: self.name.clone(), message })
+        result.map(|r| (r, timing)).map_err(|message| WorkerError::Failed { worker: self.name.clone(), message })
     }
 }
 

@@ -1,0 +1,26 @@
+//! `sieve-server`: Sieve's HTTP API (axum on tokio).
+//!
+//! Routes: `/v1/search` (hybrid search with facets, sort, pagination, rerank and explanations), `/v1/rerank`
+//! (also `/rerank`, `/v2/rerank`; the Cohere, Jina, vLLM and TEI shapes), `/v1/embeddings` (OpenAI shape),
+//! `/v1/documents` and `/v1/tasks` (writes as persisted, resumable tasks), `/health`, `/ready`, `/v1/info`,
+//! `/metrics` (Prometheus) and `/openapi.json`.
+//!
+//! Key design decisions: models run on their own worker threads (`sieve-pipeline`), shared by every index
+//! and route, with bounded queues: a full queue answers 429 with `Retry-After` at once; handlers run the
+//! engine off the async threads and cancel queued model work when the client disconnects. Every error is
+//! one `{code, message}` body, mapped from the domain errors in one place ([`error`]). A write is durable
+//! (its body on disk) before it is acknowledged, so a shutdown or crash never loses it silently.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod metrics;
+mod openapi;
+mod routes;
+pub mod tasks;
+
+pub use app::{router, serve, AppState, Models, SharedState};
+pub use config::{ConfigError, IndexConfig, ServerConfig};
+pub use error::{ApiError, ErrorCode};
+pub use openapi::document as openapi_document;

@@ -1,0 +1,435 @@
+//! Write tasks: every document write is a task with an id, persisted before it is acknowledged and applied
+//! by one ingest thread per index, in order. An upsert's body is stored as an NDJSON file and ingested with
+//! the same checkpointed loop as `sieve ingest`, so a task cut short by a shutdown or a crash resumes from
+//! its last commit when the server starts again (it is reported with `resumed`), and never half-applies.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sieve_core::DocId;
+use sieve_ingest::{ingest_source, Event, Format, IngestOptions, Input, Progress, RejectReport};
+use sieve_pipeline::Engine;
+use sieve_text::WriterOptions;
+use utoipa::ToSchema;
+
+/// Rejected rows kept on a task (all of them are in its reject file).
+const MAX_ERRORS: usize = 100;
+const TASK_DIR: &str = "tasks";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Upsert,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Enqueued,
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn finished(self) -> bool {
+        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed)
+    }
+}
+
+/// A row of an upsert that was not indexed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RowFailure {
+    /// 1-based line of the NDJSON body, or position in the JSON array.
+    pub line: u64,
+    pub code: String,
+    pub reason: String,
+}
+
+/// A write and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Task {
+    pub id: u64,
+    pub index: String,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    /// Rows in the body (upsert) or 1 (delete).
+    pub received: u64,
+    /// Rows read so far (committed or not).
+    pub read: u64,
+    /// Documents committed.
+    pub indexed: u64,
+    /// Rows rejected (see `errors`).
+    pub rejected: u64,
+    /// Documents removed (delete).
+    pub deleted: u64,
+    /// The first rejected rows, with the reason.
+    pub errors: Vec<RowFailure>,
+    /// Why the task failed as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The document a delete removes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+    /// How many times a restart picked the task up again.
+    pub resumed: u32,
+    /// Unix milliseconds.
+    pub enqueued_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Task problems the HTTP layer reports.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("the server is shutting down; no new writes are accepted")]
+    ShuttingDown,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TaskError + '_ {
+    move |e| TaskError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// All tasks of all indexes, their files, and a way to wait for them.
+#[derive(Debug)]
+pub struct TaskStore {
+    tasks: Mutex<BTreeMap<u64, Task>>,
+    dirs: BTreeMap<String, PathBuf>,
+    next_id: AtomicU64,
+    changed: tokio::sync::Notify,
+    shutting_down: AtomicBool,
+}
+
+impl TaskStore {
+    /// Reads the tasks recorded under each index (`INDEX/tasks/`); returns the store and, per index, the
+    /// unfinished tasks to run again, in order.
+    pub fn open(indexes: &[(String, PathBuf)]) -> Result<(TaskStore, BTreeMap<String, Vec<u64>>), TaskError> {
+        let mut tasks = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
+        let mut pending: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (name, path) in indexes {
+            let dir = path.join(TASK_DIR);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let p = entry.map_err(io_err(&dir))?.path();
+                if p.extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                let raw = std::fs::read(&p).map_err(io_err(&p))?;
+                let Ok(mut task) = serde_json::from_slice::<Task>(&raw) else {
+                    tracing::warn!("{}: not a task record; ignored", p.display());
+                    continue;
+                };
+                if !task.status.finished() {
+                    task.resumed += 1;
+                    task.status = TaskStatus::Enqueued;
+                    tracing::info!("task {} ({}) was interrupted; resuming it", task.id, name);
+                    pending.entry(name.clone()).or_default().push(task.id);
+                }
+                tasks.insert(task.id, task);
+            }
+            dirs.insert(name.clone(), dir);
+        }
+        pending.values_mut().for_each(|v| v.sort_unstable());
+        let next = tasks.keys().next_back().map_or(1, |k| k + 1);
+        let store = TaskStore {
+            tasks: Mutex::new(tasks),
+            dirs,
+            next_id: AtomicU64::new(next),
+            changed: tokio::sync::Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        };
+        for ids in pending.values() {
+            for id in ids {
+                store.persist(*id)?;
+            }
+        }
+        Ok((store, pending))
+    }
+
+    fn dir(&self, index: &str) -> &Path {
+        self.dirs.get(index).expect("index known to the store")
+    }
+
+    pub fn payload_path(&self, index: &str, id: u64) -> PathBuf {
+        self.dir(index).join(format!("{id}.ndjson"))
+    }
+
+    fn rejects_path(&self, index: &str, id: u64) -> PathBuf {
+        self.dir(index).join(format!("{id}.rejects.jsonl"))
+    }
+
+    pub fn get(&self, id: u64) -> Option<Task> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// The most recent tasks, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<Task> {
+        let t = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        t.values().rev().take(limit).cloned().collect()
+    }
+
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let t = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::from([("enqueued", 0), ("processing", 0), ("succeeded", 0), ("failed", 0)]);
+        for task in t.values() {
+            let key = match task.status {
+                TaskStatus::Enqueued => "enqueued",
+                TaskStatus::Processing => "processing",
+                TaskStatus::Succeeded => "succeeded",
+                TaskStatus::Failed => "failed",
+            };
+            *out.entry(key).or_default() += 1;
+        }
+        out
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Records a new upsert whose NDJSON body (`rows` lines) is written durably first.
+    pub fn create_upsert(&self, index: &str, ndjson: &[u8], rows: u64) -> Result<Task, TaskError> {
+        if self.shutting_down() {
+            return Err(TaskError::ShuttingDown);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        let path = self.payload_path(index, id);
+        let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
+        f.write_all(ndjson).and_then(|_| f.sync_all()).map_err(io_err(&path))?;
+        self.create(Task::new(id, index, TaskKind::Upsert, rows, None))
+    }
+
+    pub fn create_delete(&self, index: &str, doc: &DocId) -> Result<Task, TaskError> {
+        if self.shutting_down() {
+            return Err(TaskError::ShuttingDown);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        self.create(Task::new(id, index, TaskKind::Delete, 1, Some(doc.as_str().to_owned())))
+    }
+
+    fn create(&self, task: Task) -> Result<Task, TaskError> {
+        let id = task.id;
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).insert(id, task.clone());
+        self.persist(id)?;
+        Ok(task)
+    }
+
+    fn update(&self, id: u64, f: impl FnOnce(&mut Task)) {
+        if let Some(t) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+            f(t);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Writes the task's record (atomically: temp file, then rename).
+    fn persist(&self, id: u64) -> Result<(), TaskError> {
+        let Some(task) = self.get(id) else { return Ok(()) };
+        let dir = self.dir(&task.index);
+        let (tmp, path) = (dir.join(format!("{id}.json.tmp")), dir.join(format!("{id}.json")));
+        let bytes = serde_json::to_vec_pretty(&task).expect("task serializes");
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    fn persist_logged(&self, id: u64) {
+        if let Err(e) = self.persist(id) {
+            tracing::error!("task {id}: could not record its state: {e}");
+        }
+    }
+
+    /// Waits until task `id` has finished or `timeout` passed; returns it as it is then.
+    pub async fn wait(&self, id: u64, timeout: Duration) -> Option<Task> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            let task = self.get(id)?;
+            if task.status.finished() {
+                return Some(task);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.get(id);
+            }
+        }
+    }
+
+    /// Runs one task against `engine` (on the index's ingest thread).
+    pub fn run(&self, engine: &Engine, id: u64, batch_size: usize) {
+        let Some(task) = self.get(id) else { return };
+        self.update(id, |t| {
+            t.status = TaskStatus::Processing;
+            t.started_at = Some(now_ms());
+        });
+        self.persist_logged(id);
+        let outcome = match task.kind {
+            TaskKind::Upsert => self.run_upsert(engine, &task, batch_size),
+            TaskKind::Delete => self.run_delete(engine, &task),
+        };
+        let synced = outcome.and_then(|()| engine.sync_vectors().map(|_| ()).map_err(|e| e.to_string()));
+        self.update(id, |t| {
+            t.finished_at = Some(now_ms());
+            match synced {
+                Ok(()) => t.status = TaskStatus::Succeeded,
+                Err(e) => {
+                    t.status = TaskStatus::Failed;
+                    t.error = Some(e);
+                }
+            }
+        });
+        self.persist_logged(id);
+        if self.get(id).is_some_and(|t| t.status == TaskStatus::Succeeded) {
+            let _ = std::fs::remove_file(self.payload_path(&task.index, id));
+        }
+    }
+
+    fn run_upsert(&self, engine: &Engine, task: &Task, batch_size: usize) -> Result<(), String> {
+        let payload = self.payload_path(&task.index, task.id);
+        if !payload.is_file() {
+            return Err(format!("the task's stored body {} is missing", payload.display()));
+        }
+        let key = std::fs::canonicalize(&payload).map_err(|e| e.to_string())?.display().to_string();
+        let mut sink = engine.sink(WriterOptions { threads: 1, memory_bytes: 64 << 20 }).map_err(|e| e.to_string())?;
+        let options = IngestOptions { batch_size, format: Some(Format::Jsonl), ..IngestOptions::default() };
+        let rejects = self.rejects_path(&task.index, task.id);
+        let mut report = RejectReport::new(&rejects);
+        let mut progress = TaskProgress { store: self, id: task.id, base: (0, 0) };
+        if let Some(p) = sieve_ingest::BatchSink::committed(&sink).get(&key) {
+            progress.base = (p.docs, p.rejected);
+            self.update(task.id, |t| (t.read, t.indexed, t.rejected) = (p.line, p.docs, p.rejected));
+        }
+        let result = ingest_source(&mut sink, &Input::File(payload), &options, &mut report, &mut progress);
+        let finished = sink.finish();
+        let errors = read_rejects(&rejects);
+        self.update(task.id, |t| t.errors = errors);
+        result.map_err(|e| e.to_string())?;
+        finished.map_err(|e| e.to_string())
+    }
+
+    fn run_delete(&self, engine: &Engine, task: &Task) -> Result<(), String> {
+        let id = task.document_id.as_deref().ok_or("a delete task without a document id")?;
+        let id = DocId::parse(id, usize::MAX).map_err(|e| e.to_string())?;
+        let present = engine.text().get_many(std::slice::from_ref(&id)).map_err(|e| e.to_string())?;
+        let mut sink = engine.sink(WriterOptions { threads: 1, memory_bytes: 32 << 20 }).map_err(|e| e.to_string())?;
+        sink.delete(&id);
+        let checkpoint = sieve_ingest::BatchSink::committed(&sink);
+        sieve_ingest::BatchSink::commit(&mut sink, checkpoint).map_err(|e| e.to_string())?;
+        sink.finish().map_err(|e| e.to_string())?;
+        let deleted = present.first().is_some_and(Option::is_some) as u64;
+        self.update(task.id, |t| t.deleted = deleted);
+        Ok(())
+    }
+}
+
+impl Task {
+    fn new(id: u64, index: &str, kind: TaskKind, received: u64, document_id: Option<String>) -> Task {
+        Task {
+            id,
+            index: index.to_owned(),
+            kind,
+            status: TaskStatus::Enqueued,
+            received,
+            read: 0,
+            indexed: 0,
+            rejected: 0,
+            deleted: 0,
+            errors: Vec::new(),
+            error: None,
+            document_id,
+            resumed: 0,
+            enqueued_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+fn read_rejects(path: &Path) -> Vec<RowFailure> {
+    #[derive(Deserialize)]
+    struct Line {
+        line: u64,
+        code: String,
+        reason: String,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .take(MAX_ERRORS)
+        .map(|l| RowFailure { line: l.line, code: l.code, reason: l.reason })
+        .collect()
+}
+
+/// Feeds the ingest loop's progress into the task record.
+struct TaskProgress<'s> {
+    store: &'s TaskStore,
+    id: u64,
+    /// Counts committed by earlier runs of this task.
+    base: (u64, u64),
+}
+
+impl Progress for TaskProgress<'_> {
+    fn event(&mut self, event: Event<'_>) {
+        let base = self.base;
+        match event {
+            Event::Read { rows, .. } => self.store.update(self.id, |t| t.read = t.read.max(rows)),
+            Event::Committed { docs, rejected, line, .. } => {
+                self.store.update(self.id, |t| {
+                    t.read = t.read.max(line);
+                    t.indexed = base.0 + docs;
+                    t.rejected = base.1 + rejected;
+                });
+                self.store.persist_logged(self.id);
+            }
+            Event::Started { .. } | Event::UpToDate { .. } => {}
+        }
+    }
+}
+
+/// The ingest thread of one index: runs its tasks in order until the queue closes.
+pub fn spawn_ingest_thread(
+    name: &str,
+    store: Arc<TaskStore>,
+    engine: Arc<Engine>,
+    batch_size: usize,
+) -> (mpsc::Sender<u64>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<u64>();
+    let handle = std::thread::Builder::new()
+        .name(format!("ingest-{name}"))
+        .spawn(move || {
+            while let Ok(id) = rx.recv() {
+                if store.shutting_down() {
+                    // left enqueued on disk: the next start runs it
+                    continue;
+                }
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.run(&engine, id, batch_size)));
+                if run.is_err() {
+                    store.update(id, |t| {
+                        t.status = TaskStatus::Failed;
+                        t.error = Some("the ingest thread panicked on this task".into());
+                        t.finished_at = Some(now_ms());
+                    });
+                    store.persist_logged(id);
+                }
+            }
+        })
+        .expect("spawn ingest thread");
+    (tx, handle)
+}

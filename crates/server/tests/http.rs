@@ -1,0 +1,641 @@
+//! The API over real HTTP on a random port, with stand-in models (`sieve_models::standin`): every route,
+//! every error code, auth, limits, the 429 path, a task's life (including a restart), and the rerank shapes
+//! that Cohere, Jina, vLLM and TEI clients send.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sieve_models::standin::{Behaviour, WordsEmbedder, WordsReranker};
+use sieve_pipeline::{EmbedderHandle, Engine, EngineOptions, RerankerHandle, WorkerOptions};
+use sieve_server::{AppState, IndexConfig, Models, ServerConfig};
+use sieve_text::{IndexSettings, TextIndex};
+use sieve_vector::HnswParams;
+
+// ---------------------------------------------------------------- a minimal HTTP/1.1 client
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap().trim(), 16).unwrap();
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Resp { status, headers, body }
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn post(addr: SocketAddr, path: &str, body: &Value) -> Resp {
+    send(addr, "POST", path, &[JSON], body.to_string().as_bytes())
+}
+
+fn get(addr: SocketAddr, path: &str) -> Resp {
+    send(addr, "GET", path, &[], b"")
+}
+
+// ---------------------------------------------------------------- a server on a random port
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    fn stop(mut self) -> Arc<AppState> {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+        self.state.clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Setup {
+    reranker: Option<Behaviour>,
+    embedder: bool,
+    config: ServerConfig,
+}
+
+impl Setup {
+    fn new(dir: &Path) -> Setup {
+        let config = ServerConfig {
+            indexes: vec![IndexConfig { name: "products".into(), path: dir.join("products") }],
+            ..ServerConfig::default()
+        };
+        Setup { reranker: Some(Behaviour::Good), embedder: true, config }
+    }
+
+    fn start(self) -> Server {
+        let opts = |c: &ServerConfig, budget| WorkerOptions {
+            budget,
+            max_wait: Duration::from_millis(c.batch_wait_ms),
+            max_queue: c.max_queue,
+        };
+        let embedder = self
+            .embedder
+            .then(|| EmbedderHandle::spawn("words", Box::new(WordsEmbedder::new(32)), opts(&self.config, 8192)));
+        let reranker = self.reranker.map(|b| {
+            RerankerHandle::spawn("words-reranker", Box::new(WordsReranker::new(b)), opts(&self.config, 4096))
+        });
+        let mut engines = Vec::new();
+        for i in &self.config.indexes {
+            let created = !i.path.exists();
+            let text = TextIndex::open_or_create(&i.path, IndexSettings::default()).unwrap();
+            let settings = sieve_pipeline::VectorSettings::load(&i.path).unwrap();
+            let options = EngineOptions {
+                embedder: embedder.clone(),
+                reranker: reranker.clone(),
+                rerank_timeout: Duration::from_millis(self.config.rerank_timeout_ms),
+                ..EngineOptions::default()
+            };
+            let mut engine = Engine::from_parts(Some(i.path.clone()), text, settings, options).unwrap();
+            if created && embedder.is_some() {
+                engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
+            }
+            engine.sync_vectors().unwrap();
+            engines.push(engine);
+        }
+        let models = Models { embedder, reranker };
+        let state = Arc::new(AppState::new(self.config, engines, models, "lru".into()).unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                sieve_server::serve(listener, st, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Server { addr, stop: Some(stop), thread: Some(thread), state }
+    }
+}
+
+fn products() -> Value {
+    json!([
+        {"id": "p1", "title": "Lenovo ThinkPad laptop 14 inch", "body": "business laptop", "brand": "Lenovo", "price": 900.0, "category": "computers/laptops"},
+        {"id": "p2", "title": "Dell XPS 13 notebook", "body": "ultrabook with reviews from owners", "brand": "Dell", "price": 1200.0, "category": "computers/laptops"},
+        {"id": "p3", "title": "Sony WH-1000XM4 headphones", "body": "noise cancelling", "brand": "Sony", "price": 300.0, "category": "audio/headphones"},
+        {"id": "p4", "title": "Bose QuietComfort earphones", "body": "wireless", "brand": "Bose", "price": 250.0, "category": "audio/headphones"},
+        {"id": "p5", "title": "Laptop sleeve 13 inch", "body": "neoprene bag for a laptop", "brand": "Generic", "price": 20.0, "category": "computers/accessories"},
+        {"id": "p6", "title": "USB-C charger", "body": "65W power adapter for laptop and phone", "brand": "Anker", "price": 40.0, "category": "computers/accessories"},
+        {"title": "a row without an id"}
+    ])
+}
+
+fn wait_task(addr: SocketAddr, id: u64, headers: &[(&str, &str)]) -> Value {
+    let started = Instant::now();
+    loop {
+        let r = send(addr, "GET", &format!("/v1/tasks/{id}"), headers, b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let t = r.json();
+        if t["status"] == "succeeded" || t["status"] == "failed" {
+            return t;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "task {id} did not finish: {t}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn metric(addr: SocketAddr, headers: &[(&str, &str)], line_prefix: &str) -> f64 {
+    let text = send(addr, "GET", "/metrics", headers, b"").text();
+    text.lines()
+        .filter(|l| l.starts_with(line_prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+// ---------------------------------------------------------------- the tests
+
+#[test]
+fn a_documents_life_search_facets_and_the_system_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Setup::new(dir.path()).start();
+    let a = server.addr;
+
+    // upsert, waiting: one bad row is reported with its position, the rest is indexed
+    let r = post(a, "/v1/documents?wait=true", &products());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let task = r.json();
+    assert_eq!(
+        (task["status"].as_str(), task["indexed"].as_u64(), task["rejected"].as_u64()),
+        (Some("succeeded"), Some(6), Some(1))
+    );
+    assert_eq!(task["errors"][0]["line"], 7);
+    assert_eq!(task["errors"][0]["code"], "missing_field");
+    assert!(r.header("location").unwrap().starts_with("/v1/tasks/"));
+
+    // NDJSON, not waiting: 202 and a task to follow
+    let ndjson = "{\"id\":\"p7\",\"title\":\"Laptop stand aluminium\",\"price\":35.5,\"brand\":\"Generic\"}\n{broken\n";
+    let r = send(a, "POST", "/v1/documents", &[("Content-Type", "application/x-ndjson")], ndjson.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text());
+    let t = wait_task(a, r.json()["id"].as_u64().unwrap(), &[]);
+    assert_eq!((t["indexed"].as_u64(), t["rejected"].as_u64(), t["received"].as_u64()), (Some(1), Some(1), Some(2)));
+    assert_eq!(t["errors"][0]["code"], "malformed_json");
+    assert_eq!(get(a, "/v1/tasks?limit=5").json().as_array().unwrap().len(), 2);
+
+    // search: hybrid + rerank, facets over the final ranked set, explanations, timing headers
+    let r = post(
+        a,
+        "/v1/search",
+        &json!({"query": "laptop", "limit": 2, "facets": ["brand", "category", "price"], "explain": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let res = r.json();
+    assert_eq!(res["hits"].as_array().unwrap().len(), 2);
+    assert!(res["reranked"].as_bool().unwrap(), "{res}");
+    let top = &res["hits"][0];
+    assert_eq!(top["id"], "p2", "the stand-in reranker favours the document with reviews: {res}");
+    // p2 says "notebook": only the dense leg found it, and the reranker lifted it
+    for stage in ["dense", "fused", "rerank", "timings"] {
+        assert!(!top["scores"][stage].is_null(), "{stage} missing: {top}");
+    }
+    assert!(top["scores"]["bm25"].is_null());
+    assert!(!res["hits"][1]["scores"]["bm25"].is_null(), "{res}");
+    let total = res["total"].as_u64().unwrap();
+    let brand_sum: u64 = res["facets"]["brand"].as_array().unwrap().iter().map(|c| c["count"].as_u64().unwrap()).sum();
+    assert_eq!(brand_sum, total, "facets count the whole ranked set, not the page");
+    for h in ["x-total-time", "x-queue-time", "x-inference-time"] {
+        assert!(r.header(h).unwrap().parse::<f64>().unwrap() >= 0.0, "{h}");
+    }
+    assert!(r.header("x-inference-time").unwrap().parse::<f64>().unwrap() > 0.0);
+
+    // filters, sort and pagination
+    let r = post(
+        a,
+        "/v1/search",
+        &json!({"query": "laptop", "rerank": false, "filters": ["price<1000"], "sort": "price:asc", "limit": 2, "offset": 1, "mode": "hybrid"}),
+    );
+    let res = r.json();
+    let prices: Vec<f64> =
+        res["hits"].as_array().unwrap().iter().map(|h| h["document"]["price"].as_f64().unwrap()).collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]) && prices.iter().all(|p| *p < 1000.0), "{res}");
+    assert_eq!(res["hits"][0]["rank"], 2);
+    assert!(!res["reranked"].as_bool().unwrap());
+    let bm25 = post(a, "/v1/search", &json!({"query": "laptop", "mode": "bm25", "rerank": false})).json();
+    assert!(bm25["hits"].as_array().unwrap().iter().all(|h| h["scores"]["dense"].is_null()));
+
+    // documents: get, delete, gone
+    let r = get(a, "/v1/documents/p3");
+    assert_eq!((r.status, r.json()["brand"].as_str()), (200, Some("Sony")));
+    let r = send(a, "DELETE", "/v1/documents/p3?wait=true", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!((r.json()["status"].as_str(), r.json()["deleted"].as_u64()), (Some("succeeded"), Some(1)));
+    assert_eq!(get(a, "/v1/documents/p3").status, 404);
+    assert_eq!(send(a, "DELETE", "/v1/documents/p3", &[], b"").code(), "not_found");
+    let hits = post(a, "/v1/search", &json!({"query": "headphones", "rerank": false})).json();
+    assert!(hits["hits"].as_array().unwrap().iter().all(|h| h["id"] != "p3"), "{hits}");
+
+    // system routes
+    assert_eq!(get(a, "/health").json()["status"], "ok");
+    let ready = get(a, "/ready");
+    assert_eq!((ready.status, ready.json()["ready"].as_bool()), (200, Some(true)));
+    assert_eq!(ready.json()["indexes"][0]["documents"], 6);
+    let info = get(a, "/v1/info").json();
+    assert_eq!(info["limits"]["max_rerank_documents"], 1000);
+    assert_eq!(info["reranker"]["role"], "reranker");
+    let spec = get(a, "/openapi.json").json();
+    for path in [
+        "/v1/search",
+        "/v1/rerank",
+        "/rerank",
+        "/v2/rerank",
+        "/v1/embeddings",
+        "/v1/documents",
+        "/v1/documents/{id}",
+        "/v1/tasks/{id}",
+        "/health",
+        "/ready",
+        "/v1/info",
+        "/metrics",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+    let m = get(a, "/metrics");
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = m.text();
+    for series in [
+        "sieve_http_request_duration_seconds_bucket{route=\"/v1/search\"",
+        "sieve_search_stage_duration_seconds_count{stage=\"rerank\"}",
+        "sieve_worker_batch_size_count{worker=\"reranker\"}",
+        "sieve_worker_queue_depth{worker=\"embedder\"}",
+        "sieve_rerank_score_count{route=\"search\"}",
+        "sieve_rerank_cache_hit_ratio",
+        "sieve_errors_total{code=\"not_found\"}",
+        "sieve_index_documents{index=\"products\"} 6",
+        "sieve_tasks{status=\"succeeded\"} 3",
+    ] {
+        assert!(text.contains(series), "{series} missing from /metrics:\n{text}");
+    }
+}
+
+#[test]
+fn cohere_jina_vllm_and_tei_rerank_requests_get_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Setup::new(dir.path()).start();
+    let a = server.addr;
+    let docs = ["a laptop bag", "laptop with reviews", "a phone charger"];
+
+    // Cohere v2: strings, top_n, max_tokens_per_doc
+    let r = post(
+        a,
+        "/v2/rerank",
+        &json!({"model": "rerank-v3.5", "query": "laptop", "documents": docs, "top_n": 2, "max_tokens_per_doc": 512}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+    assert_eq!(v["results"][0]["index"], 1);
+    assert!(
+        v["results"][0]["relevance_score"].as_f64().unwrap() >= v["results"][1]["relevance_score"].as_f64().unwrap()
+    );
+    assert!(v["id"].is_string() && v["meta"]["billed_units"]["search_units"] == 1);
+    assert!(v["results"][0]["document"].is_null(), "documents only when asked");
+
+    // Jina: {text} objects and return_documents
+    let objects: Vec<Value> = docs.iter().map(|d| json!({"text": d})).collect();
+    let v = post(
+        a,
+        "/v1/rerank",
+        &json!({"model": "jina-reranker-v2", "query": "laptop", "documents": objects, "return_documents": true}),
+    )
+    .json();
+    assert_eq!(v["results"].as_array().unwrap().len(), 3);
+    assert_eq!(v["results"][0]["document"]["text"], "laptop with reviews");
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0 && v["model"] == "jina-reranker-v2");
+
+    // vLLM: /rerank, top_n 0 means all; an instruction is honoured (not dropped)
+    let v =
+        post(a, "/rerank", &json!({"query": "laptop", "documents": docs, "top_n": 0, "instruction": "Find laptops"}))
+            .json();
+    assert_eq!(v["results"].as_array().unwrap().len(), 3);
+    let scores: Vec<f64> =
+        v["results"].as_array().unwrap().iter().map(|r| r["relevance_score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted by score: {scores:?}");
+    assert_eq!(v["model"], "words-reranker");
+
+    // TEI: texts, raw_scores, return_text → a bare array
+    let r = post(
+        a,
+        "/rerank",
+        &json!({"query": "laptop", "texts": docs, "raw_scores": true, "return_text": true, "truncate": true, "truncation_direction": "Right"}),
+    );
+    let v = r.json();
+    let arr = v.as_array().unwrap_or_else(|| panic!("TEI gets a bare array: {v}"));
+    assert_eq!(arr.len(), 3);
+    assert_eq!((arr[0]["index"].as_u64(), arr[0]["text"].as_str()), (Some(1), Some("laptop with reviews")));
+    assert!(arr[0]["score"].as_f64().unwrap() > 1.0, "raw logit, not a probability: {v}");
+
+    // embeddings: OpenAI shape, query instruction, Matryoshka, base64
+    let v = post(a, "/v1/embeddings", &json!({"input": "a laptop", "model": "text-embedding-3-small"})).json();
+    assert_eq!((v["object"].as_str(), v["data"][0]["object"].as_str()), (Some("list"), Some("embedding")));
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 32);
+    let v = post(
+        a,
+        "/v1/embeddings",
+        &json!({"input": ["a laptop", "a phone"], "dimensions": 8, "input_type": "query", "encoding_format": "base64"}),
+    )
+    .json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let b64 = v["data"][1]["embedding"].as_str().unwrap();
+    use base64::Engine as _;
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(b64).unwrap().len(), 8 * 4);
+    assert_eq!(v["data"][1]["index"], 1);
+}
+
+#[test]
+fn every_error_code_has_its_status_and_says_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.config.max_body_bytes = 4096;
+    setup.config.max_rerank_documents = 5;
+    setup.config.max_document_chars = 100;
+    setup.config.api_key = Some("s3cret".into());
+    setup.reranker = Some(Behaviour::Fail);
+    let server = setup.start();
+    let a = server.addr;
+    let auth = [("Authorization", "Bearer s3cret")];
+
+    let check = |r: Resp, status: u16, code: &str, words: &str| {
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{}", r.text());
+        assert!(r.json()["message"].as_str().unwrap().contains(words), "{}", r.text());
+        assert!(r.header("x-total-time").is_some());
+    };
+    check(send(a, "POST", "/v1/search", &[JSON], b"{\"query\": "), 400, "invalid_json", "not valid JSON");
+    check(post(a, "/v1/search", &json!({"query": 3})), 422, "invalid_request", "expected a string");
+    check(post(a, "/v1/search", &json!({"query": "x", "limti": 3})), 422, "invalid_request", "limti");
+    check(
+        post(a, "/v1/search", &json!({"query": "x", "limit": 0})),
+        422,
+        "invalid_request",
+        "`limit`: expected 1..=1000, found 0",
+    );
+    check(post(a, "/v1/search", &json!({"query": "x", "filters": ["price<<3"]})), 422, "invalid_request", "filters");
+    check(post(a, "/v1/search", &json!({"query": "x", "sort": "colour:up"})), 422, "invalid_request", "price:asc");
+    check(post(a, "/v1/search", &json!({"query": "x", "index": "nope"})), 404, "not_found", "products");
+    check(
+        send(a, "POST", "/v1/search", &[("Content-Type", "text/plain")], b"{}"),
+        415,
+        "unsupported_media_type",
+        "application/json",
+    );
+    check(get(a, "/v2/search"), 404, "not_found", "/v2/search");
+    check(send(a, "PUT", "/v1/search", &[], b""), 405, "method_not_allowed", "PUT");
+    let big = format!("{{\"query\": \"{}\"}}", "x".repeat(5000));
+    check(send(a, "POST", "/v1/search", &[JSON], big.as_bytes()), 413, "payload_too_large", "4096 bytes");
+    check(
+        post(a, "/v1/rerank", &json!({"query": "q", "documents": vec!["a"; 6]})),
+        413,
+        "payload_too_large",
+        "limit of 5",
+    );
+    check(
+        post(a, "/v1/rerank", &json!({"query": "q", "documents": ["y".repeat(101)]})),
+        413,
+        "payload_too_large",
+        "max_document_chars",
+    );
+    check(post(a, "/v1/rerank", &json!({"query": "q"})), 422, "invalid_request", "neither");
+    check(
+        post(a, "/v1/rerank", &json!({"query": "q", "texts": ["a"], "truncation_direction": "left"})),
+        422,
+        "invalid_request",
+        "right",
+    );
+    check(post(a, "/v1/embeddings", &json!({"input": []})), 422, "invalid_request", "non-empty");
+    check(post(a, "/v1/embeddings", &json!({"input": "a", "dimensions": 33})), 422, "invalid_request", "1..=32");
+    let r = send(a, "POST", "/v1/documents?wait=true", &[JSON, auth[0]], products().to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    // the model itself fails: 424 for the rerank API, a degraded (never failed) search
+    check(
+        post(a, "/v1/rerank", &json!({"query": "q", "documents": ["a"], "truncate": true})),
+        424,
+        "model_error",
+        "out of memory",
+    );
+    let r = post(a, "/v1/search", &json!({"query": "laptop"}));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json()["degraded"].as_bool().unwrap() && r.json()["reasons"][0].as_str().unwrap().contains("not reranked")
+    );
+
+    // auth on write and admin routes only
+    check(post(a, "/v1/documents", &products()), 401, "unauthorized", "Bearer");
+    check(
+        send(a, "POST", "/v1/documents", &[JSON, ("Authorization", "Bearer wrong")], b"[]"),
+        401,
+        "unauthorized",
+        "not valid",
+    );
+    check(get(a, "/v1/tasks/1"), 401, "unauthorized", "Bearer");
+    check(get(a, "/metrics"), 401, "unauthorized", "Bearer");
+    assert_eq!(send(a, "GET", "/metrics", &auth, b"").status, 200);
+    assert_eq!(get(a, "/v1/info").status, 200);
+    let doc_body = json!([{"id": "d1", "title": "t"}]).to_string();
+    check(send(a, "POST", "/v1/documents", &[JSON, auth[0]], b"[]"), 422, "invalid_request", "at least one document");
+    check(send(a, "POST", "/v1/documents", &[JSON, auth[0]], b"42"), 422, "invalid_request", "a number");
+    check(
+        send(a, "POST", "/v1/documents", &[("Content-Type", "text/csv"), auth[0]], doc_body.as_bytes()),
+        415,
+        "unsupported_media_type",
+        "ndjson",
+    );
+    check(
+        send(a, "POST", "/v1/documents?wait=maybe", &[JSON, auth[0]], doc_body.as_bytes()),
+        422,
+        "invalid_request",
+        "query string",
+    );
+    check(send(a, "GET", "/v1/tasks/x", &auth, b""), 422, "invalid_request", "task id");
+    check(send(a, "GET", "/v1/tasks/999", &auth, b""), 404, "not_found", "999");
+    check(send(a, "GET", "/v1/tasks?limit=0", &auth, b""), 422, "invalid_request", "limit");
+    check(get(a, &format!("/v1/documents/{}", "i".repeat(600))), 422, "invalid_request", "document id");
+    let errors = metric(a, &auth, "sieve_errors_total{code=\"unauthorized\"}");
+    assert!(errors >= 4.0, "{errors}");
+
+    // a server without models: 501 for the model routes, dense-only search is 422
+    drop(server);
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut bare = Setup::new(dir2.path());
+    bare.reranker = None;
+    bare.embedder = false;
+    let server = bare.start();
+    let a = server.addr;
+    check(post(a, "/v1/rerank", &json!({"query": "q", "documents": ["a"]})), 501, "model_not_loaded", "--reranker");
+    check(post(a, "/v1/embeddings", &json!({"input": "a"})), 501, "model_not_loaded", "--embedder");
+    check(post(a, "/v1/search", &json!({"query": "q", "mode": "dense"})), 422, "dense_unavailable", "no embeddings");
+    let r = post(a, "/v1/search", &json!({"query": "q"}));
+    assert_eq!(r.status, 200, "hybrid runs BM25 alone on a BM25-only index: {}", r.text());
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after_and_abandoned_requests_never_reach_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.reranker = Some(Behaviour::Slow(Duration::from_millis(400)));
+    setup.config.max_queue = 1;
+    setup.config.batch_wait_ms = 0;
+    let server = setup.start();
+    let a = server.addr;
+    let body = json!({"query": "laptop", "documents": ["a laptop"]}).to_string();
+
+    // 6 concurrent requests against a model that takes 400 ms and a queue of 1: some are refused at once
+    let started = Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || send(a, "POST", "/v1/rerank", &[JSON], body.as_bytes()))
+        })
+        .collect();
+    let answers: Vec<Resp> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+    let refused: Vec<&Resp> = answers.iter().filter(|r| r.status == 429).collect();
+    let served = answers.iter().filter(|r| r.status == 200).count();
+    assert!(!refused.is_empty() && served >= 1, "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(refused.len() + served, 6);
+    for r in &refused {
+        assert_eq!((r.code().as_str(), r.header("retry-after")), ("overloaded", Some("1")));
+        assert!(r.json()["message"].as_str().unwrap().contains("limit 1"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(6), "refusals do not wait for the model");
+    assert_eq!(metric(a, &[], "sieve_worker_rejected_total{worker=\"reranker\"}"), refused.len() as f64);
+
+    // a client that goes away while its request waits behind a busy model: the job is dropped before compute
+    let busy = {
+        let body = body.clone();
+        std::thread::spawn(move || send(a, "POST", "/v1/rerank", &[JSON], body.as_bytes()))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    {
+        let mut s = TcpStream::connect(a).unwrap();
+        let req = format!(
+            "POST /v1/rerank HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    assert_eq!(busy.join().unwrap().status, 200);
+    let started = Instant::now();
+    while metric(a, &[], "sieve_worker_dropped_total{worker=\"reranker\",reason=\"disconnected\"}") < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the abandoned job was not dropped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_interrupted_task_resumes_after_a_restart_and_shutdown_drains_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Setup::new(dir.path()).start();
+    let a = server.addr;
+    assert_eq!(post(a, "/v1/documents?wait=true", &products()).status, 200);
+    let state = server.stop();
+    assert!(state.shutting_down());
+
+    // as a crash would leave it: a task recorded as processing, its body on disk
+    let tasks = dir.path().join("products").join("tasks");
+    let body: String = (0..50).map(|i| format!("{{\"id\":\"n{i}\",\"title\":\"notebook {i}\"}}\n")).collect();
+    std::fs::write(tasks.join("7.ndjson"), &body).unwrap();
+    let record = json!({"id": 7, "index": "products", "kind": "upsert", "status": "processing", "received": 50,
+        "read": 0, "indexed": 0, "rejected": 0, "deleted": 0, "errors": [], "resumed": 0, "enqueued_at": 1});
+    std::fs::write(tasks.join("7.json"), record.to_string()).unwrap();
+
+    let mut again = Setup::new(dir.path());
+    again.reranker = Some(Behaviour::Slow(Duration::from_millis(300)));
+    let server = again.start();
+    let a = server.addr;
+    let t = wait_task(a, 7, &[]);
+    assert_eq!(
+        (t["status"].as_str(), t["indexed"].as_u64(), t["resumed"].as_u64()),
+        (Some("succeeded"), Some(50), Some(1)),
+        "{t}"
+    );
+    assert_eq!(get(a, "/ready").json()["indexes"][0]["documents"], 56);
+    // new tasks get ids after the recovered ones
+    let r = post(a, "/v1/documents", &json!([{"id": "z", "title": "zebra"}]));
+    assert_eq!(r.json()["id"], 8);
+
+    // a request in flight when shutdown starts still gets its answer; new writes are refused meanwhile
+    let slow =
+        std::thread::spawn(move || post(a, "/v1/rerank", &json!({"query": "notebook", "documents": ["a notebook"]})));
+    std::thread::sleep(Duration::from_millis(100));
+    let stopping = Instant::now();
+    let state = server.stop();
+    let answer = slow.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(stopping.elapsed() >= Duration::from_millis(100), "shutdown waited for the request in flight");
+    assert!(state.tasks.get(8).is_some_and(|t| t.status == sieve_server::tasks::TaskStatus::Succeeded));
+}
