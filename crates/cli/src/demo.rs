@@ -1,5 +1,6 @@
-//! `sieve demo`: the main job at this stage. Indexes the product catalog and the Chinese news set from the
-//! shared datasets (resuming or skipping what is already indexed) and runs example searches with filters.
+//! `sieve demo`: the main job. Indexes the product catalog and the Chinese news set from the shared datasets
+//! (resuming or skipping what is already indexed), runs example searches with filters, then serves both
+//! indexes over HTTP (`sieve serve` with the demo's indexes and models).
 
 use std::path::PathBuf;
 
@@ -28,6 +29,13 @@ pub struct DemoArgs {
     /// Embed the product catalog for hybrid search (all-MiniLM-L6-v2, ~2 minutes on 2 cores the first time).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub embed: bool,
+    /// Serve the indexes over HTTP afterwards (until Ctrl-C); `--serve false` stops after the examples.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub serve: bool,
+    /// The server's settings (`--listen`, `--reranker`, `--api-key`, …), as for `sieve serve`; the demo
+    /// serves its own two indexes, with all-MiniLM-L6-v2 for the embedded one.
+    #[command(flatten)]
+    pub server: crate::serve::ServeArgs,
 }
 
 /// (index, dataset, embedded): the English product catalog gets all-MiniLM-L6-v2 vectors for hybrid search;
@@ -122,5 +130,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
         print_hits(&res.hits, false);
     }
-    Ok(())
+    if !args.serve {
+        return Ok(());
+    }
+    let mut server = args.server.clone();
+    server.indexes = SETS.iter().map(|(name, _, _)| format!("{name}={}", args.indexes.join(name).display())).collect();
+    if server.embedder.is_none() && !embedded.is_empty() {
+        server.embedder = Some("minilm".into());
+    }
+    println!();
+    crate::serve::serve(server.resolve()?)
 }

@@ -28,7 +28,7 @@ pub struct ServeArgs {
     pub listen: Option<String>,
     /// An index to serve, as NAME=DIR (repeat for several; the first is the default). A DIR that does not
     /// exist is created empty (with embeddings when an embedder is loaded).
-    #[arg(long = "index", env = "SIEVE_INDEXES", value_delimiter = ',')]
+    #[arg(id = "serve_index", long = "index", value_name = "NAME=DIR", env = "SIEVE_INDEXES", value_delimiter = ',')]
     pub indexes: Vec<String>,
     /// Embedding model (cache name such as `minilm`, or a directory) [default: the first index's own].
     #[arg(long, env = "SIEVE_EMBEDDER")]

@@ -268,5 +268,14 @@ mod tests {
         assert_eq!((e.code, e.retry_after), (ErrorCode::Overloaded, Some(1)));
         let e: ApiError = WorkerError::Timeout { worker: "reranker".into(), millis: 5 }.into();
         assert_eq!(e.code.status(), StatusCode::GATEWAY_TIMEOUT);
+        // conflicts with the index's state (no HTTP input reaches these: they come from other processes/settings)
+        let e: ApiError = PipelineError::Text(TextError::Locked { path: "/i".into() }).into();
+        assert_eq!(e.code.status(), StatusCode::CONFLICT);
+        let e: ApiError =
+            PipelineError::Mismatch { what: "embedding dimensions".into(), index: "384".into(), given: "1024".into() }
+                .into();
+        assert_eq!((e.code, e.message.contains("384")), (ErrorCode::Conflict, true));
+        let e: ApiError = PipelineError::Io { path: "/i".into(), message: "disk full".into() }.into();
+        assert_eq!(e.code.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -594,6 +594,23 @@ fn a_full_queue_answers_429_with_retry_after_and_abandoned_requests_never_reach_
         assert!(started.elapsed() < Duration::from_secs(10), "the abandoned job was not dropped");
         std::thread::sleep(Duration::from_millis(50));
     }
+    drop(server);
+
+    // past the model budget of the rerank API: 504; while stopping: 503 for writes and readiness
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.reranker = Some(Behaviour::Slow(Duration::from_millis(400)));
+    setup.config.model_timeout_ms = 50;
+    let server = setup.start();
+    let a = server.addr;
+    let r = post(a, "/v1/rerank", &json!({"query": "q", "documents": ["a"]}));
+    assert_eq!((r.status, r.code().as_str()), (504, "timeout"), "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("50 ms"));
+    server.state.begin_stopping();
+    let r = post(a, "/v1/documents", &json!([{"id": "x", "title": "y"}]));
+    assert_eq!((r.status, r.code().as_str(), r.header("retry-after")), (503, "unavailable", Some("5")), "{}", r.text());
+    let r = get(a, "/ready");
+    assert_eq!((r.status, r.json()["problems"][0].as_str()), (503, Some("shutting down")));
 }
 
 #[test]
