@@ -687,13 +687,7 @@ impl Engine {
         let mut facets = None;
         if !req.facets.is_empty() || req.sort.is_some() {
             let t = Instant::now();
-            let missing: Vec<DocId> =
-                candidates.iter().filter(|c| !documents.contains_key(&c.id)).map(|c| c.id.clone()).collect();
-            for (id, doc) in missing.iter().zip(self.text.get_many(&missing)?) {
-                if let Some(doc) = doc {
-                    documents.insert(id.clone(), doc);
-                }
-            }
+            self.fetch_missing(&candidates, &mut documents)?;
             if let Some(sort) = req.sort {
                 let docs: Vec<Option<&Document>> = candidates.iter().map(|c| documents.get(&c.id)).collect();
                 let order = sort_order(&docs, sort);
@@ -712,13 +706,7 @@ impl Engine {
         candidates.truncate(req.k);
         if req.with_documents {
             let t = Instant::now();
-            let missing: Vec<DocId> =
-                candidates.iter().filter(|c| !documents.contains_key(&c.id)).map(|c| c.id.clone()).collect();
-            for (id, doc) in missing.iter().zip(self.text.get_many(&missing)?) {
-                if let Some(doc) = doc {
-                    documents.insert(id.clone(), doc);
-                }
-            }
+            self.fetch_missing(&candidates, &mut documents)?;
             timings.push(timing("documents", t.elapsed()));
         }
         timings.push(timing("total", started.elapsed()));
@@ -750,6 +738,22 @@ impl Engine {
             total,
             facets,
         })
+    }
+
+    /// Adds the stored documents of the candidates not in `documents` yet.
+    fn fetch_missing(
+        &self,
+        candidates: &[Candidate],
+        documents: &mut std::collections::HashMap<DocId, Document>,
+    ) -> Result<(), PipelineError> {
+        let missing: Vec<DocId> =
+            candidates.iter().filter(|c| !documents.contains_key(&c.id)).map(|c| c.id.clone()).collect();
+        for (id, doc) in missing.iter().zip(self.text.get_many(&missing)?) {
+            if let Some(doc) = doc {
+                documents.insert(id.clone(), doc);
+            }
+        }
+        Ok(())
     }
 
     fn dense_leg(&self, req: &SearchRequest, recall_k: usize) -> Result<DenseOutcome, DenseFailure> {

@@ -21,7 +21,9 @@ pub use engine::{
     SearchResponse, SyncReport, VectorSettings, MAX_DEPTH,
 };
 pub use facets::{FacetCount, FacetField, SortBy, SortField, SortOrder};
-pub use models::{EmbedJob, EmbedderHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS};
+pub use models::{
+    EmbedJob, EmbedderHandle, ModelHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS,
+};
 pub use stats::{Histogram, HistogramSnapshot};
 pub use worker::{CallTiming, CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
 

@@ -37,19 +37,46 @@ pub struct RerankJob {
     pub max_length: Option<usize>,
 }
 
-/// An embedding model on its worker thread. Cheap to clone.
-#[derive(Clone)]
-pub struct EmbedderHandle {
+/// A model on its worker thread, with the name it was loaded by and its description. Cheap to clone.
+pub struct ModelHandle<J, R> {
     name: String,
     info: ModelInfo,
-    worker: Arc<Worker<EmbedJob, Embeddings>>,
+    worker: Arc<Worker<J, R>>,
 }
 
-impl std::fmt::Debug for EmbedderHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbedderHandle").field("name", &self.name).finish()
+impl<J, R> Clone for ModelHandle<J, R> {
+    fn clone(&self) -> Self {
+        ModelHandle { name: self.name.clone(), info: self.info.clone(), worker: self.worker.clone() }
     }
 }
+
+impl<J, R> std::fmt::Debug for ModelHandle<J, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelHandle").field("name", &self.name).field("role", &self.info.role).finish()
+    }
+}
+
+impl<J: Send + 'static, R: Send + 'static> ModelHandle<J, R> {
+    /// The name the model was loaded by (a cache name such as `minilm`, or a directory); the reranker's keys
+    /// its cached scores.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        self.worker.stats()
+    }
+}
+
+/// An embedding model on its worker thread.
+pub type EmbedderHandle = ModelHandle<EmbedJob, Embeddings>;
+
+/// A reranker on its worker thread.
+pub type RerankerHandle = ModelHandle<RerankJob, Vec<RerankScore>>;
 
 impl EmbedderHandle {
     /// Moves `model` onto its own thread. Jobs with the same options share one model call.
@@ -100,20 +127,7 @@ impl EmbedderHandle {
             }
             out.into_iter().map(|r| r.unwrap_or_else(|| Err("not run".into()))).collect()
         });
-        EmbedderHandle { name: name.to_owned(), info, worker: Arc::new(worker) }
-    }
-
-    /// The name the model was loaded by (a cache name such as `minilm`, or a directory).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    pub fn stats(&self) -> &Arc<WorkerStats> {
-        self.worker.stats()
+        ModelHandle { name: name.to_owned(), info, worker: Arc::new(worker) }
     }
 
     /// Embeds `job.texts`; also says how long the job queued and how long the model call took.
@@ -125,20 +139,6 @@ impl EmbedderHandle {
     ) -> Result<(Embeddings, CallTiming), WorkerError> {
         let cost = job.texts.iter().map(|t| approx_tokens(t)).sum();
         self.worker.call_with(job, cost, timeout, cancel)
-    }
-}
-
-/// A reranker on its worker thread. Cheap to clone.
-#[derive(Clone)]
-pub struct RerankerHandle {
-    name: String,
-    info: ModelInfo,
-    worker: Arc<Worker<RerankJob, Vec<RerankScore>>>,
-}
-
-impl std::fmt::Debug for RerankerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RerankerHandle").field("name", &self.name).finish()
     }
 }
 
@@ -170,20 +170,7 @@ impl RerankerHandle {
                 Err(e) => vec![Err(e.to_string())],
             }
         });
-        RerankerHandle { name: name.to_owned(), info, worker: Arc::new(worker) }
-    }
-
-    /// The name the model was loaded by; cached scores are filed under it.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    pub fn stats(&self) -> &Arc<WorkerStats> {
-        self.worker.stats()
+        ModelHandle { name: name.to_owned(), info, worker: Arc::new(worker) }
     }
 
     /// Scores `job.docs` against `job.query`, in document order; also says how long the job queued and how

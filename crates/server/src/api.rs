@@ -52,14 +52,17 @@ pub struct SearchBody {
     /// Rerank the top `window` fused candidates with the cross-encoder (default: on when a reranker is loaded).
     pub rerank: Option<bool>,
     /// Candidates the cross-encoder rescores (default 50).
+    #[schema(minimum = 1, maximum = 1000)]
     pub window: Option<usize>,
     /// The reranker's task instruction (Qwen3-Reranker's instruct slot).
     pub instruction: Option<String>,
     /// Tokens per (query, document) pair given to the reranker, template included.
     pub max_length: Option<usize>,
     /// Hits per page (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Hits of the final ranked set to skip.
+    #[schema(minimum = 0, maximum = 999)]
     pub offset: Option<usize>,
     /// Filters such as `brand=sony`, `price<300`, `category=audio/headphones`, `published_at>=2024-01-01`.
     #[serde(default)]
@@ -69,13 +72,16 @@ pub struct SearchBody {
     #[schema(value_type = Vec<String>, example = json!(["brand", "price"]))]
     pub facets: Vec<FacetField>,
     /// Values per facet (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
     pub facet_size: Option<usize>,
     /// `price:asc`, `price:desc`, `published_at:asc` or `published_at:desc` (default: relevance).
     pub sort: Option<String>,
     pub fusion: Option<FusionBody>,
     /// Candidates each leg recalls (default 100).
+    #[schema(minimum = 1, maximum = 1000)]
     pub recall_k: Option<usize>,
     /// HNSW candidate list size.
+    #[schema(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
     /// Query language for BM25 analysis (e.g. `zh`, `en`).
     pub lang: Option<String>,
@@ -249,6 +255,7 @@ pub struct EmbeddingsBody {
     pub input: EmbeddingInput,
     pub model: Option<String>,
     /// Matryoshka: keep this many leading components, then L2-normalise.
+    #[schema(minimum = 1)]
     pub dimensions: Option<usize>,
     pub encoding_format: Option<EncodingFormat>,
     pub user: Option<String>,
@@ -300,6 +307,7 @@ pub struct DocumentParams {
 #[into_params(parameter_in = Query)]
 pub struct TaskListParams {
     /// Most recent tasks to list (default 20, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

@@ -324,6 +324,7 @@ fn a_documents_life_search_facets_and_the_system_routes() {
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
+    assert_eq!(spec["components"]["schemas"]["SearchBody"]["properties"]["limit"]["maximum"], 1000);
     let m = get(a, "/metrics");
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
     let text = m.text();
