@@ -134,9 +134,10 @@ pub fn load_reranker(name: &str, device_spec: &str) -> Result<Box<dyn Reranker>>
     Ok(Box::new(model))
 }
 
-pub fn score_cache(spec: &str) -> Result<Arc<dyn ScoreCache>> {
+/// The rerank score cache `spec` names (`lru`, with `lru_capacity` entries, or `redis://HOST:PORT`).
+pub fn score_cache(spec: &str, lru_capacity: usize) -> Result<Arc<dyn ScoreCache>> {
     if spec == "lru" {
-        return Ok(Arc::new(LruScoreCache::new(200_000)));
+        return Ok(Arc::new(LruScoreCache::new(lru_capacity)));
     }
     if spec.starts_with("redis://") {
         return Ok(Arc::new(RedisScoreCache::new(spec, Duration::from_millis(200), 7 * 24 * 3600)));
@@ -169,7 +170,7 @@ pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> 
     let options = EngineOptions {
         embedder,
         reranker,
-        cache: score_cache(&args.rerank_cache)?,
+        cache: score_cache(&args.rerank_cache, 200_000)?,
         rerank_timeout: Duration::from_millis(args.rerank_timeout_ms),
         ef_search: args.ef,
         exact_below: args.exact_below,

@@ -1,20 +1,15 @@
 //! `sieve serve`: the HTTP API over one or more indexes. Settings are layered: built-in defaults, then the
 //! TOML file given by `--config`, then `SIEVE_…` environment variables, then flags.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use sieve_pipeline::{
-    EmbedderHandle, Engine, EngineOptions, RerankerHandle, ScoreCache, VectorSettings, WorkerOptions,
-};
+use sieve_pipeline::{EmbedderHandle, RerankerHandle, VectorSettings};
 use sieve_server::{AppState, IndexConfig, Models, ServerConfig};
-use sieve_text::{IndexSettings, TextIndex};
-use sieve_vector::HnswParams;
 
-use crate::engine::{load_embedder, load_reranker};
+use crate::engine::{load_embedder, load_reranker, score_cache};
 
 /// Every knob of the server. Each flag can also be set by the environment variable named in its help, or
 /// in the `--config` TOML file under the same name with underscores (`max_queue = 64`).
@@ -158,17 +153,6 @@ impl ServeArgs {
     }
 }
 
-fn cache(config: &ServerConfig) -> Result<Arc<dyn ScoreCache>> {
-    if config.rerank_cache == "lru" {
-        return Ok(Arc::new(sieve_pipeline::LruScoreCache::new(config.lru_capacity)));
-    }
-    crate::engine::score_cache(&config.rerank_cache)
-}
-
-fn worker_options(config: &ServerConfig, budget: usize) -> WorkerOptions {
-    WorkerOptions { budget, max_wait: Duration::from_millis(config.batch_wait_ms), max_queue: config.max_queue }
-}
-
 /// Loads the models and opens (or creates) every index.
 pub fn build_state(config: ServerConfig) -> Result<AppState> {
     let mut settings = Vec::new();
@@ -180,7 +164,7 @@ pub fn build_state(config: ServerConfig) -> Result<AppState> {
         Some(name) => Some(EmbedderHandle::spawn(
             name,
             load_embedder(name, &config.device)?,
-            worker_options(&config, config.embed_batch_tokens),
+            config.worker_options(config.embed_batch_tokens),
         )),
         None => None,
     };
@@ -188,58 +172,19 @@ pub fn build_state(config: ServerConfig) -> Result<AppState> {
         Some(name) => Some(RerankerHandle::spawn(
             name,
             load_reranker(name, &config.device)?,
-            worker_options(&config, config.rerank_batch_tokens),
+            config.worker_options(config.rerank_batch_tokens),
         )),
         None => None,
     };
-    let cache = cache(&config)?;
-    let mut engines = Vec::new();
-    for (i, existing) in config.indexes.iter().zip(settings) {
-        engines.push(open_index(&i.name, &i.path, existing, &embedder, &reranker, &cache, &config)?);
-    }
+    let cache = score_cache(&config.rerank_cache, config.lru_capacity)?;
     let models = Models { embedder, reranker };
+    let mut engines = Vec::new();
+    for i in &config.indexes {
+        let engine = sieve_server::open_index(i, &models, cache.clone(), &config)
+            .with_context(|| format!("index {}: opening {}", i.name, i.path.display()))?;
+        engines.push(engine);
+    }
     Ok(AppState::new(config.clone(), engines, models, cache.describe())?)
-}
-
-fn open_index(
-    name: &str,
-    path: &Path,
-    existing: Option<VectorSettings>,
-    embedder: &Option<EmbedderHandle>,
-    reranker: &Option<RerankerHandle>,
-    cache: &Arc<dyn ScoreCache>,
-    config: &ServerConfig,
-) -> Result<Engine> {
-    let created = !path.exists();
-    let text = TextIndex::open_or_create(path, IndexSettings::default())
-        .with_context(|| format!("index {name}: opening {}", path.display()))?;
-    // an index keeps its embedding model: with another one loaded, its dense leg is off (and says so)
-    let matching = embedder.clone().filter(|e| existing.as_ref().is_none_or(|s| s.model == e.name()));
-    if let (Some(s), Some(e)) = (&existing, embedder) {
-        if s.model != e.name() {
-            tracing::warn!(
-                "index {name} holds {} embeddings but the server loads {}; its searches run BM25 only",
-                s.model,
-                e.name()
-            );
-        }
-    }
-    let options = EngineOptions {
-        embedder: matching,
-        reranker: reranker.clone(),
-        cache: cache.clone(),
-        rerank_timeout: Duration::from_millis(config.rerank_timeout_ms),
-        embed_timeout: Duration::from_millis(config.embed_timeout_ms),
-        ..EngineOptions::default()
-    };
-    let mut engine = Engine::from_parts(Some(path.to_path_buf()), text, existing, options)?;
-    if created {
-        if let Some(e) = embedder {
-            engine.ensure_vector_settings(e.name(), HnswParams::default())?;
-        }
-    }
-    engine.sync_vectors().with_context(|| format!("index {name}: bringing the vector graph up to date"))?;
-    Ok(engine)
 }
 
 async fn shutdown_signal() {

@@ -227,6 +227,8 @@ pub struct SearchResponse {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub timings: Vec<StageTiming>,
+    /// The cross-encoder scored the window and the hits are in its order.
+    pub reranked: bool,
     /// Documents the BM25 leg matched (a lower bound when it pruned).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bm25_matched: Option<u64>,
@@ -732,6 +734,7 @@ impl Engine {
             reasons,
             notes,
             timings,
+            reranked,
             bm25_matched: bm25.as_ref().map(|(r, _)| r.matched),
             dense: dense.map(|d| DenseReport { strategy: d.strategy, candidates: d.candidates }),
             cache: cache_report,

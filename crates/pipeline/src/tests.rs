@@ -101,6 +101,7 @@ fn facets_count_the_final_ranked_set_and_sort_and_offset_page_through_it() {
     req.rerank = Some(RerankRequest::default());
     let res = engine.search(&req).unwrap();
     assert_eq!(res.hits.len(), 2);
+    assert!(res.reranked && !res.degraded, "{:?}", res.reasons);
     // counted over every ranked candidate, not only the page
     let ranked = res.total;
     assert!(ranked > 2, "{ranked}");
@@ -211,7 +212,7 @@ fn assert_degraded_to_fused(engine: &Engine, expect_reason: &str) {
     let fused = engine.search(&plain).unwrap();
     plain.rerank = Some(RerankRequest::default());
     let res = engine.search(&plain).unwrap();
-    assert!(res.degraded);
+    assert!(res.degraded && !res.reranked);
     assert!(res.reasons.iter().any(|r| r.contains(expect_reason)), "{:?}", res.reasons);
     assert_eq!(ids(&res), ids(&fused), "a degraded response is the fused order");
     assert!(res.hits.iter().all(|h| h.scores.rerank.is_none()));

@@ -16,10 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
-use sieve_pipeline::{CancelToken, EmbedderHandle, Engine, RerankerHandle};
+use sieve_pipeline::{
+    CancelToken, EmbedderHandle, Engine, EngineOptions, PipelineError, RerankerHandle, ScoreCache, VectorSettings,
+};
+use sieve_text::{IndexSettings, TextIndex};
+use sieve_vector::HnswParams;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::ServerConfig;
+use crate::config::{IndexConfig, ServerConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::routes;
@@ -59,6 +63,45 @@ impl IndexHandle {
 pub struct Models {
     pub embedder: Option<EmbedderHandle>,
     pub reranker: Option<RerankerHandle>,
+}
+
+/// Opens (or creates) one served index as an engine over the shared models and brings its vector graph up
+/// to date. A new index gets a dense side when an embedder is loaded. An index keeps its embedding model: with
+/// another one loaded, its dense leg is off (searches say so in `notes`) and a log line says why.
+pub fn open_index(
+    index: &IndexConfig,
+    models: &Models,
+    cache: Arc<dyn ScoreCache>,
+    config: &ServerConfig,
+) -> Result<Engine, PipelineError> {
+    let created = !index.path.exists();
+    let existing = if created { None } else { VectorSettings::load(&index.path)? };
+    let text = TextIndex::open_or_create(&index.path, IndexSettings::default())?;
+    let embedder = models.embedder.clone().filter(|e| existing.as_ref().is_none_or(|s| s.model == e.name()));
+    if let (Some(s), Some(e)) = (&existing, &models.embedder) {
+        if s.model != e.name() {
+            tracing::warn!(
+                "index {} holds {} embeddings but the server loads {}; its searches run BM25 only",
+                index.name,
+                s.model,
+                e.name()
+            );
+        }
+    }
+    let options = EngineOptions {
+        embedder,
+        reranker: models.reranker.clone(),
+        cache,
+        rerank_timeout: Duration::from_millis(config.rerank_timeout_ms),
+        embed_timeout: Duration::from_millis(config.embed_timeout_ms),
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::from_parts(Some(index.path.clone()), text, existing, options)?;
+    if let (true, Some(e)) = (created, &models.embedder) {
+        engine.ensure_vector_settings(e.name(), HnswParams::default())?;
+    }
+    engine.sync_vectors()?;
+    Ok(engine)
 }
 
 /// Everything the handlers share.

@@ -106,6 +106,15 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
+    /// How a model worker batches and queues under these settings, with a batch budget of `budget` tokens.
+    pub fn worker_options(&self, budget: usize) -> sieve_pipeline::WorkerOptions {
+        sieve_pipeline::WorkerOptions {
+            budget,
+            max_wait: std::time::Duration::from_millis(self.batch_wait_ms),
+            max_queue: self.max_queue,
+        }
+    }
+
     /// Reads a TOML file; keys it leaves out keep their defaults, unknown keys are an error.
     pub fn from_toml_file(path: &Path) -> Result<ServerConfig, ConfigError> {
         let file = |message: String| ConfigError::File { path: path.display().to_string(), message };

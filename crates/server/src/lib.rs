@@ -20,7 +20,7 @@ mod openapi;
 mod routes;
 pub mod tasks;
 
-pub use app::{router, serve, AppState, Models, SharedState};
+pub use app::{open_index, router, serve, AppState, Models, SharedState};
 pub use config::{ConfigError, IndexConfig, ServerConfig};
 pub use error::{ApiError, ErrorCode};
 pub use openapi::document as openapi_document;

@@ -164,7 +164,6 @@ pub async fn search(
     let index = state.index(body.index.as_deref())?.clone();
     let mut req = search_request(&state, &body)?;
     let (limit, offset) = (req.k, req.offset);
-    let reranked_asked = req.rerank.is_some();
     let engine = index.engine.clone();
     let res = blocking(move |cancel| {
         req.cancel = Some(cancel);
@@ -180,9 +179,6 @@ pub async fn search(
     if let Some(c) = &res.cache {
         state.metrics.cache(c.hits, c.misses);
     }
-    let reranked = reranked_asked
-        && res.hits.iter().any(|h| h.scores.rerank.is_some())
-        && !res.reasons.iter().any(|r| r.starts_with("not reranked"));
     for h in &res.hits {
         if let Some(r) = &h.scores.rerank {
             state.metrics.rerank_score("search", r.score);
@@ -201,7 +197,7 @@ pub async fn search(
         reasons: res.reasons,
         notes: res.notes,
         timings: res.timings,
-        reranked,
+        reranked: res.reranked,
         cache: res.cache,
         dense: res.dense,
     };

@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sieve_models::standin::{Behaviour, WordsEmbedder, WordsReranker};
-use sieve_pipeline::{EmbedderHandle, Engine, EngineOptions, RerankerHandle, WorkerOptions};
+use sieve_pipeline::{EmbedderHandle, RerankerHandle};
 use sieve_server::{AppState, IndexConfig, Models, ServerConfig};
-use sieve_text::{IndexSettings, TextIndex};
-use sieve_vector::HnswParams;
 
 // ---------------------------------------------------------------- a minimal HTTP/1.1 client
 
@@ -133,36 +131,18 @@ impl Setup {
     }
 
     fn start(self) -> Server {
-        let opts = |c: &ServerConfig, budget| WorkerOptions {
-            budget,
-            max_wait: Duration::from_millis(c.batch_wait_ms),
-            max_queue: c.max_queue,
-        };
-        let embedder = self
-            .embedder
-            .then(|| EmbedderHandle::spawn("words", Box::new(WordsEmbedder::new(32)), opts(&self.config, 8192)));
-        let reranker = self.reranker.map(|b| {
-            RerankerHandle::spawn("words-reranker", Box::new(WordsReranker::new(b)), opts(&self.config, 4096))
+        let c = &self.config;
+        let embedder = self.embedder.then(|| {
+            EmbedderHandle::spawn("words", Box::new(WordsEmbedder::new(32)), c.worker_options(c.embed_batch_tokens))
         });
-        let mut engines = Vec::new();
-        for i in &self.config.indexes {
-            let created = !i.path.exists();
-            let text = TextIndex::open_or_create(&i.path, IndexSettings::default()).unwrap();
-            let settings = sieve_pipeline::VectorSettings::load(&i.path).unwrap();
-            let options = EngineOptions {
-                embedder: embedder.clone(),
-                reranker: reranker.clone(),
-                rerank_timeout: Duration::from_millis(self.config.rerank_timeout_ms),
-                ..EngineOptions::default()
-            };
-            let mut engine = Engine::from_parts(Some(i.path.clone()), text, settings, options).unwrap();
-            if created && embedder.is_some() {
-                engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
-            }
-            engine.sync_vectors().unwrap();
-            engines.push(engine);
-        }
+        let reranker = self.reranker.map(|b| {
+            let model = Box::new(WordsReranker::new(b));
+            RerankerHandle::spawn("words-reranker", model, c.worker_options(c.rerank_batch_tokens))
+        });
         let models = Models { embedder, reranker };
+        let cache: Arc<dyn sieve_pipeline::ScoreCache> = Arc::new(sieve_pipeline::LruScoreCache::new(1000));
+        let engines =
+            c.indexes.iter().map(|i| sieve_server::open_index(i, &models, cache.clone(), c).unwrap()).collect();
         let state = Arc::new(AppState::new(self.config, engines, models, "lru".into()).unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = std::sync::mpsc::channel();
