@@ -2,7 +2,10 @@
 //! the Qwen3 reranker on 50 (query, document) pairs of ~128 tokens, with and without prefix sharing, and
 //! all-MiniLM-L6-v2 at batch 1 and 32. Prints one JSON line per measurement (medians).
 //!
-//! `cargo bench --bench models_cpu -- DIR [--repeat N]`
+//! `cargo bench --bench models_cpu -- DIR [--repeat N] [--only rerank|embed]`
+//!
+//! With `SIEVE_PROFILE=1` the embedder part first prints (to stderr) the per-stage times of one pass over the
+//! texts in batches of 32, and the attention work in it (Σ length² over the rows).
 
 // The same allocator as the `sieve` binary: it keeps freed pages, so big activations do not page-fault anew.
 #[global_allocator]
@@ -69,6 +72,19 @@ fn main() {
         let e = load_embedder(&minilm, DeviceSpec::Cpu).unwrap();
         let inputs: Vec<EmbedInput> = texts.iter().map(|t| EmbedInput::Document(t)).collect();
         let opts = EmbedOptions::default();
+        if std::env::var_os("SIEVE_PROFILE").is_some() {
+            sieve_models::profile::take();
+            let mut sq = 0usize;
+            for chunk in inputs.chunks(32) {
+                sq += e.embed(chunk, &opts).unwrap().tokens.iter().map(|t| t * t).sum::<usize>();
+            }
+            eprintln!("attention work: sum of squared row lengths {sq}");
+            let stages = sieve_models::profile::take();
+            let total: f64 = stages.iter().map(|s| s.1).sum();
+            for (s, t) in stages {
+                eprintln!("{s:28} {:8.1} ms {:5.1}%", t * 1e3, 100.0 * t / total);
+            }
+        }
         let (b1, _) = time(repeat.div_ceil(2), || {
             for i in &inputs {
                 e.embed(std::slice::from_ref(i), &opts).unwrap();

@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::cpu_attention;
 use crate::error::{ModelError, Result};
 use crate::files::ModelDir;
 use crate::ops::{self, AttnPlan, Linear};
@@ -127,6 +128,7 @@ impl Bert {
     /// Mean-pooled final hidden states, one row per input: `[rows, hidden]`.
     pub fn mean_pooled(&self, rows: &[&[u32]]) -> Result<Tensor> {
         let c = &self.config;
+        crate::profile::start(&self.device);
         let mut ids = Vec::new();
         let mut pos = Vec::new();
         let mut lens = Vec::with_capacity(rows.len());
@@ -151,15 +153,28 @@ impl Bert {
         let x = (self.word.index_select(&ids, 0)? + self.position.index_select(&pos, 0)?)?;
         let x = x.broadcast_add(&self.token_type0)?;
         let mut x = ops::layer_norm(&x, &self.emb_norm.w, &self.emb_norm.b, c.layer_norm_eps)?;
+        let dev = &self.device;
+        crate::profile::mark(dev, "bert: embeddings");
         let (nh, h) = (c.num_attention_heads, c.hidden_size);
         let hd = h / nh;
-        let plan = AttnPlan::new(&lens, &lens, false, nh, &self.device)?;
+        // The fused CPU kernel where it applies (f32 on the CPU), length-bucketed GEMMs elsewhere.
+        let plan = match cpu_attention::applies(&self.device, x.dtype(), hd) {
+            true => None,
+            false => Some(AttnPlan::new(&lens, &lens, false, nh, &self.device)?),
+        };
         for l in &self.layers {
             let qkv = ops::bias_act(l.qkv.matmul(&x)?, l.qkv.bias(), false)?;
-            let q = qkv.narrow(1, 0, h)?.contiguous()?.reshape((total, nh, hd))?;
-            let k = qkv.narrow(1, h, h)?.contiguous()?.reshape((total, nh, hd))?;
-            let v = qkv.narrow(1, 2 * h, h)?.contiguous()?.reshape((total, nh, hd))?;
-            let a = plan.attend(&q, &k, &v)?.reshape((total, h))?;
+            crate::profile::mark(dev, "bert: qkv gemm");
+            let a = match &plan {
+                None => cpu_attention::packed_self_attention(&qkv, &lens, nh)?,
+                Some(plan) => {
+                    let q = qkv.narrow(1, 0, h)?.contiguous()?.reshape((total, nh, hd))?;
+                    let k = qkv.narrow(1, h, h)?.contiguous()?.reshape((total, nh, hd))?;
+                    let v = qkv.narrow(1, 2 * h, h)?.contiguous()?.reshape((total, nh, hd))?;
+                    plan.attend(&q, &k, &v)?.reshape((total, h))?
+                }
+            };
+            crate::profile::mark(dev, "bert: attention (rest)");
             let a = ops::add_bias_layer_norm(
                 l.attn_out.matmul(&a)?,
                 l.attn_out.bias(),
@@ -167,7 +182,11 @@ impl Bert {
                 (&l.attn_norm.w, &l.attn_norm.b),
                 c.layer_norm_eps,
             )?;
-            let m = ops::bias_act(l.inter.matmul(&a)?, l.inter.bias(), true)?;
+            crate::profile::mark(dev, "bert: attn out + norm");
+            let m = l.inter.matmul(&a)?;
+            crate::profile::mark(dev, "bert: inter gemm");
+            let m = ops::bias_act(m, l.inter.bias(), true)?;
+            crate::profile::mark(dev, "bert: gelu");
             x = ops::add_bias_layer_norm(
                 l.out.matmul(&m)?,
                 l.out.bias(),
@@ -175,6 +194,7 @@ impl Bert {
                 (&l.out_norm.w, &l.out_norm.b),
                 c.layer_norm_eps,
             )?;
+            crate::profile::mark(dev, "bert: out gemm + norm");
         }
         let mut pooled = Vec::with_capacity(rows.len());
         let mut off = 0;
@@ -182,6 +202,8 @@ impl Bert {
             pooled.push(x.narrow(0, off, n)?.mean(0)?);
             off += n;
         }
-        Ok(Tensor::stack(&pooled, 0)?)
+        let out = Tensor::stack(&pooled, 0)?;
+        crate::profile::mark(dev, "bert: pool");
+        Ok(out)
     }
 }

@@ -9,6 +9,7 @@
 //! was batched with. [`synthetic`] builds deterministic random-weight checkpoints for parity tests.
 
 pub mod bert;
+pub mod cpu_attention;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod device;

@@ -424,13 +424,10 @@ impl candle_core::InplaceOp1 for BiasAct {
         }
         let rows_per_task = (16384 / dim).max(1) * dim;
         data.par_chunks_mut(rows_per_task).for_each(|chunk| {
-            for row in chunk.chunks_mut(dim) {
-                if self.gelu {
-                    for (x, &b) in row.iter_mut().zip(bias) {
-                        let v = *x + b;
-                        *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                    }
-                } else {
+            if self.gelu {
+                bias_gelu(chunk, bias);
+            } else {
+                for row in chunk.chunks_mut(dim) {
                     for (x, &b) in row.iter_mut().zip(bias) {
                         *x += b;
                     }
@@ -463,18 +460,42 @@ fn lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 /// 2 ulp of `f32::exp` on `[-87, 88]`, written so that the compiler vectorises it (no libm call, no branches).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    exp_with::<false>(x)
+}
+
+/// `a·b + c`: fused (one rounding) when `FMA`, for code compiled with the `fma` target feature (without it a
+/// fused multiply-add is a slow library call); a plain multiply and add otherwise.
+#[inline(always)]
+pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// True when the CPU has AVX2 and FMA, for the kernels that are also compiled with those features (chosen at
+/// run time: the portable build targets baseline x86-64).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// [`exp`], with its multiply-adds fused when `FMA` (see [`madd`]).
+#[inline(always)]
+pub fn exp_with<const FMA: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
+    const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+    let m = madd::<FMA>;
     let x = x.clamp(-87.0, 88.0);
-    let kr = x * LOG2E + ROUND;
+    let kr = m(x, LOG2E, ROUND);
     let k = kr - ROUND;
-    let r = x - k * LN2_HI - k * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
+    let r = m(-k, LN2_LO, m(-k, LN2_HI, x));
+    let p = P[1..].iter().fold(P[0], |p, &c| m(p, r, c));
+    let y = m(p, r * r, r) + 1.0;
     // `kr`'s low mantissa bits hold k (offset by 0x4B40_0000); rebias to an exponent with integer ops only (a
     // float-to-int cast would saturate and keep the loop from vectorising).
     y * f32::from_bits(kr.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23)
@@ -484,11 +505,47 @@ pub fn exp(x: f32) -> f32 {
 /// so that it vectorises.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_with::<false>(x)
+}
+
+/// [`erf`], with its multiply-adds fused when `FMA` (see [`madd`]).
+#[inline(always)]
+pub fn erf_with<const FMA: bool>(x: f32) -> f32 {
+    const P: [f32; 5] = [1.061_405_4, -1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6];
+    let m = madd::<FMA>;
     let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
-    let y = 1.0 - poly * exp(-a * a);
+    let t = 1.0 / m(0.327_591_1, a, 1.0);
+    let poly = P[1..].iter().fold(P[0], |p, &c| m(p, t, c)) * t;
+    let y = 1.0 - poly * exp_with::<FMA>(-a * a);
     y.copysign(x)
+}
+
+/// `GELU(x + bias)` (erf form) in place over rows of `bias.len()`.
+#[inline(always)]
+fn bias_gelu_rows<const FMA: bool>(rows: &mut [f32], bias: &[f32]) {
+    for row in rows.chunks_mut(bias.len()) {
+        for (x, &b) in row.iter_mut().zip(bias) {
+            let v = *x + b;
+            *x = 0.5 * v * (1.0 + erf_with::<FMA>(v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+/// [`bias_gelu_rows`] compiled for AVX2 with fused multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn bias_gelu_rows_avx2_fma(rows: &mut [f32], bias: &[f32]) {
+    bias_gelu_rows::<true>(rows, bias)
+}
+
+fn bias_gelu(rows: &mut [f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        // SAFETY: the function only needs AVX2 and FMA, checked just above.
+        #[allow(unsafe_code)]
+        return unsafe { bias_gelu_rows_avx2_fma(rows, bias) };
+    }
+    bias_gelu_rows::<false>(rows, bias)
 }
 
 /// Causal attention over packed rows. Row `i` has `q_lens[i]` queries and `k_lens[i]` keys; queries are the
@@ -1003,8 +1060,9 @@ mod tests {
         let mut worst = 0f32;
         for i in -87_000..88_000 {
             let x = i as f32 * 1e-3 + 1.234e-4;
-            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
-            worst = worst.max(rel);
+            for fast in [exp(x), exp_with::<true>(x)] {
+                worst = worst.max(((fast - x.exp()) / x.exp()).abs());
+            }
         }
         assert!(worst < 4.0 * f32::EPSILON, "{worst}");
         let gu = Tensor::new(&[[1f32, -2., 0.5, 3.], [0., 40., -1., 2.]], &Device::Cpu).unwrap();
@@ -1020,10 +1078,16 @@ mod tests {
     fn gelu_matches_erf_gelu() {
         let xs: Vec<f32> = (-800..800).map(|i| i as f32 * 0.01).collect();
         let x = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
-        let fast: Vec<f32> = bias_act(x.copy().unwrap(), None, true).unwrap().to_vec1().unwrap();
         let exact: Vec<f32> = x.gelu_erf().unwrap().to_vec1().unwrap();
-        for (a, b) in fast.iter().zip(&exact) {
-            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        // The kernel as dispatched (AVX2 + FMA where the CPU has them), and both builds of the row loop.
+        let dispatched: Vec<f32> = bias_act(x.copy().unwrap(), None, true).unwrap().to_vec1().unwrap();
+        let (mut plain, mut fused) = (xs.clone(), xs.clone());
+        bias_gelu_rows::<false>(&mut plain, &[0.0; 16]);
+        bias_gelu_rows::<true>(&mut fused, &[0.0; 16]);
+        for fast in [dispatched, plain, fused] {
+            for (a, b) in fast.iter().zip(&exact) {
+                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+            }
         }
     }
 

@@ -300,6 +300,12 @@ fn minilm_matches_sentence_transformers() {
     // Queries and documents are encoded alike by a symmetric model.
     let q = model.embed(&[EmbedInput::query(texts[0])], &EmbedOptions::default()).unwrap();
     assert!(cosine(&q.vectors[0], &out.vectors[0]) > 0.99999);
+    // A text's vector does not depend on what it was batched with (rows of mixed lengths, packed).
+    for (i, input) in inputs.iter().enumerate() {
+        let alone = model.embed(std::slice::from_ref(input), &EmbedOptions::default()).unwrap();
+        let d = alone.vectors[0].iter().zip(&out.vectors[i]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(d < 1e-5, "text {i}: batched and alone differ by {d}");
+    }
 }
 
 #[test]
