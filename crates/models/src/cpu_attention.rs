@@ -72,38 +72,50 @@ impl candle_core::CustomOp1 for SelfAttention {
         };
         let qkv = &storage.as_slice::<f32>()?[a..b];
         let (total, three_h) = layout.shape().dims2()?;
-        let (heads, h) = (self.heads, three_h / 3);
-        let d = h / heads;
-        let geo = Geometry { stride: three_h, d, scale: 1.0 / (d as f32).sqrt() };
-
-        // Head-major output: head `j`'s rows are one contiguous `[total, d]` block, so every (row, head) task
-        // owns a contiguous slice.
-        let mut by_head = vec![0f32; total * h];
-        let mut tasks = Vec::with_capacity(heads * self.lens.len());
-        for (j, block) in by_head.chunks_mut(total * d).enumerate() {
-            let (mut rest, mut t0) = (block, 0);
-            for &len in &self.lens {
-                let (mine, next) = rest.split_at_mut(len * d);
-                tasks.push(Task { t0, len, head: j, out: mine });
-                rest = next;
-                t0 += len;
-            }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(isa) = Avx2Fma::detect() {
+            let out = attend_all(isa, qkv, three_h, &self.lens, self.heads);
+            return Ok((CpuStorage::F32(out), Shape::from((total, three_h / 3))));
         }
-        // Longest rows first, so the last tasks to start are the short ones.
-        tasks.sort_by_key(|t| std::cmp::Reverse(t.len));
-        crate::profile::mark(&Device::Cpu, "attn: setup");
-        tasks.into_par_iter().for_each_init(Scratch::default, |s, t| attend(qkv, &geo, h, t, s));
-        crate::profile::mark(&Device::Cpu, "attn: kernel");
-
-        let mut out = vec![0f32; total * h];
-        out.par_chunks_mut(h).enumerate().for_each(|(t, row)| {
-            for (j, dst) in row.chunks_exact_mut(d).enumerate() {
-                dst.copy_from_slice(&by_head[(j * total + t) * d..][..d]);
-            }
-        });
-        crate::profile::mark(&Device::Cpu, "attn: token order");
-        Ok((CpuStorage::F32(out), Shape::from((total, h))))
+        let out = attend_all(Baseline, qkv, three_h, &self.lens, self.heads);
+        Ok((CpuStorage::F32(out), Shape::from((total, three_h / 3))))
     }
+}
+
+/// The whole operation over `qkv` `[Σlens, three_h]` with the tiles built for `isa`: `[Σlens, three_h / 3]`.
+fn attend_all<I: Isa>(isa: I, qkv: &[f32], three_h: usize, lens: &[usize], heads: usize) -> Vec<f32> {
+    let total = qkv.len() / three_h;
+    let h = three_h / 3;
+    let d = h / heads;
+    let geo = Geometry { stride: three_h, d, scale: 1.0 / (d as f32).sqrt() };
+
+    // Head-major output: head `j`'s rows are one contiguous `[total, d]` block, so every (row, head) task owns a
+    // contiguous slice.
+    let mut by_head = vec![0f32; total * h];
+    let mut tasks = Vec::with_capacity(heads * lens.len());
+    for (j, block) in by_head.chunks_mut(total * d).enumerate() {
+        let (mut rest, mut t0) = (block, 0);
+        for &len in lens {
+            let (mine, next) = rest.split_at_mut(len * d);
+            tasks.push(Task { t0, len, head: j, out: mine });
+            rest = next;
+            t0 += len;
+        }
+    }
+    // Longest rows first, so the last tasks to start are the short ones.
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.len));
+    crate::profile::mark(&Device::Cpu, "attn: setup");
+    tasks.into_par_iter().for_each_init(Scratch::default, |s, t| attend(isa, qkv, &geo, h, t, s));
+    crate::profile::mark(&Device::Cpu, "attn: kernel");
+
+    let mut out = vec![0f32; total * h];
+    out.par_chunks_mut(h).enumerate().for_each(|(t, row)| {
+        for (j, dst) in row.chunks_exact_mut(d).enumerate() {
+            dst.copy_from_slice(&by_head[(j * total + t) * d..][..d]);
+        }
+    });
+    crate::profile::mark(&Device::Cpu, "attn: token order");
+    out
 }
 
 /// The fused projection's layout: floats per token, head size, score scale.
@@ -133,21 +145,14 @@ struct Scratch {
     inv: Vec<f32>,
 }
 
-fn attend(qkv: &[f32], geo: &Geometry, h: usize, task: Task<'_>, scratch: &mut Scratch) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(isa) = Avx2Fma::detect() {
-        return attend_with(isa, qkv, geo, h, task, scratch);
-    }
-    attend_with(Baseline, qkv, geo, h, task, scratch)
-}
-
 fn resized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
     buf.clear();
     buf.resize(n, 0.0);
     buf
 }
 
-fn attend_with<I: Isa>(isa: I, qkv: &[f32], geo: &Geometry, h: usize, task: Task<'_>, scratch: &mut Scratch) {
+/// One (row, head) task.
+fn attend<I: Isa>(isa: I, qkv: &[f32], geo: &Geometry, h: usize, task: Task<'_>, scratch: &mut Scratch) {
     let Task { t0, len, head, out } = task;
     let (d, stride) = (geo.d, geo.stride);
     let lp = len.next_multiple_of(CB);
@@ -188,7 +193,7 @@ struct Product<'a> {
 }
 
 /// The instruction set the tiles are compiled for.
-trait Isa: Copy {
+trait Isa: Copy + Send + Sync {
     fn product(self, p: Product<'_>);
     /// Unnormalised softmax of each `[.., len]` row of `s` (row stride `lp`), zero in the padding columns;
     /// `inv` gets each row's normaliser.
@@ -364,53 +369,40 @@ mod tests {
             .collect()
     }
 
+    /// The kernel as dispatched, and each build of the tiles, against the plain matmul/softmax reference.
     fn check(lens: &[usize], heads: usize, d: usize) {
         let dev = Device::Cpu;
         let total: usize = lens.iter().sum();
         let h = heads * d;
-        let qkv = Tensor::from_vec(values(total * 3 * h, (total * 31 + d) as u64), (total, 3 * h), &dev).unwrap();
-        let got = packed_self_attention(&qkv, lens, heads).unwrap();
+        let data = values(total * 3 * h, (total * 31 + d) as u64);
+        let qkv = Tensor::from_vec(data.clone(), (total, 3 * h), &dev).unwrap();
         let part =
             |k: usize| qkv.narrow(1, k * h, h).unwrap().contiguous().unwrap().reshape((total, heads, d)).unwrap();
         let want =
             crate::ops::reference_attention(&part(0), &part(1), &part(2), lens, lens, false, 1.0 / (d as f64).sqrt())
                 .unwrap();
-        let want = want.reshape((total, h)).unwrap();
-        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 2e-5, "lens {lens:?}, {heads}×{d}: max |Δ| = {diff}");
+        let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+        let dispatched: Vec<f32> =
+            packed_self_attention(&qkv, lens, heads).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let mut runs = vec![("dispatched", dispatched), ("baseline", attend_all(Baseline, &data, 3 * h, lens, heads))];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(isa) = Avx2Fma::detect() {
+            runs.push(("avx2+fma", attend_all(isa, &data, 3 * h, lens, heads)));
+        }
+        for (name, got) in runs {
+            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff < 2e-5, "{name}, lens {lens:?}, {heads}×{d}: max |Δ| = {diff}");
+        }
     }
 
     #[test]
     fn matches_the_reference_on_every_tile_remainder() {
-        // Lengths around the tile sizes (4 queries, 16 keys, 2-query output tiles), heads of 8, 32 (MiniLM),
-        // 40 (a 32-wide and an 8-wide output pass) and 64.
+        // Lengths around the tiles (6 query rows, 16 key columns): 1–5 leftover rows, a key count one past a
+        // tile. Heads of 8 (one 8-wide output tile), 32 (MiniLM), 40 (16-wide tiles and an 8-wide tail), 64.
         check(&[1], 2, 8);
         check(&[3, 16, 17, 5, 1, 33], 12, 32);
-        check(&[7, 64, 2], 3, 40);
-        check(&[130, 9], 4, 64);
-    }
-
-    #[test]
-    fn portable_and_accelerated_builds_agree() {
-        let (lens, heads, d) = ([21usize, 6], 2, 32);
-        let total: usize = lens.iter().sum();
-        let h = heads * d;
-        let qkv = values(total * 3 * h, 7);
-        let geo = Geometry { stride: 3 * h, d, scale: 1.0 / (d as f32).sqrt() };
-        let run = |fast: bool| {
-            let mut out = vec![0f32; lens[0] * d];
-            let task = Task { t0: 0, len: lens[0], head: 1, out: &mut out };
-            let mut s = Scratch::default();
-            if fast {
-                attend(&qkv, &geo, h, task, &mut s);
-            } else {
-                attend_with(Baseline, &qkv, &geo, h, task, &mut s);
-            }
-            out
-        };
-        let (a, b) = (run(true), run(false));
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-        assert!(diff < 1e-5, "max |Δ| = {diff}");
+        check(&[7, 64, 2, 10], 3, 40);
+        check(&[130, 9, 4], 4, 64);
     }
 
     #[test]
