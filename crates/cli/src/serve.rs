@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests and the running task, in seconds [default: 30].
     #[arg(long, env = "SIEVE_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Finished tasks whose records are kept (the oldest go first) [default: 10000].
+    #[arg(long, env = "SIEVE_MAX_FINISHED_TASKS")]
+    pub max_finished_tasks: Option<usize>,
 }
 
 macro_rules! layer {
@@ -124,7 +127,8 @@ impl ServeArgs {
             lru_capacity,
             ingest_batch_size,
             wait_timeout_secs,
-            shutdown_grace_secs
+            shutdown_grace_secs,
+            max_finished_tasks
         );
         if self.embedder.is_some() {
             c.embedder = self.embedder.clone();

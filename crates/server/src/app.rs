@@ -135,7 +135,7 @@ impl AppState {
         cache_name: String,
     ) -> Result<AppState, crate::tasks::TaskError> {
         let named: Vec<(String, PathBuf)> = config.indexes.iter().map(|i| (i.name.clone(), i.path.clone())).collect();
-        let (tasks, pending) = TaskStore::open(&named)?;
+        let (tasks, pending) = TaskStore::open(&named, config.max_finished_tasks)?;
         let tasks = Arc::new(tasks);
         let metrics = Metrics::new();
         if let Some(e) = &models.embedder {

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub wait_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests and the running ingest task, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Finished tasks (succeeded or failed) whose records are kept, over all indexes; past it the oldest are
+    /// removed with their files. The newest task is always kept, so ids keep increasing across restarts.
+    pub max_finished_tasks: usize,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +95,7 @@ impl Default for ServerConfig {
             ingest_batch_size: 1000,
             wait_timeout_secs: 120,
             shutdown_grace_secs: 30,
+            max_finished_tasks: 10_000,
         }
     }
 }
@@ -147,6 +151,7 @@ impl ServerConfig {
             ("max_document_chars", self.max_document_chars),
             ("max_queue", self.max_queue),
             ("ingest_batch_size", self.ingest_batch_size),
+            ("max_finished_tasks", self.max_finished_tasks),
         ] {
             if v == 0 {
                 return bad(field, "a number > 0", "0".into());
@@ -188,5 +193,8 @@ mod tests {
         c.indexes[0].name = "ok".into();
         c.max_queue = 0;
         assert!(c.validate().unwrap_err().to_string().contains("max_queue"));
+        c.max_queue = 8;
+        c.max_finished_tasks = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("max_finished_tasks"));
     }
 }

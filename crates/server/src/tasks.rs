@@ -11,8 +11,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sieve_core::DocId;
-use sieve_ingest::{ingest_source, Event, Format, IngestOptions, Input, Progress, RejectReport};
+use sieve_core::{Checkpoint, DocId};
+use sieve_ingest::{ingest_source, BatchSink, Event, Format, IngestOptions, Input, Progress, RejectReport};
 use sieve_pipeline::Engine;
 use sieve_text::WriterOptions;
 use utoipa::ToSchema;
@@ -112,12 +112,17 @@ pub struct TaskStore {
     next_id: AtomicU64,
     changed: tokio::sync::Notify,
     shutting_down: AtomicBool,
+    /// Finished tasks kept; see [`TaskStore::prune`].
+    keep_finished: usize,
 }
 
 impl TaskStore {
     /// Reads the tasks recorded under each index (`INDEX/tasks/`); returns the store and, per index, the
-    /// unfinished tasks to run again, in order.
-    pub fn open(indexes: &[(String, PathBuf)]) -> Result<(TaskStore, BTreeMap<String, Vec<u64>>), TaskError> {
+    /// unfinished tasks to run again, in order. At most `keep_finished` finished tasks are kept (at least 1).
+    pub fn open(
+        indexes: &[(String, PathBuf)],
+        keep_finished: usize,
+    ) -> Result<(TaskStore, BTreeMap<String, Vec<u64>>), TaskError> {
         let mut tasks = BTreeMap::new();
         let mut dirs = BTreeMap::new();
         let mut pending: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -152,13 +157,52 @@ impl TaskStore {
             next_id: AtomicU64::new(next),
             changed: tokio::sync::Notify::new(),
             shutting_down: AtomicBool::new(false),
+            keep_finished: keep_finished.max(1),
         };
         for ids in pending.values() {
             for id in ids {
                 store.persist(*id)?;
             }
         }
+        store.prune();
         Ok((store, pending))
+    }
+
+    /// Removes the oldest finished tasks past `keep_finished`, with their files (record, reject report, and
+    /// the body a failed upsert kept). The newest task is never removed: the next id is one past the newest
+    /// record, so ids are not reused after a restart. The checkpoint entries of removed bodies are dropped by
+    /// the next commit of that index ([`Pruned`]).
+    fn prune(&self) {
+        let removed = self.take_excess(&mut self.tasks.lock().unwrap_or_else(|p| p.into_inner()), None);
+        self.remove_files(&removed);
+    }
+
+    /// Takes the oldest finished tasks past the limit out of `tasks`, sparing the newest task and `spare` (a
+    /// task that just finished, whose waiters have yet to see it).
+    fn take_excess(&self, tasks: &mut BTreeMap<u64, Task>, spare: Option<u64>) -> Vec<Task> {
+        let newest = tasks.keys().next_back().copied();
+        let finished: Vec<u64> = tasks.values().filter(|t| t.status.finished()).map(|t| t.id).collect();
+        let excess = finished.len().saturating_sub(self.keep_finished);
+        finished
+            .into_iter()
+            .filter(|&id| Some(id) != newest && Some(id) != spare)
+            .take(excess)
+            .filter_map(|id| tasks.remove(&id))
+            .collect()
+    }
+
+    fn remove_files(&self, removed: &[Task]) {
+        for t in removed {
+            let record = self.dir(&t.index).join(format!("{}.json", t.id));
+            for f in [record, self.rejects_path(&t.index, t.id), self.payload_path(&t.index, t.id)] {
+                match std::fs::remove_file(&f) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!("task {}: could not remove {}: {e}", t.id, f.display())
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     fn dir(&self, index: &str) -> &Path {
@@ -285,20 +329,33 @@ impl TaskStore {
             TaskKind::Delete => self.run_delete(engine, &task),
         };
         let synced = outcome.and_then(|()| engine.sync_vectors().map(|_| ()).map_err(|e| e.to_string()));
-        self.update(id, |t| {
-            t.finished_at = Some(now_ms());
-            match synced {
-                Ok(()) => t.status = TaskStatus::Succeeded,
-                Err(e) => {
-                    t.status = TaskStatus::Failed;
-                    t.error = Some(e);
+        self.finish(id, &task.index, synced);
+    }
+
+    /// Records how task `id` ended and makes it durable, removes the body of a success and the tasks now past
+    /// the retention limit, and only then wakes the waiters, so what they see next is settled.
+    fn finish(&self, id: u64, index: &str, outcome: Result<(), String>) {
+        let succeeded = outcome.is_ok();
+        let removed = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = tasks.get_mut(&id) {
+                t.finished_at = Some(now_ms());
+                match outcome {
+                    Ok(()) => t.status = TaskStatus::Succeeded,
+                    Err(e) => {
+                        t.status = TaskStatus::Failed;
+                        t.error = Some(e);
+                    }
                 }
             }
-        });
+            self.take_excess(&mut tasks, Some(id))
+        };
         self.persist_logged(id);
-        if self.get(id).is_some_and(|t| t.status == TaskStatus::Succeeded) {
-            let _ = std::fs::remove_file(self.payload_path(&task.index, id));
+        if succeeded {
+            let _ = std::fs::remove_file(self.payload_path(index, id));
         }
+        self.remove_files(&removed);
+        self.changed.notify_waiters();
     }
 
     fn run_upsert(&self, engine: &Engine, task: &Task, batch_size: usize) -> Result<(), String> {
@@ -307,7 +364,8 @@ impl TaskStore {
             return Err(format!("the task's stored body {} is missing", payload.display()));
         }
         let key = std::fs::canonicalize(&payload).map_err(|e| e.to_string())?.display().to_string();
-        let mut sink = engine.sink(WriterOptions { threads: 1, memory_bytes: 64 << 20 }).map_err(|e| e.to_string())?;
+        let mut inner = engine.sink(WriterOptions { threads: 1, memory_bytes: 64 << 20 }).map_err(|e| e.to_string())?;
+        let mut sink = Pruned::new(&mut inner, self.dir(&task.index));
         let options = IngestOptions { batch_size, format: Some(Format::Jsonl), ..IngestOptions::default() };
         let rejects = self.rejects_path(&task.index, task.id);
         let mut report = RejectReport::new(&rejects);
@@ -317,7 +375,7 @@ impl TaskStore {
             self.update(task.id, |t| (t.read, t.indexed, t.rejected) = (p.line, p.docs, p.rejected));
         }
         let result = ingest_source(&mut sink, &Input::File(payload), &options, &mut report, &mut progress);
-        let finished = sink.finish();
+        let finished = inner.finish();
         let errors = read_rejects(&rejects);
         self.update(task.id, |t| t.errors = errors);
         result.map_err(|e| e.to_string())?;
@@ -328,11 +386,12 @@ impl TaskStore {
         let id = task.document_id.as_deref().ok_or("a delete task without a document id")?;
         let id = DocId::parse(id, usize::MAX).map_err(|e| e.to_string())?;
         let present = engine.text().get_many(std::slice::from_ref(&id)).map_err(|e| e.to_string())?;
-        let mut sink = engine.sink(WriterOptions { threads: 1, memory_bytes: 32 << 20 }).map_err(|e| e.to_string())?;
-        sink.delete(&id);
-        let checkpoint = sieve_ingest::BatchSink::committed(&sink);
-        sieve_ingest::BatchSink::commit(&mut sink, checkpoint).map_err(|e| e.to_string())?;
-        sink.finish().map_err(|e| e.to_string())?;
+        let mut inner = engine.sink(WriterOptions { threads: 1, memory_bytes: 32 << 20 }).map_err(|e| e.to_string())?;
+        inner.delete(&id);
+        let mut sink = Pruned::new(&mut inner, self.dir(&task.index));
+        let checkpoint = sink.committed();
+        sink.commit(checkpoint).map_err(|e| e.to_string())?;
+        inner.finish().map_err(|e| e.to_string())?;
         let deleted = present.first().is_some_and(Option::is_some) as u64;
         self.update(task.id, |t| t.deleted = deleted);
         Ok(())
@@ -375,6 +434,45 @@ fn read_rejects(path: &Path) -> Vec<RowFailure> {
         .take(MAX_ERRORS)
         .map(|l| RowFailure { line: l.line, code: l.code, reason: l.reason })
         .collect()
+}
+
+/// An index's sink that leaves the checkpoint entries of finished task bodies out of every commit. A task's
+/// body file is removed only once its success is recorded (or its record is pruned), so nothing can resume it
+/// after that; without this the commit payload would grow by one entry per write, forever. Entries of other
+/// sources (files given to `sieve ingest`) are kept.
+struct Pruned<'a, S> {
+    inner: &'a mut S,
+    /// The index's task directory, canonical (the form checkpoint keys take).
+    dir: Option<PathBuf>,
+}
+
+impl<'a, S> Pruned<'a, S> {
+    fn new(inner: &'a mut S, dir: &Path) -> Self {
+        Pruned { inner, dir: std::fs::canonicalize(dir).ok() }
+    }
+
+    fn stale(&self, source: &str) -> bool {
+        let path = Path::new(source);
+        self.dir.as_deref().is_some_and(|d| path.parent() == Some(d)) && !path.exists()
+    }
+}
+
+impl<S: BatchSink> BatchSink for Pruned<'_, S> {
+    type Error = S::Error;
+
+    fn committed(&self) -> Checkpoint {
+        let mut c = self.inner.committed();
+        c.sources.retain(|s| !self.stale(&s.source));
+        c
+    }
+
+    fn upsert(&mut self, docs: &[sieve_core::Document]) -> Result<(), Self::Error> {
+        self.inner.upsert(docs)
+    }
+
+    fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), Self::Error> {
+        self.inner.commit(checkpoint)
+    }
 }
 
 /// Feeds the ingest loop's progress into the task record.

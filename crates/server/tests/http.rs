@@ -637,3 +637,50 @@ fn an_interrupted_task_resumes_after_a_restart_and_shutdown_drains_requests() {
     assert!(stopping.elapsed() >= Duration::from_millis(100), "shutdown waited for the request in flight");
     assert!(state.tasks.get(8).is_some_and(|t| t.status == sieve_server::tasks::TaskStatus::Succeeded));
 }
+
+#[test]
+fn finished_tasks_past_the_limit_are_removed_with_their_files_and_checkpoint_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.config.max_finished_tasks = 2;
+    let server = setup.start();
+    let a = server.addr;
+    let tasks_dir = dir.path().join("products").join("tasks");
+    let task_entries = |state: &AppState| {
+        let engine = &state.indexes["products"].engine;
+        let checkpoint = engine.text().checkpoint().unwrap();
+        let dir = std::fs::canonicalize(&tasks_dir).unwrap();
+        checkpoint.sources.iter().filter(|s| Path::new(&s.source).starts_with(&dir)).count()
+    };
+    // five writes, one with a rejected row (a reject report on disk), then a delete
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body = json!([{"id": format!("d{i}"), "title": format!("document {i}")}, {"title": "no id"}]);
+        let r = post(a, "/v1/documents?wait=true", &if i == 0 { body } else { json!([body[0]]) });
+        assert_eq!(r.status, 200, "{}", r.text());
+        ids.push(r.json()["id"].as_u64().unwrap());
+        // at most the latest upsert's entry is in the commit: earlier ones are dropped by the next commit
+        assert!(task_entries(&server.state) <= 1, "after task {i}: {} task entries", task_entries(&server.state));
+    }
+    let r = send(a, "DELETE", "/v1/documents/d0?wait=true", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    ids.push(r.json()["id"].as_u64().unwrap());
+    assert_eq!(task_entries(&server.state), 0, "the delete's commit dropped the last upsert's entry");
+
+    // only the two newest finished tasks are kept, in memory and on disk
+    let listed: Vec<u64> =
+        get(a, "/v1/tasks").json().as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert_eq!(listed, vec![ids[5], ids[4]]);
+    assert_eq!(get(a, &format!("/v1/tasks/{}", ids[0])).status, 404);
+    let mut files: Vec<String> =
+        std::fs::read_dir(&tasks_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, vec![format!("{}.json", ids[4]), format!("{}.json", ids[5])]);
+    assert_eq!(get(a, "/ready").json()["indexes"][0]["documents"], 4);
+
+    // after a restart, ids go on from the newest kept task
+    server.stop();
+    let server = Setup::new(dir.path()).start();
+    let r = post(server.addr, "/v1/documents", &json!([{"id": "z", "title": "zebra"}]));
+    assert_eq!(r.json()["id"], ids[5] + 1);
+}
