@@ -6,8 +6,8 @@
 //! matmul is a sequential loop of tiny GEMMs, and the split, gathers and permutes around them copy q/k/v four
 //! times. Here each (row, head) pair is one task on the rayon pool, computed whole in a thread-local scratch:
 //! `S = (q·scale)·kᵀ` in register tiles, the softmax's exponentials in place, `O = S·v` in register tiles,
-//! normalised as it is stored in a head-major buffer that one parallel pass puts back in token order. Rows never see each other's keys, so a row's output does not
-//! depend on its batch.
+//! normalised as it is stored in a head-major buffer that one parallel pass puts back in token order. Rows
+//! never see each other's keys, so a row's output does not depend on its batch.
 //!
 //! The tile code is written once in plain Rust (fixed-size lane arrays the compiler vectorises) and compiled
 //! twice: for the baseline target and, chosen at run time when the CPU has them, with AVX2 and fused
@@ -178,8 +178,9 @@ fn attend<I: Isa>(isa: I, qkv: &[f32], geo: &Geometry, h: usize, task: Task<'_>,
     isa.product(Product { a: s, lda: lp, b: v, ldb: d, c: out, ldc: d, cols: d, scale: Some(inv) });
 }
 
-/// `c[:, ..cols] = a · b[:, ..cols]` (each row times `scale[row]` when given), all row-major: `a` is `[rows, k]` (row stride `lda`, `k` = `b`'s row
-/// count), `b` is `[k, ≥cols]` (stride `ldb`), `c` is `[rows, ≥cols]` (stride `ldc`); `cols` a multiple of [`W`].
+/// `c[:, ..cols] = a · b[:, ..cols]`, each row times `scale[row]` when given. All row-major: `a` is `[rows, k]`
+/// (row stride `lda`; `k` is `b`'s row count), `b` is `[k, ≥cols]` (stride `ldb`), `c` is `[rows, ≥cols]`
+/// (stride `ldc`); `cols` is a multiple of [`W`].
 struct Product<'a> {
     a: &'a [f32],
     lda: usize,
