@@ -4,16 +4,23 @@
 1. Builds random-weight checkpoints with the real Qwen3-0.6B shape (28 layers, hidden 1024, 16/8 heads,
    MLP 3072, the real 151,669-token vocabulary and tokenizer) with Sieve's deterministic generator: a reranker
    (`model.` prefix, tied head) and an embedding model.
-2. Correctness: reranker scores of Sieve (bf16, and f32) against transformers (fp32 and bf16) on mixed cases
-   (English, Chinese, mixed, empty and truncated documents, uneven lengths) and on the timed batch.
-   Tolerance: Sieve-bf16's largest score deviation from transformers-fp32 must be at most twice
-   transformers-bf16's own plus 0.01; Sieve-f32 within 1e-3 of transformers-fp32.
+2. Correctness: reranker scores of Sieve (bf16 on each of its GPU paths, see ENGINES; and f32) against
+   transformers (fp32 and bf16) on mixed cases (English, Chinese, mixed, empty and truncated documents, uneven
+   lengths) and on the timed batch. Tolerance: Sieve-bf16's largest score deviation from transformers-fp32 must
+   be at most twice transformers-bf16's own plus 0.01; Sieve-f32 within 1e-3 of transformers-fp32. Attention
+   alone: `models_gpu attn-check` runs each fused attention kernel against the f32 batched-GEMM path (at most
+   twice the bf16 GEMM path's own error plus 1e-3) on rows straddling the kernels' tiles, with a shared prefix
+   and the last-position-only layout, and times them.
 3. Timing: a top-50 rerank (one query, 50 documents of exactly 32, 128 and 512 tokens) end to end, text in,
    scores out: transformers bf16 (SDPA, batch of 50, the official template, left padding, logits_to_keep=1),
-   with and without prefix sharing (the shared part run once, its KV cache repeated for the batch), and Sieve
-   with and without prefix sharing. Medians of --repeat runs after warm-up.
+   with and without prefix sharing (the shared part run once, its KV cache repeated for the batch), and each of
+   Sieve's GPU paths with and without prefix sharing. Medians of --repeat runs after warm-up.
 4. Embedding: one short query's latency and bulk docs/s (1,000 documents of 128 tokens), Sieve vs transformers
-   (bf16, SDPA, last-token pooling, batch 128).
+   (bf16, SDPA, last-token pooling, batch 128). Vectors: Sieve's (bf16 and f32, whole batch and each input
+   alone, full size and Matryoshka 32) against transformers' (fp32 and bf16; the Qwen3-Embedding recipe: query
+   instruction format, <|endoftext|> appended once after truncation, left padding, last token, L2 norm).
+   Tolerance, on 1 - cosine per input: Sieve-bf16 at most twice transformers-bf16's own plus 1e-3;
+   Sieve-f32 at most 1e-4 (the CPU parity tests' cosine >= 0.9999). Token counts must be equal.
 5. A bf16 matrix-product peak measured in the same run (8192^3 through torch), for the fraction of peak:
    FLOPs = 2 x non-embedding parameters x tokens processed (the shared prefix counted once).
 Prints a table last and writes everything to OUT/models_gpu.json.
@@ -40,6 +47,15 @@ import torch  # noqa: E402
 LENGTHS = (32, 128, 512)
 DEV = "cuda"  # --device cpu runs the whole script here, on the bench shape, as a dry run of its logic
 QUERY = "which laptop has the longest battery life for travel"
+# Sieve's GPU paths, each a process environment: the default (attention as batched GEMMs + masked softmax), the
+# WMMA fused attention, the FlashAttention-2 style kernel, the 16-byte-vector norm/SwiGLU kernels, and both.
+ENGINES = {
+    "sieve": {},
+    "sieve-fused": {"SIEVE_ATTN": "fused"},
+    "sieve-fa2": {"SIEVE_ATTN": "fa2"},
+    "sieve-vec": {"SIEVE_CUDA_VEC": "1"},
+    "sieve-fa2-vec": {"SIEVE_ATTN": "fa2", "SIEVE_CUDA_VEC": "1"},
+}
 
 
 def log(*a):
@@ -186,7 +202,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--device", default="cuda", help="cpu: a dry run of the script's logic on --shape bench")
     ap.add_argument("--shape", default="qwen3-0.6b", help="checkpoint shape (qwen3-0.6b, bench, tiny)")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: correctness,timing,profile,embed,gemm")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: correctness,attention,vectors,timing,profile,embed,gemm")
     ap.add_argument("--only", default="", help="comma list of the only phases to run")
     a = ap.parse_args()
     global DEV
@@ -196,7 +212,7 @@ def main():
     torch.backends.cudnn.allow_tf32 = False
     skip = set(filter(None, a.skip.split(",")))
     if a.only:
-        skip |= {"correctness", "timing", "profile", "embed", "gemm"} - set(a.only.split(","))
+        skip |= {"correctness", "attention", "vectors", "timing", "profile", "embed", "gemm"} - set(a.only.split(","))
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -242,11 +258,10 @@ def main():
         del hf32
         torch.cuda.empty_cache()
         b16 = [hf.score(c["query"], c["documents"], c.get("instruction"), c["max_length"]) for c in cases]
-        sv16 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"]))
-        sv16b = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
-                               env={"SIEVE_ATTN": "fused"}))
-        sv32 = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
-                              env={"SIEVE_CUDA_DTYPE": "f32"}))
+        sv = {f"{e}_bf16": json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"], env=env))
+              for e, env in ENGINES.items()}
+        sv["sieve_f32"] = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
+                                         env={"SIEVE_CUDA_DTYPE": "f32"}))
         corr = []
         for i, c in enumerate(cases):
             row = {"case": i, "docs": len(c["documents"]), "hf_bf16_vs_fp32": max_abs(b16[i][0], ref[i][0])}
@@ -255,20 +270,27 @@ def main():
                 row["hf_bf16_shared_vs_fp32"] = max_abs(s, ref[i][0])
             except Exception as e:  # noqa: BLE001 — report, do not abort the run
                 row["hf_bf16_shared_error"] = repr(e)[:300]
-            for name, sv in (("sieve_bf16", sv16), ("sieve_fused_bf16", sv16b), ("sieve_f32", sv32)):
-                for r in sv["results"][2 * i: 2 * i + 2]:
+            for name, scored in sv.items():
+                for r in scored["results"][2 * i: 2 * i + 2]:
                     key = f"{name}{'_shared' if r['share_prefix'] else ''}_vs_fp32"
                     row[key] = max_abs(r["scores"], ref[i][0])
                     if r["tokens"] != [len(x) for x in ref[i][2]]:
                         row[f"{name}_token_mismatch"] = [r["tokens"], [len(x) for x in ref[i][2]]]
-            row["sieve_bf16_ok"] = max(row["sieve_bf16_vs_fp32"], row["sieve_bf16_shared_vs_fp32"],
-                                       row["sieve_fused_bf16_vs_fp32"], row["sieve_fused_bf16_shared_vs_fp32"]) <= \
-                2 * row["hf_bf16_vs_fp32"] + 0.01
+            bound = 2 * row["hf_bf16_vs_fp32"] + 0.01
+            for name in (f"{e}_bf16" for e in ENGINES):
+                row[f"{name}_ok"] = max(row[f"{name}_vs_fp32"], row[f"{name}_shared_vs_fp32"]) <= bound
             row["sieve_f32_ok"] = max(row["sieve_f32_vs_fp32"], row["sieve_f32_shared_vs_fp32"]) <= 1e-3
             row["ref_scores_sample"] = ref[i][0][:4]
             corr.append(row)
             log("correctness", json.dumps(row))
         res["correctness"] = corr
+
+    if "attention" not in skip and DEV == "cuda":  # the fused kernels exist only in a CUDA build
+        lines = run([a.bin, "attn-check", "--device", "cuda", "--repeat", a.repeat])
+        res["attention"] = [json.loads(x) for x in lines.splitlines()]
+
+    if "vectors" not in skip:
+        res["vectors"] = embed_vectors(a, em_dir, work)
 
     if "timing" not in skip:
         tim = []
@@ -287,10 +309,10 @@ def main():
             except Exception as e:  # noqa: BLE001 — report, do not abort the run
                 tim.append({"engine": "transformers", "label": r["label"], "share_prefix": True, "error": repr(e)[:300]})
             log("timing", json.dumps(tim[-2:]))
-        lines = [(x, "sieve") for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
-                                            "--repeat", a.repeat]).splitlines()]
-        lines += [(x, "sieve-fused") for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
-                                                   "--repeat", a.repeat], env={"SIEVE_ATTN": "fused"}).splitlines()]
+        lines = []
+        for engine, env in ENGINES.items():
+            lines += [(x, engine) for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
+                                                "--repeat", a.repeat], env=env).splitlines()]
         for line, engine in lines:
             s = json.loads(line)
             s["engine"] = engine
@@ -304,9 +326,11 @@ def main():
 
     if "profile" not in skip:
         (work / "runs_profile.json").write_text(json.dumps([runs[1], runs[2]]))
-        lines = run([a.bin, "rerank-time", rr_dir, work / "runs_profile.json", "--device", "cuda", "--repeat", 3],
-                    env={"SIEVE_PROFILE": "1"})
-        res["profile"] = [json.loads(x) for x in lines.splitlines()]
+        res["profile"] = []
+        for engine in ("sieve", "sieve-fa2-vec"):
+            lines = run([a.bin, "rerank-time", rr_dir, work / "runs_profile.json", "--device", "cuda", "--repeat", 3],
+                        env={"SIEVE_PROFILE": "1", **ENGINES[engine]})
+            res["profile"] += [{**json.loads(x), "engine": engine} for x in lines.splitlines()]
 
     if "gemm" not in skip:
         lines = run([a.bin, "gemm-time", "--device", "cuda", "--tokens", 6922, "--repeat", a.repeat])
@@ -328,6 +352,76 @@ def main():
 
     (out / "models_gpu.json").write_text(json.dumps(res, indent=1))
     report(res)
+
+
+EMBED_CASES = [
+    {"max_length": 8192, "inputs": [
+        {"kind": "query", "text": "how do I install a python package offline"},
+        {"kind": "query", "text": "离线安装 Python 包", "instruction": "Given a Chinese question, find answers"},
+        {"kind": "document", "text": "pip can install wheels from a local folder with --no-index and --find-links."},
+        {"kind": "document", "text": "离线安装 Python 包可以使用 pip download 预先下载 wheel 文件。"},
+        {"kind": "document", "text": "Use pip download on a connected machine, 然后在离线机器上 pip install."},
+        {"kind": "document", "text": ""},
+        {"kind": "document", "text": " ".join(["a long document about package managers and wheels"] * 40)}]},
+    {"max_length": 48, "dimensions": 32, "inputs": [
+        {"kind": "query", "text": "capital of france"},
+        {"kind": "document", "text": " ".join(["Paris is the capital and largest city of France."] * 20)},
+        {"kind": "document", "text": "短文"}]},
+]
+
+
+@torch.inference_mode()
+def hf_vectors(model, tok, eos_id, case):
+    """transformers' Qwen3-Embedding vectors: make_fixtures.embed_reference's recipe, on DEV."""
+    texts = [f"Instruct: {i.get('instruction') or mf.DEFAULT_INSTR}\nQuery:{i['text']}" if i["kind"] == "query"
+             else i["text"] for i in case["inputs"]]
+    ids = [tok.encode(t, add_special_tokens=True)[: case["max_length"] - 1] + [eos_id] for t in texts]
+    batch = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(DEV)
+    pooled = model(**batch).last_hidden_state[:, -1].float()
+    if case.get("dimensions"):
+        pooled = pooled[:, : case["dimensions"]]
+    return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu(), [len(x) for x in ids]
+
+
+def one_minus_cos(a, b):
+    """Per row 1 - cosine of two [n, d] sets of unit vectors (floored at 0)."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    return (1 - (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).clamp(min=0).tolist()
+
+
+def embed_vectors(a, em_dir, work):
+    from transformers import AutoModel, AutoTokenizer
+    (work / "embed_cases.json").write_text(json.dumps(EMBED_CASES))
+    tok = AutoTokenizer.from_pretrained(str(em_dir), padding_side="left")
+    eos_id = tok.convert_tokens_to_ids("<|endoftext|>")
+    ref = {}
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        model = AutoModel.from_pretrained(str(em_dir), dtype=dt, attn_implementation="sdpa").to(DEV).eval()
+        ref[name] = [hf_vectors(model, tok, eos_id, c) for c in EMBED_CASES]
+        del model
+        if DEV == "cuda":
+            torch.cuda.empty_cache()
+    sv = {name: json.loads(run([a.bin, "embed-vectors", em_dir, work / "embed_cases.json", "--device", DEV], env=env))
+          for name, env in (("bf16", {}), ("fa2_vec_bf16", ENGINES["sieve-fa2-vec"]), ("f32", {"SIEVE_CUDA_DTYPE": "f32"}))}
+    rows = []
+    for i, c in enumerate(EMBED_CASES):
+        want, want_tokens = ref["fp32"][i]
+        row = {"case": i, "inputs": len(c["inputs"]), "max_length": c["max_length"], "dimensions": c.get("dimensions"),
+               "hf_bf16": max(one_minus_cos(ref["bf16"][i][0], want))}
+        for name in sv:
+            got = sv[name]["cases"][i]
+            row[f"sieve_{name}"] = max(one_minus_cos(got["vectors"], want))
+            row[f"sieve_{name}_alone"] = max(one_minus_cos(got["alone"], want))
+            row[f"sieve_{name}_alone_vs_batch"] = max(one_minus_cos(got["alone"], got["vectors"]))
+            if got["tokens"] != want_tokens:
+                row[f"sieve_{name}_token_mismatch"] = [got["tokens"], want_tokens]
+        for name in ("bf16", "fa2_vec_bf16"):
+            row[f"sieve_{name}_ok"] = max(row[f"sieve_{name}"], row[f"sieve_{name}_alone"]) <= 2 * row["hf_bf16"] + 1e-3
+        row["sieve_f32_ok"] = max(row["sieve_f32"], row["sieve_f32_alone"]) <= 1e-4
+        row["tokens_ok"] = not any(k.endswith("token_mismatch") for k in row)
+        rows.append(row)
+        log("vectors", json.dumps(row))
+    return {"sieve_info": sv["bf16"]["info"], "cases": rows}
 
 
 @torch.inference_mode()
@@ -352,7 +446,7 @@ def hf_embed(path, edocs, repeat):
 
 def report(res):
     peak, n = res.get("peak_tflops"), res.get("non_embedding_params")
-    if "timing" not in res and "profile" not in res and "gemm" not in res:
+    if not {"timing", "profile", "gemm", "correctness", "attention", "vectors", "embed_sieve"} & set(res):
         return
     print(f"\nGPU: {res['gpu']} | torch {res['torch']} | transformers {res['transformers']} | "
           f"bf16 GEMM peak measured {peak:.0f} TFLOP/s | non-embedding params {n / 1e6:.0f}M")
@@ -361,8 +455,26 @@ def report(res):
         for r in res["correctness"]:
             keys = [k for k in r if k.endswith("_vs_fp32")]
             print(f"  case {r['case']} ({r['docs']} docs): " + ", ".join(f"{k[:-8]} {r[k]:.2e}" for k in keys)
-                  + f" | bf16 ok: {r['sieve_bf16_ok']} | f32 ok: {r['sieve_f32_ok']}"
+                  + " | bf16 ok: " + ", ".join(f"{e} {r[f'{e}_bf16_ok']}" for e in ENGINES)
+                  + f" | f32 ok: {r['sieve_f32_ok']}"
                   + "".join(f" | {k}" for k in r if k.endswith("mismatch") or k.endswith("error")))
+    if "attention" in res:
+        print("\nAttention alone (models_gpu attn-check): largest |delta| against the batched-GEMM path in f32; ok: "
+              "<= 2 x the GEMM path's own + 1e-3; ms: median per call, synchronised")
+        for r in res["attention"]:
+            print(f"  {r['case'][:44]:<44} {r['dtype']:>4} {r['engine']:>4}: {r['max_abs']:.2e} ok {r['ok']!s:<5} "
+                  f"{r['ms']:.3f} ms")
+    if "vectors" in res:
+        print("\nEmbedding vectors, largest 1 - cosine against transformers fp32 (per case; ok: Sieve-bf16 <= "
+              "2 x transformers-bf16 + 1e-3, Sieve-f32 <= 1e-4, equal token counts):")
+        for r in res["vectors"]["cases"]:
+            print(f"  case {r['case']} ({r['inputs']} inputs, max_length {r['max_length']}, dimensions "
+                  f"{r['dimensions'] or 'all'}): transformers bf16 {r['hf_bf16']:.2e} | Sieve bf16 batch "
+                  f"{r['sieve_bf16']:.2e} alone {r['sieve_bf16_alone']:.2e} | fa2+vec bf16 {r['sieve_fa2_vec_bf16']:.2e} "
+                  f"alone {r['sieve_fa2_vec_bf16_alone']:.2e} | Sieve f32 batch {r['sieve_f32']:.2e} "
+                  f"alone {r['sieve_f32_alone']:.2e} | bf16 ok: {r['sieve_bf16_ok']}, fa2+vec {r['sieve_fa2_vec_bf16_ok']}"
+                  f" | f32 ok: {r['sieve_f32_ok']} | "
+                  f"tokens ok: {r['tokens_ok']}")
     if "timing" in res:
         print("\nTop-50 rerank, one query, end to end (text in, scores out), medians:")
         print(f"  {'doc tokens':>10} {'engine':>13} {'prefix':>7} {'ms/query':>9} {'p90':>7} {'pairs/s':>8} "
@@ -380,20 +492,22 @@ def report(res):
                   f"{t['tokens_processed'] / ms * 1e3:>9.0f} {t['tokens_processed']:>7} "
                   f"{100 * flops / (ms / 1e3) / (peak * 1e12):>6.1f}% {ms / floor_ms:>8.2f}")
             base.setdefault((t["doc_tokens"], t["engine"]), []).append(ms)
-        print("  (sieve: the default, attention as batched GEMMs + masked softmax; sieve-fused: SIEVE_ATTN=fused, the "
-              "WMMA attention kernel; 'Sieve best' below is the default engine)")
+        print("  (engines: " + "; ".join(f"{e}: {' '.join(f'{k}={v}' for k, v in env.items()) or 'the default'}"
+                                      for e, env in ENGINES.items()) + ")")
         print("  (% peak: 2 x params x tokens processed per second over the measured peak; x floor: time over the "
               "floor 2 x params x 50 x doc tokens / peak)")
         for L in LENGTHS:
-            hf, sv = base.get((L, "transformers")), base.get((L, "sieve"), [])
-            if hf and sv:
-                print(f"  {L:>4} tokens: Sieve best {min(sv):.2f} ms vs transformers best {min(hf):.2f} ms: "
-                      f"{min(hf) / min(sv):.2f}x")
+            hf = base.get((L, "transformers"))
+            for engine in ENGINES:
+                sv = base.get((L, engine))
+                if hf and sv:
+                    print(f"  {L:>4} tokens: {engine} best {min(sv):.2f} ms vs transformers best {min(hf):.2f} ms: "
+                          f"{min(hf) / min(sv):.2f}x")
     if "profile" in res:
         for p in res["profile"]:
             if p.get("profile"):
                 tot = sum(p["profile"].values())
-                print(f"\nSieve per-stage ({p['label']}, prefix {'shared' if p['share_prefix'] else 'not shared'}, "
+                print(f"\n{p['engine']} per-stage ({p['label']}, prefix {'shared' if p['share_prefix'] else 'not shared'}, "
                       f"synchronised after every stage, ms per query, total {tot:.2f}):")
                 print("  " + ", ".join(f"{k} {v:.2f}" for k, v in p["profile"].items()))
     if "gemm" in res:

@@ -12,6 +12,11 @@
 //!     candle's bf16 matmul on the model's projection shapes (TFLOP/s)
 //! models_gpu embed-time MODEL DOCS_JSON [--device D] [--repeat N]
 //!     DOCS_JSON: {"query", "documents": [..]} -> single-query latency and whole-list docs/s
+//! models_gpu attn-check [--device cuda] [--repeat N]      (a `--features cuda` build only)
+//!     each fused attention kernel and the batched-GEMM path against the f32 GEMM path: one JSON line each
+//! models_gpu embed-vectors MODEL CASES_JSON [--device D]
+//!     CASES_JSON: [{"max_length", "dimensions"?, "inputs": [{"kind": "query"|"document", "text",
+//!     "instruction"?}]}] -> per case the vectors of the whole batch and of each input embedded alone
 //! ```
 //! With `SIEVE_PROFILE=1` each timing line also carries the forward's per-stage times (every stage then waits
 //! for the device, so profiled totals are slower; use them for the breakdown only).
@@ -165,6 +170,51 @@ fn main() {
                        "doc_tokens": tokens, "bulk": bulk, "docs_per_s": docs_per_s, "info": em.info()})
             );
         }
+        Some("embed-vectors") => {
+            let em = load_embedder(Path::new(&args[1]), device).expect("load embedder");
+            let mut out = Vec::new();
+            for c in read_json(&args[2]).as_array().expect("a list of cases") {
+                let inputs: Vec<EmbedInput> = c["inputs"]
+                    .as_array()
+                    .expect("inputs: a list")
+                    .iter()
+                    .map(|i| {
+                        let text = i["text"].as_str().expect("text");
+                        match i["kind"].as_str() {
+                            Some("query") => EmbedInput::Query { text, instruction: i["instruction"].as_str() },
+                            Some("document") => EmbedInput::Document(text),
+                            other => panic!("kind: expected query or document, found {other:?}"),
+                        }
+                    })
+                    .collect();
+                let opts = EmbedOptions {
+                    dimensions: c["dimensions"].as_u64().map(|d| d as usize),
+                    max_length: c["max_length"].as_u64().map(|m| m as usize),
+                };
+                let batch = em.embed(&inputs, &opts).expect("embed");
+                let alone: Vec<Vec<f32>> = inputs
+                    .iter()
+                    .map(|i| em.embed(std::slice::from_ref(i), &opts).expect("embed").vectors.remove(0))
+                    .collect();
+                out.push(json!({"vectors": batch.vectors, "alone": alone, "tokens": batch.tokens,
+                                "truncated": batch.truncated}));
+            }
+            println!("{}", json!({"info": em.info(), "cases": out}));
+        }
+        Some("attn-check") => {
+            #[cfg(feature = "cuda")]
+            {
+                let dev = device.resolve();
+                for row in sieve_models::attention_check(&dev.device, repeat).expect("attention check") {
+                    println!("{row}");
+                }
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                eprintln!("attn-check: the fused attention kernels exist only in a build with --features cuda");
+                std::process::exit(2);
+            }
+        }
         Some("gemm-time") => {
             // candle's matmul on the projection shapes of Qwen3-0.6B, weight stored as Sieve's `Linear` does (Wᵀ
             // contiguous) and as the checkpoint does (W, used transposed): TFLOP/s, median of --repeat.
@@ -197,7 +247,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: models_gpu synth|score|rerank-time|embed-time ... (see the file's docs)");
+            eprintln!("usage: models_gpu synth|score|rerank-time|embed-time|embed-vectors|attn-check|gemm-time ...");
             std::process::exit(2);
         }
     }

@@ -1,6 +1,7 @@
 //! Under the `cuda` feature, compiles `kernels/sieve.cu` to PTX with nvcc (found through `CUDA_HOME`/`CUDA_PATH`
 //! or on `PATH`) for `compute_$CUDA_COMPUTE_CAP` (default 80: bf16 needs it, and PTX is JIT-compiled forward to
-//! newer GPUs). Without the feature it does nothing, so CPU builds need no CUDA toolkit.
+//! newer GPUs), then checks the PTX with ptxas for `sm_$CUDA_COMPUTE_CAP` when ptxas sits beside nvcc. Without
+//! the feature it does nothing, so CPU builds need no CUDA toolkit.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,5 +33,21 @@ fn main() {
     });
     if !status.success() {
         panic!("nvcc failed to compile kernels/sieve.cu ({status})");
+    }
+    // `--ptx` stops before the assembler, so the inline PTX (mma.sync, ldmatrix, cp.async) would otherwise
+    // first be checked by the driver's JIT on a GPU machine. Assemble it here for sm_$cap when ptxas is there.
+    let ptxas = nvcc.with_file_name("ptxas");
+    if ptxas.exists() {
+        let cubin = out.with_extension("cubin");
+        let status = Command::new(&ptxas)
+            .arg(format!("-arch=sm_{cap}"))
+            .arg(&out)
+            .arg("-o")
+            .arg(&cubin)
+            .status()
+            .unwrap_or_else(|e| panic!("could not run {}: {e}", ptxas.display()));
+        if !status.success() {
+            panic!("ptxas rejected the PTX of kernels/sieve.cu for sm_{cap} ({status})");
+        }
     }
 }

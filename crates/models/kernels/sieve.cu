@@ -66,6 +66,79 @@ __device__ void add_rms_norm(const T *y, const T *r, const T *w, T *sum_out, T *
   }
 }
 
+// 16-byte-vector forms of add_rms_norm and swiglu for 2-byte types (`SIEVE_CUDA_VEC=1`; the caller checks that
+// the row length is a multiple of 8 and every base is 16-byte aligned): the same arithmetic per element, each
+// thread moving 8 values per load and store, and add_rms_norm keeping its row slice in registers between the sum
+// of squares and the normalisation instead of reading it twice. add_rms_norm_v: blockDim 128, rows of at most
+// V_MAX · 8 · 128 = 4096 values (Qwen3's hidden sizes: 1024, 2560, 4096).
+#define V_MAX 4
+
+template <typename T, bool HAS_R>
+__device__ void add_rms_norm_v(const T *y, const T *r, const T *w, T *sum_out, T *out, int cols, float eps) {
+  const int nv = cols / 8;
+  const size_t base = (size_t)blockIdx.x * cols;
+  float s[V_MAX][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int u = 0; u < V_MAX; u++) {
+    const int c = threadIdx.x + u * blockDim.x;
+    if (c < nv) {
+      const uint4 yv = reinterpret_cast<const uint4 *>(y + base)[c];
+      const uint4 rv = HAS_R ? reinterpret_cast<const uint4 *>(r + base)[c] : make_uint4(0, 0, 0, 0);
+      const T *ye = reinterpret_cast<const T *>(&yv);
+      const T *re = reinterpret_cast<const T *>(&rv);
+#pragma unroll
+      for (int e = 0; e < 8; e++) {
+        float x = to_f(ye[e]);
+        if (HAS_R) x = rnd<T>(x + to_f(re[e]));
+        s[u][e] = x;
+        ss += x * x;
+      }
+    }
+  }
+  const float inv = rsqrtf(block_sum(ss) / cols + eps);
+#pragma unroll
+  for (int u = 0; u < V_MAX; u++) {
+    const int c = threadIdx.x + u * blockDim.x;
+    if (c < nv) {
+      const uint4 wv = reinterpret_cast<const uint4 *>(w)[c];
+      const T *we = reinterpret_cast<const T *>(&wv);
+      uint4 ov, sv;
+      T *oe = reinterpret_cast<T *>(&ov);
+      T *se = reinterpret_cast<T *>(&sv);
+#pragma unroll
+      for (int e = 0; e < 8; e++) {
+        se[e] = from_f<T>(s[u][e]);
+        oe[e] = from_f<T>(to_f(we[e]) * rnd<T>(s[u][e] * inv));
+      }
+      if (HAS_R) reinterpret_cast<uint4 *>(sum_out + base)[c] = sv;
+      reinterpret_cast<uint4 *>(out + base)[c] = ov;
+    }
+  }
+}
+
+template <typename T>
+__device__ void swiglu_v(const T *gu, T *out, size_t rows, int inter) {
+  const int iv = inter / 8;
+  const size_t n = rows * iv;
+  for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = idx / iv;
+    const int c = (int)(idx - r * iv);
+    const uint4 gv = reinterpret_cast<const uint4 *>(gu + r * 2 * inter)[c];
+    const uint4 uv = reinterpret_cast<const uint4 *>(gu + r * 2 * inter + inter)[c];
+    const T *ge = reinterpret_cast<const T *>(&gv);
+    const T *ue = reinterpret_cast<const T *>(&uv);
+    uint4 ov;
+    T *oe = reinterpret_cast<T *>(&ov);
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+      const float g = to_f(ge[e]), u = to_f(ue[e]);
+      oe[e] = from_f<T>(rnd<T>(g / (1.f + __expf(-g))) * u);
+    }
+    reinterpret_cast<uint4 *>(out + r * inter)[c] = ov;
+  }
+}
+
 // The fused q/k/v projection's output `qkv` [tokens, (hq + 2·hkv)·d] split into q [tokens, hq, d],
 // k [tokens, hkv, d] and v [tokens, hkv, d], written back to back in `out`; q and k get their per-head
 // RMSNorm (norms [2, d]: q_norm then k_norm) and rotate-half RoPE (cs [tokens, d]: cos | sin, d/2 each):
@@ -345,6 +418,257 @@ __device__ void flash_attn(const T *own, const T *pre, const uint32_t *meta, T *
 SIEVE_FLASH(__nv_bfloat16, bf16)
 SIEVE_FLASH(__half, f16)
 
+// The same attention as `flash_attn` (same arguments, same `meta`), written the FlashAttention-2 way: the
+// scores, probabilities and output accumulator stay in registers as `mma.sync` fragments, so nothing but the
+// operands goes through shared memory. 4 warps per block, each owning 16 of the tile's F2_BQ = 64 queries;
+// keys in tiles of F2_BK = 64. Q is loaded once into A fragments; K and V tiles are fetched with `cp.async`
+// into XOR-swizzled shared memory (16-byte chunk c of row r lives at chunk c ^ (r & 7): the 8 rows an
+// `ldmatrix` reads hit 8 different bank groups), and the next tile's K (V) is in flight while this tile's
+// P·V (next S) runs. Online softmax in the log2 domain; P is rounded to T for the P·V product (as
+// PyTorch's flash SDPA does), while the row sums use the unrounded f32 probabilities.
+#define F2_BQ 64
+#define F2_BK 64
+#define F2_THREADS 128
+#define F2_CH (FA_D / 8)  // 16-byte chunks per head row of a 2-byte type
+
+// Element offset of chunk c (8 elements) of row r in a swizzled [rows][FA_D] tile.
+__device__ __forceinline__ int f2_sw(int r, int c) { return r * FA_D + ((c ^ (r & 7)) << 3); }
+
+__device__ __forceinline__ uint32_t f2_smem(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16 bytes global -> shared, asynchronously; zero-filled when !ok (src is then not read, but stays valid).
+__device__ __forceinline__ void f2_cp16(uint32_t dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void f2_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void f2_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void f2_ldsm(uint32_t a, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(a));
+}
+__device__ __forceinline__ void f2_ldsm_t(uint32_t a, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(a));
+}
+
+// c (16x8 f32) += a (16x16, row) · b (16x8, col).
+template <typename T> __device__ __forceinline__ void f2_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void f2_mma<__nv_bfloat16>(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void f2_mma<__half>(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as one 32-bit register of two T (the lower column in the low half).
+template <typename T> __device__ __forceinline__ uint32_t f2_pack(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t f2_pack<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t *>(&v);
+}
+template <> __device__ __forceinline__ uint32_t f2_pack<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// Rows [0, n) of a key (off, pre_off: K or V) tile starting at packed key slot k0 + kt, into dst; rows past n
+// are zero-filled.
+template <typename T>
+__device__ __forceinline__ void f2_load_kv(T *dst, const T *own, const T *pre, const uint32_t *meta, int n_a,
+                                           size_t off, size_t pre_off, uint32_t first, int n, int kmap_off,
+                                           int has_kmap, int hkv, int g) {
+  for (int i = threadIdx.x; i < F2_BK * F2_CH; i += F2_THREADS) {
+    const int r = i / F2_CH, c = i % F2_CH;
+    const bool ok = r < n;
+    const uint32_t slot = first + (ok ? r : 0);
+    const uint32_t j = has_kmap ? meta[kmap_off + slot] : slot;
+    f2_cp16(f2_smem(dst + f2_sw(r, c)), fa_key_row(own, pre, n_a, off, pre_off, j, hkv, g) + c * 8, ok);
+  }
+}
+
+template <typename T>
+__device__ void flash_attn2(const T *own, const T *pre, const uint32_t *meta, T *out, int hq, int hkv, size_t k_off,
+                            size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale) {
+  __shared__ __align__(128) T sQ[F2_BQ * FA_D];  // 16 KiB each: 48 KiB, the static limit
+  __shared__ __align__(128) T sK[F2_BK * FA_D];
+  __shared__ __align__(128) T sV[F2_BK * FA_D];
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int h = blockIdx.y, g = h / (hq / hkv);
+  const uint32_t row = meta[tiles_off + 2 * blockIdx.x], qs = meta[tiles_off + 2 * blockIdx.x + 1];
+  const uint32_t q0 = meta[5 * row], nq = meta[5 * row + 1], k0 = meta[5 * row + 2], nk = meta[5 * row + 3],
+                 o0 = meta[5 * row + 4];
+  const int nqt = min(F2_BQ, (int)(nq - qs));
+  const size_t pre_v = (size_t)n_a * hkv * FA_D;
+  // Keys visible to the tile's last query; every query sees key 0, so no row's maximum stays -inf.
+  const int kend = (int)(nk - nq + qs) + nqt;
+  const int ntiles = (kend + F2_BK - 1) / F2_BK;
+
+  for (int i = tid; i < F2_BQ * F2_CH; i += F2_THREADS) {
+    const int r = i / F2_CH, c = i % F2_CH;
+    const bool ok = r < nqt;
+    f2_cp16(f2_smem(sQ + f2_sw(r, c)), own + ((size_t)(q0 + qs + (ok ? r : 0)) * hq + h) * FA_D + c * 8, ok);
+  }
+  f2_commit();
+  f2_load_kv(sK, own, pre, meta, n_a, k_off, 0, k0, min(F2_BK, kend), kmap_off, has_kmap, hkv, g);
+  f2_commit();
+  f2_load_kv(sV, own, pre, meta, n_a, v_off, pre_v, k0, min(F2_BK, kend), kmap_off, has_kmap, hkv, g);
+  f2_commit();
+
+  // This thread's two query rows of the warp's 16: a = 16·warp + lane/4 and b = a + 8 (the accumulator rows of
+  // an m16n8 fragment); the 4 threads of a quad share them. Padding rows (past nqt) borrow the last real row's
+  // causal limit so that their numbers stay finite; they are never stored.
+  const int ra = 16 * warp + (lane >> 2), rb = ra + 8;
+  const int lim_a = (int)(nk - nq + qs) + min(ra, nqt - 1), lim_b = (int)(nk - nq + qs) + min(rb, nqt - 1);
+  const int t2 = 2 * (lane & 3);
+
+  f2_wait<2>();  // Q has landed
+  __syncthreads();
+  uint32_t qf[FA_D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < FA_D / 16; kk++) {
+    const int r = 16 * warp + (lane & 7) + (((lane >> 3) & 1) << 3);
+    f2_ldsm(f2_smem(sQ + f2_sw(r, 2 * kk + (lane >> 4))), qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3]);
+  }
+
+  float o[FA_D / 8][4];
+#pragma unroll
+  for (int n = 0; n < FA_D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+  const float sl2 = scale * 1.4426950408889634f;
+
+  for (int t = 0; t < ntiles; t++) {
+    const int kt = t * F2_BK, nkt = min(F2_BK, kend - kt);
+    f2_wait<1>();  // this tile's K has landed (its V may still be in flight)
+    __syncthreads();
+    float s[F2_BK / 8][4];
+#pragma unroll
+    for (int j = 0; j < F2_BK / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < FA_D / 16; kk++) {
+#pragma unroll
+      for (int jj = 0; jj < F2_BK / 16; jj++) {
+        // Matrices: keys 16jj+0..7 | d 16kk+0..7, +8..15; keys 16jj+8..15 | the same: b0, b1 of n-tiles 2jj, 2jj+1.
+        uint32_t b0, b1, b2, b3;
+        const int key = 16 * jj + (lane & 7) + ((lane >> 4) << 3);
+        f2_ldsm(f2_smem(sK + f2_sw(key, 2 * kk + ((lane >> 3) & 1))), b0, b1, b2, b3);
+        f2_mma<T>(s[2 * jj], qf[kk], b0, b1);
+        f2_mma<T>(s[2 * jj + 1], qf[kk], b2, b3);
+      }
+    }
+    __syncthreads();  // every warp is done with sK: fetch the next tile's keys behind this tile's softmax and P·V
+    if (t + 1 < ntiles)
+      f2_load_kv(sK, own, pre, meta, n_a, k_off, 0, k0 + kt + F2_BK, min(F2_BK, kend - kt - F2_BK), kmap_off,
+                 has_kmap, hkv, g);
+    f2_commit();
+
+    float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < F2_BK / 8; j++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int col = 8 * j + t2 + e, key = kt + col;
+        s[j][e] = (col < nkt && key <= lim_a) ? s[j][e] * sl2 : -INFINITY;
+        s[j][2 + e] = (col < nkt && key <= lim_b) ? s[j][2 + e] * sl2 : -INFINITY;
+        mx_a = fmaxf(mx_a, s[j][e]);
+        mx_b = fmaxf(mx_b, s[j][2 + e]);
+      }
+    }
+    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+    // (mn is finite: key 0, in tile 0, is visible to every row.)
+    const float al_a = exp2f(m_a - mn_a), al_b = exp2f(m_b - mn_b);
+    m_a = mn_a;
+    m_b = mn_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int j = 0; j < F2_BK / 8; j++) {
+      s[j][0] = exp2f(s[j][0] - mn_a);
+      s[j][1] = exp2f(s[j][1] - mn_a);
+      s[j][2] = exp2f(s[j][2] - mn_b);
+      s[j][3] = exp2f(s[j][3] - mn_b);
+      sum_a += s[j][0] + s[j][1];
+      sum_b += s[j][2] + s[j][3];
+    }
+    l_a = l_a * al_a + sum_a;  // this thread's columns only; the quad's partial sums are added at the end
+    l_b = l_b * al_b + sum_b;
+#pragma unroll
+    for (int n = 0; n < FA_D / 8; n++) {
+      o[n][0] *= al_a;
+      o[n][1] *= al_a;
+      o[n][2] *= al_b;
+      o[n][3] *= al_b;
+    }
+
+    f2_wait<1>();  // this tile's V has landed (the next K may still be in flight)
+    __syncthreads();
+#pragma unroll
+    for (int kc = 0; kc < F2_BK / 16; kc++) {
+      // P's A fragment for keys 16kc..16kc+15 is the S accumulators of n-tiles 2kc and 2kc+1, rounded to T.
+      const uint32_t pa[4] = {f2_pack<T>(s[2 * kc][0], s[2 * kc][1]), f2_pack<T>(s[2 * kc][2], s[2 * kc][3]),
+                              f2_pack<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                              f2_pack<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+#pragma unroll
+      for (int nn = 0; nn < FA_D / 16; nn++) {
+        // Transposed matrices: keys 16kc+0..7, +8..15 | d 16nn+0..7; the same | d 16nn+8..15: b0, b1 of
+        // n-tiles 2nn, 2nn+1.
+        uint32_t b0, b1, b2, b3;
+        const int key = 16 * kc + (lane & 7) + (((lane >> 3) & 1) << 3);
+        f2_ldsm_t(f2_smem(sV + f2_sw(key, 2 * nn + (lane >> 4))), b0, b1, b2, b3);
+        f2_mma<T>(o[2 * nn], pa, b0, b1);
+        f2_mma<T>(o[2 * nn + 1], pa, b2, b3);
+      }
+    }
+    __syncthreads();  // every warp is done with sV: fetch the next tile's values behind the next S
+    if (t + 1 < ntiles)
+      f2_load_kv(sV, own, pre, meta, n_a, v_off, pre_v, k0 + kt + F2_BK, min(F2_BK, kend - kt - F2_BK), kmap_off,
+                 has_kmap, hkv, g);
+    f2_commit();
+  }
+  f2_wait<0>();
+
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
+  l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
+  l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
+  const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
+  if (ra < nqt) {
+    uint32_t *dst = reinterpret_cast<uint32_t *>(out + ((size_t)(o0 + qs + ra) * hq + h) * FA_D + t2);
+#pragma unroll
+    for (int n = 0; n < FA_D / 8; n++) dst[4 * n] = f2_pack<T>(o[n][0] * inv_a, o[n][1] * inv_a);
+  }
+  if (rb < nqt) {
+    uint32_t *dst = reinterpret_cast<uint32_t *>(out + ((size_t)(o0 + qs + rb) * hq + h) * FA_D + t2);
+#pragma unroll
+    for (int n = 0; n < FA_D / 8; n++) dst[4 * n] = f2_pack<T>(o[n][2] * inv_b, o[n][3] * inv_b);
+  }
+}
+
+#define SIEVE_FLASH2(T, SUF)                                                                                       \
+  extern "C" __global__ void __launch_bounds__(F2_THREADS)                                                         \
+      flash_attn2_##SUF(const T *own, const T *pre, const uint32_t *meta, T *out, int hq, int hkv, size_t k_off,   \
+                        size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale) {           \
+    flash_attn2<T>(own, pre, meta, out, hq, hkv, k_off, v_off, n_a, tiles_off, kmap_off, has_kmap, scale);        \
+  }
+SIEVE_FLASH2(__nv_bfloat16, bf16)
+SIEVE_FLASH2(__half, f16)
+
 #define SIEVE_KERNELS(T, SUF)                                                                                      \
   extern "C" __global__ void add_rms_norm_##SUF(const T *y, const T *r, const T *w, T *out2, size_t n, int cols,  \
                                                 float eps) {                                                       \
@@ -368,3 +692,19 @@ SIEVE_FLASH(__half, f16)
 SIEVE_KERNELS(float, f32)
 SIEVE_KERNELS(__nv_bfloat16, bf16)
 SIEVE_KERNELS(__half, f16)
+
+#define SIEVE_VEC_KERNELS(T, SUF)                                                                                  \
+  extern "C" __global__ void __launch_bounds__(128)                                                                \
+      add_rms_norm_v_##SUF(const T *y, const T *r, const T *w, T *out2, size_t n, int cols, float eps) {           \
+    add_rms_norm_v<T, true>(y, r, w, out2, out2 + n, cols, eps);                                                   \
+  }                                                                                                                \
+  extern "C" __global__ void __launch_bounds__(128) rms_norm_v_##SUF(const T *y, const T *w, T *out, int cols,     \
+                                                                     float eps) {                                  \
+    add_rms_norm_v<T, false>(y, nullptr, w, nullptr, out, cols, eps);                                              \
+  }                                                                                                                \
+  extern "C" __global__ void swiglu_v_##SUF(const T *gu, T *out, size_t rows, int inter) {                         \
+    swiglu_v<T>(gu, out, rows, inter);                                                                             \
+  }
+
+SIEVE_VEC_KERNELS(__nv_bfloat16, bf16)
+SIEVE_VEC_KERNELS(__half, f16)

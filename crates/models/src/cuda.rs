@@ -379,6 +379,20 @@ fn grid(n: usize, block: u32) -> LaunchConfig {
     }
 }
 
+/// Rows of at most this many values for the vector norm kernels (`V_MAX` · 8 · 128 in `kernels/sieve.cu`).
+const VEC_NORM_MAX_COLS: usize = 4 * 8 * 128;
+
+/// Whether the 16-byte-vector kernels (`add_rms_norm_v`, `rms_norm_v`, `swiglu_v`) are asked for
+/// (`SIEVE_CUDA_VEC=1`; not yet measured on a GPU, so off by default) and apply: a 2-byte type, rows of a
+/// multiple of 8 values, every operand's base 16-byte aligned.
+fn vec_kernels(dt: DType, cols: usize, layouts: &[&Layout]) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SIEVE_CUDA_VEC").is_ok_and(|v| v == "1"))
+        && matches!(dt, DType::BF16 | DType::F16)
+        && cols.is_multiple_of(8)
+        && layouts.iter().all(|l| (l.start_offset() * 2).is_multiple_of(16))
+}
+
 /// Threads per row for a row-wise reduction over `cols` values.
 fn row_block(cols: usize) -> u32 {
     match cols {
@@ -411,8 +425,9 @@ impl candle_core::CustomOp2 for RmsNorm {
         }
         let n = xl.shape().elem_count();
         let dt = x.dtype();
-        let f = func!(dev, "rms_norm", dt)?;
-        let block = row_block(cols);
+        let vec = vec_kernels(dt, cols, &[xl, wl]) && cols <= VEC_NORM_MAX_COLS;
+        let f = func!(dev, if vec { "rms_norm_v" } else { "rms_norm" }, dt)?;
+        let block = if vec { 128 } else { row_block(cols) };
         let cfg =
             LaunchConfig { grid_dim: ((n / cols.max(1)) as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 };
         let out = with_dtype!(dt, T, {
@@ -424,7 +439,8 @@ impl candle_core::CustomOp2 for RmsNorm {
                 let (c, e) = (cols as i32, self.eps);
                 let mut b = f.builder();
                 b.arg(&xs).arg(&ws).arg(&mut out).arg(&c).arg(&e);
-                // SAFETY: (const T* y, const T* w, T* out, int cols, float eps), one block per row.
+                // SAFETY: (const T* y, const T* w, T* out, int cols, float eps), one block per row (the vector
+                // kernel: 128 threads, cols a multiple of 8 up to VEC_NORM_MAX_COLS, bases 16-byte aligned).
                 unsafe { b.launch(cfg) }.w()?;
             }
             T::wrap_cuda_slice(out, dev.clone())
@@ -466,10 +482,11 @@ impl candle_core::CustomOp3 for AddRmsNorm {
         }
         let n = yl.shape().elem_count();
         let dt = y.dtype();
-        let f = func!(dev, "add_rms_norm", dt)?;
+        let vec = vec_kernels(dt, cols, &[yl, rl, wl]) && cols <= VEC_NORM_MAX_COLS;
+        let f = func!(dev, if vec { "add_rms_norm_v" } else { "add_rms_norm" }, dt)?;
         let cfg = LaunchConfig {
             grid_dim: ((n / cols.max(1)) as u32, 1, 1),
-            block_dim: (row_block(cols), 1, 1),
+            block_dim: (if vec { 128 } else { row_block(cols) }, 1, 1),
             shared_mem_bytes: 0,
         };
         let out = with_dtype!(dt, T, {
@@ -483,7 +500,8 @@ impl candle_core::CustomOp3 for AddRmsNorm {
                 let mut b = f.builder();
                 b.arg(&ys).arg(&rs).arg(&ws).arg(&mut out).arg(&n).arg(&c).arg(&e);
                 // SAFETY: (const T* y, const T* r, const T* w, T* out2, size_t n, int cols, float eps), a block
-                // per row; out2 holds 2n elements.
+                // per row; out2 holds 2n elements (the vector kernel: 128 threads, cols a multiple of 8 up to
+                // VEC_NORM_MAX_COLS, so out2 + n stays 16-byte aligned, bases 16-byte aligned).
                 unsafe { b.launch(cfg) }.w()?;
             }
             T::wrap_cuda_slice(out, dev.clone())
@@ -586,15 +604,59 @@ pub fn qkv_prep(
 // ---------------------------------------------------------------------------------------------------------------
 // Fused attention
 
-/// Head size the fused attention kernel is built for (every Qwen3 size uses 128).
+/// Head size the fused attention kernels are built for (every Qwen3 size uses 128).
 pub const FLASH_HEAD_DIM: usize = 128;
-const FLASH_BQ: usize = 32;
+
+/// Which fused attention kernel runs (`kernels/sieve.cu`); both take the same arguments and metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashKernel {
+    /// `flash_attn`: WMMA, 2 warps, 32 queries per block, the output accumulator in shared memory
+    /// (`SIEVE_ATTN=fused`; measured slower than the batched-GEMM path on an H100).
+    Wmma,
+    /// `flash_attn2`: FlashAttention-2 style, `mma.sync` with register-resident accumulators, 4 warps, 64
+    /// queries per block, `cp.async` K/V tiles (`SIEVE_ATTN=fa2`).
+    Fa2,
+}
+
+impl FlashKernel {
+    /// The kernel `SIEVE_ATTN` asks for: `fused` or `fa2`; `None` for the batched-GEMM default.
+    pub fn from_env() -> Option<FlashKernel> {
+        match std::env::var("SIEVE_ATTN").ok()?.as_str() {
+            "fused" => Some(FlashKernel::Wmma),
+            "fa2" => Some(FlashKernel::Fa2),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FlashKernel::Wmma => "flash_attn",
+            FlashKernel::Fa2 => "flash_attn2",
+        }
+    }
+
+    /// Queries per block (a row's queries are split into tiles of this many).
+    fn block_queries(self) -> usize {
+        match self {
+            FlashKernel::Wmma => 32,
+            FlashKernel::Fa2 => 64,
+        }
+    }
+
+    fn threads(self) -> u32 {
+        match self {
+            FlashKernel::Wmma => 64,
+            FlashKernel::Fa2 => 128,
+        }
+    }
+}
 
 /// Host-side layout of one fused-attention call, uploaded once per forward and reused by every layer
 /// (`kernels/sieve.cu`, `flash_attn`, documents the fields).
 #[derive(Debug)]
 pub struct FlashMeta {
     meta: Tensor,
+    kernel: FlashKernel,
     tiles: usize,
     tiles_off: usize,
     kmap_off: usize,
@@ -607,12 +669,18 @@ pub struct FlashMeta {
 impl FlashMeta {
     /// `rows`: `(q0, nq, k0, nk, o0)` per row; `key_map`: source row per packed key slot (prefix rows first),
     /// or `None` when the keys are the batch's own rows in packed order.
-    pub fn new(rows: &[[u32; 5]], key_map: Option<&[u32]>, n_a: usize, dev: &candle_core::Device) -> Result<FlashMeta> {
+    pub fn new(
+        kernel: FlashKernel,
+        rows: &[[u32; 5]],
+        key_map: Option<&[u32]>,
+        n_a: usize,
+        dev: &candle_core::Device,
+    ) -> Result<FlashMeta> {
         let mut meta: Vec<u32> = rows.iter().flatten().copied().collect();
         let tiles_off = meta.len();
         let mut tiles = 0;
         for (r, row) in rows.iter().enumerate() {
-            for qs in (0..row[1]).step_by(FLASH_BQ) {
+            for qs in (0..row[1]).step_by(kernel.block_queries()) {
                 meta.extend([r as u32, qs]);
                 tiles += 1;
             }
@@ -625,6 +693,7 @@ impl FlashMeta {
         let len = meta.len();
         Ok(FlashMeta {
             meta: Tensor::from_vec(meta, len, dev)?,
+            kernel,
             tiles,
             tiles_off,
             kmap_off,
@@ -670,10 +739,10 @@ impl candle_core::CustomOp3 for FlashAttn<'_> {
             candle_core::bail!("flash attention: {} prefix rows, the prefix holds {kv_rows_pre}", self.m.n_a);
         }
         let n = self.m.n_out * self.hq * d;
-        let f = func!(dev, "flash_attn", dt)?;
+        let f = func!(dev, self.m.kernel.name(), dt)?;
         let cfg = LaunchConfig {
             grid_dim: (self.m.tiles as u32, self.hq as u32, 1),
-            block_dim: (64, 1, 1),
+            block_dim: (self.m.kernel.threads(), 1, 1),
             shared_mem_bytes: 0,
         };
         let ms = view(meta.as_cuda_slice::<u32>()?, ml, "flash attention")?;
@@ -695,7 +764,8 @@ impl candle_core::CustomOp3 for FlashAttn<'_> {
                 b.arg(&na).arg(&to).arg(&kmo).arg(&hk).arg(&scale);
                 // SAFETY: (const T* own, const T* pre, const uint32_t* meta, T* out, int hq, int hkv, size_t k_off,
                 // size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale); the metadata was
-                // built by `FlashMeta::new` for these buffers, whose bases are 16-byte aligned (`packable`).
+                // built by `FlashMeta::new` for these buffers, whose bases are 16-byte aligned (`packable`); both
+                // kernels take this list, and the block size is the one the kernel was compiled for.
                 unsafe { b.launch(cfg) }.w()?;
             }
             T::wrap_cuda_slice(out, dev.clone())
@@ -745,8 +815,10 @@ impl candle_core::CustomOp1 for SwiGlu {
         }
         let n = rows * self.inter;
         let dt = gu.dtype();
-        let f = func!(dev, "swiglu", dt)?;
-        let cfg = grid(n.min(132 * 2048 * 8), 256);
+        let vec = vec_kernels(dt, self.inter, &[l]);
+        let f = func!(dev, if vec { "swiglu_v" } else { "swiglu" }, dt)?;
+        let items = if vec { n / 8 } else { n };
+        let cfg = grid(items.min(132 * 2048 * 8), 256);
         let out = with_dtype!(dt, T, {
             let src = view(gu.as_cuda_slice::<T>()?, l, "swiglu")?;
             // SAFETY: the grid-stride loop below writes every element.
@@ -755,7 +827,8 @@ impl candle_core::CustomOp1 for SwiGlu {
                 let (r, i) = (rows, self.inter as i32);
                 let mut b = f.builder();
                 b.arg(&src).arg(&mut out).arg(&r).arg(&i);
-                // SAFETY: (const T* gu, T* out, size_t rows, int inter).
+                // SAFETY: (const T* gu, T* out, size_t rows, int inter), a grid-stride loop (the vector kernel:
+                // inter a multiple of 8, the base 16-byte aligned).
                 unsafe { b.launch(cfg) }.w()?;
             }
             T::wrap_cuda_slice(out, dev.clone())
@@ -834,4 +907,119 @@ pub fn masked_softmax(
 ) -> Result<Tensor> {
     let op = MaskedSoftmax { lq, lk, scale: scale as f32, causal };
     Ok(scores.contiguous()?.apply_op2_no_bwd(rows, &op)?)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A direct check of the fused attention kernels, for the GPU benchmark (`models_gpu attn-check`)
+
+/// Each fused attention kernel (WMMA, FlashAttention-2 style) and the default batched-GEMM path, in bf16 and
+/// f16, against the batched-GEMM path in f32 on the same device, on random q/k/v: rows whose lengths straddle
+/// the kernels' 32/64-query and 64-key tiles, rows continuing a shared prefix read through a key map, and the
+/// last-position-only plan the final layer uses; and, on the benchmark's shape (50 rows of 133 queries after a
+/// 41-token prefix), the time per call. One JSON object per (case, dtype, engine): `max_abs` (largest
+/// |difference| from the f32 reference), `ok` (a fused kernel: at most twice the GEMM path's own error in the
+/// same dtype, plus 1e-3), `ms` (median of `repeat` synchronised calls).
+pub fn attention_check(dev: &candle_core::Device, repeat: usize) -> Result<Vec<serde_json::Value>> {
+    use crate::ops::AttnPlan;
+    let (hq, hkv, d) = (16usize, 8usize, FLASH_HEAD_DIM);
+    let cases: [(&str, usize, Vec<usize>, bool); 5] = [
+        ("rows 1/31/32/33/63/64/65/130/200", 0, vec![1, 31, 32, 33, 63, 64, 65, 130, 200], false),
+        ("rows 1/31/32/33/63/64/65/130/200, last only", 0, vec![1, 31, 32, 33, 63, 64, 65, 130, 200], true),
+        ("prefix 37 + rows 1/5/64/70/128", 37, vec![1, 5, 64, 70, 128], false),
+        ("prefix 37 + rows 1/5/64/70/128, last only", 37, vec![1, 5, 64, 70, 128], true),
+        ("bench: prefix 41 + 50 rows of 133", 41, vec![133; 50], false),
+    ];
+    let mut out = Vec::new();
+    for (name, n_a, lens, last_only) in cases {
+        let total: usize = lens.iter().sum();
+        let q = Tensor::randn(0f32, 1.0, (total, hq, d), dev)?;
+        let k = Tensor::randn(0f32, 1.0, (total, hkv, d), dev)?;
+        let v = Tensor::randn(0f32, 1.0, (total, hkv, d), dev)?;
+        let kp = Tensor::randn(0f32, 1.0, (n_a.max(1), hkv, d), dev)?.narrow(0, 0, n_a)?;
+        let vp = Tensor::randn(0f32, 1.0, (n_a.max(1), hkv, d), dev)?.narrow(0, 0, n_a)?;
+        let k_lens: Vec<usize> = lens.iter().map(|n| n + n_a).collect();
+        // Keys: the prefix's rows (0..n_a), then the batch's own (n_a..), as Qwen3::run lays them out.
+        let key_map: Option<Vec<u32>> = (n_a > 0).then(|| {
+            let mut own = n_a;
+            let mut m = Vec::new();
+            for &n in &lens {
+                m.extend(0..n_a as u32);
+                m.extend((own..own + n).map(|x| x as u32));
+                own += n;
+            }
+            m
+        });
+        let (mut rows, mut last_rows, mut last_idx) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut q0, mut k0) = (0u32, 0u32);
+        for (r, (&nq, &nk)) in lens.iter().zip(&k_lens).enumerate() {
+            rows.push([q0, nq as u32, k0, nk as u32, q0]);
+            last_rows.push([q0 + nq as u32 - 1, 1, k0, nk as u32, r as u32]);
+            last_idx.push(q0 + nq as u32 - 1);
+            q0 += nq as u32;
+            k0 += nk as u32;
+        }
+        let q_lens = if last_only { vec![1; lens.len()] } else { lens.clone() };
+        let plan = match &key_map {
+            Some(m) => AttnPlan::with_key_map(&q_lens, &k_lens, true, hq, dev, m)?,
+            None => AttnPlan::new(&q_lens, &k_lens, true, hq, dev)?,
+        };
+        let n_idx = last_idx.len();
+        let last_idx = Tensor::from_vec(last_idx, n_idx, dev)?;
+        let pick_q =
+            |q: &Tensor| -> Result<Tensor> { Ok(if last_only { q.index_select(&last_idx, 0)? } else { q.clone() }) };
+        let gemm = |q: &Tensor, k: &Tensor, v: &Tensor, kp: &Tensor, vp: &Tensor| -> Result<Tensor> {
+            let (ks, vs) = if n_a > 0 {
+                (vec![kp.clone(), k.clone()], vec![vp.clone(), v.clone()])
+            } else {
+                (vec![k.clone()], vec![v.clone()])
+            };
+            plan.attend_parts(&pick_q(q)?, &ks, &vs)
+        };
+        let reference = gemm(&q, &k, &v, &kp, &vp)?;
+        let time = |f: &dyn Fn() -> Result<Tensor>| -> Result<f64> {
+            if repeat == 0 {
+                return Ok(f64::NAN);
+            }
+            for _ in 0..3 {
+                f()?;
+            }
+            dev.synchronize()?;
+            let mut ts = Vec::with_capacity(repeat);
+            for _ in 0..repeat {
+                let t = std::time::Instant::now();
+                f()?;
+                dev.synchronize()?;
+                ts.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            ts.sort_by(|a, b| a.total_cmp(b));
+            Ok(ts[ts.len() / 2])
+        };
+        let max_abs = |a: &Tensor| -> Result<f64> {
+            let diff = (a.to_dtype(DType::F32)? - &reference)?.abs()?.flatten_all()?.max(0)?;
+            Ok(diff.to_scalar::<f32>()? as f64)
+        };
+        for dt in [DType::BF16, DType::F16] {
+            let (qt, kt, vt, kpt, vpt) =
+                (q.to_dtype(dt)?, k.to_dtype(dt)?, v.to_dtype(dt)?, kp.to_dtype(dt)?, vp.to_dtype(dt)?);
+            let gemm_out = gemm(&qt, &kt, &vt, &kpt, &vpt)?;
+            let gemm_err = max_abs(&gemm_out)?;
+            let ms = time(&|| gemm(&qt, &kt, &vt, &kpt, &vpt))?;
+            out.push(serde_json::json!({"case": name, "dtype": format!("{dt:?}"), "engine": "gemm",
+                                        "max_abs": gemm_err, "ok": true, "ms": ms}));
+            // The fused kernels read q|k|v from one buffer (qkv_prep's layout) and the prefix's k|v from another.
+            let own = Tensor::cat(&[qt.flatten_all()?, kt.flatten_all()?, vt.flatten_all()?], 0)?;
+            let pre = if n_a > 0 { Tensor::cat(&[kpt.flatten_all()?, vpt.flatten_all()?], 0)? } else { own.clone() };
+            for kernel in [FlashKernel::Wmma, FlashKernel::Fa2] {
+                let meta =
+                    FlashMeta::new(kernel, if last_only { &last_rows } else { &rows }, key_map.as_deref(), n_a, dev)?;
+                let run = || flash_attn(&own, total, &pre, &meta, (hq, hkv));
+                let err = max_abs(&run()?)?;
+                let ms = time(&run)?;
+                out.push(serde_json::json!({"case": name, "dtype": format!("{dt:?}"),
+                    "engine": format!("{kernel:?}").to_lowercase(), "max_abs": err,
+                    "ok": err <= 2.0 * gemm_err + 1e-3, "ms": ms}));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -28,6 +28,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+#[cfg(feature = "cuda")]
+pub use cuda::attention_check;
 pub use device::{DeviceSpec, Placement};
 pub use embedder::{BertEmbedder, Qwen3Embedder};
 pub use error::{ModelError, Result};

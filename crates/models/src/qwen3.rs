@@ -230,10 +230,11 @@ impl Qwen3 {
         self.run(rows, None, true)
     }
 
-    /// The fused-attention layouts for this batch (all layers, and the last-only final layer), when the fused
-    /// CUDA kernel is asked for (`SIEVE_ATTN=fused`) and applies: bf16/f16 on CUDA, head_dim 128, at most one
-    /// distinct prefix. The default is the batched-GEMM attention (`ops::AttnPlan`), which measured faster on an
-    /// H100 at 32–512-token documents (BENCHMARKS.md); the fused kernel's memory stays linear in the length.
+    /// The fused-attention layouts for this batch (all layers, and the last-only final layer), when a fused CUDA
+    /// kernel is asked for (`SIEVE_ATTN=fused`: WMMA; `SIEVE_ATTN=fa2`: FlashAttention-2 style, not yet measured
+    /// on a GPU) and applies: bf16/f16 on CUDA, head_dim 128, at most one distinct prefix. The default is the
+    /// batched-GEMM attention (`ops::AttnPlan`), which measured faster than the WMMA kernel on an H100 at
+    /// 32–512-token documents (BENCHMARKS.md); the fused kernels' memory stays linear in the length.
     #[cfg(feature = "cuda")]
     fn flash_plans(
         &self,
@@ -248,11 +249,10 @@ impl Qwen3 {
             && matches!(self.dtype, DType::BF16 | DType::F16)
             && c.head_dim == crate::cuda::FLASH_HEAD_DIM
             && prefixes.len() <= 1
-            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()))
-            && std::env::var("SIEVE_ATTN").is_ok_and(|v| v == "fused");
-        if !usable {
+            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()));
+        let Some(kernel) = crate::cuda::FlashKernel::from_env().filter(|_| usable) else {
             return Ok(None);
-        }
+        };
         let n_a = prefixes.first().map_or(0, |p| p.len);
         let (mut q0, mut k0) = (0u32, 0u32);
         let mut full = Vec::with_capacity(seqlens.len());
@@ -263,7 +263,7 @@ impl Qwen3 {
             q0 += nq as u32;
             k0 += nk as u32;
         }
-        let meta = |rows: &[[u32; 5]]| crate::cuda::FlashMeta::new(rows, key_map, n_a, &self.device);
+        let meta = |rows: &[[u32; 5]]| crate::cuda::FlashMeta::new(kernel, rows, key_map, n_a, &self.device);
         Ok(Some(FlashPlans { full: meta(&full)?, last: if last_only { Some(meta(&last)?) } else { None } }))
     }
 
