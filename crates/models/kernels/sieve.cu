@@ -409,15 +409,6 @@ __device__ void flash_attn(const T *own, const T *pre, const uint32_t *meta, T *
   }
 }
 
-#define SIEVE_FLASH(T, SUF)                                                                                        \
-  extern "C" __global__ void __launch_bounds__(FA_THREADS)                                                         \
-      flash_attn_##SUF(const T *own, const T *pre, const uint32_t *meta, T *out, int hq, int hkv, size_t k_off,    \
-                       size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale) {            \
-    flash_attn<T>(own, pre, meta, out, hq, hkv, k_off, v_off, n_a, tiles_off, kmap_off, has_kmap, scale);         \
-  }
-SIEVE_FLASH(__nv_bfloat16, bf16)
-SIEVE_FLASH(__half, f16)
-
 // The same attention as `flash_attn` (same arguments, same `meta`), written the FlashAttention-2 way: the
 // scores, probabilities and output accumulator stay in registers as `mma.sync` fragments, so nothing but the
 // operands goes through shared memory. 4 warps per block, each owning 16 of the tile's F2_BQ = 64 queries;
@@ -456,22 +447,15 @@ __device__ __forceinline__ void f2_ldsm_t(uint32_t a, uint32_t &r0, uint32_t &r1
 
 // c (16x8 f32) += a (16x16, row) · b (16x8, col).
 template <typename T> __device__ __forceinline__ void f2_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void f2_mma<__nv_bfloat16>(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void f2_mma<__half>(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+#define F2_MMA(T, PT)                                                                                              \
+  template <> __device__ __forceinline__ void f2_mma<T>(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {   \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PT "." PT ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, " \
+                 "{%0,%1,%2,%3};\n"                                                                               \
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                  \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                                 \
+  }
+F2_MMA(__nv_bfloat16, "bf16")
+F2_MMA(__half, "f16")
 
 // Two floats as one 32-bit register of two T (the lower column in the low half).
 template <typename T> __device__ __forceinline__ uint32_t f2_pack(float lo, float hi);
@@ -660,14 +644,17 @@ __device__ void flash_attn2(const T *own, const T *pre, const uint32_t *meta, T 
   }
 }
 
-#define SIEVE_FLASH2(T, SUF)                                                                                       \
-  extern "C" __global__ void __launch_bounds__(F2_THREADS)                                                         \
-      flash_attn2_##SUF(const T *own, const T *pre, const uint32_t *meta, T *out, int hq, int hkv, size_t k_off,   \
-                        size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale) {           \
-    flash_attn2<T>(own, pre, meta, out, hq, hkv, k_off, v_off, n_a, tiles_off, kmap_off, has_kmap, scale);        \
+// The attention kernels' entry points: NAME_bf16 and NAME_f16, one argument list for both kernels.
+#define SIEVE_FLASH(NAME, THREADS, T, SUF)                                                                         \
+  extern "C" __global__ void __launch_bounds__(THREADS)                                                            \
+      NAME##_##SUF(const T *own, const T *pre, const uint32_t *meta, T *out, int hq, int hkv, size_t k_off,        \
+                   size_t v_off, int n_a, int tiles_off, int kmap_off, int has_kmap, float scale) {                \
+    NAME<T>(own, pre, meta, out, hq, hkv, k_off, v_off, n_a, tiles_off, kmap_off, has_kmap, scale);                \
   }
-SIEVE_FLASH2(__nv_bfloat16, bf16)
-SIEVE_FLASH2(__half, f16)
+SIEVE_FLASH(flash_attn, FA_THREADS, __nv_bfloat16, bf16)
+SIEVE_FLASH(flash_attn, FA_THREADS, __half, f16)
+SIEVE_FLASH(flash_attn2, F2_THREADS, __nv_bfloat16, bf16)
+SIEVE_FLASH(flash_attn2, F2_THREADS, __half, f16)
 
 #define SIEVE_KERNELS(T, SUF)                                                                                      \
   extern "C" __global__ void add_rms_norm_##SUF(const T *y, const T *r, const T *w, T *out2, size_t n, int cols,  \
