@@ -370,19 +370,6 @@ EMBED_CASES = [
 ]
 
 
-@torch.inference_mode()
-def hf_vectors(model, tok, eos_id, case):
-    """transformers' Qwen3-Embedding vectors: make_fixtures.embed_reference's recipe, on DEV."""
-    texts = [f"Instruct: {i.get('instruction') or mf.DEFAULT_INSTR}\nQuery:{i['text']}" if i["kind"] == "query"
-             else i["text"] for i in case["inputs"]]
-    ids = [tok.encode(t, add_special_tokens=True)[: case["max_length"] - 1] + [eos_id] for t in texts]
-    batch = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(DEV)
-    pooled = model(**batch).last_hidden_state[:, -1].float()
-    if case.get("dimensions"):
-        pooled = pooled[:, : case["dimensions"]]
-    return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu(), [len(x) for x in ids]
-
-
 def one_minus_cos(a, b):
     """Per row 1 - cosine of two [n, d] sets of unit vectors (floored at 0)."""
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
@@ -397,7 +384,11 @@ def embed_vectors(a, em_dir, work):
     ref = {}
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         model = AutoModel.from_pretrained(str(em_dir), dtype=dt, attn_implementation="sdpa").to(DEV).eval()
-        ref[name] = [hf_vectors(model, tok, eos_id, c) for c in EMBED_CASES]
+        ref[name] = []
+        for c in EMBED_CASES:
+            r = mf.embed_reference(tok, model, eos_id, c["inputs"], c["max_length"], DEV)
+            vecs = r[{None: "embeddings", 32: "embeddings_dim32"}[c.get("dimensions")]]  # what the recipe keeps
+            ref[name].append((vecs, [len(x) for x in r["ids"]]))
         del model
         if DEV == "cuda":
             torch.cuda.empty_cache()

@@ -384,12 +384,13 @@ const VEC_NORM_MAX_COLS: usize = 4 * 8 * 128;
 
 /// Whether the 16-byte-vector kernels (`add_rms_norm_v`, `rms_norm_v`, `swiglu_v`) are asked for
 /// (`SIEVE_CUDA_VEC=1`; not yet measured on a GPU, so off by default) and apply: a 2-byte type, rows of a
-/// multiple of 8 values, every operand's base 16-byte aligned.
-fn vec_kernels(dt: DType, cols: usize, layouts: &[&Layout]) -> bool {
+/// multiple of 8 values up to `max_cols`, every operand's base 16-byte aligned.
+fn vec_kernels(dt: DType, cols: usize, max_cols: usize, layouts: &[&Layout]) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("SIEVE_CUDA_VEC").is_ok_and(|v| v == "1"))
         && matches!(dt, DType::BF16 | DType::F16)
         && cols.is_multiple_of(8)
+        && cols <= max_cols
         && layouts.iter().all(|l| (l.start_offset() * 2).is_multiple_of(16))
 }
 
@@ -425,7 +426,7 @@ impl candle_core::CustomOp2 for RmsNorm {
         }
         let n = xl.shape().elem_count();
         let dt = x.dtype();
-        let vec = vec_kernels(dt, cols, &[xl, wl]) && cols <= VEC_NORM_MAX_COLS;
+        let vec = vec_kernels(dt, cols, VEC_NORM_MAX_COLS, &[xl, wl]);
         let f = func!(dev, if vec { "rms_norm_v" } else { "rms_norm" }, dt)?;
         let block = if vec { 128 } else { row_block(cols) };
         let cfg =
@@ -482,7 +483,7 @@ impl candle_core::CustomOp3 for AddRmsNorm {
         }
         let n = yl.shape().elem_count();
         let dt = y.dtype();
-        let vec = vec_kernels(dt, cols, &[yl, rl, wl]) && cols <= VEC_NORM_MAX_COLS;
+        let vec = vec_kernels(dt, cols, VEC_NORM_MAX_COLS, &[yl, rl, wl]);
         let f = func!(dev, if vec { "add_rms_norm_v" } else { "add_rms_norm" }, dt)?;
         let cfg = LaunchConfig {
             grid_dim: ((n / cols.max(1)) as u32, 1, 1),
@@ -815,7 +816,7 @@ impl candle_core::CustomOp1 for SwiGlu {
         }
         let n = rows * self.inter;
         let dt = gu.dtype();
-        let vec = vec_kernels(dt, self.inter, &[l]);
+        let vec = vec_kernels(dt, self.inter, usize::MAX, &[l]);
         let f = func!(dev, if vec { "swiglu_v" } else { "swiglu" }, dt)?;
         let items = if vec { n / 8 } else { n };
         let cfg = grid(items.min(132 * 2048 * 8), 256);
