@@ -23,7 +23,10 @@
    Sieve-f32 at most 1e-4 (the CPU parity tests' cosine >= 0.9999). Token counts must be equal.
 5. A bf16 matrix-product peak measured in the same run (8192^3 through torch), for the fraction of peak:
    FLOPs = 2 x non-embedding parameters x tokens processed (the shared prefix counted once).
-Prints a table last and writes everything to OUT/models_gpu.json.
+Prints a table last and writes everything to OUT/models_gpu.json, rewritten after every phase, so a run cut
+short (the device tool's per-command limit) keeps what it measured; `--deadline S` starts no new phase or engine
+after S seconds. A path that fails (a crashing kernel) is recorded under "errors" and the run goes on with the
+others. `--report A.json B.json ...` merges partial runs (later files win per phase) and prints their table.
 """
 from __future__ import annotations
 
@@ -49,12 +52,13 @@ DEV = "cuda"  # --device cpu runs the whole script here, on the bench shape, as 
 QUERY = "which laptop has the longest battery life for travel"
 # Sieve's GPU paths, each a process environment: the default (attention as batched GEMMs + masked softmax), the
 # WMMA fused attention, the FlashAttention-2 style kernel, the 16-byte-vector norm/SwiGLU kernels, and both.
+# Ordered by what a run cut short by --deadline should have measured first (the WMMA kernel was measured before).
 ENGINES = {
     "sieve": {},
-    "sieve-fused": {"SIEVE_ATTN": "fused"},
+    "sieve-fa2-vec": {"SIEVE_ATTN": "fa2", "SIEVE_CUDA_VEC": "1"},
     "sieve-fa2": {"SIEVE_ATTN": "fa2"},
     "sieve-vec": {"SIEVE_CUDA_VEC": "1"},
-    "sieve-fa2-vec": {"SIEVE_ATTN": "fa2", "SIEVE_CUDA_VEC": "1"},
+    "sieve-fused": {"SIEVE_ATTN": "fused"},
 }
 
 
@@ -70,6 +74,17 @@ def run(cmd, env=None):
     if p.stderr.strip():
         log(p.stderr.strip()[-2000:])
     return p.stdout
+
+
+def try_run(res, what, cmd, env=None):
+    """run(), except that a failure is recorded in res["errors"] and None returned: one broken path must not
+    cost the other paths' measurements."""
+    try:
+        return run(cmd, env)
+    except RuntimeError as e:
+        res.setdefault("errors", []).append({"what": what, "error": str(e)[-3000:]})
+        log("FAILED:", what, str(e)[-3000:])
+        return None
 
 
 def single_token_words(tok, n=4000, seed=5):
@@ -195,8 +210,8 @@ def max_abs(a, b):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, help="the models_gpu bench binary built with --features cuda")
-    ap.add_argument("--tokenizer", required=True, help="folder with the real Qwen3 tokenizer.json")
+    ap.add_argument("--bin", help="the models_gpu bench binary built with --features cuda")
+    ap.add_argument("--tokenizer", help="folder with the real Qwen3 tokenizer.json")
     ap.add_argument("--work", default="/tmp/sieve-gpu")
     ap.add_argument("--out", default=".")
     ap.add_argument("--repeat", type=int, default=20)
@@ -204,7 +219,26 @@ def main():
     ap.add_argument("--shape", default="qwen3-0.6b", help="checkpoint shape (qwen3-0.6b, bench, tiny)")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: correctness,attention,vectors,timing,profile,embed,gemm")
     ap.add_argument("--only", default="", help="comma list of the only phases to run")
+    ap.add_argument("--deadline", type=float, default=0,
+                    help="seconds after which no new phase or engine starts (0: none); the results so far are kept")
+    ap.add_argument("--report", nargs="+", metavar="JSON", help="print the table of these (partial) runs and exit")
     a = ap.parse_args()
+    if a.report:
+        report(merge_runs([json.loads(Path(f).read_text()) for f in a.report]))
+        return
+    if not (a.bin and a.tokenizer):
+        ap.error("--bin and --tokenizer are required (except with --report)")
+    t_start = time.monotonic()
+
+    def late(what):
+        if a.deadline and time.monotonic() - t_start > a.deadline:
+            log(f"deadline ({a.deadline:.0f} s) passed: skipping {what}")
+            res.setdefault("skipped", []).append(what)
+            return True
+        return False
+
+    def save():
+        (out / "models_gpu.json").write_text(json.dumps(res, indent=1))
     global DEV
     DEV = a.device
     # The fp32 reference must be IEEE fp32, not TF32.
@@ -239,7 +273,8 @@ def main():
              "documents": docs_of(words, 50, n, 100 + n)} for n in LENGTHS]
     (work / "runs.json").write_text(json.dumps(runs))
 
-    if "correctness" not in skip:
+    save()
+    if "correctness" not in skip and not late("correctness"):
         cases = [
             {"query": "how do I install a python package offline", "max_length": 8192, "documents": [
                 "pip can install wheels from a local folder with --no-index and --find-links.",
@@ -258,10 +293,12 @@ def main():
         del hf32
         torch.cuda.empty_cache()
         b16 = [hf.score(c["query"], c["documents"], c.get("instruction"), c["max_length"]) for c in cases]
-        sv = {f"{e}_bf16": json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"], env=env))
-              for e, env in ENGINES.items()}
-        sv["sieve_f32"] = json.loads(run([a.bin, "score", rr_dir, work / "cases.json", "--device", "cuda"],
-                                         env={"SIEVE_CUDA_DTYPE": "f32"}))
+        sv = {}
+        for name, env in [(f"{e}_bf16", env) for e, env in ENGINES.items()] + [("sieve_f32", {"SIEVE_CUDA_DTYPE": "f32"})]:
+            got = None if late(f"correctness {name}") else \
+                try_run(res, f"score {name}", [a.bin, "score", rr_dir, work / "cases.json", "--device", DEV], env)
+            if got is not None:
+                sv[name] = json.loads(got)
         corr = []
         for i, c in enumerate(cases):
             row = {"case": i, "docs": len(c["documents"]), "hf_bf16_vs_fp32": max_abs(b16[i][0], ref[i][0])}
@@ -277,22 +314,24 @@ def main():
                     if r["tokens"] != [len(x) for x in ref[i][2]]:
                         row[f"{name}_token_mismatch"] = [r["tokens"], [len(x) for x in ref[i][2]]]
             bound = 2 * row["hf_bf16_vs_fp32"] + 0.01
-            for name in (f"{e}_bf16" for e in ENGINES):
-                row[f"{name}_ok"] = max(row[f"{name}_vs_fp32"], row[f"{name}_shared_vs_fp32"]) <= bound
-            row["sieve_f32_ok"] = max(row["sieve_f32_vs_fp32"], row["sieve_f32_shared_vs_fp32"]) <= 1e-3
+            for name in sv:
+                tol = 1e-3 if name == "sieve_f32" else bound
+                row[f"{name}_ok"] = max(row[f"{name}_vs_fp32"], row[f"{name}_shared_vs_fp32"]) <= tol and \
+                    f"{name}_token_mismatch" not in row
             row["ref_scores_sample"] = ref[i][0][:4]
             corr.append(row)
             log("correctness", json.dumps(row))
         res["correctness"] = corr
+        save()
 
-    if "attention" not in skip and DEV == "cuda":  # the fused kernels exist only in a CUDA build
-        lines = run([a.bin, "attn-check", "--device", "cuda", "--repeat", a.repeat])
-        res["attention"] = [json.loads(x) for x in lines.splitlines()]
+    # The fused kernels exist only in a CUDA build.
+    if "attention" not in skip and DEV == "cuda" and not late("attention"):
+        lines = try_run(res, "attn-check", [a.bin, "attn-check", "--device", "cuda", "--repeat", a.repeat])
+        if lines is not None:
+            res["attention"] = [json.loads(x) for x in lines.splitlines()]
+        save()
 
-    if "vectors" not in skip:
-        res["vectors"] = embed_vectors(a, em_dir, work)
-
-    if "timing" not in skip:
+    if "timing" not in skip and not late("timing"):
         tim = []
         for r in runs:
             ids = hf.ids(r["query"], r["documents"])
@@ -309,10 +348,14 @@ def main():
             except Exception as e:  # noqa: BLE001 — report, do not abort the run
                 tim.append({"engine": "transformers", "label": r["label"], "share_prefix": True, "error": repr(e)[:300]})
             log("timing", json.dumps(tim[-2:]))
+        res["timing"] = tim
+        save()
         lines = []
         for engine, env in ENGINES.items():
-            lines += [(x, engine) for x in run([a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", "cuda",
-                                                "--repeat", a.repeat], env=env).splitlines()]
+            got = None if late(f"timing {engine}") else try_run(
+                res, f"rerank-time {engine}",
+                [a.bin, "rerank-time", rr_dir, work / "runs.json", "--device", DEV, "--repeat", a.repeat], env)
+            lines += [(x, engine) for x in (got or "").splitlines()]
         for line, engine in lines:
             s = json.loads(line)
             s["engine"] = engine
@@ -322,19 +365,26 @@ def main():
                 else s["tokens"]
             tim.append(s)
             log("timing", json.dumps(s))
-        res["timing"] = tim
+        save()
 
-    if "profile" not in skip:
+    if "vectors" not in skip and not late("vectors"):
+        res["vectors"] = embed_vectors(a, em_dir, work, res)
+        save()
+
+    if "profile" not in skip and not late("profile"):
         (work / "runs_profile.json").write_text(json.dumps([runs[1], runs[2]]))
         res["profile"] = []
         for engine in ("sieve", "sieve-fa2-vec"):
-            lines = run([a.bin, "rerank-time", rr_dir, work / "runs_profile.json", "--device", "cuda", "--repeat", 3],
-                        env={"SIEVE_PROFILE": "1", **ENGINES[engine]})
-            res["profile"] += [{**json.loads(x), "engine": engine} for x in lines.splitlines()]
+            lines = None if late(f"profile {engine}") else try_run(
+                res, f"profile {engine}",
+                [a.bin, "rerank-time", rr_dir, work / "runs_profile.json", "--device", DEV, "--repeat", 3],
+                {"SIEVE_PROFILE": "1", **ENGINES[engine]})
+            res["profile"] += [{**json.loads(x), "engine": engine} for x in (lines or "").splitlines()]
+        save()
 
-    if "gemm" not in skip:
-        lines = run([a.bin, "gemm-time", "--device", "cuda", "--tokens", 6922, "--repeat", a.repeat])
-        g = [json.loads(x) for x in lines.splitlines()]
+    if "gemm" not in skip and not late("gemm"):
+        lines = try_run(res, "gemm-time", [a.bin, "gemm-time", "--device", DEV, "--tokens", 6922, "--repeat", a.repeat])
+        g = [json.loads(x) for x in (lines or "").splitlines()]
         for k, n in [(1024, 4096), (1024, 6144), (3072, 1024), (2048, 1024)]:
             x = torch.randn(6922, k, device=DEV, dtype=torch.bfloat16)
             w = torch.randn(n, k, device=DEV, dtype=torch.bfloat16) * 0.02
@@ -342,16 +392,39 @@ def main():
             g.append({"engine": "torch", "m": 6922, "k": k, "n": n, "layout": "w.t()", "time": t,
                       "tflops": 2 * 6922 * k * n / (t["median_ms"] / 1e3) / 1e12})
         res["gemm"] = g
+        save()
 
-    if "embed" not in skip:
+    if "embed" not in skip and not late("embed"):
         edocs = {"query": "capital of france", "documents": docs_of(words, 1000, 128, 7)}
         (work / "embed.json").write_text(json.dumps(edocs))
-        res["embed_sieve"] = json.loads(run([a.bin, "embed-time", em_dir, work / "embed.json", "--device", "cuda",
-                                             "--repeat", a.repeat]))
-        res["embed_hf"] = hf_embed(str(em_dir), edocs, a.repeat)
+        got = try_run(res, "embed-time", [a.bin, "embed-time", em_dir, work / "embed.json", "--device", DEV,
+                                          "--repeat", a.repeat])
+        if got is not None:
+            res["embed_sieve"] = json.loads(got)
+            res["embed_hf"] = hf_embed(str(em_dir), edocs, a.repeat)
+        save()
 
-    (out / "models_gpu.json").write_text(json.dumps(res, indent=1))
+    res["wall_s"] = time.monotonic() - t_start
+    save()
     report(res)
+
+
+def merge_runs(parts):
+    """Partial runs' results as one: later parts win per phase; errors are kept from all, and a phase skipped
+    at a deadline only while no later part measured it."""
+    res = {}
+    for i, p in enumerate(parts):
+        later = {k for q in parts[i + 1:] for k in q}
+        for k, v in p.items():
+            if k == "errors":
+                res.setdefault(k, []).extend(v)
+            elif k == "skipped":
+                res.setdefault(k, []).extend(x for x in v if not {x.split()[0], x.split()[0] + "_sieve"} & later)
+            elif k == "wall_s":
+                res[k] = res.get(k, 0) + v
+            else:
+                res[k] = v
+    return res
 
 
 EMBED_CASES = [
@@ -376,7 +449,7 @@ def one_minus_cos(a, b):
     return (1 - (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).clamp(min=0).tolist()
 
 
-def embed_vectors(a, em_dir, work):
+def embed_vectors(a, em_dir, work, res):
     from transformers import AutoModel, AutoTokenizer
     (work / "embed_cases.json").write_text(json.dumps(EMBED_CASES))
     tok = AutoTokenizer.from_pretrained(str(em_dir), padding_side="left")
@@ -392,8 +465,12 @@ def embed_vectors(a, em_dir, work):
         del model
         if DEV == "cuda":
             torch.cuda.empty_cache()
-    sv = {name: json.loads(run([a.bin, "embed-vectors", em_dir, work / "embed_cases.json", "--device", DEV], env=env))
-          for name, env in (("bf16", {}), ("fa2_vec_bf16", ENGINES["sieve-fa2-vec"]), ("f32", {"SIEVE_CUDA_DTYPE": "f32"}))}
+    sv = {}
+    for name, env in (("bf16", {}), ("fa2_vec_bf16", ENGINES["sieve-fa2-vec"]), ("f32", {"SIEVE_CUDA_DTYPE": "f32"})):
+        got = try_run(res, f"embed-vectors {name}", [a.bin, "embed-vectors", em_dir, work / "embed_cases.json",
+                                                      "--device", DEV], env)
+        if got is not None:
+            sv[name] = json.loads(got)
     rows = []
     for i, c in enumerate(EMBED_CASES):
         want, want_tokens = ref["fp32"][i]
@@ -406,13 +483,13 @@ def embed_vectors(a, em_dir, work):
             row[f"sieve_{name}_alone_vs_batch"] = max(one_minus_cos(got["alone"], got["vectors"]))
             if got["tokens"] != want_tokens:
                 row[f"sieve_{name}_token_mismatch"] = [got["tokens"], want_tokens]
-        for name in ("bf16", "fa2_vec_bf16"):
-            row[f"sieve_{name}_ok"] = max(row[f"sieve_{name}"], row[f"sieve_{name}_alone"]) <= 2 * row["hf_bf16"] + 1e-3
-        row["sieve_f32_ok"] = max(row["sieve_f32"], row["sieve_f32_alone"]) <= 1e-4
+        for name in sv:
+            tol = 1e-4 if name == "f32" else 2 * row["hf_bf16"] + 1e-3
+            row[f"sieve_{name}_ok"] = max(row[f"sieve_{name}"], row[f"sieve_{name}_alone"]) <= tol
         row["tokens_ok"] = not any(k.endswith("token_mismatch") for k in row)
         rows.append(row)
         log("vectors", json.dumps(row))
-    return {"sieve_info": sv["bf16"]["info"], "cases": rows}
+    return {"sieve_info": next((v["info"] for v in sv.values()), None), "cases": rows}
 
 
 @torch.inference_mode()
@@ -437,17 +514,21 @@ def hf_embed(path, edocs, repeat):
 
 def report(res):
     peak, n = res.get("peak_tflops"), res.get("non_embedding_params")
-    if not {"timing", "profile", "gemm", "correctness", "attention", "vectors", "embed_sieve"} & set(res):
+    if not {"timing", "profile", "gemm", "correctness", "attention", "vectors", "embed_sieve", "errors"} & set(res):
         return
     print(f"\nGPU: {res['gpu']} | torch {res['torch']} | transformers {res['transformers']} | "
-          f"bf16 GEMM peak measured {peak:.0f} TFLOP/s | non-embedding params {n / 1e6:.0f}M")
+          f"bf16 GEMM peak measured {peak:.0f} TFLOP/s | non-embedding params {n / 1e6:.0f}M"
+          + (f" | {res['wall_s']:.0f} s" if "wall_s" in res else ""))
+    for e in res.get("errors", []):
+        print(f"\nFAILED: {e['what']}: {e['error'][-600:]}")
+    if res.get("skipped"):
+        print("\nSkipped (deadline): " + ", ".join(res["skipped"]))
     if "correctness" in res:
         print("\nScores, largest |delta| against transformers fp32 (per case):")
         for r in res["correctness"]:
             keys = [k for k in r if k.endswith("_vs_fp32")]
             print(f"  case {r['case']} ({r['docs']} docs): " + ", ".join(f"{k[:-8]} {r[k]:.2e}" for k in keys)
-                  + " | bf16 ok: " + ", ".join(f"{e} {r[f'{e}_bf16_ok']}" for e in ENGINES)
-                  + f" | f32 ok: {r['sieve_f32_ok']}"
+                  + " | ok: " + ", ".join(f"{k[:-3]} {r[k]}" for k in r if k.endswith("_ok"))
                   + "".join(f" | {k}" for k in r if k.endswith("mismatch") or k.endswith("error")))
     if "attention" in res:
         print("\nAttention alone (models_gpu attn-check): largest |delta| against the batched-GEMM path in f32; ok: "
@@ -459,13 +540,12 @@ def report(res):
         print("\nEmbedding vectors, largest 1 - cosine against transformers fp32 (per case; ok: Sieve-bf16 <= "
               "2 x transformers-bf16 + 1e-3, Sieve-f32 <= 1e-4, equal token counts):")
         for r in res["vectors"]["cases"]:
+            names = [k[6:-3] for k in r if k.startswith("sieve_") and k.endswith("_ok")]
             print(f"  case {r['case']} ({r['inputs']} inputs, max_length {r['max_length']}, dimensions "
-                  f"{r['dimensions'] or 'all'}): transformers bf16 {r['hf_bf16']:.2e} | Sieve bf16 batch "
-                  f"{r['sieve_bf16']:.2e} alone {r['sieve_bf16_alone']:.2e} | fa2+vec bf16 {r['sieve_fa2_vec_bf16']:.2e} "
-                  f"alone {r['sieve_fa2_vec_bf16_alone']:.2e} | Sieve f32 batch {r['sieve_f32']:.2e} "
-                  f"alone {r['sieve_f32_alone']:.2e} | bf16 ok: {r['sieve_bf16_ok']}, fa2+vec {r['sieve_fa2_vec_bf16_ok']}"
-                  f" | f32 ok: {r['sieve_f32_ok']} | "
-                  f"tokens ok: {r['tokens_ok']}")
+                  f"{r['dimensions'] or 'all'}): transformers bf16 {r['hf_bf16']:.2e} | "
+                  + " | ".join(f"Sieve {m} batch {r[f'sieve_{m}']:.2e} alone {r[f'sieve_{m}_alone']:.2e} "
+                               f"ok {r[f'sieve_{m}_ok']}" for m in names)
+                  + f" | tokens ok: {r['tokens_ok']}")
     if "timing" in res:
         print("\nTop-50 rerank, one query, end to end (text in, scores out), medians:")
         print(f"  {'doc tokens':>10} {'engine':>13} {'prefix':>7} {'ms/query':>9} {'p90':>7} {'pairs/s':>8} "

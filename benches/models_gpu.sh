@@ -5,6 +5,10 @@
 # `--features cuda` (docker/build-cuda.sh) and the real Qwen3 tokenizer. The machine needs an NVIDIA driver
 # (libcuda.so.1), Python with torch + transformers, and PyTorch's CUDA 13 wheels, whose libcublas, libcudart
 # and libcurand the binary uses.
+# Through the device tool (10 minutes a command): pass `--deadline 480` so that no phase starts after 8 minutes;
+# OUT/models_gpu.json is rewritten after every phase, lists what was skipped, and a second call on the still-warm
+# machine (`--only` those phases; the checkpoints in SIEVE_GPU_WORK are reused) measures the rest. Here,
+# `python3 benches/models_gpu.py --report A.json B.json` merges the parts and prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACK=${1:?usage: benches/models_gpu.sh PACK.tar.xz [OUT_DIR] [options]}
