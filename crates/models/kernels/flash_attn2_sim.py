@@ -1,14 +1,22 @@
-"""A lane-level simulation of `flash_attn2` in sieve.cu, for checking its fragment indexing without a GPU.
+"""A lane-level simulation of `flash_attn2` in sieve.cu, for checking its indexing and its synchronisation
+without a GPU.
 
 The kernel is transcribed statement by statement (same names, same index expressions), one block at a time
 and one warp after another, in float64; `ldmatrix` (plain and `.trans`) and `mma.sync.m16n8k16` are emulated
-from the fragment layouts in the PTX ISA, and `cp.async` is a plain copy (the simulation is sequential, so it
-checks the arithmetic and the indexing, not the synchronisation). The output is compared with a direct causal
-attention on rows that straddle the 64-query and 64-key tiles, with and without a shared prefix read through
-a key map, and with the last-position-only layout. Swapping a single index (say the `.trans` on V, or the
-chunk of the K fragments) makes it fail.
+from the fragment layouts in the PTX ISA, and `cp.async` is a plain copy here. The output is compared with a
+direct causal attention on rows that straddle the 64-query and 64-key tiles, with and without a shared prefix
+read through a key map, and with the last-position-only layout. Swapping a single index (say the `.trans` on V,
+or the chunk of the K fragments) makes it fail.
 
-    python3 crates/models/kernels/flash_attn2_sim.py      # numpy; about 30 s; prints one line per case
+The synchronisation is checked separately (`check_sync`): the kernel's skeleton (every `cp.async` with its
+thread and 16-byte shared-memory chunk, `commit_group`, `wait_group`, `__syncthreads`, and every chunk each
+warp's `ldmatrix` reads) runs through a hazard model of the PTX rules. An asynchronous copy is in flight from
+its issue until its own thread's `wait_group` covers its group, and other threads may read it only after a
+barrier that follows that wait; a read of a chunk with a copy in flight (read-after-write), a copy issued into
+a chunk read since the last barrier (write-after-read), or two copies in flight to one chunk is a hazard.
+Dropping a barrier or loosening a wait makes it fail (`--mutations` shows each).
+
+    python3 crates/models/kernels/flash_attn2_sim.py [--mutations] [--sync-only]   # numpy; about 20 s
 
 Keep it in step with the kernel when the kernel changes. The kernel itself is checked on a GPU by
 `models_gpu attn-check` (benches/models_gpu.sh).
@@ -241,5 +249,130 @@ def main():
         assert err < 1e-9, f"flash_attn2 simulation differs from the reference by {err}"
 
 
+class Hazards:
+    """The PTX memory model's rules for one block's shared memory, at 16-byte-chunk granularity, for uniform
+    control flow (every thread reaches the same barriers and waits; true of flash_attn2)."""
+
+    def __init__(self, threads):
+        self.epoch = 0  # barriers passed
+        self.open = [[] for _ in range(threads)]  # each thread's uncommitted copies
+        self.groups = [[] for _ in range(threads)]  # each thread's committed, not yet waited-for groups
+        self.last = {}  # chunk -> its latest copy: [thread, issue epoch, landed epoch or None]
+        self.read_in = {}  # chunk -> epoch of its latest read
+        self.problems = []
+
+    def cp(self, t, chunk, what):
+        w = self.last.get(chunk)
+        if w is not None and w[2] is None:
+            self.problems.append(f"{what}: chunk {chunk} copied again while a copy is in flight")
+        if self.read_in.get(chunk) == self.epoch:
+            self.problems.append(f"{what}: chunk {chunk} copied into after a read with no barrier between")
+        rec = [t, self.epoch, None]
+        self.last[chunk] = rec
+        self.open[t].append(rec)
+
+    def commit(self, t):
+        self.groups[t].append(self.open[t])
+        self.open[t] = []
+
+    def wait(self, t, n):
+        done = self.groups[t][: max(0, len(self.groups[t]) - n)]
+        self.groups[t] = self.groups[t][len(done):]
+        for g in done:
+            for rec in g:
+                rec[2] = self.epoch
+
+    def barrier(self):
+        self.epoch += 1
+
+    def read(self, warp, chunks, what):
+        for c in chunks:
+            w = self.last.get(c)
+            if w is None:
+                self.problems.append(f"{what}: chunk {c} read before any copy wrote it")
+            elif w[2] is None or w[2] >= self.epoch:  # (a warp-wide ldmatrix counts as every lane reading)
+                self.problems.append(f"{what}: chunk {c} read while its copy (thread {w[0]}) is not yet visible")
+            self.read_in[c] = self.epoch
+
+
+def kernel_skeleton(hz, kend, mutation=None):
+    """flash_attn2's shared-memory operations in program order (sQ at chunks 0.., sK at 1024.., sV at 2048..)."""
+    qb, kb, vb = 0, BQ * CH, BQ * CH + BK * CH
+    nt = (kend + BK - 1) // BK
+
+    def copies(base, rows, what):
+        for t in range(THREADS):
+            for i in range(t, rows * CH, THREADS):
+                r, c = i // CH, i % CH
+                hz.cp(t, base + sw(r, c) // 8, what)
+
+    def each(fn, *a):
+        for t in range(THREADS):
+            fn(t, *a)
+
+    copies(qb, BQ, "Q")
+    each(hz.commit)
+    copies(kb, BK, "K tile 0")
+    each(hz.commit)
+    copies(vb, BK, "V tile 0")
+    each(hz.commit)
+    each(hz.wait, 3 if mutation == "Q wait<3>" else 2)
+    hz.barrier()
+    for w in range(4):
+        for kk in range(D // 16):
+            hz.read(w, {qb + sw(16 * w + (l & 7) + (((l >> 3) & 1) << 3), 2 * kk + (l >> 4)) // 8 for l in range(32)},
+                    "Q fragments")
+    for t in range(nt):
+        each(hz.wait, 2 if mutation == "K wait<2>" else 1)
+        hz.barrier()
+        for w in range(4):
+            for kk in range(D // 16):
+                for jj in range(BK // 16):
+                    hz.read(w, {kb + sw(16 * jj + (l & 7) + ((l >> 4) << 3), 2 * kk + ((l >> 3) & 1)) // 8
+                                for l in range(32)}, f"K tile {t}")
+        if mutation != "no barrier before the K prefetch":
+            hz.barrier()
+        if t + 1 < nt:
+            copies(kb, BK, f"K tile {t + 1}")
+        each(hz.commit)
+        each(hz.wait, 2 if mutation == "V wait<2>" else 1)
+        if mutation != "no barrier before P.V":
+            hz.barrier()
+        for w in range(4):
+            for kc in range(BK // 16):
+                for nn in range(D // 16):
+                    hz.read(w, {vb + sw(16 * kc + (l & 7) + (((l >> 3) & 1) << 3), 2 * nn + (l >> 4)) // 8
+                                for l in range(32)}, f"V tile {t}")
+        if mutation != "no barrier before the V prefetch":
+            hz.barrier()
+        if t + 1 < nt:
+            copies(vb, BK, f"V tile {t + 1}")
+        each(hz.commit)
+    each(hz.wait, 0)
+    if any(g for gs in hz.groups for g in gs):
+        hz.problems.append("copies still in flight at the end")
+
+
+MUTATIONS = ("Q wait<3>", "K wait<2>", "V wait<2>", "no barrier before the K prefetch", "no barrier before P.V",
+             "no barrier before the V prefetch")
+
+
+def check_sync(show_mutations=False):
+    for kend in (1, 64, 65, 200):
+        hz = Hazards(THREADS)
+        kernel_skeleton(hz, kend)
+        print(f"synchronisation, {(kend + BK - 1) // BK} key tile(s): {len(hz.problems)} hazards")
+        assert not hz.problems, hz.problems[:5]
+    for m in MUTATIONS:  # the model must see each of these
+        hz = Hazards(THREADS)
+        kernel_skeleton(hz, 200, m)
+        if show_mutations:
+            print(f"  mutation {m!r}: {len(hz.problems)} hazards, e.g. {hz.problems[0] if hz.problems else None}")
+        assert hz.problems, f"the hazard model misses the mutation {m!r}"
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    check_sync("--mutations" in sys.argv)
+    if "--sync-only" not in sys.argv:
+        main()
