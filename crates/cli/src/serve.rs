@@ -188,7 +188,7 @@ pub fn build_state(config: ServerConfig) -> Result<AppState> {
             .with_context(|| format!("index {}: opening {}", i.name, i.path.display()))?;
         engines.push(engine);
     }
-    Ok(AppState::new(config.clone(), engines, models, cache.describe())?)
+    Ok(AppState::new(config.clone(), engines, models, cache)?)
 }
 
 async fn shutdown_signal() {

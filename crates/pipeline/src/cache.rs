@@ -13,11 +13,32 @@ use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::Xxh3;
 
-/// A cached cross-encoder result.
+/// A cached cross-encoder result: everything the model said about the pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CachedScore {
     pub score: f32,
     pub raw: f32,
+    /// Tokens the model saw for the pair (template included).
+    pub tokens: u32,
+    /// Whether the document's tail was cut to fit the model's `max_length`.
+    pub truncated: bool,
+}
+
+impl From<&sieve_models::RerankScore> for CachedScore {
+    fn from(s: &sieve_models::RerankScore) -> CachedScore {
+        CachedScore {
+            score: s.score,
+            raw: s.raw,
+            tokens: s.tokens.min(u32::MAX as usize) as u32,
+            truncated: s.truncated,
+        }
+    }
+}
+
+impl From<CachedScore> for sieve_models::RerankScore {
+    fn from(c: CachedScore) -> sieve_models::RerankScore {
+        sieve_models::RerankScore { score: c.score, raw: c.raw, tokens: c.tokens as usize, truncated: c.truncated }
+    }
 }
 
 /// The key of one (model, instruction, query, document text) combination: 128 bits of xxh3 over the four,
@@ -35,9 +56,35 @@ impl CacheKey {
         CacheKey(h.digest128())
     }
 
+    /// The key of one pair as the reranker `model` (its name) scores it: `max_length` (`None`: the model's
+    /// default) and the instruction (`None`: the model's default) are part of it, since both change the score.
+    pub fn rerank(
+        model: &str,
+        max_length: Option<usize>,
+        instruction: Option<&str>,
+        query: &str,
+        document: &str,
+    ) -> CacheKey {
+        let model_key = format!("{model}\u{1f}{}", max_length.unwrap_or(0));
+        CacheKey::new(&model_key, instruction.unwrap_or(sieve_models::DEFAULT_INSTRUCTION), query, document)
+    }
+
     fn redis_key(&self) -> String {
         format!("sieve:rerank:{:032x}", self.0)
     }
+}
+
+/// How one rerank call used the cache.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheReport {
+    pub backend: String,
+    pub hits: usize,
+    pub misses: usize,
+    /// The cache failed (counted as misses); the reranker ran anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the misses waited in the reranker's queue.
+    pub queued_micros: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,19 +300,31 @@ impl ScoreCache for RedisScoreCache {
     }
 }
 
-/// Exact round trip through the bit patterns.
+/// Exact round trip through the bit patterns: score, raw score and tokens as 8 hex digits each, then `t` or
+/// `f` for truncated (25 characters).
 fn encode_score(v: &CachedScore) -> String {
-    format!("{:08x}{:08x}", v.score.to_bits(), v.raw.to_bits())
+    format!("{:08x}{:08x}{:08x}{}", v.score.to_bits(), v.raw.to_bits(), v.tokens, if v.truncated { 't' } else { 'f' })
 }
 
+/// `None` for anything else, which the caller counts as a miss: an entry written by an older Sieve (score and
+/// raw score only, 16 characters) is scored again and overwritten.
 fn decode_score(bytes: &[u8]) -> Option<CachedScore> {
     let s = std::str::from_utf8(bytes).ok()?;
-    if s.len() != 16 {
+    if s.len() != 25 || !s.is_ascii() {
         return None;
     }
-    let score = f32::from_bits(u32::from_str_radix(&s[..8], 16).ok()?);
-    let raw = f32::from_bits(u32::from_str_radix(&s[8..], 16).ok()?);
-    Some(CachedScore { score, raw })
+    let hex = |r: std::ops::Range<usize>| u32::from_str_radix(&s[r], 16).ok();
+    let truncated = match &s[24..] {
+        "t" => true,
+        "f" => false,
+        _ => return None,
+    };
+    Some(CachedScore {
+        score: f32::from_bits(hex(0..8)?),
+        raw: f32::from_bits(hex(8..16)?),
+        tokens: hex(16..24)?,
+        truncated,
+    })
 }
 
 /// A RESP reply.
@@ -340,7 +399,7 @@ mod tests {
     fn lru_evicts_the_least_recently_used() {
         let c = LruScoreCache::new(2);
         let (k1, k2, k3) = (CacheKey(1), CacheKey(2), CacheKey(3));
-        let v = |s| CachedScore { score: s, raw: s * 2.0 };
+        let v = |s| CachedScore { score: s, raw: s * 2.0, tokens: 7, truncated: false };
         c.put_many(&[(k1.clone(), v(0.1)), (k2.clone(), v(0.2))]).unwrap();
         assert_eq!(c.get_many(std::slice::from_ref(&k1)).unwrap(), vec![Some(v(0.1))]); // k1 is now the most recent
         c.put_many(&[(k3.clone(), v(0.3))]).unwrap();
@@ -349,9 +408,14 @@ mod tests {
 
     #[test]
     fn scores_round_trip_bit_exactly_and_replies_parse() {
-        let v = CachedScore { score: 0.123_456_79, raw: -3.5e-7 };
+        let v = CachedScore { score: 0.123_456_79, raw: -3.5e-7, tokens: 4_000_000, truncated: true };
         assert_eq!(decode_score(encode_score(&v).as_bytes()), Some(v));
+        let f = CachedScore { truncated: false, tokens: 0, ..v };
+        assert_eq!(decode_score(encode_score(&f).as_bytes()), Some(f));
         assert_eq!(decode_score(b"garbage"), None);
+        // an older Sieve's entry (score and raw only) is a miss, not a wrong token count
+        assert_eq!(decode_score(b"3e8000003f800000"), None);
+        assert_eq!(decode_score(b"3e8000003f80000000000010x"), None);
         let mut input: &[u8] = b"*3\r\n$4\r\nabcd\r\n$-1\r\n:7\r\n+OK\r\n-ERR no\r\n";
         assert_eq!(
             read_reply(&mut input).unwrap(),

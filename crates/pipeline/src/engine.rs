@@ -15,10 +15,10 @@ use sieve_models::EmbedOptions;
 use sieve_text::{Bm25Query, TextIndex, TextWriter, WriterOptions};
 use sieve_vector::{HnswParams, LoadOutcome, SearchStrategy, VectorIndex, VectorSearch};
 
-use crate::cache::{CacheKey, CachedScore, LruScoreCache, ScoreCache};
+use crate::cache::{CacheReport, LruScoreCache, ScoreCache};
 use crate::facets::{facet_counts, sort_order, FacetCount, FacetField, SortBy};
 use crate::fusion;
-use crate::models::{EmbedJob, EmbedderHandle, RerankJob, RerankerHandle};
+use crate::models::{CachedRerank, EmbedJob, EmbedderHandle, RerankJob, RerankerHandle};
 use crate::worker::{CallTiming, CancelToken, WorkerError};
 use crate::PipelineError;
 
@@ -249,18 +249,6 @@ pub struct SearchResponse {
 pub struct DenseReport {
     pub strategy: SearchStrategy,
     pub candidates: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CacheReport {
-    pub backend: String,
-    pub hits: usize,
-    pub misses: usize,
-    /// The cache failed (counted as misses); the reranker ran anyway.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// How long the misses waited in the reranker's queue.
-    pub queued_micros: u64,
 }
 
 /// What [`Engine::sync_vectors`] did.
@@ -654,10 +642,10 @@ impl Engine {
                     let outcome = self.rerank_window(handle, req, rr, &texts);
                     timings.push(timing("rerank", t.elapsed()));
                     match outcome {
-                        Ok((scores, report)) => {
+                        Ok(CachedRerank { scores, cached, report, .. }) => {
                             timings.push(StageTiming { stage: "rerank_queue".into(), micros: report.queued_micros });
                             cache_report = Some(report);
-                            for (c, (s, cached)) in candidates[..window].iter_mut().zip(scores) {
+                            for ((c, s), cached) in candidates[..window].iter_mut().zip(scores).zip(cached) {
                                 c.scores.rerank = Some(RerankScore { score: s.score, raw: s.raw, rank: 0, cached });
                             }
                             // best probability first; ties keep the fused order (stable sort)
@@ -676,7 +664,7 @@ impl Engine {
                             return Err(WorkerError::Cancelled { worker }.into())
                         }
                         Err((reason, report)) => {
-                            cache_report = report;
+                            cache_report = Some(report);
                             reasons.push(format!("not reranked: {reason}"));
                         }
                     }
@@ -789,60 +777,21 @@ impl Engine {
     }
 
     /// Scores the window's texts: cached scores first, the model for the rest (within the time budget).
-    #[allow(clippy::type_complexity)]
     fn rerank_window(
         &self,
         handle: &RerankerHandle,
         req: &SearchRequest,
         rr: &RerankRequest,
         texts: &[String],
-    ) -> Result<(Vec<(CachedScore, bool)>, CacheReport), (WorkerError, Option<CacheReport>)> {
-        let name = handle.name();
-        let instruction = rr.instruction.as_deref().unwrap_or(sieve_models::DEFAULT_INSTRUCTION);
-        let keys: Vec<CacheKey> = texts
-            .iter()
-            .map(|t| {
-                let model_key = format!("{name}\u{1f}{}", rr.max_length.unwrap_or(0));
-                CacheKey::new(&model_key, instruction, &req.query, t)
-            })
-            .collect();
-        let mut report =
-            CacheReport { backend: self.cache.describe(), hits: 0, misses: texts.len(), error: None, queued_micros: 0 };
-        let cached = match self.cache.get_many(&keys) {
-            Ok(c) => c,
-            Err(e) => {
-                report.error = Some(e.to_string());
-                vec![None; keys.len()]
-            }
+    ) -> Result<CachedRerank, (WorkerError, CacheReport)> {
+        let job = RerankJob {
+            query: req.query.clone(),
+            instruction: rr.instruction.clone(),
+            docs: texts.to_vec(),
+            max_length: rr.max_length,
         };
-        let miss: Vec<usize> = (0..texts.len()).filter(|&i| cached[i].is_none()).collect();
-        report.hits = texts.len() - miss.len();
-        report.misses = miss.len();
-        let mut out: Vec<(CachedScore, bool)> =
-            cached.iter().map(|c| c.map_or((CachedScore { score: 0.0, raw: 0.0 }, false), |s| (s, true))).collect();
-        if !miss.is_empty() {
-            let docs: Vec<String> = miss.iter().map(|&i| texts[i].clone()).collect();
-            let job = RerankJob {
-                query: req.query.clone(),
-                instruction: rr.instruction.clone(),
-                docs,
-                max_length: rr.max_length,
-            };
-            let timeout = rr.timeout.unwrap_or(self.rerank_timeout);
-            let (scores, call) =
-                handle.rerank(job, Some(timeout), req.cancel.as_ref()).map_err(|e| (e, Some(report.clone())))?;
-            report.queued_micros = us(call.queued);
-            let mut fresh = Vec::with_capacity(miss.len());
-            for (&i, s) in miss.iter().zip(scores) {
-                let v = CachedScore { score: s.score, raw: s.raw };
-                out[i] = (v, false);
-                fresh.push((keys[i].clone(), v));
-            }
-            if let Err(e) = self.cache.put_many(&fresh) {
-                report.error.get_or_insert(e.to_string());
-            }
-        }
-        Ok((out, report))
+        let timeout = rr.timeout.unwrap_or(self.rerank_timeout);
+        handle.rerank_cached(self.cache.as_ref(), true, job, Some(timeout), req.cancel.as_ref())
     }
 }
 

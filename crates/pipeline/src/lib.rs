@@ -15,14 +15,15 @@ pub mod models;
 pub mod stats;
 pub mod worker;
 
-pub use cache::{CacheError, CacheKey, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
+pub use cache::{CacheError, CacheKey, CacheReport, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
 pub use engine::{
-    doc_text, CacheReport, DenseReport, Engine, EngineOptions, EngineSink, Fusion, Legs, RerankRequest, SearchRequest,
+    doc_text, DenseReport, Engine, EngineOptions, EngineSink, Fusion, Legs, RerankRequest, SearchRequest,
     SearchResponse, SyncReport, VectorSettings, MAX_DEPTH,
 };
 pub use facets::{FacetCount, FacetField, SortBy, SortField, SortOrder};
 pub use models::{
-    EmbedJob, EmbedderHandle, ModelHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS,
+    CachedRerank, EmbedJob, EmbedderHandle, ModelHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS,
+    RERANK_BATCH_TOKENS,
 };
 pub use stats::{Histogram, HistogramSnapshot};
 pub use worker::{CallTiming, CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sieve_models::{EmbedInput, EmbedOptions, Embedder, Embeddings, ModelInfo, RerankInput, RerankScore, Reranker};
 
+use crate::cache::{CacheKey, CacheReport, CachedScore, ScoreCache};
 use crate::worker::{CallTiming, CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
 
 /// Default batch budget of the embedder worker, in (approximate) tokens.
@@ -35,6 +36,16 @@ pub struct RerankJob {
     pub instruction: Option<String>,
     pub docs: Vec<String>,
     pub max_length: Option<usize>,
+}
+
+/// What [`RerankerHandle::rerank_cached`] returns: every document's score in order, which of them came from
+/// the cache, the model call's timing (zero when every score was cached) and the cache's report.
+#[derive(Debug, Clone)]
+pub struct CachedRerank {
+    pub scores: Vec<RerankScore>,
+    pub cached: Vec<bool>,
+    pub timing: CallTiming,
+    pub report: CacheReport,
 }
 
 /// A model on its worker thread, with the name it was loaded by and its description. Cheap to clone.
@@ -192,5 +203,65 @@ impl RerankerHandle {
             });
         }
         Ok((scores, timing))
+    }
+
+    /// [`rerank`](Self::rerank) through a score cache: the pairs `cache` holds (keyed by
+    /// [`CacheKey::rerank`]) are not scored again, the model scores the rest, and their scores are stored.
+    /// Without `lookup` every pair is scored and stored (a caller that wants fresh scores). A cache that fails
+    /// counts as all misses and is named in the report; it never fails the call. On a model error the report
+    /// of the lookup comes back with it.
+    pub fn rerank_cached(
+        &self,
+        cache: &dyn ScoreCache,
+        lookup: bool,
+        job: RerankJob,
+        timeout: Option<Duration>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<CachedRerank, (WorkerError, CacheReport)> {
+        let n = job.docs.len();
+        let keys: Vec<CacheKey> = job
+            .docs
+            .iter()
+            .map(|d| CacheKey::rerank(self.name(), job.max_length, job.instruction.as_deref(), &job.query, d))
+            .collect();
+        let mut report = CacheReport { backend: cache.describe(), hits: 0, misses: n, error: None, queued_micros: 0 };
+        let found = match if lookup { cache.get_many(&keys) } else { Ok(vec![None; n]) } {
+            Ok(found) if found.len() == n => found,
+            Ok(found) => {
+                report.error = Some(format!("the cache answered {} entries for {n} keys", found.len()));
+                vec![None; n]
+            }
+            Err(e) => {
+                report.error = Some(e.to_string());
+                vec![None; n]
+            }
+        };
+        let miss: Vec<usize> = (0..n).filter(|&i| found[i].is_none()).collect();
+        report.hits = n - miss.len();
+        report.misses = miss.len();
+        let cached: Vec<bool> = found.iter().map(Option::is_some).collect();
+        let mut scores: Vec<RerankScore> = found
+            .into_iter()
+            .map(|c| c.map_or(RerankScore { score: 0.0, raw: 0.0, tokens: 0, truncated: false }, Into::into))
+            .collect();
+        let mut timing = CallTiming::default();
+        if !miss.is_empty() {
+            let RerankJob { query, instruction, mut docs, max_length } = job;
+            let docs: Vec<String> = miss.iter().map(|&i| std::mem::take(&mut docs[i])).collect();
+            let (fresh, t) = self
+                .rerank(RerankJob { query, instruction, docs, max_length }, timeout, cancel)
+                .map_err(|e| (e, report.clone()))?;
+            timing = t;
+            report.queued_micros = t.queued.as_micros() as u64;
+            let mut store = Vec::with_capacity(miss.len());
+            for (&i, s) in miss.iter().zip(fresh) {
+                scores[i] = s;
+                store.push((keys[i].clone(), CachedScore::from(&s)));
+            }
+            if let Err(e) = cache.put_many(&store) {
+                report.error.get_or_insert(e.to_string());
+            }
+        }
+        Ok(CachedRerank { scores, cached, timing, report })
     }
 }

@@ -376,7 +376,7 @@ fn redis_shares_scores_between_engines_and_a_redis_dying_mid_run_degrades_nothin
     };
     // the wire format round-trips
     let c = redis();
-    let v = CachedScore { score: 0.25, raw: -1.0986123 };
+    let v = CachedScore { score: 0.25, raw: -1.0986123, tokens: 130, truncated: true };
     c.put_many(&[(CacheKey(7), v)]).unwrap();
     assert_eq!(c.get_many(&[CacheKey(7), CacheKey(8)]).unwrap(), vec![Some(v), None]);
 

@@ -169,6 +169,9 @@ pub struct RerankBody {
     pub max_tokens_per_doc: Option<usize>,
     /// Tokens per (query, document) pair, template included.
     pub max_length: Option<usize>,
+    /// Serve pairs scored before from the server's rerank score cache (default true); false scores every
+    /// document with the model (and still stores the scores).
+    pub cache: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -184,6 +187,8 @@ pub struct RerankResultItem {
     /// The yes/no logit difference.
     pub raw_score: f32,
     pub truncated: bool,
+    /// The score came from the rerank score cache, not from this request's model call.
+    pub cached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document: Option<DocumentText>,
 }

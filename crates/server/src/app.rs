@@ -110,6 +110,8 @@ pub struct AppState {
     pub indexes: BTreeMap<String, Arc<IndexHandle>>,
     pub default_index: String,
     pub models: Models,
+    /// The rerank score cache the engines share; `/v1/rerank` reads and fills it too.
+    pub cache: Arc<dyn ScoreCache>,
     pub cache_name: String,
     pub metrics: Metrics,
     pub tasks: Arc<TaskStore>,
@@ -132,8 +134,9 @@ impl AppState {
         config: ServerConfig,
         engines: Vec<Engine>,
         models: Models,
-        cache_name: String,
+        cache: Arc<dyn ScoreCache>,
     ) -> Result<AppState, crate::tasks::TaskError> {
+        let cache_name = cache.describe();
         let named: Vec<(String, PathBuf)> = config.indexes.iter().map(|i| (i.name.clone(), i.path.clone())).collect();
         let (tasks, pending) = TaskStore::open(&named, config.max_finished_tasks)?;
         let tasks = Arc::new(tasks);
@@ -166,6 +169,7 @@ impl AppState {
             indexes,
             default_index,
             models,
+            cache,
             cache_name,
             metrics,
             tasks,

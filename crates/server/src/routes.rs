@@ -272,10 +272,23 @@ pub async fn rerank(
     let n_docs = docs.len();
     let job = RerankJob { query: body.query.clone(), instruction: body.instruction.clone(), docs, max_length };
     let timeout = Duration::from_millis(limits.model_timeout_ms);
-    let (scores, timing) = if n_docs == 0 {
-        (Vec::new(), Default::default())
+    let (scores, cached, timing) = if n_docs == 0 {
+        (Vec::new(), Vec::new(), Default::default())
     } else {
-        blocking(move |cancel| reranker.rerank(job, Some(timeout), Some(&cancel)).map_err(ApiError::from)).await?
+        let (cache, lookup) = (state.cache.clone(), body.cache.unwrap_or(true));
+        let out = blocking(move |cancel| {
+            reranker
+                .rerank_cached(cache.as_ref(), lookup, job, Some(timeout), Some(&cancel))
+                .map_err(|(e, _)| ApiError::from(e))
+        })
+        .await?;
+        if lookup {
+            state.metrics.cache(out.report.hits, out.report.misses);
+        }
+        if let Some(e) = &out.report.error {
+            tracing::warn!("rerank score cache: {e}");
+        }
+        (out.scores, out.cached, out.timing)
     };
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].score.total_cmp(&scores[a].score));
@@ -308,6 +321,7 @@ pub async fn rerank(
             relevance_score: scores[i].score,
             raw_score: scores[i].raw,
             truncated: scores[i].truncated,
+            cached: cached[i],
             document: keep_text.then(|| DocumentText { text: texts[i].to_owned() }),
         })
         .collect();

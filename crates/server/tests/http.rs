@@ -94,6 +94,8 @@ struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     state: Arc<AppState>,
+    /// The stand-in reranker's model calls.
+    reranker_calls: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Server {
@@ -135,15 +137,17 @@ impl Setup {
         let embedder = self.embedder.then(|| {
             EmbedderHandle::spawn("words", Box::new(WordsEmbedder::new(32)), c.worker_options(c.embed_batch_tokens))
         });
+        let mut reranker_calls = None;
         let reranker = self.reranker.map(|b| {
             let model = Box::new(WordsReranker::new(b));
+            reranker_calls = Some(model.calls.clone());
             RerankerHandle::spawn("words-reranker", model, c.worker_options(c.rerank_batch_tokens))
         });
         let models = Models { embedder, reranker };
         let cache: Arc<dyn sieve_pipeline::ScoreCache> = Arc::new(sieve_pipeline::LruScoreCache::new(1000));
         let engines =
             c.indexes.iter().map(|i| sieve_server::open_index(i, &models, cache.clone(), c).unwrap()).collect();
-        let state = Arc::new(AppState::new(self.config, engines, models, "lru".into()).unwrap());
+        let state = Arc::new(AppState::new(self.config, engines, models, cache).unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = std::sync::mpsc::channel();
         let st = state.clone();
@@ -160,7 +164,7 @@ impl Setup {
             });
         });
         let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Server { addr, stop: Some(stop), thread: Some(thread), state }
+        Server { addr, stop: Some(stop), thread: Some(thread), state, reranker_calls }
     }
 }
 
@@ -398,6 +402,62 @@ fn cohere_jina_vllm_and_tei_rerank_requests_get_their_fields() {
 }
 
 #[test]
+fn rerank_requests_reuse_cached_scores_and_only_new_pairs_reach_the_model() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Setup::new(dir.path()).start();
+    let a = server.addr;
+    let calls = server.reranker_calls.clone().unwrap();
+    let result = |v: &Value, i: u64| -> Value {
+        v["results"].as_array().unwrap().iter().find(|r| r["index"] == i).unwrap_or_else(|| panic!("{v}")).clone()
+    };
+    let tokens = |v: &Value| v["usage"]["total_tokens"].as_u64().unwrap();
+
+    let first =
+        post(a, "/v1/rerank", &json!({"query": "laptop", "documents": ["a laptop bag", "laptop with reviews"]}));
+    assert_eq!(first.status, 200, "{}", first.text());
+    let first = first.json();
+    assert_eq!(calls.load(SeqCst), 1);
+    assert!(first["results"].as_array().unwrap().iter().all(|r| r["cached"] == false), "{first}");
+
+    // the same two pairs and a new one: only the new one is scored, the others come back as the model gave them
+    let docs = ["a laptop bag", "a phone charger", "laptop with reviews"];
+    let second = post(a, "/v1/rerank", &json!({"query": "laptop", "documents": docs})).json();
+    assert_eq!(calls.load(SeqCst), 2);
+    assert_eq!([0, 1, 2].map(|i| result(&second, i)["cached"].clone()), [json!(true), json!(false), json!(true)]);
+    for (now, before) in [(0, 0), (2, 1)] {
+        for field in ["relevance_score", "raw_score", "truncated"] {
+            assert_eq!(result(&second, now)[field], result(&first, before)[field], "{field}");
+        }
+    }
+    assert_eq!(result(&second, 2)["index"], 2);
+    assert_eq!(second["results"][0]["index"], 2, "still sorted by score: {second}");
+    // usage counts every pair's tokens, cached or not ("a phone charger": 1 + 3 words + 20 template tokens)
+    assert_eq!(tokens(&second), tokens(&first) + 24);
+
+    // TEI's shape shares the entries: no model call
+    let tei = post(a, "/rerank", &json!({"query": "laptop", "texts": docs})).json();
+    assert_eq!((calls.load(SeqCst), tei.as_array().unwrap().len()), (2, 3));
+
+    // an instruction or a token limit changes the score, so they are other entries
+    post(a, "/v1/rerank", &json!({"query": "laptop", "documents": docs, "instruction": "Find laptops"}));
+    assert_eq!(calls.load(SeqCst), 3);
+    let limited = post(a, "/v1/rerank", &json!({"query": "laptop", "documents": docs, "max_length": 64})).json();
+    assert_eq!(calls.load(SeqCst), 4);
+    assert!(limited["results"].as_array().unwrap().iter().all(|r| r["cached"] == false));
+
+    // `cache: false` scores everything again
+    let fresh = post(a, "/v1/rerank", &json!({"query": "laptop", "documents": docs, "cache": false})).json();
+    assert_eq!(calls.load(SeqCst), 5);
+    assert!(fresh["results"].as_array().unwrap().iter().all(|r| r["cached"] == false), "{fresh}");
+    assert_eq!(result(&fresh, 1)["relevance_score"], result(&second, 1)["relevance_score"]);
+
+    // the metrics count the /v1/rerank lookups: 2 + 3 hits, 2 + 1 + 3 + 3 misses (`cache: false` looks nothing up)
+    assert_eq!(metric(a, &[], "sieve_rerank_cache_hits_total"), 5.0);
+    assert_eq!(metric(a, &[], "sieve_rerank_cache_misses_total"), 9.0);
+}
+
+#[test]
 fn every_error_code_has_its_status_and_says_what_was_expected() {
     let dir = tempfile::tempdir().unwrap();
     let mut setup = Setup::new(dir.path());
@@ -531,7 +591,8 @@ fn a_full_queue_answers_429_with_retry_after_and_abandoned_requests_never_reach_
     setup.config.batch_wait_ms = 0;
     let server = setup.start();
     let a = server.addr;
-    let body = json!({"query": "laptop", "documents": ["a laptop"]}).to_string();
+    // (`cache: false`: every request must reach the model's queue, not the score cache)
+    let body = json!({"query": "laptop", "documents": ["a laptop"], "cache": false}).to_string();
 
     // 6 concurrent requests against a model that takes 400 ms and a queue of 1: some are refused at once
     let started = Instant::now();
