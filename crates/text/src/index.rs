@@ -510,6 +510,9 @@ impl TextIndex {
 
         let k = query.k;
         let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
+        // Documents that score exactly the heap's worst but did not fit: with them, the k-th place is settled
+        // by id at the end, not by where a document happens to sit in the segments (which merges change).
+        let mut ties: Vec<Ranked> = Vec::new();
         let mut matched = 0u64;
         let mut pruned = false;
         // Terms by upper bound, highest first; rest[i] bounds what terms i.. can still add to any document.
@@ -638,18 +641,26 @@ impl TextIndex {
                 let entry = Ranked { score: a.total, seg: seg_ord as u32, doc, title: a.title };
                 if heap.len() < k {
                     heap.push(Reverse(entry));
-                } else if let Some(Reverse(worst)) = heap.peek() {
-                    if entry.cmp(worst) == Ordering::Greater {
+                } else if let Some(&Reverse(worst)) = heap.peek() {
+                    if entry.score > worst.score {
                         heap.pop();
                         heap.push(Reverse(entry));
+                        // every tie scores the old worst: keep them only while it is still the worst
+                        if heap.peek().is_some_and(|r| r.0.score > worst.score) {
+                            ties.clear();
+                        } else {
+                            ties.push(worst);
+                        }
+                    } else if entry.score == worst.score {
+                        ties.push(entry);
                     }
                 }
             }
             scratch.clear();
             SCRATCH.with(|s| *s.borrow_mut() = scratch);
         }
-        let mut ranked: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).collect();
-        ranked.sort_by(|a, b| b.cmp(a));
+        let mut ranked: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).chain(ties).collect();
+        self.rank_by_score_then_id(&searcher, &mut ranked, k)?;
         let scored = Instant::now();
 
         let mut hits = Vec::with_capacity(ranked.len());
@@ -683,6 +694,34 @@ impl TextIndex {
             StageTiming { stage: "fetch".into(), micros: us(scored, fetched) },
         ];
         Ok(Bm25Results { hits, matched, pruned, terms, timings })
+    }
+
+    /// The best `k` of `ranked`, best score first, equal scores in id order (bytewise), so that a result does
+    /// not depend on segment layout: the same documents rank the same before and after a merge, or in an index
+    /// built in another order.
+    fn rank_by_score_then_id(
+        &self,
+        searcher: &tantivy::Searcher,
+        ranked: &mut Vec<Ranked>,
+        k: usize,
+    ) -> Result<(), TextError> {
+        let mut tables: Vec<Option<Arc<SegmentIds>>> = vec![None; searcher.segment_readers().len()];
+        for r in ranked.iter() {
+            if tables[r.seg as usize].is_none() {
+                tables[r.seg as usize] = Some(self.segment_ids(searcher, r.seg)?);
+            }
+        }
+        let id = |r: &Ranked| tables[r.seg as usize].as_ref().and_then(|t| t.get(r.doc)).unwrap_or("");
+        let order = |a: &Ranked, b: &Ranked| b.score.total_cmp(&a.score).then_with(|| id(a).cmp(id(b)));
+        if k == 0 {
+            ranked.clear();
+        } else if ranked.len() > k {
+            // (many documents can tie at the k-th score: pick the k first in linear time, then sort those)
+            ranked.select_nth_unstable_by(k - 1, order);
+            ranked.truncate(k);
+        }
+        ranked.sort_by(order);
+        Ok(())
     }
 
     /// The ids of ranked documents, from the per-segment id tables (no document-store read).
@@ -819,7 +858,8 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// A scored document; ordered by score, then by position in the index (earlier first) so ties are stable.
+/// A scored document; ordered by score, then by position in the index (earlier first) for the heap. The
+/// result's order settles equal scores by id instead (`rank_by_score_then_id`).
 #[derive(Debug, Clone, Copy)]
 struct Ranked {
     score: f32,

@@ -248,6 +248,45 @@ fn reused_score_buffers_do_not_leak_between_queries_or_indexes() {
 }
 
 #[test]
+fn equal_scores_rank_by_id_whatever_the_segment_layout() {
+    // Six documents that score the same for "shoe" and one that scores higher, written in two orders and
+    // segment layouts: the top k, and the order within it, must not depend on either.
+    let tied = ["t3", "t1", "t6", "t2", "t5", "t4"];
+    let build = |order: &[&str], commit_every: usize| {
+        let index = TextIndex::in_memory(IndexSettings::default()).unwrap();
+        let mut w = index.writer(opts()).unwrap();
+        w.upsert(&doc(json!({"id": "best", "title": "shoe shoe", "body": "running shoe"}))).unwrap();
+        for (i, id) in order.iter().enumerate() {
+            w.upsert(&doc(json!({"id": id, "title": "red shoe", "body": "leather"}))).unwrap();
+            if (i + 1) % commit_every == 0 {
+                w.commit(None).unwrap();
+            }
+        }
+        w.commit(None).unwrap();
+        index.reload().unwrap();
+        index
+    };
+    let reversed: Vec<&str> = tied.iter().rev().copied().collect();
+    let (a, b) = (build(&tied, 1), build(&reversed, 4));
+    for k in [1, 2, 3, 7, 10] {
+        for exhaustive in [false, true] {
+            let mut q = Bm25Query::new("shoe", k);
+            q.exhaustive = exhaustive;
+            let hits = |index: &TextIndex| -> Vec<(String, f32)> {
+                index.search(&q).unwrap().hits.into_iter().map(|h| (h.id.to_string(), h.score)).collect()
+            };
+            let (ha, hb) = (hits(&a), hits(&b));
+            let want: Vec<&str> = ["best", "t1", "t2", "t3", "t4", "t5", "t6"].into_iter().take(k).collect();
+            assert_eq!(ha.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), want, "k {k}: {ha:?}");
+            assert_eq!(ha, hb, "k {k}");
+            if k > 2 {
+                assert_eq!(ha[1].1, ha[2].1, "the test needs tied scores: {ha:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn pruned_top_k_equals_exhaustive_scoring() {
     // Zipf-like vocabulary, random documents and queries (a fixed-seed LCG keeps it deterministic).
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
