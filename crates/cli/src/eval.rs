@@ -73,8 +73,8 @@ pub struct EvalArgs {
     pub device: String,
     #[command(flatten)]
     pub settings: SettingsArgs,
-    /// Indexing threads. One keeps documents in file order, so score ties (and so the metrics) are the same
-    /// on every run, and makes indexing speed comparable with single-threaded peers.
+    /// Indexing threads. One makes indexing speed comparable with single-threaded peers (the metrics do not
+    /// depend on it: equal scores rank by id).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Run each query this many times and keep the median latency (the first run warms caches).
