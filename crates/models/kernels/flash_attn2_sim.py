@@ -322,39 +322,32 @@ def kernel_skeleton(hz, kend, mutation=None):
         for kk in range(D // 16):
             hz.read(w, {qb + sw(16 * w + (l & 7) + (((l >> 3) & 1) << 3), 2 * kk + (l >> 4)) // 8 for l in range(32)},
                     "Q fragments")
+    def tile(t, base, what, addr):
+        """Wait for this tile's K (V), read it into fragments, then fetch the next tile's into the same buffer."""
+        each(hz.wait, 2 if mutation == f"{what} wait<2>" else 1)
+        if mutation != f"no barrier before reading {what}":
+            hz.barrier()
+        for w in range(4):
+            for a in range(D // 16):
+                for b in range(BK // 16):
+                    hz.read(w, {base + sw(*addr(l, a, b)) // 8 for l in range(32)}, f"{what} tile {t}")
+        if mutation != f"no barrier before the {what} prefetch":
+            hz.barrier()
+        if t + 1 < nt:
+            copies(base, BK, f"{what} tile {t + 1}")
+        each(hz.commit)
+
     for t in range(nt):
-        each(hz.wait, 2 if mutation == "K wait<2>" else 1)
-        hz.barrier()
-        for w in range(4):
-            for kk in range(D // 16):
-                for jj in range(BK // 16):
-                    hz.read(w, {kb + sw(16 * jj + (l & 7) + ((l >> 4) << 3), 2 * kk + ((l >> 3) & 1)) // 8
-                                for l in range(32)}, f"K tile {t}")
-        if mutation != "no barrier before the K prefetch":
-            hz.barrier()
-        if t + 1 < nt:
-            copies(kb, BK, f"K tile {t + 1}")
-        each(hz.commit)
-        each(hz.wait, 2 if mutation == "V wait<2>" else 1)
-        if mutation != "no barrier before P.V":
-            hz.barrier()
-        for w in range(4):
-            for kc in range(BK // 16):
-                for nn in range(D // 16):
-                    hz.read(w, {vb + sw(16 * kc + (l & 7) + (((l >> 3) & 1) << 3), 2 * nn + (l >> 4)) // 8
-                                for l in range(32)}, f"V tile {t}")
-        if mutation != "no barrier before the V prefetch":
-            hz.barrier()
-        if t + 1 < nt:
-            copies(vb, BK, f"V tile {t + 1}")
-        each(hz.commit)
+        # S = Q·Kᵀ: key 16jj + ..., chunk 2kk + ...; then P·V: key 16kc + ..., chunk 2nn + ... (as in the kernel)
+        tile(t, kb, "K", lambda l, kk, jj: (16 * jj + (l & 7) + ((l >> 4) << 3), 2 * kk + ((l >> 3) & 1)))
+        tile(t, vb, "V", lambda l, nn, kc: (16 * kc + (l & 7) + (((l >> 3) & 1) << 3), 2 * nn + (l >> 4)))
     each(hz.wait, 0)
     if any(g for gs in hz.groups for g in gs):
         hz.problems.append("copies still in flight at the end")
 
 
-MUTATIONS = ("Q wait<3>", "K wait<2>", "V wait<2>", "no barrier before the K prefetch", "no barrier before P.V",
-             "no barrier before the V prefetch")
+MUTATIONS = ("Q wait<3>", "K wait<2>", "V wait<2>", "no barrier before reading K", "no barrier before reading V",
+             "no barrier before the K prefetch", "no barrier before the V prefetch")
 
 
 def check_sync(show_mutations=False):
