@@ -6,17 +6,22 @@ use crate::document::{DocId, Document};
 
 /// One ranked result. `rank` is 1-based; `score` is the score of the stage that produced the final order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hit {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: DocId,
     pub rank: u32,
     pub score: f32,
     pub scores: ScoreBreakdown,
+    /// The stored document (`id`, `title`, `body` and the other fields), when the request asked for it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub document: Option<Document>,
 }
 
 /// Every stage's score for one hit. A stage that did not run (or did not retrieve this document) is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoreBreakdown {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bm25: Option<Bm25Score>,
@@ -33,6 +38,7 @@ pub struct ScoreBreakdown {
 
 /// The dense leg's evidence: cosine similarity (or dot product) to the query and rank in the dense list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DenseScore {
     pub similarity: f32,
     pub rank: u32,
@@ -40,6 +46,7 @@ pub struct DenseScore {
 
 /// The fused first-stage score, its rank in the fused list, and the method (`rrf` or `linear`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FusedScore {
     pub score: f32,
     pub rank: u32,
@@ -49,6 +56,7 @@ pub struct FusedScore {
 /// The cross-encoder's verdict: `score` is the probability of relevance (thresholdable), `raw` the logit
 /// difference it came from; `cached` says it came from the score cache instead of the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RerankScore {
     pub score: f32,
     pub raw: f32,
@@ -58,6 +66,7 @@ pub struct RerankScore {
 
 /// The BM25 leg's evidence: the total, its rank in the BM25 list, and the part each field contributed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bm25Score {
     pub score: f32,
     pub rank: u32,
@@ -67,6 +76,7 @@ pub struct Bm25Score {
 
 /// How long one stage of a request took.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageTiming {
     pub stage: String,
     pub micros: u64,

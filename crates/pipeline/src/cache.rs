@@ -76,6 +76,7 @@ impl CacheKey {
 
 /// How one rerank call used the cache.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CacheReport {
     pub backend: String,
     pub hits: usize,

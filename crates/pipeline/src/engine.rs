@@ -246,7 +246,10 @@ pub struct SearchResponse {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DenseReport {
+    /// How the dense leg searched: `{"kind": "hnsw", "ef": N}` or `{"kind": "exact", "scanned": N}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub strategy: SearchStrategy,
     pub candidates: usize,
 }

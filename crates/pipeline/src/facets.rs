@@ -38,6 +38,7 @@ pub const PRICE_RANGES: [f64; 6] = [10.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
 /// One value of a facet and how many ranked documents have it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FacetCount {
     pub value: String,
     pub count: usize,

@@ -99,28 +99,23 @@ pub struct SearchBody {
 pub struct SearchResult {
     pub index: String,
     /// Hits with every stage's score and rank (`scores.bm25`, `.dense`, `.fused`, `.rerank`).
-    #[schema(value_type = Vec<Object>)]
     pub hits: Vec<Hit>,
     /// Size of the final ranked set that `offset` pages through and facets count.
     pub total: usize,
     pub offset: usize,
     pub limit: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub facets: Option<BTreeMap<String, Vec<FacetCount>>>,
     /// A stage could not run as asked; `reasons` say which. The hits are still the best order available.
     pub degraded: bool,
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    #[schema(value_type = Vec<Object>)]
     pub timings: Vec<StageTiming>,
     pub reranked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub cache: Option<sieve_pipeline::CacheReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub dense: Option<sieve_pipeline::DenseReport>,
 }
 
@@ -363,9 +358,7 @@ pub struct IndexInfo {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Info {
     pub version: &'static str,
-    #[schema(value_type = Option<Object>)]
     pub embedder: Option<sieve_models::ModelInfo>,
-    #[schema(value_type = Option<Object>)]
     pub reranker: Option<sieve_models::ModelInfo>,
     pub indexes: Vec<IndexInfo>,
     pub default_index: String,

@@ -194,6 +194,64 @@ fn wait_task(addr: SocketAddr, id: u64, headers: &[(&str, &str)]) -> Value {
     }
 }
 
+/// The paths in `value` that `schema` (resolved through `spec`'s components) does not declare: object keys
+/// missing from `properties`, and values of an undeclared type.
+fn undeclared_fields(spec: &Value, schema: &Value, value: &Value, path: &str) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return undeclared_fields(spec, &spec["components"]["schemas"][name], value, path);
+    }
+    if let Some(options) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        // the closest option's complaints (none when one fits)
+        return options
+            .iter()
+            .map(|o| undeclared_fields(spec, o, value, path))
+            .min_by_key(Vec::len)
+            .unwrap_or_default();
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return Vec::new(), // (no type: anything goes)
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let declared = types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+    if !declared {
+        return vec![format!("{path}: {kind}, declared {types:?}")];
+    }
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| {
+                let at = format!("{path}.{k}");
+                match (&schema["properties"][k], &schema["additionalProperties"]) {
+                    (Value::Null, Value::Object(_)) => undeclared_fields(spec, &schema["additionalProperties"], v, &at),
+                    (Value::Null, _) if schema["properties"].is_object() => vec![at],
+                    (Value::Null, _) => Vec::new(), // a free-form object
+                    (field, _) => undeclared_fields(spec, field, v, &at),
+                }
+            })
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| match schema["prefixItems"].get(i) {
+                Some(item) => undeclared_fields(spec, item, v, &format!("{path}[{i}]")),
+                None => undeclared_fields(spec, &schema["items"], v, &format!("{path}[{i}]")),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn metric(addr: SocketAddr, headers: &[(&str, &str)], line_prefix: &str) -> f64 {
     let text = send(addr, "GET", "/metrics", headers, b"").text();
     text.lines()
@@ -308,6 +366,21 @@ fn a_documents_life_search_facets_and_the_system_routes() {
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
+    // the answers are the shape the document declares, down to every hit's score breakdown
+    for (value, schema) in [(&res, "SearchResult"), (&info, "Info")] {
+        let undeclared =
+            undeclared_fields(&spec, &json!({"$ref": format!("#/components/schemas/{schema}")}), value, "");
+        assert!(undeclared.is_empty(), "{schema}: fields missing from /openapi.json: {undeclared:?}");
+    }
+    assert_eq!(
+        spec["components"]["schemas"]["SearchResult"]["properties"]["hits"]["items"]["$ref"],
+        "#/components/schemas/Hit"
+    );
+    let mut odd = res["hits"][0].clone();
+    odd["scores"]["rerank"]["surprise"] = json!(1);
+    odd["rank"] = json!("first");
+    let hit = json!({"$ref": "#/components/schemas/Hit"});
+    assert_eq!(undeclared_fields(&spec, &hit, &odd, "").len(), 2, "the check itself must see undeclared fields");
     assert_eq!(spec["components"]["schemas"]["SearchBody"]["properties"]["limit"]["maximum"], 1000);
     let m = get(a, "/metrics");
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
@@ -434,6 +507,9 @@ fn rerank_requests_reuse_cached_scores_and_only_new_pairs_reach_the_model() {
     assert_eq!(second["results"][0]["index"], 2, "still sorted by score: {second}");
     // usage counts every pair's tokens, cached or not ("a phone charger": 1 + 3 words + 20 template tokens)
     assert_eq!(tokens(&second), tokens(&first) + 24);
+    let spec = get(a, "/openapi.json").json();
+    let schema = json!({"$ref": "#/components/schemas/RerankResult"});
+    assert_eq!(undeclared_fields(&spec, &schema, &second, ""), Vec::<String>::new());
 
     // TEI's shape shares the entries: no model call
     let tei = post(a, "/rerank", &json!({"query": "laptop", "texts": docs})).json();
