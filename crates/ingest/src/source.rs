@@ -340,7 +340,7 @@ impl RowReader {
                 if line <= *skip_through {
                     continue;
                 }
-                let raw = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<Vec<_>>().join(",");
+                let raw = csv_line(record);
                 let end_offset = reader.position().byte();
                 return Ok(Some(Row {
                     line,
@@ -351,6 +351,19 @@ impl RowReader {
             },
         }
     }
+}
+
+/// A record as one CSV line (quoted where a cell needs it, no line terminator), so that the reject report's
+/// `raw` parses back to the same cells: joining them with commas would split a cell like `"Sony, Turntable"`.
+fn csv_line(record: &csv::ByteRecord) -> String {
+    let mut w =
+        csv::WriterBuilder::new().flexible(true).terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let bytes = match w.write_byte_record(record).and_then(|()| w.flush().map_err(csv::Error::from)) {
+        Ok(()) => w.into_inner().unwrap_or_default(),
+        Err(_) => record.iter().collect::<Vec<_>>().join(&b","[..]), // (writing to memory does not fail)
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    text.strip_suffix('\n').unwrap_or(&text).to_owned()
 }
 
 fn expected_rows(format: Format) -> &'static str {

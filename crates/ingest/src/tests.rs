@@ -108,7 +108,7 @@ fn fail_mode_commits_rows_before_the_bad_one_and_names_it() {
 #[test]
 fn csv_rows_map_headers_to_fields_and_short_rows_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write(&dir, "p.csv", "id,title,brand,price,tags,colour\np1,\"Sony, Turntable\",Sony,149.5,a|b,black\np2,Short row\np3,Speaker,,NaN,,\n".as_bytes());
+    let input = write(&dir, "p.csv", "id,title,brand,price,tags,colour\np1,\"Sony, Turntable\",Sony,149.5,a|b,black\np2,Short row\np3,\"Speaker, \"\"5.1\"\"\nsystem\",,NaN,,\n".as_bytes());
     let mut sink = MemSink::default();
     let mut report = RejectReport::new(dir.path().join("r.jsonl"));
     let summary = run(&mut sink, &input, &IngestOptions::default(), &mut report).unwrap();
@@ -118,6 +118,17 @@ fn csv_rows_map_headers_to_fields_and_short_rows_are_rejected() {
     assert_eq!(lines[0]["reason"], "expected 6 CSV columns (as in the header), found 2");
     assert_eq!(lines[0]["line"], 3);
     assert!(lines[1]["reason"].as_str().unwrap().contains("`price`"));
+    // the rejected row is kept as a CSV row that reads back to the same cells (quotes, comma, line break)
+    assert_eq!(lines[1]["raw"], "p3,\"Speaker, \"\"5.1\"\"\nsystem\",,NaN,,");
+    let again = write(
+        &dir,
+        "again.csv",
+        format!("id,title,brand,price,tags,colour\n{}\n", lines[1]["raw"].as_str().unwrap()).as_bytes(),
+    );
+    let mut reader = RowReader::open(&again, None, Default::default(), None).unwrap();
+    let row = reader.next_row().unwrap().unwrap();
+    assert!(row.outcome.unwrap_err().to_string().contains("`price`"), "the same row, the same error");
+    assert_eq!(row.raw, lines[1]["raw"].as_str().unwrap());
     // Typed fields and extra columns come through the reader too.
     let mut reader = RowReader::open(&input, None, Default::default(), None).unwrap();
     let doc = reader.next_row().unwrap().unwrap().outcome.unwrap();
