@@ -642,7 +642,7 @@ impl Engine {
                     let t = Instant::now();
                     let texts: Vec<String> =
                         ids.iter().map(|id| documents.get(id).map(doc_text).unwrap_or_default()).collect();
-                    let outcome = self.rerank_window(handle, req, rr, &texts);
+                    let outcome = self.rerank_window(handle, req, rr, texts);
                     timings.push(timing("rerank", t.elapsed()));
                     match outcome {
                         Ok(CachedRerank { scores, cached, report, .. }) => {
@@ -785,12 +785,12 @@ impl Engine {
         handle: &RerankerHandle,
         req: &SearchRequest,
         rr: &RerankRequest,
-        texts: &[String],
+        texts: Vec<String>,
     ) -> Result<CachedRerank, (WorkerError, CacheReport)> {
         let job = RerankJob {
             query: req.query.clone(),
             instruction: rr.instruction.clone(),
-            docs: texts.to_vec(),
+            docs: texts,
             max_length: rr.max_length,
         };
         let timeout = rr.timeout.unwrap_or(self.rerank_timeout);

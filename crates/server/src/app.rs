@@ -112,7 +112,6 @@ pub struct AppState {
     pub models: Models,
     /// The rerank score cache the engines share; `/v1/rerank` reads and fills it too.
     pub cache: Arc<dyn ScoreCache>,
-    pub cache_name: String,
     pub metrics: Metrics,
     pub tasks: Arc<TaskStore>,
     shutting_down: AtomicBool,
@@ -136,7 +135,6 @@ impl AppState {
         models: Models,
         cache: Arc<dyn ScoreCache>,
     ) -> Result<AppState, crate::tasks::TaskError> {
-        let cache_name = cache.describe();
         let named: Vec<(String, PathBuf)> = config.indexes.iter().map(|i| (i.name.clone(), i.path.clone())).collect();
         let (tasks, pending) = TaskStore::open(&named, config.max_finished_tasks)?;
         let tasks = Arc::new(tasks);
@@ -170,7 +168,6 @@ impl AppState {
             default_index,
             models,
             cache,
-            cache_name,
             metrics,
             tasks,
             shutting_down: AtomicBool::new(false),

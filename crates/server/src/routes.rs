@@ -677,7 +677,7 @@ pub async fn info(State(state): State<SharedState>) -> Json<Info> {
             max_queue: c.max_queue,
             max_depth: MAX_DEPTH,
         },
-        rerank_cache: state.cache_name.clone(),
+        rerank_cache: state.cache.describe(),
         auth: c.api_key.is_some(),
     })
 }
