@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Documents per ingest commit [default: 1000].
     #[arg(long, env = "SIEVE_INGEST_BATCH_SIZE")]
     pub ingest_batch_size: Option<usize>,
+    /// Longest time between two saves of an index's vector graph while writes keep coming, in seconds; 0
+    /// saves after every write task (a crash in between costs only catch-up at the next start) [default: 60].
+    #[arg(long, env = "SIEVE_VECTOR_SAVE_INTERVAL_SECS")]
+    pub vector_save_interval_secs: Option<u64>,
     /// How long `?wait=true` blocks, in seconds [default: 120].
     #[arg(long, env = "SIEVE_WAIT_TIMEOUT_SECS")]
     pub wait_timeout_secs: Option<u64>,
@@ -126,6 +130,7 @@ impl ServeArgs {
             rerank_cache,
             lru_capacity,
             ingest_batch_size,
+            vector_save_interval_secs,
             wait_timeout_secs,
             shutdown_grace_secs,
             max_finished_tasks

@@ -88,6 +88,21 @@ pub struct EngineOptions {
     /// Search-time HNSW settings (`ef_search`, `exact_below`) overriding the index's.
     pub ef_search: Option<usize>,
     pub exact_below: Option<usize>,
+    /// When the vector graph is written to disk.
+    pub vector_save: SavePolicy,
+}
+
+/// When [`Engine::sync_vectors`] writes the vector graph to disk. The graph is derived data (an index opened
+/// on a later commit catches it up from the stored vectors, without the model), so saving less often risks
+/// nothing but catch-up work at the next start; what it saves is a dump of the whole graph per write, which
+/// at 10^6 vectors takes seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavePolicy {
+    /// After every sync that changed it: a command that ends leaves the graph on disk.
+    EveryChange,
+    /// At most once per interval while writes keep coming (the first change after opening saves at once);
+    /// [`Engine::flush_vectors`] saves what is left, when writes pause and at shutdown.
+    Interval(Duration),
 }
 
 impl Default for EngineOptions {
@@ -100,6 +115,7 @@ impl Default for EngineOptions {
             embed_timeout: Duration::from_secs(5),
             ef_search: None,
             exact_below: None,
+            vector_save: SavePolicy::EveryChange,
         }
     }
 }
@@ -271,6 +287,22 @@ struct VectorState {
     index: VectorIndex,
     /// Generation of the graph on disk.
     saved_generation: Option<u64>,
+    /// Generation the graph in memory was last brought up to date with.
+    synced_generation: Option<u64>,
+    /// The graph changed (points inserted, compacted) since it was saved.
+    dirty: bool,
+    last_save: Option<Instant>,
+}
+
+impl VectorState {
+    fn new(index: VectorIndex, saved_generation: Option<u64>) -> VectorState {
+        VectorState { index, saved_generation, synced_generation: None, dirty: false, last_save: None }
+    }
+
+    /// Whether the graph on disk is behind the one in memory.
+    fn unsaved(&self) -> bool {
+        self.dirty || self.saved_generation != self.synced_generation
+    }
 }
 
 /// An open index with its models.
@@ -286,6 +318,7 @@ pub struct Engine {
     rerank_timeout: Duration,
     embed_timeout: Duration,
     search_params: (Option<usize>, Option<usize>),
+    vector_save: SavePolicy,
     sync_lock: Mutex<()>,
 }
 
@@ -334,6 +367,7 @@ impl Engine {
             rerank_timeout: options.rerank_timeout,
             embed_timeout: options.embed_timeout,
             search_params: (options.ef_search, options.exact_below),
+            vector_save: options.vector_save,
             sync_lock: Mutex::new(()),
         })
     }
@@ -370,7 +404,7 @@ impl Engine {
 
     /// Live vectors in the graph.
     pub fn vector_count(&self) -> usize {
-        self.vectors.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, |v| v.index.len())
+        self.read_vectors().as_ref().map_or(0, |v| v.index.len())
     }
 
     /// Gives the index a dense side embedded by `model` (with the loaded embedder's dimensions), or checks
@@ -401,13 +435,113 @@ impl Engine {
     /// Reloads the BM25 index and brings the graph up to date with its last commit: loads the saved graph
     /// (or rebuilds it, with a log line, when it is missing or unusable), inserts the stored vectors it lacks,
     /// tombstones replaced and deleted documents, compacts when tombstones dominate, and saves it stamped with
-    /// the commit's generation.
+    /// the commit's generation as the [`SavePolicy`] says.
+    ///
+    /// Searches go on throughout: the inserts, a compaction and the save run beside them, and the new state
+    /// is swapped in under the write lock only for the time it takes to append the new points to the search
+    /// copy and declare the live set.
     pub fn sync_vectors(&self) -> Result<SyncReport, PipelineError> {
         let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.text.reload()?;
         let generation = self.text.generation()?;
         let mut report = SyncReport { generation, ..SyncReport::default() };
         let Some(settings) = &self.settings else { return Ok(report) };
+        let vdir = self.dir.as_ref().map(|d| d.join(VECTOR_DIR));
+        if self.read_vectors().is_none() {
+            let state = self.load_vectors(settings, vdir.as_deref(), generation, &mut report)?;
+            *self.write_vectors() = Some(state);
+        }
+        // Link the stored vectors the graph lacks into it, beside the searches.
+        let (staged, live) = {
+            let guard = self.read_vectors();
+            let state = guard.as_ref().expect("loaded above");
+            // ids are read for the slots that are not live yet, vectors for those not in the graph yet
+            let found =
+                self.text.live_vectors(&|slot| state.index.is_live(slot), &|slot| state.index.contains(slot))?;
+            let mut new_ids = Vec::with_capacity(found.new.len());
+            let mut missing = Vec::new();
+            for e in found.new {
+                if let Some(v) = e.vector {
+                    missing.push((e.slot, v));
+                }
+                new_ids.push((e.slot, e.id));
+            }
+            if missing.len() > 10_000 {
+                tracing::info!("inserting {} vectors into the graph", missing.len());
+            }
+            (state.index.stage(missing)?, (found.slots, new_ids))
+        };
+        report.inserted = staged.points();
+        let compact = {
+            let mut guard = self.write_vectors();
+            let state = guard.as_mut().expect("loaded above");
+            state.index.publish(staged);
+            let unindexed = state.index.update_live(&live.0, live.1);
+            debug_assert!(unindexed.is_empty(), "every live slot was inserted");
+            state.dirty |= report.inserted > 0;
+            state.synced_generation = Some(generation);
+            report.live = state.index.len();
+            state.index.needs_compaction()
+        };
+        if compact {
+            let compacted = self.read_vectors().as_ref().expect("loaded above").index.compacted();
+            let mut guard = self.write_vectors();
+            let state = guard.as_mut().expect("loaded above");
+            state.index = compacted;
+            state.dirty = true;
+            report.compacted = true;
+        }
+        let due = {
+            let guard = self.read_vectors();
+            let state = guard.as_ref().expect("loaded above");
+            state.unsaved()
+                && match self.vector_save {
+                    SavePolicy::EveryChange => true,
+                    SavePolicy::Interval(every) => state.last_save.is_none_or(|t| t.elapsed() >= every),
+                }
+        };
+        if let (true, Some(vdir)) = (due, &vdir) {
+            self.save_vectors(vdir, generation)?;
+            report.saved = true;
+        }
+        Ok(report)
+    }
+
+    /// Saves the vector graph if it changed since it was last saved (under [`SavePolicy::Interval`], the
+    /// changes the interval held back). Returns whether it wrote.
+    pub fn flush_vectors(&self) -> Result<bool, PipelineError> {
+        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(vdir) = self.dir.as_ref().map(|d| d.join(VECTOR_DIR)) else { return Ok(false) };
+        let synced = self.read_vectors().as_ref().filter(|state| state.unsaved()).and_then(|s| s.synced_generation);
+        match synced {
+            Some(generation) => self.save_vectors(&vdir, generation).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Writes the graph as reflecting `generation`; searches go on meanwhile. Called under the sync lock.
+    fn save_vectors(&self, vdir: &Path, generation: u64) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        if let Some(state) = self.read_vectors().as_ref() {
+            state.index.save(vdir, generation)?;
+        }
+        if let Some(state) = self.write_vectors().as_mut() {
+            state.saved_generation = Some(generation);
+            state.dirty = false;
+            state.last_save = Some(Instant::now());
+            tracing::debug!("saved {} vectors in {:?}", state.index.points(), started.elapsed());
+        }
+        Ok(())
+    }
+
+    /// The saved graph if it can be used as is, else an empty one (to be filled from the stored vectors).
+    fn load_vectors(
+        &self,
+        settings: &VectorSettings,
+        vdir: Option<&Path>,
+        generation: u64,
+        report: &mut SyncReport,
+    ) -> Result<VectorState, PipelineError> {
         let mut params = settings.hnsw;
         if let Some(ef) = self.search_params.0 {
             params.ef_search = ef.max(1);
@@ -415,67 +549,36 @@ impl Engine {
         if let Some(n) = self.search_params.1 {
             params.exact_below = n;
         }
-        let vdir = self.dir.as_ref().map(|d| d.join(VECTOR_DIR));
-        let mut guard = self.vectors.write().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let loaded = match &vdir {
-                Some(vdir) => VectorIndex::load(vdir, settings.dim, params)?,
-                None => LoadOutcome::Missing,
-            };
-            let state = match loaded {
-                LoadOutcome::Loaded(index, state) => {
-                    if state.generation != generation {
-                        tracing::info!(
-                            "vector graph reflects BM25 commit {} but the index is at commit {generation}; \
-                             catching it up from the stored vectors",
-                            state.generation
-                        );
-                    }
-                    VectorState { index: *index, saved_generation: Some(state.generation) }
+        let loaded = match vdir {
+            Some(vdir) => VectorIndex::load(vdir, settings.dim, params)?,
+            None => LoadOutcome::Missing,
+        };
+        Ok(match loaded {
+            LoadOutcome::Loaded(index, state) => {
+                if state.generation != generation {
+                    tracing::info!(
+                        "vector graph reflects BM25 commit {} but the index is at commit {generation}; \
+                         catching it up from the stored vectors",
+                        state.generation
+                    );
                 }
-                LoadOutcome::Missing => {
-                    VectorState { index: VectorIndex::new(settings.dim, params)?, saved_generation: None }
-                }
-                LoadOutcome::Unusable { reason } => {
-                    tracing::warn!("vector graph unusable ({reason}); rebuilding it from the stored vectors");
-                    report.rebuilt = true;
-                    VectorState { index: VectorIndex::new(settings.dim, params)?, saved_generation: None }
-                }
-            };
-            *guard = Some(state);
-        }
-        let state = guard.as_mut().expect("loaded above");
-        let entries = self.text.vector_entries(&|slot| !state.index.contains(slot))?;
-        let mut live = Vec::with_capacity(entries.len());
-        let mut missing = Vec::new();
-        for e in entries {
-            if let Some(v) = e.vector {
-                missing.push((e.slot, v));
+                VectorState::new(*index, Some(state.generation))
             }
-            live.push((e.slot, e.id));
-        }
-        report.inserted = missing.len();
-        if !missing.is_empty() {
-            if missing.len() > 10_000 {
-                tracing::info!("inserting {} vectors into the graph", missing.len());
+            LoadOutcome::Missing => VectorState::new(VectorIndex::new(settings.dim, params)?, None),
+            LoadOutcome::Unusable { reason } => {
+                tracing::warn!("vector graph unusable ({reason}); rebuilding it from the stored vectors");
+                report.rebuilt = true;
+                VectorState::new(VectorIndex::new(settings.dim, params)?, None)
             }
-            state.index.insert(missing)?;
-        }
-        let unindexed = state.index.set_live(live);
-        debug_assert!(unindexed.is_empty(), "every live slot was inserted");
-        report.live = state.index.len();
-        if state.index.needs_compaction() {
-            state.index.compact();
-            report.compacted = true;
-        }
-        if let Some(vdir) = &vdir {
-            if state.saved_generation != Some(generation) || report.inserted > 0 || report.compacted {
-                state.index.save(vdir, generation)?;
-                state.saved_generation = Some(generation);
-                report.saved = true;
-            }
-        }
-        Ok(report)
+        })
+    }
+
+    fn read_vectors(&self) -> std::sync::RwLockReadGuard<'_, Option<VectorState>> {
+        self.vectors.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_vectors(&self) -> std::sync::RwLockWriteGuard<'_, Option<VectorState>> {
+        self.vectors.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Embeds documents' texts through the embedder worker (no time limit: ingest waits for the model).

@@ -17,7 +17,7 @@ pub mod worker;
 
 pub use cache::{CacheError, CacheKey, CacheReport, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
 pub use engine::{
-    doc_text, DenseReport, Engine, EngineOptions, EngineSink, Fusion, Legs, RerankRequest, SearchRequest,
+    doc_text, DenseReport, Engine, EngineOptions, EngineSink, Fusion, Legs, RerankRequest, SavePolicy, SearchRequest,
     SearchResponse, SyncReport, VectorSettings, MAX_DEPTH,
 };
 pub use facets::{FacetCount, FacetField, SortBy, SortField, SortOrder};

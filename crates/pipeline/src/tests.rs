@@ -301,6 +301,69 @@ fn the_graph_follows_the_bm25_commit_across_reopen_deletes_and_crashes() {
     assert_eq!(models.embed_calls.load(Ordering::SeqCst), 1);
 }
 
+/// The generation `vectors/state.json` says the graph on disk reflects.
+fn saved_generation(dir: &Path) -> u64 {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("vectors/state.json")).unwrap()).unwrap();
+    state["generation"].as_u64().unwrap()
+}
+
+#[test]
+fn an_interval_save_policy_holds_saves_back_until_a_flush_and_a_crash_in_between_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = build(dir.path(), None);
+    drop(engine);
+    let upsert = |engine: &Engine, id: &str, title: &str| {
+        let mut sink = engine.sink(wopts()).unwrap();
+        sink.upsert(&[doc(json!({"id": id, "title": title}))]).unwrap();
+        sink.commit(Default::default()).unwrap();
+        sink.finish().unwrap();
+    };
+    let (mut opts, _) = options(None, Arc::new(LruScoreCache::new(10)));
+    opts.vector_save = SavePolicy::Interval(Duration::from_secs(3600));
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    let first = saved_generation(dir.path());
+
+    // the first change after opening is saved at once; the next ones wait for the interval
+    upsert(&engine, "p7", "laptop stand aluminium");
+    let report = engine.sync_vectors().unwrap();
+    assert_eq!((report.inserted, report.live, report.saved), (1, 7, true));
+    let saved = saved_generation(dir.path());
+    assert!(saved > first);
+    upsert(&engine, "p8", "laptop cooling pad");
+    let report = engine.sync_vectors().unwrap();
+    assert_eq!((report.inserted, report.live, report.saved), (1, 8, false));
+    assert_eq!(saved_generation(dir.path()), saved, "held back");
+    // ... but searchable at once
+    let mut dense = SearchRequest::new("cooling pad");
+    dense.legs = Legs { bm25: false, dense: true };
+    assert_eq!(engine.search(&dense).unwrap().hits[0].id.as_str(), "p8");
+
+    // a crash now: the next start catches the graph up from the stored vectors, without the model
+    drop(engine);
+    let (mut opts, models) = options(None, Arc::new(LruScoreCache::new(10)));
+    opts.vector_save = SavePolicy::Interval(Duration::from_secs(3600));
+    let engine = Engine::open(dir.path(), opts).unwrap();
+    assert_eq!(engine.vector_count(), 8);
+    assert_eq!(models.embed_calls.load(Ordering::SeqCst), 0);
+    let caught_up = saved_generation(dir.path());
+    assert!(caught_up > saved, "opening saved the caught-up graph");
+
+    // a delete changes no point but the live set: held back too, then flushed
+    {
+        let mut sink = engine.sink(wopts()).unwrap();
+        sink.delete(&sieve_core::DocId::parse("p7", 64).unwrap());
+        sink.commit(Default::default()).unwrap();
+        sink.finish().unwrap();
+    }
+    let report = engine.sync_vectors().unwrap();
+    assert_eq!((report.inserted, report.live, report.saved), (0, 7, false));
+    assert_eq!(saved_generation(dir.path()), caught_up);
+    assert!(engine.flush_vectors().unwrap());
+    assert_eq!(saved_generation(dir.path()), report.generation);
+    assert!(!engine.flush_vectors().unwrap(), "nothing left to save");
+}
+
 #[test]
 fn bad_requests_name_the_field_and_dense_requests_without_vectors_are_refused() {
     let index = TextIndex::in_memory(IndexSettings::default()).unwrap();

@@ -94,6 +94,7 @@ pub fn open_index(
         cache,
         rerank_timeout: Duration::from_millis(config.rerank_timeout_ms),
         embed_timeout: Duration::from_millis(config.embed_timeout_ms),
+        vector_save: config.vector_save(),
         ..EngineOptions::default()
     };
     let mut engine = Engine::from_parts(Some(index.path.clone()), text, existing, options)?;
@@ -148,7 +149,7 @@ impl AppState {
         let mut indexes = BTreeMap::new();
         for ((name, path), engine) in named.into_iter().zip(engines) {
             let engine = Arc::new(engine);
-            let (tx, thread) = spawn_ingest_thread(&name, tasks.clone(), engine.clone(), config.ingest_batch_size);
+            let (tx, thread) = spawn_ingest_thread(&name, tasks.clone(), engine.clone(), &config);
             for id in pending.get(&name).into_iter().flatten() {
                 let _ = tx.send(*id);
             }

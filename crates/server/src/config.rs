@@ -60,6 +60,12 @@ pub struct ServerConfig {
     pub lru_capacity: usize,
     /// Documents per ingest commit.
     pub ingest_batch_size: usize,
+    /// While writes keep coming, an index's vector graph is written to disk at most this often, in seconds;
+    /// the rest is written when its writes pause for as long, and at shutdown. 0 writes it after every write
+    /// task. A crash in between loses nothing: the next start re-inserts the stored vectors the saved graph
+    /// lacks (no model runs), so this trades catch-up time at a restart for write throughput (a save dumps
+    /// the whole graph: seconds at 10^6 vectors).
+    pub vector_save_interval_secs: u64,
     /// How long `?wait=true` blocks before answering with the task still running, in seconds.
     pub wait_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests and the running ingest task, in seconds.
@@ -93,6 +99,7 @@ impl Default for ServerConfig {
             rerank_cache: "lru".into(),
             lru_capacity: 100_000,
             ingest_batch_size: 1000,
+            vector_save_interval_secs: 60,
             wait_timeout_secs: 120,
             shutdown_grace_secs: 30,
             max_finished_tasks: 10_000,
@@ -110,6 +117,14 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
+    /// When the engines save their vector graphs under these settings.
+    pub fn vector_save(&self) -> sieve_pipeline::SavePolicy {
+        match self.vector_save_interval_secs {
+            0 => sieve_pipeline::SavePolicy::EveryChange,
+            secs => sieve_pipeline::SavePolicy::Interval(std::time::Duration::from_secs(secs)),
+        }
+    }
+
     /// How a model worker batches and queues under these settings, with a batch budget of `budget` tokens.
     pub fn worker_options(&self, budget: usize) -> sieve_pipeline::WorkerOptions {
         sieve_pipeline::WorkerOptions {

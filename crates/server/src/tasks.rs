@@ -7,15 +7,18 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sieve_core::{Checkpoint, DocId};
 use sieve_ingest::{ingest_source, BatchSink, Event, Format, IngestOptions, Input, Progress, RejectReport};
-use sieve_pipeline::Engine;
+use sieve_pipeline::{Engine, SavePolicy};
 use sieve_text::WriterOptions;
 use utoipa::ToSchema;
+
+use crate::config::ServerConfig;
 
 /// Rejected rows kept on a task (all of them are in its reject file).
 const MAX_ERRORS: usize = 100;
@@ -501,18 +504,43 @@ impl Progress for TaskProgress<'_> {
     }
 }
 
-/// The ingest thread of one index: runs its tasks in order until the queue closes.
+/// The ingest thread of one index: runs its tasks in order until the queue closes. Under an interval save
+/// policy it also writes the vector graph the interval held back, once no task came for an interval, and
+/// when the queue closes (shutdown).
 pub fn spawn_ingest_thread(
     name: &str,
     store: Arc<TaskStore>,
     engine: Arc<Engine>,
-    batch_size: usize,
+    config: &ServerConfig,
 ) -> (mpsc::Sender<u64>, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<u64>();
+    let batch_size = config.ingest_batch_size;
+    let idle = match config.vector_save() {
+        SavePolicy::EveryChange => None,
+        SavePolicy::Interval(every) => Some(every),
+    };
+    let name = name.to_owned();
     let handle = std::thread::Builder::new()
         .name(format!("ingest-{name}"))
         .spawn(move || {
-            while let Ok(id) = rx.recv() {
+            let flush = || match engine.flush_vectors() {
+                Ok(true) => tracing::debug!("index {name}: vector graph saved"),
+                Ok(false) => {}
+                Err(e) => tracing::error!("index {name}: could not save the vector graph: {e}"),
+            };
+            loop {
+                let id = match idle {
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(idle) => rx.recv_timeout(idle),
+                };
+                let id = match id {
+                    Ok(id) => id,
+                    Err(RecvTimeoutError::Timeout) => {
+                        flush();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
                 if store.shutting_down() {
                     // left enqueued on disk: the next start runs it
                     continue;
@@ -526,6 +554,9 @@ pub fn spawn_ingest_thread(
                     });
                     store.persist_logged(id);
                 }
+            }
+            if idle.is_some() {
+                flush();
             }
         })
         .expect("spawn ingest thread");

@@ -762,6 +762,18 @@ fn an_interrupted_task_resumes_after_a_restart_and_shutdown_drains_requests() {
     // new tasks get ids after the recovered ones
     let r = post(a, "/v1/documents", &json!([{"id": "z", "title": "zebra"}]));
     assert_eq!(r.json()["id"], 8);
+    assert_eq!(wait_task(a, 8, &[])["status"], "succeeded");
+    // task 7 was the first change since the start, so its graph was saved at once; task 8's is held back by
+    // `vector_save_interval_secs` (60 s) ... and written at shutdown, below
+    let saved_generation = || -> u64 {
+        let state = std::fs::read(dir.path().join("products/vectors/state.json")).unwrap();
+        serde_json::from_slice::<Value>(&state).unwrap()["generation"].as_u64().unwrap()
+    };
+    let generation = || server.state.indexes["products"].engine.text().generation().unwrap();
+    assert!(saved_generation() < generation(), "saved {} at commit {}", saved_generation(), generation());
+    let dense = post(a, "/v1/search", &json!({"query": "zebra", "mode": "dense", "rerank": false})).json();
+    assert_eq!(dense["hits"][0]["id"], "z", "searchable before it is saved: {dense}");
+    let last = generation();
 
     // a request in flight when shutdown starts still gets its answer; new writes are refused meanwhile
     let slow =
@@ -773,6 +785,7 @@ fn an_interrupted_task_resumes_after_a_restart_and_shutdown_drains_requests() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(stopping.elapsed() >= Duration::from_millis(100), "shutdown waited for the request in flight");
     assert!(state.tasks.get(8).is_some_and(|t| t.status == sieve_server::tasks::TaskStatus::Succeeded));
+    assert_eq!(saved_generation(), last, "the held-back graph was saved at shutdown");
 }
 
 #[test]

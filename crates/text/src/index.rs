@@ -116,6 +116,16 @@ pub struct VectorEntry {
     pub vector: Option<Vec<f32>>,
 }
 
+/// What [`TextIndex::live_vectors`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveVectors {
+    /// Every live slot, sorted.
+    pub slots: Vec<u64>,
+    /// The live slots the caller did not know yet, with their document ids (and stored vectors where asked
+    /// for), sorted by slot.
+    pub new: Vec<VectorEntry>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
     format: String,
@@ -337,26 +347,47 @@ impl TextIndex {
     /// Every live document that has an embedding: its slot and id, and its stored vector where `want(slot)`
     /// (as of the last [`TextIndex::reload`]). Sorted by slot.
     pub fn vector_entries(&self, want: &dyn Fn(u64) -> bool) -> Result<Vec<VectorEntry>, TextError> {
+        Ok(self.live_vectors(&|_| false, &|slot| !want(slot))?.new)
+    }
+
+    /// The live documents that have an embedding (as of the last [`TextIndex::reload`]): every live slot,
+    /// and the id of each slot not `known`, with its stored vector unless `has_vector(slot)`. What keeps a
+    /// vector graph in step with the index: the slots cost a column read each, the ids and vectors (a
+    /// document-store read) only what is new to the caller.
+    pub fn live_vectors(
+        &self,
+        known: &dyn Fn(u64) -> bool,
+        has_vector: &dyn Fn(u64) -> bool,
+    ) -> Result<LiveVectors, TextError> {
         let searcher = self.reader.searcher();
-        let mut out = Vec::new();
+        let mut out = LiveVectors::default();
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
             let Some(vids) = segment.fast_fields().u64("_vid").ok() else { continue };
-            let ids = self.segment_ids(&searcher, ord as u32)?;
-            let store = if segment.num_docs() > 0 {
-                Some(segment.get_store_reader(64).map_err(io_engine("read documents"))?)
-            } else {
-                None
-            };
+            let mut ids = None;
+            let mut store = None;
             for doc in segment.doc_ids_alive() {
                 let Some(slot) = vids.first(doc) else { continue };
+                out.slots.push(slot);
+                if known(slot) {
+                    continue;
+                }
                 let corrupt = |message: String| TextError::CorruptDocument {
                     address: format!("segment {ord}, doc {doc}"),
                     message,
                 };
-                let id = ids.get(doc).ok_or_else(|| corrupt("document has no id".into()))?;
+                if ids.is_none() {
+                    ids = Some(self.segment_ids(&searcher, ord as u32)?);
+                }
+                let id =
+                    ids.as_ref().and_then(|ids| ids.get(doc)).ok_or_else(|| corrupt("document has no id".into()))?;
                 let id = DocId::parse(id, usize::MAX).map_err(|e| corrupt(e.to_string()))?;
-                let vector = if want(slot) {
-                    let store = store.as_ref().expect("a segment with live documents has a store");
+                let vector = if has_vector(slot) {
+                    None
+                } else {
+                    if store.is_none() {
+                        store = Some(segment.get_store_reader(64).map_err(io_engine("read documents"))?);
+                    }
+                    let store = store.as_ref().expect("opened above");
                     let stored: TantivyDocument = store.get(doc).map_err(engine("read document"))?;
                     let bytes = stored
                         .get_first(self.fields.vec)
@@ -366,13 +397,12 @@ impl TextIndex {
                         return Err(corrupt(format!("stored vector of {} bytes is not f32s", bytes.len())));
                     }
                     Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-                } else {
-                    None
                 };
-                out.push(VectorEntry { slot, id, vector });
+                out.new.push(VectorEntry { slot, id, vector });
             }
         }
-        out.sort_unstable_by_key(|e| e.slot);
+        out.slots.sort_unstable();
+        out.new.sort_unstable_by_key(|e| e.slot);
         Ok(out)
     }
 

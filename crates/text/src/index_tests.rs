@@ -373,6 +373,13 @@ fn vectors_are_stored_with_their_documents_under_slots_never_reused() {
     let got: Vec<(u64, &str, Option<&Vec<f32>>)> =
         entries.iter().map(|e| (e.slot, e.id.as_str(), e.vector.as_ref())).collect();
     assert_eq!(got, vec![(0, "a", None), (1, "b", None), (2, "c", Some(&vec![0.5, -0.25]))]);
+    // what a graph that knows slot 0 and holds the vectors of 0 and 1 is told: every live slot, the ids of
+    // the others, the vector it lacks
+    let found = index.live_vectors(&|slot| slot == 0, &|slot| slot < 2).unwrap();
+    assert_eq!(found.slots, vec![0, 1, 2]);
+    let got: Vec<(u64, &str, Option<&Vec<f32>>)> =
+        found.new.iter().map(|e| (e.slot, e.id.as_str(), e.vector.as_ref())).collect();
+    assert_eq!(got, vec![(1, "b", None), (2, "c", Some(&vec![0.5, -0.25]))]);
     assert_eq!(index.filter_slots(&["brand=Sony".parse().unwrap()]).unwrap(), vec![0, 2]);
 
     // A new writer continues after the committed slots; replacing "a" retires slot 0, deleting "b" slot 1.
@@ -387,6 +394,12 @@ fn vectors_are_stored_with_their_documents_under_slots_never_reused() {
     let entries = index.vector_entries(&|_| true).unwrap();
     let got: Vec<(u64, &str)> = entries.iter().map(|e| (e.slot, e.id.as_str())).collect();
     assert_eq!(got, vec![(2, "c"), (3, "a")]);
+    let found = index.live_vectors(&|slot| slot <= 2, &|_| true).unwrap();
+    assert_eq!(found.slots, vec![2, 3]);
+    assert_eq!(
+        found.new.iter().map(|e| (e.slot, e.id.as_str(), e.vector.is_some())).collect::<Vec<_>>(),
+        vec![(3, "a", false)]
+    );
     assert_eq!(entries[1].vector, Some(vec![0.0, 2.0]));
 
     // Slots handed out but never committed are not handed out again either way: the next writer starts

@@ -34,7 +34,8 @@ mod schema;
 pub use analyzer::{Analysis, Analyzer};
 pub use bm25::{Bm25Params, ParamError};
 pub use index::{
-    Bm25Query, Bm25Results, FieldBoosts, IndexSettings, TextError, TextIndex, TextWriter, VectorEntry, WriterOptions,
+    Bm25Query, Bm25Results, FieldBoosts, IndexSettings, LiveVectors, TextError, TextIndex, TextWriter, VectorEntry,
+    WriterOptions,
 };
 pub use schema::SCHEMA_VERSION;
 

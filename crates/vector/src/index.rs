@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sieve_core::DocId;
 
 use crate::distance::{dot, norm, normalize, UnitDot};
-use crate::flat::FlatGraph;
+use crate::flat::{FlatGraph, LayerMarks};
 use crate::{Result, VectorError};
 
 /// How similarity is measured. Both are served by one graph over unit vectors.
@@ -75,6 +75,22 @@ impl VectorSearch<'_> {
     }
 }
 
+/// Points linked into the graph by [`VectorIndex::stage`], waiting for [`VectorIndex::publish`].
+#[derive(Debug)]
+#[must_use = "staged points are not searchable until published"]
+pub struct Staged {
+    marks: LayerMarks,
+    points: usize,
+    max_slot: Option<u64>,
+}
+
+impl Staged {
+    /// How many new points were linked.
+    pub fn points(&self) -> usize {
+        self.points
+    }
+}
+
 /// How a search was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -133,6 +149,12 @@ impl<T> SlotMap<T> {
         if self.items[i].replace(value).is_none() {
             self.len += 1;
         }
+    }
+
+    pub(crate) fn remove(&mut self, slot: u64) -> Option<T> {
+        let taken = self.items.get_mut(usize::try_from(slot).ok()?)?.take();
+        self.len -= taken.is_some() as usize;
+        taken
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -282,6 +304,15 @@ impl VectorIndex {
     /// Inserts vectors (in parallel). Each slot must be new: a document's new version gets a new slot and the
     /// old one becomes a tombstone through [`VectorIndex::set_live`]. Inserted slots are not live until then.
     pub fn insert(&mut self, items: Vec<(u64, Vec<f32>)>) -> Result<()> {
+        let staged = self.stage(items)?;
+        self.publish(staged);
+        Ok(())
+    }
+
+    /// The slow half of [`VectorIndex::insert`], which needs only `&self`: checks the vectors and links them
+    /// into the graph. Searches keep answering from the flat copy meanwhile and do not see the new points
+    /// until [`VectorIndex::publish`]. One staging at a time, published before the next.
+    pub fn stage(&self, items: Vec<(u64, Vec<f32>)>) -> Result<Staged> {
         let mut prepared = Vec::with_capacity(items.len());
         for (slot, v) in items {
             if self.contains(slot) {
@@ -289,11 +320,11 @@ impl VectorIndex {
             }
             prepared.push((slot, self.prepare(slot, v)?));
         }
-        if prepared.is_empty() {
-            return Ok(());
-        }
+        let marks = LayerMarks::of(&self.graph);
+        let max_slot = prepared.iter().map(|(s, _)| *s).max();
         let refs: Vec<(&[f32], usize)> = prepared.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
-        self.graph.set_searching_mode(false);
+        // hnsw_rs inserts through `&self` (its nodes are locked one by one); its searching-mode flag only
+        // matters to its own searches, which Sieve does not use
         if refs.len() >= 64 {
             self.graph.parallel_insert_slice(&refs);
         } else {
@@ -301,16 +332,31 @@ impl VectorIndex {
                 self.graph.insert_slice(r);
             }
         }
-        self.graph.set_searching_mode(true);
-        let max = prepared.iter().map(|(s, _)| *s).max();
-        self.max_slot = self.max_slot.max(max);
+        Ok(Staged { marks, points: prepared.len(), max_slot })
+    }
+
+    /// Makes staged points searchable: appends them to the flat copy and re-reads the links they changed, in
+    /// time proportional to the points staged (a batch of over a quarter of the graph rebuilds the copy).
+    pub fn publish(&mut self, staged: Staged) {
+        if staged.points == 0 {
+            return;
+        }
+        self.max_slot = self.max_slot.max(staged.max_slot);
+        if staged.points * 4 > self.flat.len() || !self.flat.extend(&self.graph, &staged.marks) {
+            self.reindex_points();
+        }
+    }
+
+    /// Rebuilds the search copy from the whole graph, in O(points): what a load and a compaction do, and what
+    /// every insert did before [`VectorIndex::publish`] updated the copy in place (`benches/hnsw_updates.rs`
+    /// measures one against the other).
+    pub fn rebuild_search_copy(&mut self) {
         self.reindex_points();
-        Ok(())
     }
 
     /// Rebuilds the flat search form from the graph.
     pub(crate) fn reindex_points(&mut self) {
-        self.flat = FlatGraph::from_graph(&self.graph, self.dim);
+        self.flat = FlatGraph::from_graph(&self.graph, self.dim, 2 * self.params.m);
     }
 
     /// Declares which slots are live and which document each belongs to; every other point becomes a
@@ -322,6 +368,30 @@ impl VectorIndex {
         missing
     }
 
+    /// Brings the live set to exactly `slots` (sorted), given the documents of the slots that were not live
+    /// (`new`; [`VectorIndex::is_live`] says which those are): the same result as [`VectorIndex::set_live`]
+    /// over every pair, without handling the ids of the slots that stay live. Returns the live slots missing
+    /// from the graph.
+    pub fn update_live(&mut self, slots: &[u64], new: impl IntoIterator<Item = (u64, DocId)>) -> Vec<u64> {
+        debug_assert!(slots.windows(2).all(|w| w[0] < w[1]), "`slots` must be sorted and distinct");
+        let gone: Vec<u64> = self.live.iter().map(|(s, _)| s).filter(|s| slots.binary_search(s).is_err()).collect();
+        for slot in gone {
+            self.live.remove(slot);
+        }
+        for (slot, id) in new {
+            self.live.insert(slot, id);
+        }
+        debug_assert_eq!(self.live.len(), slots.len(), "every slot that was not live came with its document");
+        let mut missing: Vec<u64> = slots.iter().copied().filter(|s| !self.contains(*s)).collect();
+        missing.sort_unstable();
+        missing
+    }
+
+    /// Whether `slot` is live (declared by [`VectorIndex::set_live`] or [`VectorIndex::update_live`]).
+    pub fn is_live(&self, slot: u64) -> bool {
+        self.live.contains(slot)
+    }
+
     /// Whether enough of the graph is tombstones that rebuilding it from the live vectors pays off (over a
     /// fifth: searches then walk dead nodes and need a larger candidate list).
     pub fn needs_compaction(&self) -> bool {
@@ -331,16 +401,30 @@ impl VectorIndex {
 
     /// Rebuilds the graph from the live vectors only, dropping every tombstone.
     pub fn compact(&mut self) {
-        let mut items: Vec<(u64, Vec<f32>)> =
-            self.live.iter().filter_map(|(s, _)| self.vector(s).map(|v| (s, v.to_vec()))).collect();
+        *self = self.compacted();
+    }
+
+    /// A copy of the index holding the live vectors only (the slow half of [`VectorIndex::compact`], through
+    /// `&self`, so searches go on against this index while the copy is built).
+    pub fn compacted(&self) -> VectorIndex {
+        let mut items: Vec<(u64, &[f32])> =
+            self.live.iter().filter_map(|(s, _)| self.vector(s).map(|v| (s, v))).collect();
         items.sort_unstable_by_key(|(s, _)| *s);
-        self.graph = new_graph(&self.params, items.len());
-        let refs: Vec<(&[f32], usize)> = items.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
+        let graph = new_graph(&self.params, items.len());
+        let refs: Vec<(&[f32], usize)> = items.iter().map(|(s, v)| (*v, *s as usize)).collect();
         if !refs.is_empty() {
-            self.graph.parallel_insert_slice(&refs);
+            graph.parallel_insert_slice(&refs);
         }
-        self.graph.set_searching_mode(true);
-        self.reindex_points();
+        let mut index = VectorIndex {
+            dim: self.dim,
+            params: self.params,
+            graph,
+            flat: FlatGraph::default(),
+            live: self.live.clone(),
+            max_slot: self.max_slot,
+        };
+        index.reindex_points();
+        index
     }
 
     /// The `k` nearest live vectors to `query` (among `only`, when given).

@@ -15,7 +15,7 @@ mod index;
 mod persist;
 
 pub use distance::{dot, norm, normalize};
-pub use index::{HnswParams, Metric, SearchStrategy, VectorHit, VectorIndex, VectorResults, VectorSearch};
+pub use index::{HnswParams, Metric, SearchStrategy, Staged, VectorHit, VectorIndex, VectorResults, VectorSearch};
 pub use persist::{GraphState, LoadOutcome};
 
 /// Errors of the vector index.

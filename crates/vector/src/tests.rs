@@ -177,3 +177,66 @@ fn bad_vectors_and_queries_are_refused_with_what_was_wrong() {
     // an empty index answers with nothing
     assert!(index.search(&[1.0, 0.0, 0.0, 0.0], &VectorSearch::new(3)).unwrap().hits.is_empty());
 }
+
+#[test]
+fn small_inserts_update_the_search_copy_without_rebuilding_it() {
+    let data = clustered(5000, 32, 11);
+    let mut index = VectorIndex::new(32, graph_only()).unwrap();
+    index.insert(data[..3000].iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect()).unwrap();
+    // then writes of 1 to 64 documents at a time, the way a server's write tasks come
+    let mut next = 3000;
+    let mut size = 1;
+    while next < data.len() {
+        let end = (next + size).min(data.len());
+        index.insert((next..end).map(|i| (i as u64, data[i].clone())).collect()).unwrap();
+        next = end;
+        size = size % 64 + 7;
+    }
+    assert!(index.set_live((0..5000u64).map(|s| (s, id(s)))).is_empty());
+    let fresh = crate::flat::FlatGraph::from_graph(&index.graph, 32, 2 * index.params.m);
+    let (differing, same_vectors) = index.flat.differences(&fresh);
+    assert!(same_vectors);
+    assert_eq!(index.flat.top_level(), fresh.top_level());
+    // only the rare missed reverse link of `FlatGraph::append` may differ
+    assert!(differing.len() <= 25, "{} of 5000 rows have other links than a fresh copy", differing.len());
+    // searches over the updated copy find what searches over a fresh copy of the same graph find
+    let queries = clustered(100, 32, 98);
+    let recall_of = |index: &VectorIndex| {
+        let found: f64 = queries
+            .iter()
+            .map(|q| recall(&index.search(q, &VectorSearch::new(10)).unwrap().hits, &brute(&data, q, 10, |_| true)))
+            .sum();
+        found / queries.len() as f64
+    };
+    let updated = recall_of(&index);
+    index.rebuild_search_copy();
+    let fresh = recall_of(&index);
+    assert!(fresh >= 0.9 && updated >= fresh - 0.01, "recall@10 {updated} updated, {fresh} fresh");
+}
+
+#[test]
+fn updating_the_live_set_equals_declaring_it_whole() {
+    let (mut index, data) = build(2000, graph_only());
+    // a write: odd slots replaced by new versions in slots 2000.., and slot 4 deleted
+    let new: Vec<(u64, Vec<f32>)> = (2000..2010u64).map(|s| (s, data[(s - 2000) as usize].clone())).collect();
+    index.insert(new).unwrap();
+    let slots: Vec<u64> = (0..2010u64).filter(|s| (*s >= 2000 || s % 2 == 0) && *s != 4).collect();
+    let not_live: Vec<(u64, DocId)> = slots.iter().filter(|s| !index.is_live(**s)).map(|s| (*s, id(*s))).collect();
+    assert_eq!(not_live.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (2000..2010).collect::<Vec<_>>());
+    assert!(index.update_live(&slots, not_live).is_empty());
+    let (mut whole, _) = build(2000, graph_only());
+    whole.insert((2000..2010u64).map(|s| (s, data[(s - 2000) as usize].clone())).collect()).unwrap();
+    assert!(whole.set_live(slots.iter().map(|s| (*s, id(*s)))).is_empty());
+    assert_eq!((index.len(), index.tombstones()), (whole.len(), whole.tombstones()));
+    assert!((0..2010u64).all(|s| index.is_live(s) == whole.is_live(s)));
+    let q = &clustered(1, 32, 5)[0];
+    // (exact: the two graphs were built apart, in parallel, so their walks may differ)
+    let exact = VectorSearch { exact: true, ..VectorSearch::new(20) };
+    let (a, b) = (index.search(q, &exact).unwrap(), whole.search(q, &exact).unwrap());
+    let ids = |r: &VectorResults| r.hits.iter().map(|h| h.id.as_str().to_owned()).collect::<Vec<_>>();
+    assert!(a.hits.iter().all(|h| slots.contains(&h.slot)));
+    assert_eq!(ids(&a).len(), 20);
+    assert_eq!(ids(&a), ids(&b));
+    // a slot that is live but not in the graph is reported missing
+    assert_eq!(index.update_live(&[0, 2, 5000], [(5000, id(5000))]), vec![5000]);
+}
