@@ -374,7 +374,17 @@ impl VectorIndex {
     /// from the graph.
     pub fn update_live(&mut self, slots: &[u64], new: impl IntoIterator<Item = (u64, DocId)>) -> Vec<u64> {
         debug_assert!(slots.windows(2).all(|w| w[0] < w[1]), "`slots` must be sorted and distinct");
-        let gone: Vec<u64> = self.live.iter().map(|(s, _)| s).filter(|s| slots.binary_search(s).is_err()).collect();
+        // both in slot order: one merge walk
+        let mut rest = slots.iter().peekable();
+        let gone: Vec<u64> = self
+            .live
+            .iter()
+            .map(|(s, _)| s)
+            .filter(|s| {
+                while rest.next_if(|next| **next < *s).is_some() {}
+                rest.peek() != Some(&s)
+            })
+            .collect();
         for slot in gone {
             self.live.remove(slot);
         }
