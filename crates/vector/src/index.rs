@@ -82,6 +82,9 @@ pub struct Staged {
     marks: LayerMarks,
     points: usize,
     max_slot: Option<u64>,
+    /// A batch too large to append (over a quarter of the graph): the search copy built afresh, still
+    /// through `&self`, so that publishing only swaps it in.
+    fresh: Option<FlatGraph>,
 }
 
 impl Staged {
@@ -332,17 +335,22 @@ impl VectorIndex {
                 self.graph.insert_slice(r);
             }
         }
-        Ok(Staged { marks, points: prepared.len(), max_slot })
+        let fresh = (prepared.len() * 4 > self.flat.len())
+            .then(|| FlatGraph::from_graph(&self.graph, self.dim, 2 * self.params.m));
+        Ok(Staged { marks, points: prepared.len(), max_slot, fresh })
     }
 
     /// Makes staged points searchable: appends them to the flat copy and re-reads the links they changed, in
-    /// time proportional to the points staged (a batch of over a quarter of the graph rebuilds the copy).
+    /// time proportional to the points staged (a batch of over a quarter of the graph swaps in the copy
+    /// [`VectorIndex::stage`] built afresh).
     pub fn publish(&mut self, staged: Staged) {
         if staged.points == 0 {
             return;
         }
         self.max_slot = self.max_slot.max(staged.max_slot);
-        if staged.points * 4 > self.flat.len() || !self.flat.extend(&self.graph, &staged.marks) {
+        if let Some(fresh) = staged.fresh {
+            self.flat = fresh;
+        } else if !self.flat.extend(&self.graph, &staged.marks) {
             self.reindex_points();
         }
     }
