@@ -834,3 +834,35 @@ fn finished_tasks_past_the_limit_are_removed_with_their_files_and_checkpoint_ent
     let r = post(server.addr, "/v1/documents", &json!([{"id": "z", "title": "zebra"}]));
     assert_eq!(r.json()["id"], ids[5] + 1);
 }
+
+#[test]
+fn a_vector_graph_held_back_by_the_save_interval_is_saved_once_writes_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.config.vector_save_interval_secs = 3;
+    let server = setup.start();
+    let a = server.addr;
+    let saved_generation = || -> u64 {
+        let state = std::fs::read(dir.path().join("products/vectors/state.json")).unwrap();
+        serde_json::from_slice::<Value>(&state).unwrap()["generation"].as_u64().unwrap()
+    };
+    let generation = || server.state.indexes["products"].engine.text().generation().unwrap();
+    // the first write since the start is saved at once, the second (well within 3 s) is held back
+    for i in 0..2 {
+        let r = post(a, "/v1/documents?wait=true", &json!([{"id": format!("d{i}"), "title": "a laptop"}]));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let written = generation();
+    assert!(saved_generation() < written, "held back");
+    // no write for an interval: the ingest thread saves it, without a shutdown
+    let started = Instant::now();
+    while saved_generation() < written {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not saved {:?} after the writes paused",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(saved_generation(), written);
+}
