@@ -180,6 +180,17 @@ fn products() -> Value {
     ])
 }
 
+/// The BM25 commit the products index's vector graph on disk reflects (`vectors/state.json`).
+fn saved_generation(dir: &Path) -> u64 {
+    let state = std::fs::read(dir.join("products/vectors/state.json")).unwrap();
+    serde_json::from_slice::<Value>(&state).unwrap()["generation"].as_u64().unwrap()
+}
+
+/// The products index's last BM25 commit.
+fn generation(state: &AppState) -> u64 {
+    state.indexes["products"].engine.text().generation().unwrap()
+}
+
 fn wait_task(addr: SocketAddr, id: u64, headers: &[(&str, &str)]) -> Value {
     let started = Instant::now();
     loop {
@@ -765,15 +776,11 @@ fn an_interrupted_task_resumes_after_a_restart_and_shutdown_drains_requests() {
     assert_eq!(wait_task(a, 8, &[])["status"], "succeeded");
     // task 7 was the first change since the start, so its graph was saved at once; task 8's is held back by
     // `vector_save_interval_secs` (60 s) ... and written at shutdown, below
-    let saved_generation = || -> u64 {
-        let state = std::fs::read(dir.path().join("products/vectors/state.json")).unwrap();
-        serde_json::from_slice::<Value>(&state).unwrap()["generation"].as_u64().unwrap()
-    };
-    let generation = || server.state.indexes["products"].engine.text().generation().unwrap();
-    assert!(saved_generation() < generation(), "saved {} at commit {}", saved_generation(), generation());
+    let (saved, now) = (saved_generation(dir.path()), generation(&server.state));
+    assert!(saved < now, "saved {saved} at commit {now}");
     let dense = post(a, "/v1/search", &json!({"query": "zebra", "mode": "dense", "rerank": false})).json();
     assert_eq!(dense["hits"][0]["id"], "z", "searchable before it is saved: {dense}");
-    let last = generation();
+    let last = generation(&server.state);
 
     // a request in flight when shutdown starts still gets its answer; new writes are refused meanwhile
     let slow =
@@ -785,7 +792,7 @@ fn an_interrupted_task_resumes_after_a_restart_and_shutdown_drains_requests() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(stopping.elapsed() >= Duration::from_millis(100), "shutdown waited for the request in flight");
     assert!(state.tasks.get(8).is_some_and(|t| t.status == sieve_server::tasks::TaskStatus::Succeeded));
-    assert_eq!(saved_generation(), last, "the held-back graph was saved at shutdown");
+    assert_eq!(saved_generation(dir.path()), last, "the held-back graph was saved at shutdown");
 }
 
 #[test]
@@ -842,21 +849,16 @@ fn a_vector_graph_held_back_by_the_save_interval_is_saved_once_writes_pause() {
     setup.config.vector_save_interval_secs = 3;
     let server = setup.start();
     let a = server.addr;
-    let saved_generation = || -> u64 {
-        let state = std::fs::read(dir.path().join("products/vectors/state.json")).unwrap();
-        serde_json::from_slice::<Value>(&state).unwrap()["generation"].as_u64().unwrap()
-    };
-    let generation = || server.state.indexes["products"].engine.text().generation().unwrap();
     // the first write since the start is saved at once, the second (well within 3 s) is held back
     for i in 0..2 {
         let r = post(a, "/v1/documents?wait=true", &json!([{"id": format!("d{i}"), "title": "a laptop"}]));
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let written = generation();
-    assert!(saved_generation() < written, "held back");
+    let written = generation(&server.state);
+    assert!(saved_generation(dir.path()) < written, "held back");
     // no write for an interval: the ingest thread saves it, without a shutdown
     let started = Instant::now();
-    while saved_generation() < written {
+    while saved_generation(dir.path()) < written {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "not saved {:?} after the writes paused",
@@ -864,5 +866,5 @@ fn a_vector_graph_held_back_by_the_save_interval_is_saved_once_writes_pause() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(saved_generation(), written);
+    assert_eq!(saved_generation(dir.path()), written);
 }
