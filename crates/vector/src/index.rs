@@ -324,6 +324,9 @@ impl VectorIndex {
             prepared.push((slot, self.prepare(slot, v)?));
         }
         let marks = LayerMarks::of(&self.graph);
+        if prepared.is_empty() {
+            return Ok(Staged { marks, points: 0, max_slot: None, fresh: None });
+        }
         let max_slot = prepared.iter().map(|(s, _)| *s).max();
         let refs: Vec<(&[f32], usize)> = prepared.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
         // hnsw_rs inserts through `&self` (its nodes are locked one by one); its searching-mode flag only
@@ -400,9 +403,8 @@ impl VectorIndex {
             self.live.insert(slot, id);
         }
         debug_assert_eq!(self.live.len(), slots.len(), "every slot that was not live came with its document");
-        let mut missing: Vec<u64> = slots.iter().copied().filter(|s| !self.contains(*s)).collect();
-        missing.sort_unstable();
-        missing
+        // `slots` is sorted, so this is too
+        slots.iter().copied().filter(|s| !self.contains(*s)).collect()
     }
 
     /// Whether `slot` is live (declared by [`VectorIndex::set_live`] or [`VectorIndex::update_live`]).
