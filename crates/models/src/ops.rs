@@ -138,6 +138,73 @@ pub fn fused_qkv(
     Ok(None)
 }
 
+/// On the CPU (f32): Qwen3's per-head RMSNorm of q and k (`norms` `[2, d]`: q_norm, k_norm) and rotate-half
+/// RoPE, in place on a fresh fused q|k|v projection `[tokens, (hq + 2·hkv)·d]`, one parallel pass over the
+/// tokens; v is left as it is. `cos_sin`: each token's `[cos; sin]` row, `d` floats (see [`rope_tables`]).
+/// The CPU counterpart of [`fused_qkv`], for [`crate::cpu_attention::packed_causal_attention`].
+pub fn qk_norm_rope_in_place(
+    qkv: &Tensor,
+    norms: &Tensor,
+    cos_sin: &[f32],
+    heads: (usize, usize, usize),
+    eps: f64,
+) -> Result<()> {
+    let (hq, hkv, d) = heads;
+    let (tokens, width) = qkv.dims2()?;
+    if !cpu_f32(qkv) || width != (hq + 2 * hkv) * d || cos_sin.len() != tokens * d || d % 2 != 0 {
+        return Err(crate::ModelError::input(
+            "q|k|v block",
+            format!("f32 CPU [tokens, {}] with {d} cos|sin floats per token", (hq + 2 * hkv) * d),
+            format!("{:?} {:?} {:?}, {} cos|sin floats", qkv.device(), qkv.dtype(), qkv.dims(), cos_sin.len()),
+        ));
+    }
+    let norms = host_vec(norms)?;
+    if norms.len() != 2 * d {
+        return Err(crate::ModelError::input("q/k norm weights", format!("2 × {d}"), norms.len()));
+    }
+    qkv.inplace_op1(&QkPrep { heads, norms: &norms, cos_sin, eps: eps as f32 })?;
+    Ok(())
+}
+
+struct QkPrep<'a> {
+    heads: (usize, usize, usize),
+    norms: &'a [f32],
+    cos_sin: &'a [f32],
+    eps: f32,
+}
+
+impl candle_core::InplaceOp1 for QkPrep<'_> {
+    fn name(&self) -> &'static str {
+        "sieve-qk-norm-rope"
+    }
+
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        let data = contiguous_f32_mut(storage, layout, "q/k norm + rope")?;
+        let (hq, hkv, d) = self.heads;
+        let half = d / 2;
+        let (qw, kw) = self.norms.split_at(d);
+        data.par_chunks_mut((hq + 2 * hkv) * d).zip(self.cos_sin.par_chunks(d)).for_each(|(tok, cs)| {
+            let (cos, sin) = cs.split_at(half);
+            let (q, rest) = tok.split_at_mut(hq * d);
+            let heads =
+                q.chunks_exact_mut(d).map(|h| (h, qw)).chain(rest[..hkv * d].chunks_exact_mut(d).map(|h| (h, kw)));
+            for (x, w) in heads {
+                let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
+                let r = 1.0 / (ms + self.eps).sqrt();
+                x.iter_mut().zip(w).for_each(|(v, w)| *v = *v * r * w);
+                let (a, b) = x.split_at_mut(half);
+                for (((a, b), &c), &s) in a.iter_mut().zip(b.iter_mut()).zip(cos).zip(sin) {
+                    let (x1, x2) = (*a, *b);
+                    *a = x1 * c - x2 * s;
+                    *b = x2 * c + x1 * s;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
 /// `silu(gate) * up` for a fused `[tokens, 2*inter]` gate/up projection: one parallel pass on the CPU.
 pub fn swiglu(gu: &Tensor, inter: usize) -> Result<Tensor> {
     #[cfg(feature = "cuda")]

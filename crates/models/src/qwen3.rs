@@ -14,6 +14,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
+use crate::cpu_attention::CausalRow;
 use crate::error::{ModelError, Result};
 use crate::files::ModelDir;
 use crate::ops::{self, AttnPlan, Linear};
@@ -111,12 +112,12 @@ pub struct PrefixKv {
     layers: Vec<LayerKv>,
 }
 
-/// One layer's keys and values, and on CUDA the contiguous k|v block they are views of (for fused attention).
+/// One layer's keys and values, and the block the fused kernels read them from: on CUDA the contiguous k|v
+/// block they are views of, on the CPU (f32) the layer's whole q|k|v block, token by token.
 #[derive(Debug, Clone)]
 struct LayerKv {
     k: Tensor,
     v: Tensor,
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     block: Option<Tensor>,
 }
 
@@ -327,55 +328,11 @@ impl Qwen3 {
         }
         let total = ids.len();
         let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let pos = Tensor::from_vec(positions, total, &self.device)?;
-        let cos = self.cos.index_select(&pos, 0)?;
-        let sin = self.sin.index_select(&pos, 0)?;
-        // Index of each row's last token in the packed batch.
-        let mut last = Vec::with_capacity(rows.len());
-        let mut acc = 0u32;
-        for &n in &seqlens {
-            acc += n as u32;
-            last.push(acc - 1);
-        }
-        let last = Tensor::from_vec(last, rows.len(), &self.device)?;
-        // The fused CUDA q/k/v kernel takes cos and sin side by side.
-        let cos_sin = if ops::on_cuda(&cos) { Some(Tensor::cat(&[&cos, &sin], 1)?) } else { None };
         crate::profile::start(&self.device);
+        let fw = self.plan_forward(rows, &seqlens, &positions, last_only)?;
 
         let mut x = self.embed.index_select(&ids, 0)?;
         let n_layers = self.layers.len();
-        let hq = c.num_attention_heads;
-        let k_lens: Vec<usize> = rows.iter().zip(&seqlens).map(|(r, &n)| n + r.prefix.map_or(0, |p| p.len)).collect();
-        // Rows that continue a prefix read its keys/values in place: each layer's keys are the distinct
-        // prefixes' then this batch's own, concatenated, and the plans gather from that through `key_map`.
-        let mut prefixes: Vec<&PrefixKv> = Vec::new();
-        for p in rows.iter().filter_map(|r| r.prefix) {
-            if !prefixes.iter().any(|q| std::ptr::eq(*q, p)) {
-                prefixes.push(p);
-            }
-        }
-        let key_map = (!prefixes.is_empty()).then(|| {
-            let starts: Vec<usize> =
-                prefixes.iter().scan(0, |acc, p| Some(std::mem::replace(acc, *acc + p.len))).collect();
-            let mut own = prefixes.iter().map(|p| p.len).sum::<usize>();
-            let mut map = Vec::with_capacity(k_lens.iter().sum());
-            for (r, &n) in rows.iter().zip(&seqlens) {
-                if let Some(p) = r.prefix {
-                    let i = prefixes.iter().position(|q| std::ptr::eq(*q, p)).unwrap_or(0);
-                    map.extend((starts[i]..starts[i] + p.len).map(|x| x as u32));
-                }
-                map.extend((own..own + n).map(|x| x as u32));
-                own += n;
-            }
-            map
-        });
-        let make_plan = |q_lens: &[usize]| match &key_map {
-            Some(m) => AttnPlan::with_key_map(q_lens, &k_lens, true, hq, &self.device, m),
-            None => AttnPlan::new(q_lens, &k_lens, true, hq, &self.device),
-        };
-        let plan = make_plan(&seqlens)?;
-        let last_plan = if last_only { Some(make_plan(&vec![1; rows.len()])?) } else { None };
-        let flash = self.flash_plans(&seqlens, &k_lens, &prefixes, key_map.as_deref(), last_only)?;
         // Each block's input norm is fused with the residual add that ends the block before it.
         let mut attn_in = ops::rms_norm(&x, &self.layers[0].input_norm, c.rms_norm_eps)?;
         let mut out = x.clone();
@@ -385,63 +342,9 @@ impl Qwen3 {
             let only_last = last_only && li + 1 == n_layers;
             let qkv = layer.qkv.forward(&attn_in)?;
             crate::profile::mark(&self.device, "qkv gemm");
-            let (hkv, hd) = (c.num_key_value_heads, c.head_dim);
-            let fused = match &cos_sin {
-                Some(cs) => ops::fused_qkv(&qkv, &layer.qk_norm, cs, (hq, hkv, hd), c.rms_norm_eps)?,
-                None => None,
-            };
-            let own_block = fused.as_ref().map(|f| f.0.clone());
-            let (q, k, v) = match fused {
-                // The fused attention reads q from the q|k|v block itself (the last-only plan picks the rows).
-                Some((_, q, k, v)) if flash.is_some() => (q, k, v),
-                Some((_, q, k, v)) => (if only_last { q.index_select(&last, 0)? } else { q }, k, v),
-                None => {
-                    let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
-                    let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
-                    let k = ops::rms_norm(&k, &layer.k_norm, c.rms_norm_eps)?;
-                    let k = ops::rope(&k, &cos, &sin)?;
-                    let q = if only_last {
-                        let q = qkv.index_select(&last, 0)?.narrow(1, 0, hq * hd)?;
-                        let q = q.contiguous()?.reshape((rows.len(), hq, hd))?;
-                        let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
-                        ops::rope(&q, &cos.index_select(&last, 0)?, &sin.index_select(&last, 0)?)?
-                    } else {
-                        let q = qkv.narrow(1, 0, hq * hd)?.contiguous()?.reshape((total, hq, hd))?;
-                        let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
-                        ops::rope(&q, &cos, &sin)?
-                    };
-                    (q, k, v)
-                }
-            };
-            let (plan, residual) = if only_last {
-                (last_plan.as_ref().unwrap_or(&plan), x.index_select(&last, 0)?)
-            } else {
-                (&plan, x.clone())
-            };
-            crate::profile::mark(&self.device, "q/k/v norm + rope");
-            if let Some(kv) = keep_kv.as_deref_mut() {
-                #[cfg(feature = "cuda")]
-                let block = match &own_block {
-                    Some(all) => Some(crate::cuda::prefix_kv_block(all, total, (hq, hkv, hd))?),
-                    None => None,
-                };
-                #[cfg(not(feature = "cuda"))]
-                let block = None;
-                kv.push(LayerKv { k: k.clone(), v: v.clone(), block });
-            }
-            // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
-            let attn = match (&flash, &own_block) {
-                #[cfg(feature = "cuda")]
-                (Some(f), Some(all)) => self.flash_attend(f, only_last, all, total, &prefixes, li)?,
-                _ => {
-                    let mut k_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].k.clone()).collect();
-                    let mut v_parts: Vec<Tensor> = prefixes.iter().map(|p| p.layers[li].v.clone()).collect();
-                    k_parts.push(k);
-                    v_parts.push(v);
-                    plan.attend_parts(&q, &k_parts, &v_parts)?
-                }
-            };
-            let attn = attn.reshape((attn.dim(0)?, hq * hd))?;
+            let attn = self.attention(&fw, layer, li, qkv, only_last, keep_kv.as_deref_mut())?;
+            let residual = if only_last { x.index_select(&fw.last, 0)? } else { x.clone() };
+            let attn = attn.reshape((attn.dim(0)?, c.num_attention_heads * c.head_dim))?;
             crate::profile::mark(&self.device, "attention");
             let o = layer.o.forward(&attn)?;
             crate::profile::mark(&self.device, "o gemm");
@@ -467,9 +370,191 @@ impl Qwen3 {
         if last_only {
             Ok(out)
         } else {
-            Ok(out.index_select(&last, 0)?)
+            Ok(out.index_select(&fw.last, 0)?)
         }
     }
+
+    /// What every layer of one forward shares: RoPE rows, the rows' last positions, the distinct prefixes, and
+    /// the attention layout of whichever path runs (the CPU kernel's rows, or the batched-GEMM plans and the
+    /// fused CUDA kernels' layouts).
+    fn plan_forward<'p>(
+        &self,
+        rows: &[Row<'p>],
+        seqlens: &[usize],
+        positions: &[u32],
+        last_only: bool,
+    ) -> Result<Forward<'p>> {
+        let c = &self.config;
+        let total = positions.len();
+        let pos = Tensor::from_slice(positions, total, &self.device)?;
+        let cos = self.cos.index_select(&pos, 0)?;
+        let sin = self.sin.index_select(&pos, 0)?;
+        // Index of each row's last token in the packed batch.
+        let last: Vec<u32> =
+            seqlens.iter().scan(0u32, |acc, &n| Some(std::mem::replace(acc, *acc + n as u32) + n as u32 - 1)).collect();
+        let last = Tensor::from_vec(last, rows.len(), &self.device)?;
+        let mut prefixes: Vec<&'p PrefixKv> = Vec::new();
+        for p in rows.iter().filter_map(|r| r.prefix) {
+            if !prefixes.iter().any(|q| std::ptr::eq(*q, p)) {
+                prefixes.push(p);
+            }
+        }
+        let prefix_index = |r: &Row<'_>| r.prefix.and_then(|p| prefixes.iter().position(|q| std::ptr::eq(*q, p)));
+        let k_lens: Vec<usize> = rows.iter().zip(seqlens).map(|(r, &n)| n + r.prefix.map_or(0, |p| p.len)).collect();
+
+        // The CPU kernel: rows read the prefix blocks and the layer's own q|k|v block in place.
+        let cpu_kernel = crate::cpu_attention::causal_applies(&self.device, self.dtype, c.head_dim)
+            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()));
+        if cpu_kernel {
+            let mut all = Vec::with_capacity(rows.len());
+            let mut t0 = 0;
+            for (r, &len) in rows.iter().zip(seqlens) {
+                all.push(CausalRow { t0, len, prefix: prefix_index(r), queries: len });
+                t0 += len;
+            }
+            let last_rows = all.iter().map(|r| CausalRow { queries: 1, ..*r }).collect();
+            let cos_sin = Tensor::cat(&[&cos, &sin], 1)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let attn = Attn::Cpu { cos_sin, all, last: last_rows };
+            return Ok(Forward { total, cos, sin, last, prefixes, attn });
+        }
+
+        // Rows that continue a prefix read its keys/values in place: each layer's keys are the distinct
+        // prefixes' then this batch's own, concatenated, and the plans gather from that through `key_map`.
+        let key_map = (!prefixes.is_empty()).then(|| {
+            let starts: Vec<usize> =
+                prefixes.iter().scan(0, |acc, p| Some(std::mem::replace(acc, *acc + p.len))).collect();
+            let mut own = prefixes.iter().map(|p| p.len).sum::<usize>();
+            let mut map = Vec::with_capacity(k_lens.iter().sum());
+            for (r, &n) in rows.iter().zip(seqlens) {
+                if let Some(i) = prefix_index(r) {
+                    map.extend((starts[i]..starts[i] + prefixes[i].len).map(|x| x as u32));
+                }
+                map.extend((own..own + n).map(|x| x as u32));
+                own += n;
+            }
+            map
+        });
+        let hq = c.num_attention_heads;
+        let make_plan = |q_lens: &[usize]| match &key_map {
+            Some(m) => AttnPlan::with_key_map(q_lens, &k_lens, true, hq, &self.device, m),
+            None => AttnPlan::new(q_lens, &k_lens, true, hq, &self.device),
+        };
+        let plan = make_plan(seqlens)?;
+        let last_plan = if last_only { Some(make_plan(&vec![1; rows.len()])?) } else { None };
+        let flash = self.flash_plans(seqlens, &k_lens, &prefixes, key_map.as_deref(), last_only)?;
+        // The fused CUDA q/k/v kernel takes cos and sin side by side.
+        let cos_sin = if ops::on_cuda(&cos) { Some(Tensor::cat(&[&cos, &sin], 1)?) } else { None };
+        let attn = Attn::Plans { plan, last_plan, flash, cos_sin };
+        Ok(Forward { total, cos, sin, last, prefixes, attn })
+    }
+
+    /// One layer's attention from its fresh q|k|v projection: q/k norms and RoPE, then attention over the
+    /// prefixes' and the batch's own keys; `[queries, hq, d]` or `[queries, hq·d]` (all positions, or each row's
+    /// last when `only_last`). With `keep_kv`, this layer's keys and values are kept for later rows.
+    fn attention(
+        &self,
+        fw: &Forward<'_>,
+        layer: &Layer,
+        li: usize,
+        qkv: Tensor,
+        only_last: bool,
+        keep_kv: Option<&mut Vec<LayerKv>>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (hq, hkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let total = fw.total;
+        let (plan, last_plan, flash, cos_sin) = match &fw.attn {
+            Attn::Cpu { cos_sin, all, last } => {
+                ops::qk_norm_rope_in_place(&qkv, &layer.qk_norm, cos_sin, (hq, hkv, hd), c.rms_norm_eps)?;
+                crate::profile::mark(&self.device, "q/k/v norm + rope");
+                if let Some(kv) = keep_kv {
+                    let part = |at: usize| -> Result<Tensor> {
+                        Ok(qkv.narrow(1, at * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?)
+                    };
+                    kv.push(LayerKv { k: part(hq)?, v: part(hq + hkv)?, block: Some(qkv.clone()) });
+                }
+                let blocks: Vec<&Tensor> = fw.prefixes.iter().filter_map(|p| p.layers[li].block.as_ref()).collect();
+                let rows = if only_last { last } else { all };
+                return crate::cpu_attention::packed_causal_attention(&qkv, &blocks, rows, (hq, hkv, hd));
+            }
+            Attn::Plans { plan, last_plan, flash, cos_sin } => (plan, last_plan, flash, cos_sin),
+        };
+        let fused = match cos_sin {
+            Some(cs) => ops::fused_qkv(&qkv, &layer.qk_norm, cs, (hq, hkv, hd), c.rms_norm_eps)?,
+            None => None,
+        };
+        let own_block = fused.as_ref().map(|f| f.0.clone());
+        let (q, k, v) = match fused {
+            // The fused attention reads q from the q|k|v block itself (the last-only plan picks the rows).
+            Some((_, q, k, v)) if flash.is_some() => (q, k, v),
+            Some((_, q, k, v)) => (if only_last { q.index_select(&fw.last, 0)? } else { q }, k, v),
+            None => {
+                let (cos, sin) = (&fw.cos, &fw.sin);
+                let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
+                let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
+                let k = ops::rms_norm(&k, &layer.k_norm, c.rms_norm_eps)?;
+                let k = ops::rope(&k, cos, sin)?;
+                let q = if only_last {
+                    let q = qkv.index_select(&fw.last, 0)?.narrow(1, 0, hq * hd)?;
+                    let q = q.contiguous()?.reshape((fw.last.dim(0)?, hq, hd))?;
+                    let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
+                    ops::rope(&q, &cos.index_select(&fw.last, 0)?, &sin.index_select(&fw.last, 0)?)?
+                } else {
+                    let q = qkv.narrow(1, 0, hq * hd)?.contiguous()?.reshape((total, hq, hd))?;
+                    let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
+                    ops::rope(&q, cos, sin)?
+                };
+                (q, k, v)
+            }
+        };
+        let plan = if only_last { last_plan.as_ref().unwrap_or(plan) } else { plan };
+        crate::profile::mark(&self.device, "q/k/v norm + rope");
+        if let Some(kv) = keep_kv {
+            #[cfg(feature = "cuda")]
+            let block = match &own_block {
+                Some(all) => Some(crate::cuda::prefix_kv_block(all, total, (hq, hkv, hd))?),
+                None => None,
+            };
+            #[cfg(not(feature = "cuda"))]
+            let block = None;
+            kv.push(LayerKv { k: k.clone(), v: v.clone(), block });
+        }
+        // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
+        match (flash, &own_block) {
+            #[cfg(feature = "cuda")]
+            (Some(f), Some(all)) => self.flash_attend(f, only_last, all, total, &fw.prefixes, li),
+            _ => {
+                let mut k_parts: Vec<Tensor> = fw.prefixes.iter().map(|p| p.layers[li].k.clone()).collect();
+                let mut v_parts: Vec<Tensor> = fw.prefixes.iter().map(|p| p.layers[li].v.clone()).collect();
+                k_parts.push(k);
+                v_parts.push(v);
+                plan.attend_parts(&q, &k_parts, &v_parts)
+            }
+        }
+    }
+}
+
+/// The per-forward state [`Qwen3::attention`] reads in every layer (see [`Qwen3::plan_forward`]).
+struct Forward<'p> {
+    total: usize,
+    /// RoPE rows of each packed position, `[total, head_dim/2]`.
+    cos: Tensor,
+    sin: Tensor,
+    /// Index of each row's last token in the packed batch.
+    last: Tensor,
+    /// The distinct prefixes the rows continue, in first-seen order.
+    prefixes: Vec<&'p PrefixKv>,
+    attn: Attn,
+}
+
+/// Which attention path a forward runs, with its layouts.
+enum Attn {
+    /// f32 on the CPU: [`crate::cpu_attention::packed_causal_attention`] over the q|k|v blocks, after
+    /// [`ops::qk_norm_rope_in_place`] (`cos_sin`: each position's `[cos; sin]`, host rows).
+    Cpu { cos_sin: Vec<f32>, all: Vec<CausalRow>, last: Vec<CausalRow> },
+    /// Elsewhere: the batched-GEMM plans (all positions; each row's last), the fused CUDA kernels' layouts when
+    /// one is asked for, and cos|sin side by side for the fused CUDA q/k/v kernel.
+    Plans { plan: AttnPlan, last_plan: Option<AttnPlan>, flash: Option<FlashPlans>, cos_sin: Option<Tensor> },
 }
 
 /// `h · w` per row, in f32: `[rows, hidden] x [hidden] -> [rows]`.
