@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The peers of Sieve's CPU models, run on the same inputs as `cargo bench --bench models_cpu`.
 
-  setup   builds the random-weight Qwen3 checkpoint (peer_rerank_cpu.py's shape: hidden 256, 4 layers, 4/2 heads,
-          head_dim 64, MLP 768, real vocabulary and real tokenizer) with Sieve's deterministic generator, and
-          writes the 50 (query, document) pairs (query 0 of the Debian set x its first 50 documents, ~128 tokens
-          each) and the MiniLM texts.
+  setup   builds the random-weight Qwen3 checkpoint (--shape bench: peer_rerank_cpu.py's shape, hidden 256,
+          4 layers, 4/2 heads, head_dim 64, MLP 768; --shape qwen3-0.6b: the real 0.6B shape; both with the real
+          vocabulary and tokenizer) with Sieve's deterministic generator, and writes the (query, document) pairs
+          (query 0 of the Debian set x its first --n-pairs documents, each the concatenation of --doc-join
+          consecutive descriptions, truncated to --pair-tokens by the official recipe) and the MiniLM texts.
   rerank  HF transformers, fp32, SDPA, the official recipe: left padding, batch of 50, logits_to_keep=1.
   embed   sentence-transformers all-MiniLM-L6-v2 at batch 1 (one call per text) and batch 32.
   gemm    torch.mm 1024^2 fp32 GFLOP/s (this CPU's practical peak).
@@ -25,6 +26,8 @@ import make_fixtures as mf  # noqa: E402  (the shared weight generator and templ
 
 BENCH_SPEC = dict(vocab_size=151669, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=4096)
+QWEN3_06B_SPEC = dict(vocab_size=151669, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                      num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960)
 
 
 def read_jsonl(p):
@@ -49,11 +52,14 @@ def timed(fn, repeat):
 
 def setup(a):
     out = Path(a.out)
-    mf.write_qwen3(out / "qwen3-bench", BENCH_SPEC, "reranker_tied", 21, Path(a.tokenizer))
+    spec = {"bench": BENCH_SPEC, "qwen3-0.6b": QWEN3_06B_SPEC}[a.shape]
+    mf.write_qwen3(out / "qwen3-bench", spec, "reranker_tied", 21, Path(a.tokenizer))
     corpus = read_jsonl(Path(a.apt) / "corpus.jsonl")
     queries = read_jsonl(Path(a.apt) / "queries.jsonl")
+    k = a.doc_join
+    docs = [" ".join(doc_text(d) for d in corpus[i * k: (i + 1) * k]) for i in range(a.n_pairs)]
     pairs = {"query": queries[0]["text"], "instruction": mf.DEFAULT_INSTR, "max_length": a.pair_tokens,
-             "documents": [doc_text(d) for d in corpus[: a.n_pairs]]}
+             "documents": docs, "shape": a.shape}
     (out / "pairs.json").write_text(json.dumps(pairs))
     (out / "texts.json").write_text(json.dumps([doc_text(d) for d in corpus[1000: 1000 + a.n_texts]]))
     print(json.dumps({"phase": "setup", "out": str(out)}))
@@ -126,6 +132,8 @@ def main():
     ap.add_argument("--n-pairs", type=int, default=50)
     ap.add_argument("--pair-tokens", type=int, default=128)
     ap.add_argument("--n-texts", type=int, default=256)
+    ap.add_argument("--shape", choices=["bench", "qwen3-0.6b"], default="bench")
+    ap.add_argument("--doc-join", type=int, default=1, help="consecutive descriptions per document")
     a = ap.parse_args()
     {"setup": setup, "rerank": rerank, "embed": embed, "gemm": gemm}[a.phase](a)
 

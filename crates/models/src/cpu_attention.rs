@@ -1,5 +1,6 @@
-//! The CPU kernel for packed bidirectional self-attention (the BERT family's), read straight from the fused
-//! q/k/v projection.
+//! The CPU kernels for packed attention, read straight from the fused q/k/v projection: bidirectional
+//! self-attention (the BERT family's, [`packed_self_attention`]) and causal grouped-query attention over rows
+//! that may continue a shared prefix (Qwen3's, [`packed_causal_attention`]).
 //!
 //! [`ops::AttnPlan`](crate::ops::AttnPlan) runs attention as candle batched GEMMs over length buckets. For
 //! BERT's many narrow heads (all-MiniLM-L6-v2: 12 heads of 32) that costs more than the work: candle's batched
@@ -8,6 +9,12 @@
 //! `S = (q·scale)·kᵀ` in register tiles, the softmax's exponentials in place, `O = S·v` in register tiles,
 //! normalised as it is stored in a head-major buffer that one parallel pass puts back in token order. Rows
 //! never see each other's keys, so a row's output does not depend on its batch.
+//!
+//! The causal kernel has the same shape, with a task per (row, key/value head, chunk of queries): the keys
+//! and values the chunk can see are copied once (from the prefix's block, then the row's own) and serve all
+//! the group's query heads; the `q·kᵀ` tiles stop at each tile's last visible key and the `p·v` tiles' inner
+//! loop too, so the half of the scores the mask zeroes is mostly not computed. Long rows are split into
+//! query chunks so the scores of one task stay small (256 KiB up to ~1,000 keys).
 //!
 //! The tile code is written once in plain Rust (fixed-size lane arrays the compiler vectorises) and compiled
 //! twice: for the baseline target and, chosen at run time when the CPU has them, with AVX2 and fused
@@ -292,8 +299,10 @@ impl CausalBatch<'_> {
 }
 
 /// Score floats one task's chunk of queries may hold (`queries × keys`); a longer row's queries are split into
-/// chunks, each seeing the keys up to its last query.
+/// chunks, each seeing the keys up to its last query. A chunk keeps at least [`MIN_CHUNK`] queries, so that
+/// copying its keys stays small beside the products (at 32 Ki keys its scores then take 8 MiB).
 const CHUNK_SCORES: usize = 1 << 16;
+const MIN_CHUNK: usize = 64;
 
 /// One causal task: a chunk of one row's queries (`c0..c0 + cn` of them), for one key/value head `group` and
 /// its `rep` query heads; `out` is its `[cn, rep·d]` block of the group-major output.
@@ -316,7 +325,7 @@ fn causal_all<I: Isa>(isa: I, batch: &CausalBatch<'_>) -> Vec<f32> {
     for (group, block) in by_group.chunks_mut(n_q * gw).enumerate() {
         let mut rest = block;
         for (ri, r) in batch.rows.iter().enumerate() {
-            let chunk = (CHUNK_SCORES / batch.keys(r).next_multiple_of(CB)).max(RB);
+            let chunk = (CHUNK_SCORES / batch.keys(r).next_multiple_of(CB)).max(MIN_CHUNK);
             let (mut mine, next) = rest.split_at_mut(r.queries * gw);
             rest = next;
             let mut c0 = 0;
