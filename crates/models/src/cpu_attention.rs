@@ -34,7 +34,8 @@ const CB: usize = 2 * W;
 /// Rows (queries) per register tile: 6 × 2 accumulators, the shape of the GEMM crate's AVX2 kernel.
 const RB: usize = 6;
 
-/// True when [`packed_self_attention`] applies: f32 on the CPU, a head size it tiles (a multiple of 8).
+/// True when [`packed_self_attention`] and [`packed_causal_attention`] apply: f32 on the CPU, a head size
+/// they tile (a multiple of 8).
 pub fn applies(dev: &Device, dtype: DType, head_dim: usize) -> bool {
     dev.is_cpu() && dtype == DType::F32 && head_dim > 0 && head_dim.is_multiple_of(W)
 }
@@ -198,11 +199,6 @@ pub struct CausalRow {
     pub queries: usize,
 }
 
-/// True when [`packed_causal_attention`] applies: f32 on the CPU, a head size it tiles (a multiple of 8).
-pub fn causal_applies(dev: &Device, dtype: DType, head_dim: usize) -> bool {
-    applies(dev, dtype, head_dim)
-}
-
 /// Causal grouped-query attention over packed rows, read in place from the fused q|k|v projection (norms and
 /// RoPE already applied, see [`crate::ops::fused_qkv`]): `own` `[tokens, (hq + 2·hkv)·d]` for this batch, and
 /// `prefixes`, blocks of the same layout whose keys and values a row may continue (a shared prefix run once).
@@ -217,7 +213,7 @@ pub fn packed_causal_attention(
     let (hq, hkv, d) = heads;
     let stride = (hq + 2 * hkv) * d;
     let bad = |what: &str, expected: String, found: String| Err(ModelError::input(what, expected, found));
-    if hkv == 0 || hq % hkv != 0 || !causal_applies(own.device(), own.dtype(), d) {
+    if hkv == 0 || hq % hkv != 0 || !applies(own.device(), own.dtype(), d) {
         return bad(
             "causal attention",
             "f32 on the CPU, query heads a multiple of key/value heads, head size a multiple of 8".into(),
@@ -226,7 +222,7 @@ pub fn packed_causal_attention(
     }
     let blocks: Vec<&Tensor> = std::iter::once(own).chain(prefixes.iter().copied()).collect();
     for b in &blocks {
-        if b.dims().len() != 2 || b.dim(1)? != stride || !causal_applies(b.device(), b.dtype(), d) {
+        if b.dims().len() != 2 || b.dim(1)? != stride || !applies(b.device(), b.dtype(), d) {
             return bad(
                 "q|k|v block",
                 format!("f32 CPU [tokens, {stride}]"),

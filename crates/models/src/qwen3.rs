@@ -403,7 +403,7 @@ impl Qwen3 {
         let k_lens: Vec<usize> = rows.iter().zip(seqlens).map(|(r, &n)| n + r.prefix.map_or(0, |p| p.len)).collect();
 
         // The CPU kernel: rows read the prefix blocks and the layer's own q|k|v block in place.
-        let cpu_kernel = crate::cpu_attention::causal_applies(&self.device, self.dtype, c.head_dim)
+        let cpu_kernel = crate::cpu_attention::applies(&self.device, self.dtype, c.head_dim)
             && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()));
         if cpu_kernel {
             let mut all = Vec::with_capacity(rows.len());
