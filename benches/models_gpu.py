@@ -254,6 +254,8 @@ def main():
            "shape": a.shape}
     import transformers
     res["transformers"] = transformers.__version__
+    stamp = Path(a.bin).parent / "BUILT_FROM"  # written by models_gpu_pack.sh beside the binary
+    res["built_from"] = stamp.read_text().strip() if stamp.exists() else "unknown (no BUILT_FROM beside --bin)"
     log("gpu:", res["gpu"], "torch", res["torch"], "transformers", res["transformers"])
 
     rr_dir, em_dir = work / f"{a.shape}-reranker", work / f"{a.shape}-embedding"
@@ -422,6 +424,8 @@ def merge_runs(parts):
                 res.setdefault(k, []).extend(x for x in v if not {x.split()[0], x.split()[0] + "_sieve"} & later)
             elif k == "wall_s":
                 res[k] = res.get(k, 0) + v
+            elif k == "built_from" and res.get(k, v) != v:
+                res[k] = f"{res[k]} + {v} (parts from DIFFERENT binaries)"
             else:
                 res[k] = v
     return res
@@ -518,7 +522,8 @@ def report(res):
         return
     print(f"\nGPU: {res['gpu']} | torch {res['torch']} | transformers {res['transformers']} | "
           f"bf16 GEMM peak measured {peak:.0f} TFLOP/s | non-embedding params {n / 1e6:.0f}M"
-          + (f" | {res['wall_s']:.0f} s" if "wall_s" in res else ""))
+          + (f" | {res['wall_s']:.0f} s" if "wall_s" in res else "")
+          + (f" | binary: {res['built_from']}" if "built_from" in res else ""))
     for e in res.get("errors", []):
         print(f"\nFAILED: {e['what']}: {e['error'][-600:]}")
     if res.get("skipped"):

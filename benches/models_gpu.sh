@@ -16,7 +16,10 @@ OUT=${2:-benches/out/gpu}
 shift $(( $# < 2 ? $# : 2 ))
 W=${SIEVE_GPU_WORK:-/tmp/sieve-gpu}
 mkdir -p "$W" "$OUT"
+rm -f "$W/BUILT_FROM"
 tar -xJf "$PACK" -C "$W"
+echo "pack: $(cat "$W/BUILT_FROM" 2>/dev/null || echo 'no BUILT_FROM (packed before the stamp existed)')" >&2
+cp "$W/BUILT_FROM" "$OUT/" 2>/dev/null || true
 # The CUDA 13 runtime libraries that PyTorch's nvidia-* wheels installed.
 LIBS=$(python3 - <<'PY'
 import glob, os

@@ -18,6 +18,9 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 strip -o "$STAGE/models_gpu" "$EXE"
 cp -r "$CACHE/qwen3-tokenizer" "$STAGE/qwen3-tokenizer"
+# The commit the binary was built from (`-dirty` when the tree had uncommitted changes), so that a pack kept
+# from an earlier session is not measured as the current code by mistake.
+echo "$(git describe --always --dirty --abbrev=12) built $(date -u +%FT%TZ)" > "$STAGE/BUILT_FROM"
 mkdir -p "$(dirname "$PACK")"
-tar -cJf "$PACK" -C "$STAGE" models_gpu qwen3-tokenizer
+tar -cJf "$PACK" -C "$STAGE" models_gpu qwen3-tokenizer BUILT_FROM
 ls -l "$PACK" >&2

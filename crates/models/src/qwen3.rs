@@ -112,13 +112,54 @@ pub struct PrefixKv {
     layers: Vec<LayerKv>,
 }
 
-/// One layer's keys and values, and the block the fused kernels read them from: on CUDA the contiguous k|v
-/// block they are views of, on the CPU (f32) the layer's whole q|k|v block, token by token.
+/// One layer's keys and values of a prefix, in the form the attention path that made them reads.
 #[derive(Debug, Clone)]
-struct LayerKv {
-    k: Tensor,
-    v: Tensor,
-    block: Option<Tensor>,
+enum LayerKv {
+    /// f32 on the CPU: the layer's whole q|k|v block, `[len, (hq + 2·hkv)·head_dim]`, q/k normed and rotated
+    /// in place; the causal kernel reads keys and values from it where they lie, so no copy is kept.
+    Qkv(Tensor),
+    /// Elsewhere: k and v, `[len, kv_heads, head_dim]` each, and on CUDA (when the fused q/k/v kernel ran) the
+    /// contiguous k|v block they are views of, which the fused attention kernels read.
+    Split {
+        k: Tensor,
+        v: Tensor,
+        #[cfg(feature = "cuda")]
+        kv_block: Option<Tensor>,
+    },
+}
+
+impl LayerKv {
+    /// The q|k|v block the CPU kernel reads, if these were made by the CPU path.
+    fn qkv(&self) -> Option<&Tensor> {
+        match self {
+            LayerKv::Qkv(t) => Some(t),
+            LayerKv::Split { .. } => None,
+        }
+    }
+
+    /// The k|v block the fused CUDA kernels read, if there is one.
+    #[cfg(feature = "cuda")]
+    fn kv_block(&self) -> Option<&Tensor> {
+        match self {
+            LayerKv::Split { kv_block, .. } => kv_block.as_ref(),
+            LayerKv::Qkv(_) => None,
+        }
+    }
+
+    /// Keys and values as `[len, kv_heads, head_dim]` tensors, for the batched-GEMM plans (copied out of a CPU
+    /// block, a path the forward only takes when the CPU kernel does not apply).
+    fn k_v(&self, (hq, hkv, hd): (usize, usize, usize)) -> Result<(Tensor, Tensor)> {
+        match self {
+            LayerKv::Split { k, v, .. } => Ok((k.clone(), v.clone())),
+            LayerKv::Qkv(block) => {
+                let len = block.dim(0)?;
+                let part = |at: usize| -> Result<Tensor> {
+                    Ok(block.narrow(1, at * hd, hkv * hd)?.contiguous()?.reshape((len, hkv, hd))?)
+                };
+                Ok((part(hq)?, part(hq + hkv)?))
+            }
+        }
+    }
 }
 
 /// The fused-attention layouts of one forward (see `Qwen3::flash_plans`).
@@ -250,7 +291,7 @@ impl Qwen3 {
             && matches!(self.dtype, DType::BF16 | DType::F16)
             && c.head_dim == crate::cuda::FLASH_HEAD_DIM
             && prefixes.len() <= 1
-            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()));
+            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.kv_block().is_some()));
         let Some(kernel) = crate::cuda::FlashKernel::from_env().filter(|_| usable) else {
             return Ok(None);
         };
@@ -295,7 +336,7 @@ impl Qwen3 {
             (Some(l), true) => l,
             _ => &f.full,
         };
-        let pre = prefixes.first().and_then(|p| p.layers[li].block.as_ref()).unwrap_or(all);
+        let pre = prefixes.first().and_then(|p| p.layers[li].kv_block()).unwrap_or(all);
         crate::cuda::flash_attn(all, total, pre, m, (c.num_attention_heads, c.num_key_value_heads))
     }
 
@@ -404,7 +445,7 @@ impl Qwen3 {
 
         // The CPU kernel: rows read the prefix blocks and the layer's own q|k|v block in place.
         let cpu_kernel = crate::cpu_attention::applies(&self.device, self.dtype, c.head_dim)
-            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.block.is_some()));
+            && prefixes.iter().all(|p| p.layers.iter().all(|l| l.qkv().is_some()));
         if cpu_kernel {
             let mut all = Vec::with_capacity(rows.len());
             let mut t0 = 0;
@@ -468,12 +509,9 @@ impl Qwen3 {
                 ops::qk_norm_rope_in_place(&qkv, &layer.qk_norm, cos_sin, (hq, hkv, hd), c.rms_norm_eps)?;
                 crate::profile::mark(&self.device, "q/k/v norm + rope");
                 if let Some(kv) = keep_kv {
-                    let part = |at: usize| -> Result<Tensor> {
-                        Ok(qkv.narrow(1, at * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?)
-                    };
-                    kv.push(LayerKv { k: part(hq)?, v: part(hq + hkv)?, block: Some(qkv.clone()) });
+                    kv.push(LayerKv::Qkv(qkv.clone()));
                 }
-                let blocks: Vec<&Tensor> = fw.prefixes.iter().filter_map(|p| p.layers[li].block.as_ref()).collect();
+                let blocks: Vec<&Tensor> = fw.prefixes.iter().filter_map(|p| p.layers[li].qkv()).collect();
                 let rows = if only_last { last } else { all };
                 return crate::cpu_attention::packed_causal_attention(&qkv, &blocks, rows, (hq, hkv, hd));
             }
@@ -510,22 +548,28 @@ impl Qwen3 {
         let plan = if only_last { last_plan.as_ref().unwrap_or(plan) } else { plan };
         crate::profile::mark(&self.device, "q/k/v norm + rope");
         if let Some(kv) = keep_kv {
-            #[cfg(feature = "cuda")]
-            let block = match &own_block {
-                Some(all) => Some(crate::cuda::prefix_kv_block(all, total, (hq, hkv, hd))?),
-                None => None,
-            };
-            #[cfg(not(feature = "cuda"))]
-            let block = None;
-            kv.push(LayerKv { k: k.clone(), v: v.clone(), block });
+            kv.push(LayerKv::Split {
+                k: k.clone(),
+                v: v.clone(),
+                #[cfg(feature = "cuda")]
+                kv_block: match &own_block {
+                    Some(all) => Some(crate::cuda::prefix_kv_block(all, total, (hq, hkv, hd))?),
+                    None => None,
+                },
+            });
         }
         // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
         match (flash, &own_block) {
             #[cfg(feature = "cuda")]
             (Some(f), Some(all)) => self.flash_attend(f, only_last, all, total, &fw.prefixes, li),
             _ => {
-                let mut k_parts: Vec<Tensor> = fw.prefixes.iter().map(|p| p.layers[li].k.clone()).collect();
-                let mut v_parts: Vec<Tensor> = fw.prefixes.iter().map(|p| p.layers[li].v.clone()).collect();
+                let (mut k_parts, mut v_parts): (Vec<Tensor>, Vec<Tensor>) = fw
+                    .prefixes
+                    .iter()
+                    .map(|p| p.layers[li].k_v((hq, hkv, hd)))
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .unzip();
                 k_parts.push(k);
                 v_parts.push(v);
                 plan.attend_parts(&q, &k_parts, &v_parts)
@@ -562,4 +606,32 @@ pub fn row_dot(h: &Tensor, w: &Tensor) -> Result<Vec<f32>> {
     let h = h.to_dtype(DType::F32)?;
     let w = w.to_dtype(DType::F32)?;
     Ok(h.broadcast_mul(&w.unsqueeze(0)?)?.sum(D::Minus1)?.to_vec1::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefix kept by the CPU path holds only its q|k|v block; the batched-GEMM plans' keys and values are
+    /// the k and v column ranges of it, token by token.
+    #[test]
+    fn a_cpu_prefix_block_yields_its_keys_and_values() -> Result<()> {
+        let (len, hq, hkv, hd) = (5, 4, 2, 8);
+        let width = (hq + 2 * hkv) * hd;
+        let block = Tensor::arange(0f32, (len * width) as f32, &Device::Cpu)?.reshape((len, width))?;
+        let (k, v) = LayerKv::Qkv(block).k_v((hq, hkv, hd))?;
+        assert_eq!(k.dims(), [len, hkv, hd]);
+        assert_eq!(v.dims(), [len, hkv, hd]);
+        let (k, v) = (k.to_vec3::<f32>()?, v.to_vec3::<f32>()?);
+        for t in 0..len {
+            for h in 0..hkv {
+                for d in 0..hd {
+                    let at = |col: usize| (t * width + col) as f32;
+                    assert_eq!(k[t][h][d], at((hq + h) * hd + d), "k at token {t}, head {h}, dim {d}");
+                    assert_eq!(v[t][h][d], at((hq + hkv + h) * hd + d), "v at token {t}, head {h}, dim {d}");
+                }
+            }
+        }
+        Ok(())
+    }
 }
