@@ -105,7 +105,8 @@ struct Layer {
     down: Linear,
 }
 
-/// Keys and values of a shared prefix, per layer: `[prefix_len, kv_heads, head_dim]` each, RoPE applied.
+/// Keys and values of a shared prefix, per layer, RoPE applied; their form depends on the attention path
+/// (see `LayerKv`).
 #[derive(Debug, Clone)]
 pub struct PrefixKv {
     pub len: usize,
@@ -146,8 +147,9 @@ impl LayerKv {
         }
     }
 
-    /// Keys and values as `[len, kv_heads, head_dim]` tensors, for the batched-GEMM plans (copied out of a CPU
-    /// block, a path the forward only takes when the CPU kernel does not apply).
+    /// Keys and values as `[len, kv_heads, head_dim]` tensors, for the batched-GEMM plans. A CPU block is
+    /// copied out: one model's forwards take the CPU path whenever its prefixes did, so this only keeps a mix
+    /// of paths correct.
     fn k_v(&self, (hq, hkv, hd): (usize, usize, usize)) -> Result<(Tensor, Tensor)> {
         match self {
             LayerKv::Split { k, v, .. } => Ok((k.clone(), v.clone())),
