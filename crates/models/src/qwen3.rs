@@ -153,15 +153,14 @@ impl LayerKv {
     fn k_v(&self, (hq, hkv, hd): (usize, usize, usize)) -> Result<(Tensor, Tensor)> {
         match self {
             LayerKv::Split { k, v, .. } => Ok((k.clone(), v.clone())),
-            LayerKv::Qkv(block) => {
-                let len = block.dim(0)?;
-                let part = |at: usize| -> Result<Tensor> {
-                    Ok(block.narrow(1, at * hd, hkv * hd)?.contiguous()?.reshape((len, hkv, hd))?)
-                };
-                Ok((part(hq)?, part(hq + hkv)?))
-            }
+            LayerKv::Qkv(block) => Ok((heads_of(block, hq, hkv, hd)?, heads_of(block, hq + hkv, hkv, hd)?)),
         }
     }
+}
+
+/// Heads `first..first + n` of a q|k|v block `[tokens, (hq + 2·hkv)·hd]`, copied out as `[tokens, n, hd]`.
+fn heads_of(block: &Tensor, first: usize, n: usize, hd: usize) -> Result<Tensor> {
+    Ok(block.narrow(1, first * hd, n * hd)?.contiguous()?.reshape((block.dim(0)?, n, hd))?)
 }
 
 /// The fused-attention layouts of one forward (see `Qwen3::flash_plans`).
@@ -458,7 +457,15 @@ impl Qwen3 {
             let last_rows = all.iter().map(|r| CausalRow { queries: 1, ..*r }).collect();
             let cos_sin = Tensor::cat(&[&cos, &sin], 1)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             let attn = Attn::Cpu { cos_sin, all, last: last_rows };
-            return Ok(Forward { total, cos, sin, last, prefixes, attn });
+            return Ok(Forward {
+                #[cfg(feature = "cuda")]
+                total,
+                cos,
+                sin,
+                last,
+                prefixes,
+                attn,
+            });
         }
 
         // Rows that continue a prefix read its keys/values in place: each layer's keys are the distinct
@@ -488,7 +495,15 @@ impl Qwen3 {
         // The fused CUDA q/k/v kernel takes cos and sin side by side.
         let cos_sin = if ops::on_cuda(&cos) { Some(Tensor::cat(&[&cos, &sin], 1)?) } else { None };
         let attn = Attn::Plans { plan, last_plan, flash, cos_sin };
-        Ok(Forward { total, cos, sin, last, prefixes, attn })
+        Ok(Forward {
+            #[cfg(feature = "cuda")]
+            total,
+            cos,
+            sin,
+            last,
+            prefixes,
+            attn,
+        })
     }
 
     /// One layer's attention from its fresh q|k|v projection: q/k norms and RoPE, then attention over the
@@ -505,7 +520,6 @@ impl Qwen3 {
     ) -> Result<Tensor> {
         let c = &self.config;
         let (hq, hkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let total = fw.total;
         let (plan, last_plan, flash, cos_sin) = match &fw.attn {
             Attn::Cpu { cos_sin, all, last } => {
                 ops::qk_norm_rope_in_place(&qkv, &layer.qk_norm, cos_sin, (hq, hkv, hd), c.rms_norm_eps)?;
@@ -530,17 +544,16 @@ impl Qwen3 {
             Some((_, q, k, v)) => (if only_last { q.index_select(&fw.last, 0)? } else { q }, k, v),
             None => {
                 let (cos, sin) = (&fw.cos, &fw.sin);
-                let k = qkv.narrow(1, hq * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
-                let v = qkv.narrow(1, (hq + hkv) * hd, hkv * hd)?.contiguous()?.reshape((total, hkv, hd))?;
+                let k = heads_of(&qkv, hq, hkv, hd)?;
+                let v = heads_of(&qkv, hq + hkv, hkv, hd)?;
                 let k = ops::rms_norm(&k, &layer.k_norm, c.rms_norm_eps)?;
                 let k = ops::rope(&k, cos, sin)?;
                 let q = if only_last {
-                    let q = qkv.index_select(&fw.last, 0)?.narrow(1, 0, hq * hd)?;
-                    let q = q.contiguous()?.reshape((fw.last.dim(0)?, hq, hd))?;
+                    let q = heads_of(&qkv.index_select(&fw.last, 0)?, 0, hq, hd)?;
                     let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
                     ops::rope(&q, &cos.index_select(&fw.last, 0)?, &sin.index_select(&fw.last, 0)?)?
                 } else {
-                    let q = qkv.narrow(1, 0, hq * hd)?.contiguous()?.reshape((total, hq, hd))?;
+                    let q = heads_of(&qkv, 0, hq, hd)?;
                     let q = ops::rms_norm(&q, &layer.q_norm, c.rms_norm_eps)?;
                     ops::rope(&q, cos, sin)?
                 };
@@ -555,7 +568,7 @@ impl Qwen3 {
                 v: v.clone(),
                 #[cfg(feature = "cuda")]
                 kv_block: match &own_block {
-                    Some(all) => Some(crate::cuda::prefix_kv_block(all, total, (hq, hkv, hd))?),
+                    Some(all) => Some(crate::cuda::prefix_kv_block(all, fw.total, (hq, hkv, hd))?),
                     None => None,
                 },
             });
@@ -563,7 +576,7 @@ impl Qwen3 {
         // Keys/values the plans gather from: the distinct prefixes', then this batch's own.
         match (flash, &own_block) {
             #[cfg(feature = "cuda")]
-            (Some(f), Some(all)) => self.flash_attend(f, only_last, all, total, &fw.prefixes, li),
+            (Some(f), Some(all)) => self.flash_attend(f, only_last, all, fw.total, &fw.prefixes, li),
             _ => {
                 let (mut k_parts, mut v_parts): (Vec<Tensor>, Vec<Tensor>) = fw
                     .prefixes
@@ -582,6 +595,8 @@ impl Qwen3 {
 
 /// The per-forward state [`Qwen3::attention`] reads in every layer (see [`Qwen3::plan_forward`]).
 struct Forward<'p> {
+    /// Packed tokens of the batch: the fused CUDA kernels' flat q|k|v buffer is laid out by it.
+    #[cfg(feature = "cuda")]
     total: usize,
     /// RoPE rows of each packed position, `[total, head_dim/2]`.
     cos: Tensor,
