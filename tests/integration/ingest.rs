@@ -201,3 +201,44 @@ fn gzip_files_and_stdin_are_read() {
     assert_eq!(num_docs(&index), 22);
     assert_eq!(search_ids(&index, "stdin", &[]).len(), 2);
 }
+
+/// `--embedder` on an index that already holds documents without embeddings is refused before anything is
+/// written: those documents would never reach the graph (their file is not read again), and dense search would
+/// miss them without a word. Searching such an index with `--embedder` is refused the same way.
+#[test]
+fn an_embedder_is_refused_to_an_index_already_holding_documents_without_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "a.jsonl",
+        "{\"id\":\"a\",\"title\":\"hello world\"}\n{\"id\":\"b\",\"title\":\"hello there\"}\n",
+    );
+    let index = dir.path().join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
+
+    let more = write(dir.path(), "b.jsonl", "{\"id\":\"c\",\"title\":\"hello again\"}\n");
+    let o = run(&[
+        "ingest",
+        "--index",
+        s(&index),
+        s(&more),
+        "--embedder",
+        "minilm",
+        "--device",
+        "cpu",
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("holds 2 documents without embeddings") && e.contains("new index"), "{e}");
+    assert!(!index.join("vectors").exists(), "no dense side was started");
+    assert_eq!(num_docs(&index), 2, "nothing was written");
+
+    let o = run(&["search", "--index", s(&index), "hello", "--embedder", "minilm"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("has no embeddings to search"), "{}", stderr(&o));
+    // without the flag, the same ingest goes on as BM25 only
+    ok(&["ingest", "--index", s(&index), s(&more), "--progress", "none"]);
+    assert_eq!(num_docs(&index), 3);
+}

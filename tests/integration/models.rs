@@ -160,3 +160,44 @@ fn a_cuda_request_without_cuda_falls_back_to_the_cpu() {
     let o = run(&["rerank", "-m", s(&m), "-q", "q", "-d", "x", "--device", "tpu"]);
     assert!(stderr(&o).contains("expected auto, cpu"), "{}", stderr(&o));
 }
+
+/// `--reranker` on an index without embeddings reranks the BM25 candidates (it was once dropped without a word,
+/// the search running BM25 alone), and beside a mode that does not rerank it is refused, not ignored.
+#[test]
+fn search_with_a_reranker_reranks_a_bm25_only_index_and_refuses_modes_that_do_not_rerank() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = synth("reranker");
+    let file = write(
+        dir.path(),
+        "p.jsonl",
+        "{\"id\":\"p1\",\"title\":\"Sony turntable PS-LX350H\",\"body\":\"belt drive turntable\"}\n\
+         {\"id\":\"p2\",\"title\":\"Audio-Technica turntable AT-LP60\",\"body\":\"fully automatic\"}\n\
+         {\"id\":\"p3\",\"title\":\"Bose headphones\",\"body\":\"noise cancelling\"}\n",
+    );
+    let index = dir.path().join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
+
+    let out = json(&ok(&["search", "--index", s(&index), "turntable", "--reranker", s(&m), "--json"]));
+    assert_eq!(out["mode"], "hybrid+rerank");
+    let res = &out["response"];
+    assert_eq!(res["reranked"], true, "{res}");
+    assert_eq!(res["degraded"], false, "{res}");
+    assert!(res["notes"][0].as_str().unwrap().contains("dense leg not run"), "{res}");
+    let hits = res["hits"].as_array().unwrap();
+    let mut ids: Vec<&str> = hits.iter().map(|h| h["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["p1", "p2"], "the BM25 matches, reranked: {res}");
+    for h in hits {
+        assert!(h["scores"]["rerank"].is_object(), "every hit carries its rerank score: {h}");
+        assert!(h["scores"]["bm25"].is_object(), "and its BM25 score: {h}");
+    }
+    let stages: Vec<&str> = res["timings"].as_array().unwrap().iter().map(|t| t["stage"].as_str().unwrap()).collect();
+    assert!(stages.contains(&"bm25") && stages.contains(&"rerank") && !stages.contains(&"ann"), "{stages:?}");
+
+    for mode in ["bm25", "dense", "hybrid"] {
+        let o = run(&["search", "--index", s(&index), "turntable", "--reranker", s(&m), "--mode", mode]);
+        assert_eq!(o.status.code(), Some(1), "--mode {mode}");
+        let e = stderr(&o);
+        assert!(e.contains("only used by --mode hybrid+rerank") && e.contains(&format!("found --mode {mode}")), "{e}");
+    }
+}

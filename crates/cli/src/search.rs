@@ -43,8 +43,8 @@ pub struct SearchArgs {
     /// Score every posting instead of pruning what cannot reach the top k (same hits; exact match count).
     #[arg(long)]
     pub exhaustive: bool,
-    /// bm25, dense, hybrid or hybrid+rerank. Default: hybrid (with --reranker: hybrid+rerank) when the index
-    /// has embeddings, else bm25.
+    /// bm25, dense, hybrid or hybrid+rerank. Default: with --reranker, hybrid+rerank (BM25 recall reranked
+    /// when the index has no embeddings); without, hybrid when the index has embeddings, else bm25.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// Candidates each leg recalls before fusion.
@@ -102,11 +102,13 @@ pub fn run(args: SearchArgs) -> Result<()> {
         bail!("--k must be at least 1, found 0");
     }
     let has_vectors = VectorSettings::load(&args.index)?.is_some();
-    let mode = args.mode.unwrap_or(match (has_vectors, args.engine.reranker.is_some()) {
-        (true, true) => Mode::HybridRerank,
-        (true, false) => Mode::Hybrid,
-        (false, _) => Mode::Bm25,
-    });
+    let mode = pick_mode(
+        args.mode,
+        &args.index,
+        has_vectors,
+        args.engine.reranker.as_deref(),
+        args.engine.embedder.as_deref(),
+    )?;
     if mode != Mode::Bm25 {
         return run_engine(&args, mode);
     }
@@ -148,6 +150,43 @@ pub fn run(args: SearchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The mode a search runs in: the one asked for, else hybrid+rerank when a reranker is named (on an index
+/// without embeddings that is BM25 recall reranked: the engine notes that the dense leg did not run), else
+/// hybrid when the index has embeddings, else bm25. A model named beside a search that would not use it (a
+/// reranker in a mode that does not rerank, an embedder for an index without embeddings or in bm25 mode) is an
+/// error rather than a flag quietly ignored.
+fn pick_mode(
+    asked: Option<Mode>,
+    index: &Path,
+    has_vectors: bool,
+    reranker: Option<&str>,
+    embedder: Option<&str>,
+) -> Result<Mode> {
+    if let Some(name) = embedder {
+        if !has_vectors {
+            bail!(
+                "--embedder {name}: index {} has no embeddings to search (ingest the documents into a new \
+                 index with `--embedder {name}` to search them densely)",
+                index.display()
+            );
+        }
+        if asked == Some(Mode::Bm25) {
+            bail!("--embedder {name} is only used by the modes with a dense leg, found --mode bm25");
+        }
+    }
+    match (asked, reranker) {
+        (Some(mode), Some(name)) if mode != Mode::HybridRerank => bail!(
+            "--reranker {name} is only used by --mode hybrid+rerank, found --mode {}; \
+             drop --reranker, or the --mode to rerank",
+            mode.name()
+        ),
+        (Some(mode), _) => Ok(mode),
+        (None, Some(_)) => Ok(Mode::HybridRerank),
+        (None, None) if has_vectors => Ok(Mode::Hybrid),
+        (None, None) => Ok(Mode::Bm25),
+    }
 }
 
 /// The two-stage path: dense and hybrid recall, fusion, reranking.
@@ -304,4 +343,39 @@ pub fn stats(index_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_reranker_picks_reranking_and_conflicts_with_modes_that_do_not_rerank() {
+        let pick = |asked, has_vectors, reranker| pick_mode(asked, Path::new("idx"), has_vectors, reranker, None);
+        // defaults
+        assert_eq!(pick(None, true, None).unwrap(), Mode::Hybrid);
+        assert_eq!(pick(None, false, None).unwrap(), Mode::Bm25);
+        assert_eq!(pick(None, true, Some("r")).unwrap(), Mode::HybridRerank);
+        // no embeddings: the reranker still reranks (BM25 recall), it is not dropped
+        assert_eq!(pick(None, false, Some("r")).unwrap(), Mode::HybridRerank);
+        // an explicit mode wins when it agrees with the flags
+        assert_eq!(pick(Some(Mode::Dense), true, None).unwrap(), Mode::Dense);
+        assert_eq!(pick(Some(Mode::HybridRerank), false, Some("r")).unwrap(), Mode::HybridRerank);
+        for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+            let err = pick(Some(mode), true, Some("qwen")).unwrap_err().to_string();
+            assert!(err.contains("--reranker qwen is only used by --mode hybrid+rerank"), "{err}");
+            assert!(err.contains(&format!("found --mode {}", mode.name())), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_named_embedder_needs_embeddings_and_a_dense_leg() {
+        let pick = |asked, has_vectors| pick_mode(asked, Path::new("idx"), has_vectors, None, Some("minilm"));
+        assert_eq!(pick(None, true).unwrap(), Mode::Hybrid);
+        assert_eq!(pick(Some(Mode::Dense), true).unwrap(), Mode::Dense);
+        let err = pick(None, false).unwrap_err().to_string();
+        assert!(err.contains("index idx has no embeddings") && err.contains("`--embedder minilm`"), "{err}");
+        let err = pick(Some(Mode::Bm25), true).unwrap_err().to_string();
+        assert!(err.contains("found --mode bm25"), "{err}");
+    }
 }

@@ -409,10 +409,24 @@ impl Engine {
 
     /// Gives the index a dense side embedded by `model` (with the loaded embedder's dimensions), or checks
     /// that the one it has matches. Call before ingesting with embeddings.
+    ///
+    /// An index that already holds documents without embeddings is refused a dense side: its documents would
+    /// stay out of the graph (a finished ingest is not read again), and dense search would quietly miss them.
     pub fn ensure_vector_settings(&mut self, model: &str, hnsw: HnswParams) -> Result<&VectorSettings, PipelineError> {
         let Some(dim) = self.embedder_dim else {
             return Err(PipelineError::DenseUnavailable { reason: "no embedding model is loaded".into() });
         };
+        let docs = self.text.num_docs();
+        if self.settings.is_none() && docs > 0 {
+            let path = self.dir.as_ref().map_or_else(|| "the index".to_owned(), |d| d.display().to_string());
+            return Err(PipelineError::Config {
+                path,
+                message: format!(
+                    "it holds {docs} documents without embeddings, so embedding with {model} now would leave them \
+                     out of dense search; ingest into a new index with the embedding model to search them densely"
+                ),
+            });
+        }
         if let Some(s) = &self.settings {
             if s.dim != dim {
                 return Err(PipelineError::Mismatch {

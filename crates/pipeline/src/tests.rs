@@ -480,3 +480,32 @@ fn redis_shares_scores_between_engines_and_a_redis_dying_mid_run_degrades_nothin
     assert!(res.cache.as_ref().unwrap().error.is_none(), "{:?}", res.cache);
     assert_eq!(res.cache.as_ref().unwrap().misses, 0);
 }
+
+/// A dense side may be added to an empty index, never to one whose documents were indexed without embeddings:
+/// they would stay out of the graph for good, and dense search would miss them without a word.
+#[test]
+fn a_dense_side_is_refused_to_an_index_that_holds_documents_without_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
+    let plain = Engine::from_parts(Some(dir.path().to_path_buf()), text, None, EngineOptions::default()).unwrap();
+    let mut sink = plain.sink(wopts()).unwrap();
+    sink.upsert(&corpus()).unwrap();
+    sink.commit(Default::default()).unwrap();
+    sink.finish().unwrap();
+    drop(plain);
+
+    let text = TextIndex::open(dir.path()).unwrap();
+    let (opts, _) = options(None, Arc::new(LruScoreCache::new(10)));
+    let mut engine = Engine::from_parts(Some(dir.path().to_path_buf()), text, None, opts).unwrap();
+    let err = engine.ensure_vector_settings("words", HnswParams::default()).unwrap_err().to_string();
+    assert!(err.contains("holds 6 documents without embeddings") && err.contains("words"), "{err}");
+    assert!(engine.settings().is_none(), "nothing changed");
+    assert!(VectorSettings::load(dir.path()).unwrap().is_none(), "nothing written");
+
+    // an empty index takes one
+    let empty = tempfile::tempdir().unwrap();
+    let text = TextIndex::create(empty.path(), IndexSettings::default()).unwrap();
+    let (opts, _) = options(None, Arc::new(LruScoreCache::new(10)));
+    let mut engine = Engine::from_parts(Some(empty.path().to_path_buf()), text, None, opts).unwrap();
+    assert_eq!(engine.ensure_vector_settings("words", HnswParams::default()).unwrap().dim, DIM);
+}
