@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::{ok, s};
+use crate::{ok, run, s, stderr};
 
 /// `SIEVE_SHARED_DATA`, or `../shared/data` beside the repository (where CI has it).
 fn shared_data() -> PathBuf {
@@ -113,4 +113,10 @@ fn eval_runs_the_four_modes_side_by_side_with_a_chart() {
     assert_eq!(table.lines().count(), 2 + 4, "{table}");
     let png = std::fs::read(out.join("report.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
+
+    // A reranker named without the mode that uses it is refused, not loaded and ignored.
+    let o = run(&["eval", "-d", s(&data), "--modes", "bm25,dense", "--reranker", s(&reranker), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("found --modes bm25,dense; add it (e.g. --modes bm25,dense,hybrid+rerank)"), "{e}");
 }

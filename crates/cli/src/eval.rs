@@ -99,6 +99,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.modes.contains(&Mode::HybridRerank) && args.reranker.is_none() {
         bail!("mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
     }
+    if let (Some(name), false) = (&args.reranker, args.modes.contains(&Mode::HybridRerank)) {
+        let asked: Vec<&str> = args.modes.iter().map(|m| m.name()).collect();
+        bail!(
+            "--reranker {name} is only used by mode hybrid+rerank, found --modes {}; add it (e.g. --modes {},hybrid+rerank)",
+            asked.join(","),
+            asked.join(",")
+        );
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     if args.replot {
         return replot(&args.out);
