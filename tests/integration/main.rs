@@ -1,9 +1,10 @@
 //! Sieve's integration tests: the real `sieve` binary on real files in temporary directories.
 //!
 //! One binary, a module per area (tantivy's and meilisearch's habit): `ingest` (bad input, idempotence,
-//! upsert, delete, formats), `durability` (SIGKILL during ingest), `search` (the CLI's search output), `models` (rerank, embed, model
-//! files).
+//! upsert, delete, formats), `durability` (SIGKILL during ingest), `demo` (the main job), `search` (the CLI's
+//! search output), `models` (rerank, embed, model files), `eval` (the evaluation harness).
 
+mod demo;
 mod durability;
 mod eval;
 mod ingest;

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::Filter;
 use sieve_ingest::{IngestOptions, Input};
-use sieve_pipeline::SearchRequest;
+use sieve_pipeline::{SearchRequest, VectorSettings};
 use sieve_text::{Bm25Query, IndexSettings, TextError, TextIndex};
 
 use crate::engine::{EngineArgs, VectorArgs};
@@ -82,6 +82,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
         };
         if embedder.is_some() {
             embedded.push(name);
+            // An earlier run without the model left this index BM25-only; an embedder cannot be added to
+            // documents already indexed, and the demo owns the index, so it is built again with embeddings.
+            let plain = TextIndex::open(&dir).is_ok_and(|t| t.num_docs() > 0) && VectorSettings::load(&dir)?.is_none();
+            if plain {
+                eprintln!("{}: indexed without embeddings by an earlier run; rebuilding it with them", dir.display());
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
         }
         let vectors = VectorArgs::new(embedder, "auto");
         let index = open_for_ingest(&dir, IndexSettings::default(), &vectors)?;
