@@ -77,9 +77,32 @@ fn init_logging() {
         .try_init();
 }
 
+/// `sieve search … | head`: once the reader of stdout is gone, `println!` panics with "failed printing to
+/// stdout: Broken pipe". Like `cat`, the command then ends quietly instead, with the status a shell reports for
+/// a process ended by SIGPIPE (128 + 13). Every other panic goes to the default hook as before.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if is_stdout_broken_pipe(info.payload()) {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
+fn is_stdout_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     init_logging();
+    quiet_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
