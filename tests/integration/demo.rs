@@ -50,6 +50,10 @@ fn demo_rebuilds_a_product_index_left_without_embeddings() {
     let dense: serde_json::Value = serde_json::from_str(&dense).unwrap();
     assert_eq!(dense["response"]["hits"].as_array().unwrap().len(), 3, "every product has a vector: {dense}");
 
+    let stats = ok(&["stats", "--index", s(&indexes.join("products"))]);
+    assert!(stats.contains("vectors: minilm (384 dimensions), cosine similarity; HNSW M=16"), "{stats}");
+    assert!(stats.contains("graph: 3 points saved at commit") && stats.contains("(up to date)"), "{stats}");
+
     // and a third run finds everything in place
     let third = run(&base);
     assert!(third.status.success(), "{}", stderr(&third));

@@ -37,4 +37,32 @@ fn search_explains_scores_and_rejects_bad_filters() {
     let stats = ok(&["stats", "--index", s(&index)]);
     assert!(stats.contains("documents: 2"), "{stats}");
     assert!(stats.contains("(complete)"), "{stats}");
+    assert!(stats.contains("vectors: none (BM25 only)"), "{stats}");
+}
+
+/// `sieve search … | head`: the reader going away ends the command quietly (status 141, as for `cat`), not
+/// with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_search_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    // enough output (well over a pipe's 64 KiB buffer) that some write must find the pipe closed
+    let body = "turntable ".repeat(200);
+    let rows: String =
+        (0..300).map(|i| format!("{{\"id\":\"d{i}\",\"title\":\"turntable {i}\",\"body\":\"{body}\"}}\n")).collect();
+    let file = write(dir.path(), "d.jsonl", rows);
+    let index = dir.path().join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
+
+    let mut child = crate::sieve()
+        .args(["search", "--index", s(&index), "turntable", "--json", "-k", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
 }

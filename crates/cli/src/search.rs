@@ -7,6 +7,7 @@ use clap::Args;
 use sieve_core::{DocId, Filter, Hit, Lang};
 use sieve_pipeline::{Fusion, Legs, RerankRequest, SearchRequest, VectorSettings};
 use sieve_text::{Bm25Params, Bm25Query, TextIndex, WriterOptions};
+use sieve_vector::Metric;
 
 use crate::engine::{open_engine, EngineArgs};
 use crate::eval::Mode;
@@ -332,6 +333,34 @@ pub fn stats(index_dir: &Path) -> Result<()> {
         "bm25: k1={} b={}; boosts: title={} body={}",
         settings.bm25.k1, settings.bm25.b, settings.boosts.title, settings.boosts.body
     );
+    match VectorSettings::load(index_dir)? {
+        None => println!("vectors: none (BM25 only)"),
+        Some(v) => {
+            let cut = v.dimensions.map(|d| format!(", cut to {d}")).unwrap_or_default();
+            let h = v.hnsw;
+            let metric = match h.metric {
+                Metric::Cosine => "cosine",
+                Metric::Dot => "dot-product",
+            };
+            println!(
+                "vectors: {} ({} dimensions{cut}), {} similarity; HNSW M={} ef_construction={} ef_search={}, \
+                 exact scan at or below {} candidates",
+                v.model, v.dim, metric, h.m, h.ef_construction, h.ef_search, h.exact_below
+            );
+            let commit = index.generation()?;
+            match VectorSettings::saved_graph(index_dir)? {
+                None => println!("graph: not saved yet (the next open builds it from the stored vectors)"),
+                Some(g) if g.generation == commit => {
+                    println!("graph: {} points saved at commit {} (up to date)", g.points, g.generation)
+                }
+                Some(g) => println!(
+                    "graph: {} points saved at commit {}, behind the last commit {commit} (the next open catches \
+                     it up from the stored vectors)",
+                    g.points, g.generation
+                ),
+            }
+        }
+    }
     for s in index.checkpoint()?.sources {
         println!(
             "source {}: {} docs, {} rejected, through line {}{}",

@@ -13,7 +13,7 @@ use sieve_core::{
 use sieve_ingest::BatchSink;
 use sieve_models::EmbedOptions;
 use sieve_text::{Bm25Query, TextIndex, TextWriter, WriterOptions};
-use sieve_vector::{HnswParams, LoadOutcome, SearchStrategy, VectorIndex, VectorSearch};
+use sieve_vector::{GraphState, HnswParams, LoadOutcome, SearchStrategy, VectorIndex, VectorSearch};
 
 use crate::cache::{CacheReport, LruScoreCache, ScoreCache};
 use crate::facets::{facet_counts, sort_order, FacetCount, FacetField, SortBy};
@@ -47,6 +47,12 @@ impl VectorSettings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(PipelineError::Io { path: path.display().to_string(), message: e.to_string() }),
         }
+    }
+
+    /// What the graph last saved in index `dir` reflects (`vectors/state.json`), without loading it: `None`
+    /// when none was saved yet.
+    pub fn saved_graph(dir: &Path) -> Result<Option<GraphState>, PipelineError> {
+        Ok(GraphState::read(&dir.join(VECTOR_DIR))?)
     }
 
     fn save(&self, dir: &Path) -> Result<(), PipelineError> {

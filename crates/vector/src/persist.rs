@@ -39,6 +39,21 @@ pub struct GraphState {
     pub graph: Option<String>,
 }
 
+impl GraphState {
+    /// What `state.json` in `dir` says, without loading the graph: `None` when no graph was ever saved there.
+    pub fn read(dir: &Path) -> Result<Option<GraphState>> {
+        let path = dir.join(STATE);
+        let raw = match fs::read(&path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| VectorError::Corrupt { path: path.display().to_string(), message: e.to_string() })
+    }
+}
+
 /// The result of [`VectorIndex::load`].
 #[derive(Debug)]
 pub enum LoadOutcome {
@@ -118,15 +133,13 @@ impl VectorIndex {
     /// Loads the graph saved in `dir`, if it fits `dim` and the construction parameters of `params` (its
     /// search settings are taken from `params`).
     pub fn load(dir: &Path, dim: usize, params: HnswParams) -> Result<LoadOutcome> {
-        let state_path = dir.join(STATE);
-        let raw = match fs::read(&state_path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LoadOutcome::Missing),
-            Err(e) => return Err(io_err(&state_path)(e)),
-        };
-        let state: GraphState = match serde_json::from_slice(&raw) {
-            Ok(s) => s,
-            Err(e) => return Ok(LoadOutcome::Unusable { reason: format!("{}: {e}", state_path.display()) }),
+        let state = match GraphState::read(dir) {
+            Ok(Some(state)) => state,
+            Ok(None) => return Ok(LoadOutcome::Missing),
+            Err(VectorError::Corrupt { path, message }) => {
+                return Ok(LoadOutcome::Unusable { reason: format!("{path}: {message}") })
+            }
+            Err(e) => return Err(e),
         };
         if state.format != FORMAT {
             return Ok(LoadOutcome::Unusable { reason: format!("format {:?}, expected {FORMAT:?}", state.format) });
