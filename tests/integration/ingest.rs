@@ -238,7 +238,11 @@ fn an_embedder_is_refused_to_an_index_already_holding_documents_without_embeddin
     let o = run(&["search", "--index", s(&index), "hello", "--embedder", "minilm"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("has no embeddings to search"), "{}", stderr(&o));
-    // without the flag, the same ingest goes on as BM25 only
+    // a graph setting with no graph to shape is refused too, not ignored
+    let o = run(&["ingest", "--index", s(&index), s(&more), "--hnsw-m", "32", "--progress", "none"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--hnsw-m 32 shapes the vector graph"), "{}", stderr(&o));
+    // without the flags, the same ingest goes on as BM25 only
     ok(&["ingest", "--index", s(&index), s(&more), "--progress", "none"]);
     assert_eq!(num_docs(&index), 3);
 }

@@ -53,15 +53,16 @@ pub struct VectorArgs {
     /// Where the embedder runs: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// HNSW links per node (layer 0 keeps twice as many).
-    #[arg(long, default_value_t = HnswParams::default().m)]
-    pub hnsw_m: usize,
-    /// HNSW candidate list size while building.
-    #[arg(long, default_value_t = HnswParams::default().ef_construction)]
-    pub ef_construction: usize,
-    /// Similarity: cosine (vectors normalised) or dot (vectors must already be unit length).
-    #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
-    pub metric: MetricArg,
+    /// HNSW links per node (layer 0 keeps twice as many) of a new dense side. Default: 16.
+    #[arg(long)]
+    pub hnsw_m: Option<usize>,
+    /// HNSW candidate list size while building a new dense side. Default: 200.
+    #[arg(long)]
+    pub ef_construction: Option<usize>,
+    /// Similarity of a new dense side: cosine (vectors normalised) or dot (vectors must already be unit
+    /// length). Default: cosine.
+    #[arg(long, value_enum)]
+    pub metric: Option<MetricArg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,27 +87,78 @@ impl EngineArgs {
 }
 
 impl VectorArgs {
-    /// The command line's defaults (HNSW M 16, ef_construction 200, cosine), with this embedder.
+    /// No graph flags (a new dense side gets HNSW M 16, ef_construction 200, cosine), with this embedder.
     pub fn new(embedder: Option<String>, device: &str) -> VectorArgs {
+        VectorArgs { embedder, device: device.to_owned(), hnsw_m: None, ef_construction: None, metric: None }
+    }
+
+    /// The graph settings of a new dense side: the flags given, defaults for the rest.
+    pub fn hnsw(&self) -> HnswParams {
         let d = HnswParams::default();
-        VectorArgs {
-            embedder,
-            device: device.to_owned(),
-            hnsw_m: d.m,
-            ef_construction: d.ef_construction,
-            metric: MetricArg::Cosine,
+        HnswParams {
+            metric: self.metric.map_or(d.metric, MetricArg::metric),
+            m: self.hnsw_m.unwrap_or(d.m),
+            ef_construction: self.ef_construction.unwrap_or(d.ef_construction),
+            ..d
         }
     }
 
-    pub fn hnsw(&self) -> HnswParams {
-        HnswParams {
-            metric: match self.metric {
-                MetricArg::Cosine => Metric::Cosine,
-                MetricArg::Dot => Metric::Dot,
-            },
-            m: self.hnsw_m,
-            ef_construction: self.ef_construction,
-            ..HnswParams::default()
+    /// Graph flags only shape a new dense side: given for an index whose dense side exists (`existing`) they
+    /// must agree with it, and without an embedder they have nothing to shape. Either way a flag that would be
+    /// ignored is an error.
+    pub fn check_graph_flags(&self, index: &Path, existing: Option<&HnswParams>) -> Result<()> {
+        let given = [
+            ("--hnsw-m", self.hnsw_m.map(|v| v.to_string()), existing.map(|e| e.m.to_string())),
+            (
+                "--ef-construction",
+                self.ef_construction.map(|v| v.to_string()),
+                existing.map(|e| e.ef_construction.to_string()),
+            ),
+            (
+                "--metric",
+                self.metric.map(|m| m.name().to_owned()),
+                existing.map(|e| MetricArg::of(e.metric).name().to_owned()),
+            ),
+        ];
+        for (flag, asked, has) in given {
+            let Some(asked) = asked else { continue };
+            match has {
+                Some(has) if has != asked => bail!(
+                    "{flag} {asked}: index {} has a dense side built with {flag} {has}, and a graph keeps the \
+                     settings it was built with (ingest into a new index to change them)",
+                    index.display()
+                ),
+                Some(_) => {}
+                None if self.embedder.is_none() => bail!(
+                    "{flag} {asked} shapes the vector graph, but index {} has none and no --embedder is given",
+                    index.display()
+                ),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MetricArg {
+    fn metric(self) -> Metric {
+        match self {
+            MetricArg::Cosine => Metric::Cosine,
+            MetricArg::Dot => Metric::Dot,
+        }
+    }
+
+    fn of(metric: Metric) -> MetricArg {
+        match metric {
+            Metric::Cosine => MetricArg::Cosine,
+            Metric::Dot => MetricArg::Dot,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MetricArg::Cosine => "cosine",
+            MetricArg::Dot => "dot",
         }
     }
 }
@@ -179,4 +231,43 @@ pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> 
     let engine = Engine::from_parts(Some(dir.to_path_buf()), text, settings, options)?;
     engine.sync_vectors().context("bringing the vector graph up to date")?;
     Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(embedder: Option<&str>, m: Option<usize>, ef: Option<usize>, metric: Option<MetricArg>) -> VectorArgs {
+        let mut a = VectorArgs::new(embedder.map(str::to_owned), "cpu");
+        (a.hnsw_m, a.ef_construction, a.metric) = (m, ef, metric);
+        a
+    }
+
+    #[test]
+    fn graph_flags_shape_a_new_dense_side_and_must_agree_with_an_existing_one() {
+        let idx = Path::new("idx");
+        let built = HnswParams { m: 32, ..HnswParams::default() };
+        // no flags: always fine, defaults for a new side
+        assert!(args(None, None, None, None).check_graph_flags(idx, None).is_ok());
+        assert_eq!(args(Some("minilm"), None, None, None).hnsw(), HnswParams::default());
+        // a new side takes them
+        let a = args(Some("minilm"), Some(48), Some(100), Some(MetricArg::Dot));
+        assert!(a.check_graph_flags(idx, None).is_ok());
+        assert_eq!((a.hnsw().m, a.hnsw().ef_construction, a.hnsw().metric), (48, 100, Metric::Dot));
+        // an existing side: the same values pass, others are refused by name
+        assert!(args(None, Some(32), Some(200), Some(MetricArg::Cosine)).check_graph_flags(idx, Some(&built)).is_ok());
+        let err = args(None, Some(16), None, None).check_graph_flags(idx, Some(&built)).unwrap_err().to_string();
+        assert!(err.contains("--hnsw-m 16: index idx has a dense side built with --hnsw-m 32"), "{err}");
+        let err = args(Some("minilm"), None, None, Some(MetricArg::Dot))
+            .check_graph_flags(idx, Some(&built))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--metric dot: index idx has a dense side built with --metric cosine"), "{err}");
+        // no side and no embedder: nothing to shape
+        let err = args(None, None, Some(400), None).check_graph_flags(idx, None).unwrap_err().to_string();
+        assert!(
+            err.contains("--ef-construction 400 shapes the vector graph") && err.contains("no --embedder"),
+            "{err}"
+        );
+    }
 }

@@ -133,6 +133,7 @@ pub struct Totals {
 pub fn open_for_ingest(dir: &Path, settings: IndexSettings, vectors: &VectorArgs) -> Result<Engine> {
     let text = TextIndex::open_or_create(dir, settings).with_context(|| format!("opening index {}", dir.display()))?;
     let existing = VectorSettings::load(dir)?;
+    vectors.check_graph_flags(dir, existing.as_ref().map(|s| &s.hnsw))?;
     if let (Some(have), Some(asked)) = (&existing, &vectors.embedder) {
         if have.model != *asked {
             bail!(
