@@ -66,3 +66,42 @@ fn a_closed_stdout_ends_search_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(141), "{err}");
 }
+
+/// `--k1`, `--b` and `--exhaustive` shape the BM25 leg in every mode that runs it (they once applied to
+/// `--mode bm25` only and were dropped without a word in the engine's modes).
+#[test]
+fn bm25_overrides_apply_to_the_bm25_leg_of_hybrid_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.jsonl",
+        "{\"id\":\"a\",\"title\":\"turntable turntable turntable\",\"body\":\"a turntable with a long description of the turntable\"}\n\
+         {\"id\":\"b\",\"title\":\"turntable\",\"body\":\"short\"}\n",
+    );
+    let index = dir.path().join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
+    let bm25_score = |extra: &[&str]| -> Vec<f64> {
+        let mut args = vec!["search", "--index", s(&index), "turntable", "--json"];
+        args.extend_from_slice(extra);
+        let out: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        let hits = out.get("response").map_or(&out["hits"], |r| &r["hits"]);
+        let mut by_id: Vec<(String, f64)> = hits
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["id"].as_str().unwrap().to_owned(), h["scores"]["bm25"]["score"].as_f64().unwrap()))
+            .collect();
+        by_id.sort_by(|x, y| x.0.cmp(&y.0));
+        by_id.into_iter().map(|(_, s)| s).collect()
+    };
+    let plain = bm25_score(&["--mode", "hybrid"]);
+    let tuned = bm25_score(&["--mode", "hybrid", "--k1", "0.1", "--b", "0"]);
+    assert_ne!(plain, tuned, "the override changed the BM25 leg's scores");
+    assert_eq!(tuned, bm25_score(&["--mode", "bm25", "--k1", "0.1", "--b", "0"]), "as in bm25 mode");
+    let exact = ok(&["search", "--index", s(&index), "turntable", "--mode", "hybrid", "--exhaustive", "--json"]);
+    assert!(exact.contains("\"bm25_matched\": 2"), "{exact}");
+
+    let o = run(&["search", "--index", s(&index), "turntable", "--mode", "dense", "--k1", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("which --mode dense does not run"), "{}", stderr(&o));
+}

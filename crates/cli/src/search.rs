@@ -115,13 +115,10 @@ pub fn run(args: SearchArgs) -> Result<()> {
     }
     let index = open(&args.index)?;
     let mut query = Bm25Query::new(args.query.clone(), args.k);
+    query.params = bm25_params(&args, &index)?;
     query.filters = args.filters;
     query.exhaustive = args.exhaustive;
     query.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
-    if args.k1.is_some() || args.b.is_some() {
-        let base = index.settings().bm25;
-        query.params = Some(Bm25Params { k1: args.k1.unwrap_or(base.k1), b: args.b.unwrap_or(base.b) }.validate()?);
-    }
     let results = index.search(&query)?;
     if args.json {
         let out = serde_json::json!({
@@ -190,14 +187,28 @@ fn pick_mode(
     }
 }
 
+/// `--k1` / `--b` over the index's BM25 parameters, when either is given.
+fn bm25_params(args: &SearchArgs, index: &TextIndex) -> Result<Option<Bm25Params>> {
+    if args.k1.is_none() && args.b.is_none() {
+        return Ok(None);
+    }
+    let base = index.settings().bm25;
+    Ok(Some(Bm25Params { k1: args.k1.unwrap_or(base.k1), b: args.b.unwrap_or(base.b) }.validate()?))
+}
+
 /// The two-stage path: dense and hybrid recall, fusion, reranking.
 fn run_engine(args: &SearchArgs, mode: Mode) -> Result<()> {
     let rerank = mode == Mode::HybridRerank;
     if rerank && args.engine.reranker.is_none() {
         bail!("--mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
     }
+    if mode == Mode::Dense && (args.k1.is_some() || args.b.is_some() || args.exhaustive) {
+        bail!("--k1, --b and --exhaustive shape the BM25 leg, which --mode dense does not run");
+    }
     let engine = open_engine(&args.index, &args.engine, true, rerank)?;
     let mut req = SearchRequest::new(args.query.clone());
+    req.bm25_params = bm25_params(args, engine.text())?;
+    req.exhaustive = args.exhaustive;
     req.k = args.k;
     req.filters = args.filters.clone();
     req.lang = args.lang.as_deref().map(Lang::parse).transpose()?;

@@ -12,7 +12,7 @@ use sieve_core::{
 };
 use sieve_ingest::BatchSink;
 use sieve_models::EmbedOptions;
-use sieve_text::{Bm25Query, TextIndex, TextWriter, WriterOptions};
+use sieve_text::{Bm25Params, Bm25Query, TextIndex, TextWriter, WriterOptions};
 use sieve_vector::{GraphState, HnswParams, LoadOutcome, SearchStrategy, VectorIndex, VectorSearch};
 
 use crate::cache::{CacheReport, LruScoreCache, ScoreCache};
@@ -210,6 +210,10 @@ pub struct SearchRequest {
     pub sort: Option<SortBy>,
     /// Set when the caller is gone; queued model work for this request is skipped.
     pub cancel: Option<CancelToken>,
+    /// Overrides the index's BM25 k1 and b for the BM25 leg.
+    pub bm25_params: Option<Bm25Params>,
+    /// The BM25 leg scores every posting instead of pruning (same candidates; `bm25_matched` becomes exact).
+    pub exhaustive: bool,
 }
 
 impl SearchRequest {
@@ -232,6 +236,8 @@ impl SearchRequest {
             facet_size: 10,
             sort: None,
             cancel: None,
+            bm25_params: None,
+            exhaustive: false,
         }
     }
 }
@@ -667,6 +673,8 @@ impl Engine {
                     q.filters = req.filters.clone();
                     q.lang = req.lang.clone();
                     q.with_documents = false;
+                    q.params = req.bm25_params;
+                    q.exhaustive = req.exhaustive;
                     self.text.search(&q).map(|r| (r, t.elapsed()))
                 })
             });
