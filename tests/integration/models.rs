@@ -55,6 +55,11 @@ fn rerank_prints_sorted_scores_with_usage() {
     assert_eq!(unshared["results"][0]["index"], results[0]["index"]);
     let (a, b) = (unshared["results"][0]["raw_score"].as_f64().unwrap(), results[0]["raw_score"].as_f64().unwrap());
     assert!((a - b).abs() < 1e-4);
+
+    // --top-n 0 would score every pair and print none
+    let o = run(&["rerank", "-m", s(&m), "-q", "q", "-d", "x", "--top-n", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--top-n: expected at least 1"), "{}", stderr(&o));
 }
 
 #[test]

@@ -288,6 +288,9 @@ pub fn rerank(args: RerankArgs) -> Result<()> {
     if docs.is_empty() {
         bail!("expected at least one document (--doc or --docs-file), found none");
     }
+    if args.top_n == Some(0) {
+        bail!("--top-n: expected at least 1 (leave it out for every document), found 0");
+    }
     let dir = args.model.dir();
     let t0 = Instant::now();
     let model = load_reranker(&dir, args.model.device()?, RerankerConfig::default())
