@@ -116,8 +116,8 @@ impl VectorArgs {
             ),
             (
                 "--metric",
-                self.metric.map(|m| m.name().to_owned()),
-                existing.map(|e| MetricArg::of(e.metric).name().to_owned()),
+                self.metric.map(|m| m.metric().name().to_owned()),
+                existing.map(|e| e.metric.name().to_owned()),
             ),
         ];
         for (flag, asked, has) in given {
@@ -145,20 +145,6 @@ impl MetricArg {
         match self {
             MetricArg::Cosine => Metric::Cosine,
             MetricArg::Dot => Metric::Dot,
-        }
-    }
-
-    fn of(metric: Metric) -> MetricArg {
-        match metric {
-            Metric::Cosine => MetricArg::Cosine,
-            Metric::Dot => MetricArg::Dot,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            MetricArg::Cosine => "cosine",
-            MetricArg::Dot => "dot",
         }
     }
 }

@@ -7,7 +7,6 @@ use clap::Args;
 use sieve_core::{DocId, Filter, Hit, Lang};
 use sieve_pipeline::{Fusion, Legs, RerankRequest, SearchRequest, VectorSettings};
 use sieve_text::{Bm25Params, Bm25Query, TextIndex, WriterOptions};
-use sieve_vector::Metric;
 
 use crate::engine::{open_engine, EngineArgs};
 use crate::eval::Mode;
@@ -349,14 +348,16 @@ pub fn stats(index_dir: &Path) -> Result<()> {
         Some(v) => {
             let cut = v.dimensions.map(|d| format!(", cut to {d}")).unwrap_or_default();
             let h = v.hnsw;
-            let metric = match h.metric {
-                Metric::Cosine => "cosine",
-                Metric::Dot => "dot-product",
-            };
             println!(
                 "vectors: {} ({} dimensions{cut}), {} similarity; HNSW M={} ef_construction={} ef_search={}, \
                  exact scan at or below {} candidates",
-                v.model, v.dim, metric, h.m, h.ef_construction, h.ef_search, h.exact_below
+                v.model,
+                v.dim,
+                h.metric.name(),
+                h.m,
+                h.ef_construction,
+                h.ef_search,
+                h.exact_below
             );
             let commit = index.generation()?;
             match VectorSettings::saved_graph(index_dir)? {

@@ -20,6 +20,16 @@ pub enum Metric {
     Dot,
 }
 
+impl Metric {
+    /// The name `vectors/config.json` and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::Dot => "dot",
+        }
+    }
+}
+
 /// Graph construction and search settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HnswParams {
