@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::{num_docs, ok, run, s, search_ids, stderr, write};
+use crate::{ingested, num_docs, ok, run, s, search_ids, stderr, write};
 
 fn report_rows(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -208,13 +208,11 @@ fn gzip_files_and_stdin_are_read() {
 #[test]
 fn an_embedder_is_refused_to_an_index_already_holding_documents_without_embeddings() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(
+    let index = ingested(
         dir.path(),
         "a.jsonl",
         "{\"id\":\"a\",\"title\":\"hello world\"}\n{\"id\":\"b\",\"title\":\"hello there\"}\n",
     );
-    let index = dir.path().join("idx");
-    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
 
     let more = write(dir.path(), "b.jsonl", "{\"id\":\"c\",\"title\":\"hello again\"}\n");
     let o = run(&[

@@ -46,6 +46,15 @@ pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     path
 }
 
+/// Writes `rows` (JSONL) to `dir/name` and ingests them into a new index `dir/idx`, which it returns.
+#[track_caller]
+pub fn ingested(dir: &Path, name: &str, rows: impl AsRef<[u8]>) -> PathBuf {
+    let file = write(dir, name, rows);
+    let index = dir.join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
+    index
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::{ok, run, s, stderr, write};
+use crate::{ingested, ok, run, s, stderr, write};
 
 /// A tiny random-weight reranker, built once per test run through the CLI.
 fn synth(layout: &str) -> PathBuf {
@@ -172,15 +172,13 @@ fn a_cuda_request_without_cuda_falls_back_to_the_cpu() {
 fn search_with_a_reranker_reranks_a_bm25_only_index_and_refuses_modes_that_do_not_rerank() {
     let dir = tempfile::tempdir().unwrap();
     let m = synth("reranker");
-    let file = write(
+    let index = ingested(
         dir.path(),
         "p.jsonl",
         "{\"id\":\"p1\",\"title\":\"Sony turntable PS-LX350H\",\"body\":\"belt drive turntable\"}\n\
          {\"id\":\"p2\",\"title\":\"Audio-Technica turntable AT-LP60\",\"body\":\"fully automatic\"}\n\
          {\"id\":\"p3\",\"title\":\"Bose headphones\",\"body\":\"noise cancelling\"}\n",
     );
-    let index = dir.path().join("idx");
-    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
 
     let out = json(&ok(&["search", "--index", s(&index), "turntable", "--reranker", s(&m), "--json"]));
     assert_eq!(out["mode"], "hybrid+rerank");

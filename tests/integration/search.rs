@@ -1,17 +1,15 @@
 //! `sieve search` and `sieve stats` output.
 
-use crate::{ok, run, s, stderr, write};
+use crate::{ingested, ok, run, s, stderr};
 
 #[test]
 fn search_explains_scores_and_rejects_bad_filters() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(
+    let index = ingested(
         dir.path(),
         "p.jsonl",
         "{\"id\":\"p1\",\"title\":\"Sony Turntable - PSLX350H\",\"body\":\"belt drive\",\"brand\":\"Sony\",\"price\":149}\n{\"id\":\"n1\",\"title\":\"雅虎宣布剥离阿里巴巴股份\",\"source\":\"Sina\"}\n",
     );
-    let index = dir.path().join("idx");
-    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
 
     let out = ok(&["search", "--index", s(&index), "sony turntable", "--explain"]);
     assert!(out.contains("p1"), "{out}");
@@ -50,9 +48,7 @@ fn a_closed_stdout_ends_search_quietly() {
     let body = "turntable ".repeat(200);
     let rows: String =
         (0..300).map(|i| format!("{{\"id\":\"d{i}\",\"title\":\"turntable {i}\",\"body\":\"{body}\"}}\n")).collect();
-    let file = write(dir.path(), "d.jsonl", rows);
-    let index = dir.path().join("idx");
-    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
+    let index = ingested(dir.path(), "d.jsonl", rows);
 
     let mut child = crate::sieve()
         .args(["search", "--index", s(&index), "turntable", "--json", "-k", "300"])
@@ -72,14 +68,12 @@ fn a_closed_stdout_ends_search_quietly() {
 #[test]
 fn bm25_overrides_apply_to_the_bm25_leg_of_hybrid_search() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(
+    let index = ingested(
         dir.path(),
         "p.jsonl",
         "{\"id\":\"a\",\"title\":\"turntable turntable turntable\",\"body\":\"a turntable with a long description of the turntable\"}\n\
          {\"id\":\"b\",\"title\":\"turntable\",\"body\":\"short\"}\n",
     );
-    let index = dir.path().join("idx");
-    ok(&["ingest", "--index", s(&index), s(&file), "--progress", "none"]);
     let bm25_score = |extra: &[&str]| -> Vec<f64> {
         let mut args = vec!["search", "--index", s(&index), "turntable", "--json"];
         args.extend_from_slice(extra);
