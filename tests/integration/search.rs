@@ -28,6 +28,14 @@ fn search_explains_scores_and_rejects_bad_filters() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("unknown field `colour`; filterable fields are"), "{}", stderr(&bad));
 
+    let o = run(&["search", "--index", s(&index), "sony", "--instruction", "Find the product"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("only used by --mode hybrid+rerank (with --reranker); found --mode bm25"),
+        "{}",
+        stderr(&o)
+    );
+
     let missing = run(&["search", "--index", s(&dir.path().join("nothing")), "sony"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(stderr(&missing).contains("not a Sieve index"), "{}", stderr(&missing));

@@ -109,6 +109,13 @@ pub fn run(args: SearchArgs) -> Result<()> {
         args.engine.reranker.as_deref(),
         args.engine.embedder.as_deref(),
     )?;
+    if args.instruction.is_some() && mode != Mode::HybridRerank {
+        bail!(
+            "--instruction is the reranker's task instruction, only used by --mode hybrid+rerank (with \
+             --reranker); found --mode {}",
+            mode.name()
+        );
+    }
     if mode != Mode::Bm25 {
         return run_engine(&args, mode);
     }
