@@ -47,8 +47,8 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--bench") && arg(&args, "--index").is_none() {
-        eprintln!("hnsw bench: needs --index IDX --queries FILE --out DIR (see benches/hnsw.sh); skipped");
-        return;
+        eprintln!("hnsw bench: error: needs --index IDX --queries FILE --out DIR (see benches/hnsw.sh); not run");
+        std::process::exit(2);
     }
     let index_dir = PathBuf::from(arg(&args, "--index").expect("--index IDX"));
     let queries_file = PathBuf::from(arg(&args, "--queries").expect("--queries FILE"));

@@ -61,8 +61,8 @@ fn recall(index: &VectorIndex, queries: &[Vec<f32>], truth: &[Vec<u64>], ef: usi
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--bench") && arg(&args, "--base").is_none() {
-        eprintln!("hnsw_updates bench: needs --base BASE.npy --queries Q.npy --out DIR (see benches/hnsw_updates.sh); skipped");
-        return;
+        eprintln!("hnsw_updates bench: error: needs --base BASE.npy --queries Q.npy --out DIR (see benches/hnsw_updates.sh); not run");
+        std::process::exit(2);
     }
     let base = read_npy(&PathBuf::from(arg(&args, "--base").expect("--base BASE.npy")));
     let queries = read_npy(&PathBuf::from(arg(&args, "--queries").expect("--queries QUERIES.npy")));

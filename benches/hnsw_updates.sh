@@ -3,7 +3,10 @@
 # peer kit's random unit vectors (384 dimensions: MiniLM's), an index of N - WRITES built first, then WRITES
 # writes of BATCH vectors each (a server's write tasks), then a save of the whole index.
 #
-#   benches/hnsw_updates.sh [N] [OUT_DIR]          (env: WRITES=50 BATCH=1)
+#   benches/hnsw_updates.sh [N] [OUT_DIR]          (env: WRITES=50 BATCH=1 THREADS=nproc)
+#
+# Writes use THREADS threads on every side: Sieve's rayon pool (RAYON_NUM_THREADS; it inserts batches of 64 or
+# more in parallel) and the peers' write calls (hnswlib num_threads, faiss OpenMP).
 #
 # Needs the peer kit's Python environment (PEERS_PY, default .venv-peers/bin/python; see ../shared/peers/README.md).
 set -euo pipefail
@@ -12,16 +15,17 @@ N=${1:-100000}
 OUT=${2:-benches/out/hnsw_updates-$N}
 WRITES=${WRITES:-50}
 BATCH=${BATCH:-1}
+THREADS=${THREADS:-$(nproc)}
 PY=${PEERS_PY:-.venv-peers/bin/python}
 VEC=benches/out/vec_random_$N
 if [ ! -f "$VEC/base.npy" ]; then
   "$PY" ../shared/peers/make_vectors.py random --n "$N" --nq 200 --dim 384 --out "$VEC"
 fi
 mkdir -p "$OUT"
-cargo bench --quiet --bench hnsw_updates -- --base "$VEC/base.npy" --queries "$VEC/queries.npy" --out "$OUT" \
+RAYON_NUM_THREADS=$THREADS cargo bench --quiet --bench hnsw_updates -- --base "$VEC/base.npy" --queries "$VEC/queries.npy" --out "$OUT" \
   --writes "$WRITES" --batch "$BATCH"
 "$PY" benches/hnsw_updates_peers.py --base "$VEC/base.npy" --queries "$VEC/queries.npy" --writes "$WRITES" \
-  --batch "$BATCH" --out "$OUT/peers.jsonl"
+  --batch "$BATCH" --write-threads "$THREADS" --out "$OUT/peers.jsonl"
 python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for f in ("sieve.jsonl", "peers.jsonl") for l in open(f"{sys.argv[1]}/{f}")]

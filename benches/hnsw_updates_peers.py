@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The peers of benches/hnsw_updates.rs: hnswlib and faiss IndexHNSWFlat built from the same base rows with the
 same parameters (M=16, ef_construction=200, inner product on unit vectors), then given the same writes, `batch`
-vectors at a time, one thread; recall@10 at ef 64 afterwards against the exact answer; and a save of the whole
+vectors at a time, on --write-threads threads (as many as Sieve's rayon pool, which inserts batches of 64 or more
+in parallel); recall@10 at ef 64 afterwards against the exact answer; and a save of the whole
 index (median of 3). One JSON line per library, to stdout and --out.
 
   python benches/hnsw_updates_peers.py --base BASE.npy --queries Q.npy --writes 50 --batch 1 --out peers.jsonl
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--out", required=True)
     ap.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
+    # Sieve inserts a batch of 64 or more on all of rayon's threads: the peers get as many for their writes
+    ap.add_argument("--write-threads", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
     import faiss
     import hnswlib
@@ -76,7 +79,7 @@ def main() -> None:
     t = time.perf_counter()
     h.add_items(base[:initial], np.arange(initial), num_threads=a.build_threads)
     build_s = time.perf_counter() - t
-    ms = writes(lambda lo, rows: h.add_items(rows, np.arange(lo, lo + len(rows)), num_threads=1))
+    ms = writes(lambda lo, rows: h.add_items(rows, np.arange(lo, lo + len(rows)), num_threads=a.write_threads))
     h.set_ef(64)
     found, _ = h.knn_query(queries, k=10, num_threads=1)
     emit({"lib": "hnswlib", "n": initial, "dim": dim, "batch": a.batch, "writes": a.writes, "build_s": build_s,
@@ -90,7 +93,7 @@ def main() -> None:
     t = time.perf_counter()
     f.add(base[:initial])
     build_s = time.perf_counter() - t
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(a.write_threads)
     ms = writes(lambda lo, rows: f.add(rows))
     f.hnsw.efSearch = 64
     _, found = f.search(queries, 10)

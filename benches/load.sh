@@ -6,6 +6,8 @@
 #     its 50 (query, document) pairs of ~128 tokens per request, at 8 connections: pairs/s and the batch sizes the
 #     reranker worker reached (from /metrics), against HF transformers scoring the same 50 pairs in-process, in the
 #     same run (no HTTP rerank server is in the peer kit; transformers is what TEI/vLLM-style servers run).
+#     The rerank body sends `"cache": false`, so every request reaches the model as transformers' does; the script
+#     fails unless /metrics shows a reranker job per request served and no cache hit.
 # wrk runs on the same 2 cores as the server, so the numbers are a floor. Usage: benches/load.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +48,7 @@ for c in 16 64; do
   wrk -t2 -c$c -d"$DURATION" --timeout 10s -s benches/load.lua "$URL" -- search "$SHARED/data/abt-buy-products/queries.jsonl" \
     | tail -1 | sed "s/^{/{\"route\": \"search\", \"connections\": $c, /" >> "$LOG"
 done
-$P -c "import json; p = json.load(open('$OUT/pairs.json')); json.dump({'query': p['query'], 'documents': p['documents'], 'instruction': p['instruction'], 'max_length': p['max_length']}, open('$OUT/rerank_body.json', 'w'))"
+$P -c "import json; p = json.load(open('$OUT/pairs.json')); json.dump({'query': p['query'], 'documents': p['documents'], 'instruction': p['instruction'], 'max_length': p['max_length'], 'cache': False}, open('$OUT/rerank_body.json', 'w'))"
 curl -s "$URL/metrics" > "$OUT/metrics_before.txt"
 echo "rerank, 8 connections, $DURATION" >&2
 wrk -t2 -c8 -d"$DURATION" --timeout 60s -s benches/load.lua "$URL" -- rerank "$OUT/rerank_body.json" \
@@ -90,6 +92,18 @@ for le in sorted((k for k in calls if k != "+Inf"), key=float):
     prev = calls[le]
 print(f"\nrerank over HTTP: {pairs_s:.1f} pairs/s ({docs} pairs per request); HF transformers in-process, same pairs: "
       f"{hf['pairs'] / hf['median_s']:.1f} pairs/s -> {pairs_s / (hf['pairs'] / hf['median_s']):.2f}x")
+# Every request must have been computed by the model, none served from the score cache.
+def plain(path, name):
+    for line in open(path):
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+served = rr["requests"] - rr["non_2xx"]
+model_jobs = hist("sieve_worker_jobs_total").get("_", 0)
+cache_hits = plain(f"{out}/metrics_after.txt", "sieve_rerank_cache_hits_total") - plain(f"{out}/metrics_before.txt", "sieve_rerank_cache_hits_total")
+print(f"reranker jobs during the run: {model_jobs:.0f} for {served} requests served; cache hits: {cache_hits:.0f}")
+if model_jobs < served or cache_hits > 0:
+    sys.exit(f"FAIL: the rerank run was not all model work ({model_jobs:.0f} jobs, {served} requests, {cache_hits:.0f} cache hits)")
 if n_calls:
     print(f"reranker calls: {n_calls:.0f}, requests per call: mean {jobs / n_calls:.2f}, max bucket reached: "
           f"{', '.join(dist)}; ~{tokens / n_calls:.0f} approx. tokens per call")

@@ -224,8 +224,9 @@ def main():
     ap.add_argument("--report", nargs="+", metavar="JSON", help="print the table of these (partial) runs and exit")
     a = ap.parse_args()
     if a.report:
-        report(merge_runs([json.loads(Path(f).read_text()) for f in a.report]))
-        return
+        merged = merge_runs([json.loads(Path(f).read_text()) for f in a.report])
+        report(merged)
+        sys.exit(verdict(merged))
     if not (a.bin and a.tokenizer):
         ap.error("--bin and --tokenizer are required (except with --report)")
     t_start = time.monotonic()
@@ -409,6 +410,30 @@ def main():
     res["wall_s"] = time.monotonic() - t_start
     save()
     report(res)
+    sys.exit(verdict(res))
+
+
+def failed_checks(res):
+    """Every correctness flag that is false, and every recorded error: what makes the run fail."""
+    bad = [f"error: {e['what']}" for e in res.get("errors", [])]
+    for r in res.get("correctness", []):
+        bad += [f"scores case {r['case']}: {k[:-3]}" for k in r if k.endswith("_ok") and not r[k]]
+        bad += [f"scores case {r['case']}: {k}" for k in r if k.endswith("mismatch")]
+    for r in res.get("attention", []):
+        if not r.get("ok", True):
+            bad.append(f"attention {r['case']} {r['dtype']} {r['engine']}")
+    for r in res.get("vectors", {}).get("cases", []):
+        bad += [f"vectors case {r['case']}: {k[:-3]}" for k in r if k.endswith("_ok") and not r[k]]
+    return bad
+
+
+def verdict(res):
+    """The exit status: 1 when a correctness check failed (printed), else 0. Timing alone never fails a run."""
+    bad = failed_checks(res)
+    if bad:
+        print("\nFAILED correctness checks:\n  " + "\n  ".join(bad))
+        return 1
+    return 0
 
 
 def merge_runs(parts):

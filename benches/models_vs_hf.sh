@@ -5,7 +5,9 @@
 #             ~128 tokens: HF transformers fp32 (batch 50, left padding, logits_to_keep=1) vs Sieve with and
 #             without prefix sharing; pairs/s, and Sieve's scores checked against transformers'.
 #   embedder: all-MiniLM-L6-v2 on 256 Debian descriptions, batch 1 and 32: sentence-transformers vs Sieve.
-# Both sides use 2 threads (this machine's cores). Usage: benches/models_vs_hf.sh [OUT_DIR] [ROUNDS]
+# Both sides use THREADS threads [2]: torch.set_num_threads on the peer, RAYON_NUM_THREADS for Sieve. The script
+# fails (exit 1) when a Sieve score differs from transformers' by more than SCORE_TOL [1e-5; the difference seen
+# is ~2e-7]. Usage: benches/models_vs_hf.sh [OUT_DIR] [ROUNDS]
 # The reranker's inputs can be changed through the environment (defaults in brackets): SHAPE [bench] or qwen3-0.6b
 # (the real 0.6B shape), PAIRS [50], PAIR_TOKENS [128] (the official recipe's max_length), DOC_JOIN [1] (Debian
 # descriptions per document, for documents longer than one), REPEAT [5] (timed runs per side and round), and
@@ -21,6 +23,9 @@ PAIR_TOKENS=${PAIR_TOKENS:-128}
 DOC_JOIN=${DOC_JOIN:-1}
 REPEAT=${REPEAT:-5}
 PARTS=${PARTS:-rerank,embed}
+THREADS=${THREADS:-2}
+SCORE_TOL=${SCORE_TOL:-1e-5}
+export RAYON_NUM_THREADS=$THREADS
 SHARED=${SHARED:-../shared}
 mkdir -p "$OUT"
 if ! .venv-peers/bin/python -c "import transformers, sentence_transformers" 2>/dev/null; then
@@ -36,21 +41,22 @@ $P benches/models_peer.py setup --out "$OUT" --apt "$SHARED/peers/data/apt" --to
 cargo bench -q --bench models_cpu --no-run 2>/dev/null
 LOG="$OUT/runs.jsonl"
 : > "$LOG"
-$P benches/models_peer.py gemm --out "$OUT" >> "$LOG"
+$P benches/models_peer.py gemm --out "$OUT" --threads "$THREADS" >> "$LOG"
 for r in $(seq "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   if [[ ,$PARTS, == *,rerank,* ]]; then
-    $P benches/models_peer.py rerank --out "$OUT" --repeat "$REPEAT" 2>/dev/null >> "$LOG"
+    $P benches/models_peer.py rerank --out "$OUT" --repeat "$REPEAT" --threads "$THREADS" 2>/dev/null >> "$LOG"
     cargo bench -q --bench models_cpu -- "$OUT" --only rerank --repeat "$REPEAT" 2>/dev/null | grep '^{' >> "$LOG"
   fi
   if [[ ,$PARTS, == *,embed,* ]]; then
-    $P benches/models_peer.py embed --out "$OUT" --minilm "$CACHE/all-MiniLM-L6-v2" --repeat "$REPEAT" 2>/dev/null >> "$LOG"
+    $P benches/models_peer.py embed --out "$OUT" --minilm "$CACHE/all-MiniLM-L6-v2" --repeat "$REPEAT" --threads "$THREADS" 2>/dev/null >> "$LOG"
     cargo bench -q --bench models_cpu -- "$OUT" --only embed --repeat "$REPEAT" 2>/dev/null | grep '^{' >> "$LOG"
   fi
 done
-$P - "$LOG" "$OUT/qwen3-bench/config.json" <<'PY'
+$P - "$LOG" "$OUT/qwen3-bench/config.json" "$SCORE_TOL" "$THREADS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+tol, threads = float(sys.argv[3]), sys.argv[4]
 cfg = json.load(open(sys.argv[2]))
 gemm = next(r["gflops"] for r in rows if r["phase"] == "gemm")
 med = statistics.median
@@ -65,8 +71,8 @@ if hf:
   dense = 2 * tokens * L * (h * H * D * 2 + h * KV * D * 2 + 3 * h * I)
   diff = max(abs(a - b) for r in sv(False) + sv(True) for a, b in zip(r["scores"], hf[0]["scores"]))
   t_hf = med(r["median_s"] for r in hf)
-  print(f"GEMM peak (torch.mm 1024^2, 2 threads): {gemm:.0f} GFLOP/s; {pairs} pairs, {tokens} tokens; "
-        f"max |score - transformers| = {diff:.2e}")
+  print(f"GEMM peak (torch.mm 1024^2, {threads} threads): {gemm:.0f} GFLOP/s; {pairs} pairs, {tokens} tokens; "
+        f"max |score - transformers| = {diff:.2e} (tolerance {tol:g})")
   print(f"| reranker ({pairs} x {tokens // pairs} tokens, {h} hidden x {L} layers, {H}/{KV} heads x {D}) | median s | pairs/s | vs transformers | dense GFLOP/s (unshared-equivalent) | of GEMM peak |")
   print("|---|---|---|---|---|---|")
   for name, t in (("HF transformers fp32", t_hf), ("Sieve, no prefix sharing", med(r["median_s"] for r in sv(False))),
@@ -91,4 +97,6 @@ if st:
   for bs in ("1", "32"):
       print(f"per round, batch {bs}, Sieve / sentence-transformers texts/s: "
             + ratio([r["texts_per_s"][bs] for r in se], [r["texts_per_s"][bs] for r in st]))
+if hf and diff > tol:
+  sys.exit(f"FAIL: Sieve's scores differ from transformers' by {diff:.2e}, over the tolerance {tol:g}")
 PY

@@ -77,8 +77,8 @@ fn options(interval: Option<u64>) -> EngineOptions {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--bench") && arg(&args, "--docs").is_none() {
-        eprintln!("write_path bench: needs --docs N [--writes W] [--dir DIR] [--interval-secs S]; skipped");
-        return;
+        eprintln!("write_path bench: error: needs --docs N [--writes W] [--dir DIR] [--interval-secs S]; not run");
+        std::process::exit(2);
     }
     let docs: u64 = arg(&args, "--docs").expect("--docs N").parse().unwrap();
     let writes: u64 = arg(&args, "--writes").map_or(30, |s| s.parse().unwrap());

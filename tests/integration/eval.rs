@@ -1,5 +1,8 @@
-//! `sieve eval` on the shared evaluation sets stays at or above the BM25 baselines (bm25s, from
-//! `shared/data/README.md`) minus 0.01 nDCG@10: an analysis regression shows up here first.
+//! `sieve eval` on the shared evaluation sets holds Sieve's own recorded BM25 quality: nDCG@10 and MRR@10 at
+//! least the figures in EVALUATION.md ("BM25", current defaults) minus 0.005, on all five sets. The floors
+//! are tight on purpose: losing the product-code joiner (abt-buy, −0.08), BM25F (apt, −0.08) or the title
+//! weight (apt, −0.007) fails here. When a change moves a figure for a good reason, the floor moves in the
+//! same commit as EVALUATION.md, with the reason.
 
 use std::path::PathBuf;
 
@@ -18,29 +21,47 @@ fn shared_data() -> PathBuf {
     dir
 }
 
+/// Sieve's recorded BM25 figures (EVALUATION.md, "BM25 (current defaults …)"): set, folder relative to the
+/// shared data folder, nDCG@10, MRR@10.
+const RECORDED: [(&str, &str, f64, f64); 5] = [
+    ("abt-buy-products", "abt-buy-products", 0.9203, 0.8983),
+    ("qbqtc-zh", "qbqtc-zh", 0.7850, 0.7729),
+    ("lcsts-p3-zh-news", "lcsts-p3-zh-news", 0.9023, 0.8869),
+    ("cmrc2018-zh", "cmrc2018-zh", 0.9826, 0.9784),
+    ("apt", "../peers/data/apt", 0.8221, 0.7914),
+];
+
+/// How far under its recorded figure a set may fall: noise-free (BM25 is deterministic), so this only
+/// absorbs float summation order.
+const SLACK: f64 = 0.005;
+
 #[test]
-fn bm25_meets_the_bm25s_baselines_on_all_four_sets() {
+fn bm25_holds_its_recorded_quality_on_all_five_sets() {
     let data = shared_data();
     let out = tempfile::tempdir().unwrap();
-    let baselines =
-        [("abt-buy-products", 0.838), ("qbqtc-zh", 0.784), ("lcsts-p3-zh-news", 0.902), ("cmrc2018-zh", 0.981)];
     let mut args = vec!["eval".to_owned(), "--repeat".into(), "1".into(), "--out".into(), s(out.path()).into()];
-    for (name, _) in baselines {
+    for (_, folder, _, _) in RECORDED {
         args.push("--dataset".into());
-        args.push(data.join(name).display().to_string());
+        args.push(data.join(folder).display().to_string());
     }
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    for (name, baseline) in baselines {
+    let mut failures = Vec::new();
+    for (name, _, ndcg_recorded, mrr_recorded) in RECORDED {
         let reports: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.path().join(format!("{name}.json"))).unwrap()).unwrap();
         let report = &reports[0];
         assert_eq!(report["system"], "sieve bm25");
-        let ndcg = report["ndcg_at_10"].as_f64().unwrap();
-        assert!(ndcg >= baseline - 0.01, "{name}: nDCG@10 {ndcg:.4} is under the bm25s baseline {baseline} - 0.01");
-        assert!(report["queries"].as_u64().unwrap() > 500, "{name}: too few judged queries ran");
+        assert!(report["queries"].as_u64().unwrap() >= 500, "{name}: too few judged queries ran");
+        for (metric, recorded) in [("ndcg_at_10", ndcg_recorded), ("mrr_at_10", mrr_recorded)] {
+            let got = report[metric].as_f64().unwrap();
+            if got < recorded - SLACK {
+                failures.push(format!("{name}: {metric} {got:.4} is under its recorded {recorded} - {SLACK}"));
+            }
+        }
     }
+    assert!(failures.is_empty(), "quality fell:\n{}", failures.join("\n"));
     let table = std::fs::read_to_string(out.path().join("report.md")).unwrap();
-    assert_eq!(table.lines().count(), 2 + baselines.len(), "{table}");
+    assert_eq!(table.lines().count(), 2 + RECORDED.len(), "{table}");
 }
 
 /// All four modes side by side on a small dataset: a table row per mode, a chart, the reranker's note, and
@@ -106,8 +127,6 @@ fn eval_runs_the_four_modes_side_by_side_with_a_chart() {
         for e in expect {
             assert!(stages.contains(e), "{}: {stages:?}", r["system"]);
         }
-        // every query finds its document within 100 (the corpus has 20)
-        assert_eq!(r["recall_at_100"], 1.0);
     }
     let table = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert_eq!(table.lines().count(), 2 + 4, "{table}");

@@ -156,13 +156,22 @@ fn missing_and_corrupt_model_files_are_named() {
     assert!(e.contains("config.json") && e.contains("hidden_size"), "{e}");
 }
 
+/// A binary built without `cuda` runs a CUDA request on the CPU and says so (gated like its unit
+/// counterpart in `sieve-models`' device.rs: a `--features cuda` build on a GPU machine really uses the GPU).
+#[cfg(not(feature = "cuda"))]
 #[test]
 fn a_cuda_request_without_cuda_falls_back_to_the_cpu() {
     let m = synth("reranker");
     let out = json(&ok(&["rerank", "-m", s(&m), "-q", "q", "-d", "x", "--device", "cuda:0"]));
     assert_eq!(out["model"]["device"], "cpu");
     assert!(out["model"]["fallback"].as_str().unwrap().contains("cuda"), "{}", out["model"]);
+}
+
+#[test]
+fn an_unknown_device_is_refused_with_the_choices() {
+    let m = synth("reranker");
     let o = run(&["rerank", "-m", s(&m), "-q", "q", "-d", "x", "--device", "tpu"]);
+    assert!(!o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("expected auto, cpu"), "{}", stderr(&o));
 }
 

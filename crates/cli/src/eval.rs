@@ -77,7 +77,8 @@ pub struct EvalArgs {
     /// depend on it: equal scores rank by id).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Run each query this many times and keep the median latency (the first run warms caches).
+    /// Full passes over all the queries; each query's latency is its median over the passes, and each pass's
+    /// wall time is reported (`pass_seconds`) for throughput.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// How many hits each query retrieves (Recall@100 needs 100; speed comparisons with peers use 10).
@@ -214,21 +215,29 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
         // A repeated rerank would be answered from the score cache: the reranker runs once per query, so its
         // latency is the model's.
         let repeat = if mode == Mode::HybridRerank { 1 } else { args.repeat.max(1) };
-        let mut runs = Vec::with_capacity(queries.len());
-        for q in &queries {
-            let mut latencies = Vec::with_capacity(repeat);
-            let mut ranked = Vec::new();
-            let mut stages = Vec::new();
-            for _ in 0..repeat {
+        // Full passes over all the queries (not one query repeated back to back, which would keep its postings
+        // in cache): a query's latency is its median over the passes.
+        let mut latencies = vec![Vec::with_capacity(repeat); queries.len()];
+        let mut answers = vec![(Vec::new(), Vec::new()); queries.len()];
+        let mut pass_seconds = Vec::with_capacity(repeat);
+        for _ in 0..repeat {
+            let pass = Instant::now();
+            for (i, q) in queries.iter().enumerate() {
                 let t = Instant::now();
-                let (ids, timings) = run_query(&engine, mode, &q.text, args)?;
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                ranked = ids;
-                stages = timings;
+                answers[i] = run_query(&engine, mode, &q.text, args)?;
+                latencies[i].push(t.elapsed().as_secs_f64() * 1000.0);
             }
-            latencies.sort_by(f64::total_cmp);
-            runs.push(QueryRun { query: q, ranked, latency_ms: latencies[latencies.len() / 2], stages });
+            pass_seconds.push(pass.elapsed().as_secs_f64());
         }
+        let runs: Vec<QueryRun> = queries
+            .iter()
+            .zip(answers)
+            .zip(&mut latencies)
+            .map(|((q, (ranked, stages)), l)| {
+                l.sort_by(f64::total_cmp);
+                QueryRun { query: q, ranked, latency_ms: l[l.len() / 2], stages }
+            })
+            .collect();
         let system = match (mode, &args.reranker_note) {
             (Mode::HybridRerank, Some(note)) => format!("sieve {} ({note})", mode.name()),
             _ => format!("sieve {}", mode.name()),
@@ -251,6 +260,7 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
                 "ann": mode.dense().then(|| engine.settings().map(|s| serde_json::to_value(s.hnsw).unwrap_or_default())),
             }),
         );
+        report.pass_seconds = pass_seconds;
         if fresh_docs > 0 {
             report.index_docs_per_s = Some(fresh_docs as f64 / index_seconds.max(1e-9));
         }

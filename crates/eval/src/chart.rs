@@ -238,6 +238,7 @@ mod tests {
             latency_ms_max: 1.0,
             index_docs_per_s: None,
             stage_ms_mean: stages.iter().map(|(s, m)| (s.to_string(), *m)).collect(),
+            pass_seconds: Vec::new(),
             settings: serde_json::Value::Null,
         }
     }

@@ -39,6 +39,10 @@ pub struct Report {
     /// Mean time per engine stage over all queries, in ms, in stage order.
     #[serde(default)]
     pub stage_ms_mean: Vec<(String, f64)>,
+    /// Wall time of each full pass over all the queries, in seconds (a query's latency is its median over the
+    /// passes; throughput is queries / a pass's time, as peers that time whole batches report it).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub pass_seconds: Vec<f64>,
     /// Free-form settings of the system (k1, b, analyzer, ...).
     pub settings: serde_json::Value,
 }
@@ -81,6 +85,7 @@ pub fn summarize(
         latency_ms_max: pct(1.0),
         index_docs_per_s: None,
         stage_ms_mean: stage_means(runs),
+        pass_seconds: Vec::new(),
         settings,
     }
 }

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod profile;
 pub mod qwen3;
 pub mod reranker;
+#[cfg(any(test, feature = "testing"))]
 pub mod standin;
 pub mod synthetic;
 

@@ -4,7 +4,7 @@
 //! They implement the same traits as the real models; nothing about their scores is meaningful beyond that.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::synthetic::fnv1a64;
@@ -87,17 +87,57 @@ impl Embedder for WordsEmbedder {
 }
 
 /// How a [`WordsReranker`] behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Behaviour {
     /// Scores by how many query words the document contains (+5 for the word "reviews").
     Good,
     /// Like `Good`, after sleeping this long on every call.
     Slow(Duration),
+    /// Like `Good`, once the gate is open: every call blocks until the test opens it, so a test decides when
+    /// the model is busy instead of guessing with a clock.
+    Gated(Gate),
     /// Every call fails (as a model out of memory would).
     Fail,
     /// Every call panics (as a CUDA error would).
     Panic,
 }
+
+/// A gate a [`Behaviour::Gated`] model waits at; clones share it. Closed until [`Gate::open`].
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every waiting and later call through.
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.0 .1.notify_all();
+    }
+
+    /// Makes later calls wait again.
+    pub fn close(&self) {
+        *self.0 .0.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    }
+
+    /// Blocks until the gate is open.
+    pub fn wait(&self) {
+        let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        while !*open {
+            open = self.0 .1.wait(open).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// A reranker scoring word overlap.
 #[derive(Debug)]
@@ -121,8 +161,9 @@ impl Reranker for WordsReranker {
 
     fn rerank(&self, batch: &[RerankInput<'_>]) -> crate::Result<Vec<Vec<RerankScore>>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.behaviour {
-            Behaviour::Slow(d) => std::thread::sleep(d),
+        match &self.behaviour {
+            Behaviour::Slow(d) => std::thread::sleep(*d),
+            Behaviour::Gated(gate) => gate.wait(),
             Behaviour::Fail => {
                 return Err(ModelError::Device {
                     requested: "cpu".into(),

@@ -27,6 +27,11 @@ fn options(behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCache>) -> (EngineO
     let embedder = WordsEmbedder::new(DIM);
     let embed_calls = embedder.calls.clone();
     let mut rerank_calls = Arc::new(AtomicUsize::new(0));
+    // generous: only the slow reranker may time out, however loaded the machine running the tests is
+    let rerank_timeout = match behaviour {
+        Some(Behaviour::Slow(_)) => Duration::from_millis(150),
+        _ => Duration::from_secs(30),
+    };
     let reranker = behaviour.map(|b| {
         let r = WordsReranker::new(b);
         rerank_calls = r.calls.clone();
@@ -36,11 +41,7 @@ fn options(behaviour: Option<Behaviour>, cache: Arc<dyn ScoreCache>) -> (EngineO
         embedder: Some(EmbedderHandle::spawn("words", Box::new(embedder), WorkerOptions::new(EMBED_BATCH_TOKENS))),
         reranker,
         cache,
-        // generous: only the slow reranker may time out, however loaded the machine running the tests is
-        rerank_timeout: match behaviour {
-            Some(Behaviour::Slow(_)) => Duration::from_millis(150),
-            _ => Duration::from_secs(30),
-        },
+        rerank_timeout,
         ..EngineOptions::default()
     };
     (opts, Models { embed_calls, rerank_calls })
@@ -471,11 +472,16 @@ fn redis_shares_scores_between_engines_and_a_redis_dying_mid_run_degrades_nothin
     assert_eq!(models.rerank_calls.load(Ordering::SeqCst), 1);
 
     // Redis comes back on the same port: the engine reconnects by itself.
+    // (`start` returns once the port accepts connections; the cache retries its connection 50 ms after a
+    // failure, so searches until one reaches Redis, with a generous deadline for a loaded machine)
     let _server = RedisServer::start(Some(port)).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
     let mut back = req.clone();
     back.query = "usb charger".into();
-    engine.search(&back).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while engine.search(&back).unwrap().cache.as_ref().unwrap().error.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the engine did not reconnect to Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let res = engine.search(&back).unwrap();
     assert!(res.cache.as_ref().unwrap().error.is_none(), "{:?}", res.cache);
     assert_eq!(res.cache.as_ref().unwrap().misses, 0);

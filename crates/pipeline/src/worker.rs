@@ -306,35 +306,78 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Polls `cond` until it holds; a generous deadline, so a loaded machine is slow, not wrong.
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A model call that blocks until the test opens its gate: the test, not the clock, decides when the
+    /// model is busy. `entered` receives each batch's jobs as the model starts on them.
+    struct Gate {
+        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl Gate {
+        fn new() -> Gate {
+            Gate { open: Arc::new((Mutex::new(false), std::sync::Condvar::new())) }
+        }
+        fn handle(&self) -> Arc<(Mutex<bool>, std::sync::Condvar)> {
+            self.open.clone()
+        }
+        fn open(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+    }
+
+    fn wait_open(gate: &(Mutex<bool>, std::sync::Condvar)) {
+        let mut open = gate.0.lock().unwrap();
+        while !*open {
+            open = gate.1.wait(open).unwrap();
+        }
+    }
+
     #[test]
     fn waiting_jobs_are_batched_and_answered_in_order() {
+        let gate = Gate::new();
+        let (g, (entered_tx, entered)) = (gate.handle(), mpsc::channel::<usize>());
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = batches.clone();
         let w = Arc::new(Worker::spawn("doubler", WorkerOptions::new(100), move |jobs: Vec<u32>| {
-            std::thread::sleep(Duration::from_millis(30));
+            entered_tx.send(jobs.len()).unwrap();
+            wait_open(&g);
             seen.lock().unwrap().push(jobs.len());
             jobs.into_iter().map(|j| Ok(j * 2)).collect()
         }));
-        let handles: Vec<_> = (0..8u32)
-            .map(|i| {
-                let w = w.clone();
-                std::thread::spawn(move || w.call(i, 1, None))
-            })
-            .collect();
+        let call = |i: u32| {
+            let w = w.clone();
+            std::thread::spawn(move || w.call(i, 1, None))
+        };
+        // job 0 occupies the model; the other seven queue behind it and go in together
+        let mut handles = vec![call(0)];
+        assert_eq!(entered.recv().unwrap(), 1);
+        handles.extend((1..8).map(call));
+        wait_for("seven queued jobs", || w.stats().queued.load(Ordering::Acquire) == 7);
+        gate.open();
         let results: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
         assert_eq!(results, (0..8).map(|i| i * 2).collect::<Vec<_>>());
-        let batches = batches.lock().unwrap();
-        assert_eq!(batches.iter().sum::<usize>(), 8);
-        assert!(batches.len() < 8, "some calls must have shared a batch: {batches:?}");
+        assert_eq!(*batches.lock().unwrap(), vec![1, 7]);
+        assert_eq!(w.stats().batches.load(Ordering::Relaxed), 2);
     }
 
     #[test]
     fn timeouts_failures_and_panics_are_errors_the_worker_survives() {
-        let w = Worker::spawn("model", WorkerOptions::new(1), |jobs: Vec<&'static str>| {
+        let gate = Gate::new();
+        let g = gate.handle();
+        let w = Worker::spawn("model", WorkerOptions::new(1), move |jobs: Vec<&'static str>| {
             jobs.into_iter()
                 .map(|j| match j {
                     "slow" => {
-                        std::thread::sleep(Duration::from_millis(300));
+                        wait_open(&g);
                         Ok(1)
                     }
                     "fail" => Err("bad input".to_string()),
@@ -343,8 +386,10 @@ mod tests {
                 })
                 .collect()
         });
+        // the model does not answer until the caller has given up
         let err = w.call("slow", 1, Some(Duration::from_millis(50))).unwrap_err();
         assert!(matches!(err, WorkerError::Timeout { millis: 50, .. }), "{err}");
+        gate.open();
         assert_eq!(w.call("fail", 1, None).unwrap_err().to_string(), "model failed: bad input");
         let err = w.call("panic", 1, None).unwrap_err().to_string();
         assert!(err.contains("panicked: boom"), "{err}");
@@ -353,12 +398,15 @@ mod tests {
 
     #[test]
     fn a_full_queue_refuses_at_once_and_cancelled_jobs_never_reach_the_model() {
+        let gate = Gate::new();
+        let (g, (entered_tx, entered)) = (gate.handle(), mpsc::channel::<Vec<u32>>());
         let ran = Arc::new(Mutex::new(Vec::new()));
         let seen = ran.clone();
         let opts = WorkerOptions { budget: 1, max_wait: Duration::ZERO, max_queue: 1 };
         let w = Arc::new(Worker::spawn("slow", opts, move |jobs: Vec<u32>| {
             seen.lock().unwrap().extend(jobs.iter().copied());
-            std::thread::sleep(Duration::from_millis(200));
+            entered_tx.send(jobs.clone()).unwrap();
+            wait_open(&g);
             jobs.into_iter().map(Ok).collect()
         }));
         // job 1 occupies the model, job 2 waits in the queue (its caller then cancels), job 3 finds it full
@@ -366,23 +414,21 @@ mod tests {
             let w = w.clone();
             std::thread::spawn(move || w.call(1, 1, None))
         };
-        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(entered.recv().unwrap(), vec![1]);
         let token = CancelToken::new();
         let waiting = {
             let (w, token) = (w.clone(), token.clone());
             std::thread::spawn(move || w.call_with(2, 1, None, Some(&token)))
         };
-        std::thread::sleep(Duration::from_millis(50));
+        wait_for("job 2 in the queue", || w.stats().queued.load(Ordering::Acquire) == 1);
         let err = w.call(3, 1, None).unwrap_err();
         assert!(matches!(err, WorkerError::Overloaded { queued: 1, limit: 1, .. }), "{err}");
         token.cancel();
         assert!(matches!(waiting.join().unwrap(), Err(WorkerError::Cancelled { .. })));
+        gate.open();
         assert_eq!(busy.join().unwrap().unwrap(), 1);
-        // the worker drops the cancelled job when it reaches it; on a loaded machine that may be a moment later
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while w.stats().queued.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // the worker drops the cancelled job when it reaches it
+        wait_for("the cancelled job to be dropped", || w.stats().cancelled.load(Ordering::Acquire) == 1);
         assert_eq!(w.call(4, 1, None).unwrap(), 4);
         assert_eq!(*ran.lock().unwrap(), vec![1, 4], "the cancelled job must not reach the model");
         let stats = w.stats();
@@ -393,10 +439,11 @@ mod tests {
     }
 
     #[test]
-    fn a_short_wait_gathers_jobs_that_arrive_just_after_the_first() {
+    fn the_first_job_waits_for_company_until_the_budget_fills_or_max_wait_passes() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let opts = WorkerOptions { budget: 100, max_wait: Duration::from_millis(150), max_queue: 16 };
+        // a long max_wait: the batch closes when the budget (3 jobs) is reached, however late they arrive
+        let opts = WorkerOptions { budget: 3, max_wait: Duration::from_secs(60), max_queue: 16 };
         let w = Arc::new(Worker::spawn("gather", opts, move |jobs: Vec<u32>| {
             seen.lock().unwrap().push(jobs.len());
             jobs.into_iter().map(Ok).collect()
@@ -404,7 +451,6 @@ mod tests {
         let calls: Vec<_> = (0..3u32)
             .map(|i| {
                 let w = w.clone();
-                std::thread::sleep(Duration::from_millis(20));
                 std::thread::spawn(move || w.call(i, 1, None))
             })
             .collect();
@@ -412,5 +458,12 @@ mod tests {
             c.join().unwrap().unwrap();
         }
         assert_eq!(*sizes.lock().unwrap(), vec![3]);
+
+        // alone, a job waits max_wait for company and then runs
+        let opts = WorkerOptions { budget: 100, max_wait: Duration::from_millis(200), max_queue: 16 };
+        let w = Worker::spawn("alone", opts, |jobs: Vec<u32>| jobs.into_iter().map(Ok).collect());
+        let started = Instant::now();
+        assert_eq!(w.call(7, 1, None).unwrap(), 7);
+        assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
     }
 }

@@ -360,9 +360,24 @@ fn ms(d: Duration) -> HeaderValue {
     HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1000.0)).expect("a number is a header value")
 }
 
+/// Counts the request as abandoned when dropped armed: its handler's future was dropped because the client
+/// went away before the answer.
+struct AbandonGuard {
+    state: Option<SharedState>,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            state.metrics.abandoned();
+        }
+    }
+}
+
 /// Auth, timing headers, request metrics and error counts, for every route.
 pub async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let mut abandon = AbandonGuard { state: Some(state.clone()) };
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
     let mut response = if let (Some(key), true) = (&state.config.api_key, protected(&method, &route)) {
@@ -386,6 +401,7 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
     } else {
         next.run(req).await
     };
+    abandon.state = None;
     let total = started.elapsed();
     let model = response.extensions().get::<ModelTime>().copied().unwrap_or_default();
     let h = response.headers_mut();

@@ -60,6 +60,7 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     degraded: AtomicU64,
+    abandoned: AtomicU64,
     /// Worker stats to read at render time: (worker name, stats).
     workers: Mutex<Vec<(String, Arc<WorkerStats>)>>,
 }
@@ -101,6 +102,11 @@ impl Metrics {
 
     pub fn degraded(&self) {
         self.degraded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request whose client went away before its answer (its queued model work is then skipped).
+    pub fn abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text exposition format; `extra` adds gauges the caller knows (documents per index, tasks).
@@ -154,6 +160,13 @@ impl Metrics {
             "counter",
             "Search responses degraded (a stage skipped).",
             self.degraded.load(Ordering::Relaxed) as f64,
+        );
+        single(
+            &mut out,
+            "sieve_http_requests_abandoned_total",
+            "counter",
+            "Requests whose client disconnected before the answer was sent.",
+            self.abandoned.load(Ordering::Relaxed) as f64,
         );
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let per_worker = |f: &dyn Fn(&WorkerStats) -> f64| -> Vec<(String, f64)> {
