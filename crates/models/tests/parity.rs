@@ -34,9 +34,12 @@ fn tokenizer_dir() -> &'static PathBuf {
     })
 }
 
+/// The synthetic checkpoints built so far in this process, by layout and seed.
+type Built = std::sync::Mutex<Vec<((Layout, u64), PathBuf)>>;
+
 /// Builds (once per test process) the synthetic checkpoint for `layout`/`seed`.
 fn checkpoint(layout: Layout, seed: u64) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<Vec<((Layout, u64), PathBuf)>>> = OnceLock::new();
+    static BUILT: OnceLock<Built> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap();
     if let Some((_, p)) = built.iter().find(|(key, _)| *key == (layout, seed)) {
