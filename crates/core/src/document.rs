@@ -61,6 +61,12 @@ impl DocId {
         if raw.chars().any(char::is_control) {
             return Err(invalid("a string without control characters"));
         }
+        if raw.chars().any(invisible_or_bidi) {
+            return Err(invalid(
+                "a string without zero-width or bidirectional-control characters (two ids that differ only by \
+                 them would look the same)",
+            ));
+        }
         Ok(DocId(raw.to_owned()))
     }
 
@@ -73,6 +79,21 @@ impl fmt::Display for DocId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Characters that change how an id looks without being seen, or reorder it: zero-width characters and joiners,
+/// the word joiner and BOM, and the bidirectional marks, embeddings, overrides and isolates (Unicode's
+/// Bidi_Control plus the zero-width format characters). An id holding one could display exactly as another id.
+fn invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}' // zero-width space, non-joiner, joiner; left-to-right and right-to-left marks
+            | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}' // word joiner and invisible operators
+            | '\u{2066}'..='\u{2069}' // bidi isolates
+            | '\u{061C}' // Arabic letter mark
+            | '\u{FEFF}' // zero-width no-break space (BOM)
+    )
 }
 
 /// A BCP 47-style language tag (`en`, `zh`, `zh-Hant`, `en-US`), lowercased.
@@ -147,6 +168,15 @@ impl Timestamp {
         OffsetDateTime::parse(raw.trim(), &Rfc3339).ok().map(Timestamp)
     }
 
+    /// What documents and filters accept: an RFC 3339 date-time, or a date `YYYY-MM-DD`, meaning midnight UTC.
+    pub fn parse(raw: &str) -> Option<Timestamp> {
+        let raw = raw.trim();
+        Timestamp::parse_rfc3339(raw).or_else(|| {
+            let date_only = raw.len() == 10 && raw.as_bytes()[4] == b'-' && raw.as_bytes()[7] == b'-';
+            date_only.then(|| Timestamp::parse_rfc3339(&format!("{raw}T00:00:00Z"))).flatten()
+        })
+    }
+
     pub fn from_unix_seconds(secs: i64) -> Option<Timestamp> {
         OffsetDateTime::from_unix_timestamp(secs).ok().map(Timestamp)
     }
@@ -191,7 +221,7 @@ impl Document {
     ///
     /// Text fields accept strings; `price` accepts a number or a numeric string (CSV cells are strings) and
     /// must be finite and ≥ 0; `tags` accepts an array of strings or one string of `|`-separated tags;
-    /// `published_at` must be RFC 3339.
+    /// `published_at` must be an RFC 3339 date-time or a date `YYYY-MM-DD` (midnight UTC, as in filters).
     pub fn from_json(value: Value, limits: &Limits) -> Result<Document, DocumentError> {
         let Value::Object(mut obj) = value else {
             return Err(DocumentError::NotAnObject { found: render_value(&value) });
@@ -219,9 +249,9 @@ impl Document {
         let published_at = match take_string(&mut obj, "published_at")? {
             None => None,
             Some(s) if s.trim().is_empty() => None,
-            Some(s) => Some(Timestamp::parse_rfc3339(&s).ok_or_else(|| DocumentError::Invalid {
+            Some(s) => Some(Timestamp::parse(&s).ok_or_else(|| DocumentError::Invalid {
                 field: "published_at".into(),
-                expected: "an RFC 3339 date-time such as \"2024-05-01T08:30:00Z\"",
+                expected: "an RFC 3339 date-time such as \"2024-05-01T08:30:00Z\", or a date YYYY-MM-DD (midnight UTC)",
                 found: render_str(&s),
             })?),
         };
@@ -485,7 +515,7 @@ mod tests {
             (json!({"id": "a", "price": "abc"}), "field `price`: expected a finite number >= 0, found string \"abc\""),
             (
                 json!({"id": "a", "published_at": "yesterday"}),
-                "field `published_at`: expected an RFC 3339 date-time such as \"2024-05-01T08:30:00Z\", found string \"yesterday\"",
+                "field `published_at`: expected an RFC 3339 date-time such as \"2024-05-01T08:30:00Z\", or a date YYYY-MM-DD (midnight UTC), found string \"yesterday\"",
             ),
             (json!({"id": "a", "title": ["x"]}), "field `title`: expected a string, found array [\"x\"]"),
             (json!({"id": "a", "tags": [1]}), "field `tags`: expected an array of strings or a \"|\"-separated string, found number 1"),
@@ -538,6 +568,34 @@ mod tests {
         assert!(DocId::parse(&"x".repeat(513), 512).is_err());
         assert!(DocId::parse("tab\tinside", 512).is_err());
         assert_eq!(DocId::parse("buy-1", 512).unwrap().as_str(), "buy-1");
+        assert_eq!(DocId::parse("新闻-1", 512).unwrap().as_str(), "新闻-1");
+    }
+
+    /// Two ids that would display identically are refused, with the reason and the character escaped.
+    #[test]
+    fn ids_with_invisible_or_reordering_characters_are_refused() {
+        for (raw, shown) in [
+            ("abc\u{200B}1", "\\u{200b}"),
+            ("abc\u{200D}1", "\\u{200d}"),
+            ("\u{FEFF}abc", "\\u{feff}"),
+            ("abc\u{202E}1", "\\u{202e}"),
+            ("abc\u{2067}1", "\\u{2067}"),
+            ("abc\u{200F}1", "\\u{200f}"),
+        ] {
+            let err = DocId::parse(raw, 512).unwrap_err().to_string();
+            assert!(err.contains("without zero-width or bidirectional-control characters"), "{raw:?}: {err}");
+            assert!(err.contains(shown), "{raw:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn published_at_takes_a_date_as_midnight_utc_like_filters() {
+        let doc = parse(json!({"id": "a", "published_at": "2024-05-01"})).unwrap();
+        assert_eq!(doc.published_at.unwrap().to_rfc3339(), "2024-05-01T00:00:00Z");
+        assert_eq!(Timestamp::parse("2024-05-01"), Timestamp::parse_rfc3339("2024-05-01T00:00:00Z"));
+        for bad in ["2024-5-1", "2024-05-01T08:00", "20240501", "2024-13-01"] {
+            assert!(parse(json!({"id": "a", "published_at": bad})).is_err(), "{bad}");
+        }
     }
 
     #[test]

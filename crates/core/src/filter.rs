@@ -194,15 +194,12 @@ fn parse_range_value(field: RangeField, raw: &str, found: &str) -> Result<RangeV
                 value: raw.into(),
             }),
         },
-        RangeField::PublishedAt => {
-            let ts = Timestamp::parse_rfc3339(raw).or_else(|| Timestamp::parse_rfc3339(&format!("{raw}T00:00:00Z")));
-            ts.map(RangeValue::Time).ok_or_else(|| FilterError::BadValue {
-                found: found.into(),
-                field: field.name(),
-                expected: "an RFC 3339 date-time or a date YYYY-MM-DD (midnight UTC)",
-                value: raw.into(),
-            })
-        }
+        RangeField::PublishedAt => Timestamp::parse(raw).map(RangeValue::Time).ok_or_else(|| FilterError::BadValue {
+            found: found.into(),
+            field: field.name(),
+            expected: "an RFC 3339 date-time or a date YYYY-MM-DD (midnight UTC)",
+            value: raw.into(),
+        }),
     }
 }
 

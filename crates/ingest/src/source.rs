@@ -4,11 +4,12 @@
 //! row never stops the reader. Only problems with the source as a whole (unreadable, empty, a CSV without an
 //! `id` column) are [`SourceError`]s.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 use sieve_core::{Document, DocumentError, Limits};
@@ -70,6 +71,10 @@ pub enum SourceError {
     CsvNoId { source_name: String, found: Vec<String> },
     #[error("{source_name}: CSV header is unreadable: {message}")]
     CsvHeader { source_name: String, message: String },
+    #[error("{source_name}: CSV header names column {column:?} twice (columns {first} and {second}); expected each field once, found columns {found:?}")]
+    CsvDuplicateHeader { source_name: String, column: String, first: usize, second: usize, found: Vec<String> },
+    #[error("{source_name}: line 1 starts a JSON array; expected one JSON document per line (JSON lines). Convert it first, e.g. `jq -c '.[]' {source_name} > docs.jsonl`")]
+    JsonArray { source_name: String },
 }
 
 /// Why one row was rejected.
@@ -160,8 +165,67 @@ impl std::fmt::Debug for RowReader {
 }
 
 enum Inner {
-    Jsonl { reader: Box<dyn BufRead + Send>, line: u64, offset: u64, buf: Vec<u8> },
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, headers: Vec<String>, record: csv::ByteRecord, skip_through: u64 },
+    Jsonl {
+        reader: Box<dyn BufRead + Send>,
+        line: u64,
+        offset: u64,
+        buf: Vec<u8>,
+    },
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        headers: Vec<String>,
+        record: csv::ByteRecord,
+        skip_through: u64,
+        tap: Tap,
+    },
+}
+
+/// The bytes the CSV parser has read and not yet passed, so that a record's line can be counted exactly.
+///
+/// `csv` gives a record the position where its parser started looking for it, which is before the line ends it
+/// skips: the `\n` of a CRLF pair (the `\r` ended the row before) and blank lines. Its line number is then one
+/// too low after every CRLF row and after each blank line. Counting the `\n`s between that position and the
+/// record's first byte puts it right. The parser reads ahead by at most its buffer, so little is kept.
+#[derive(Debug, Clone, Default)]
+struct Tap(Arc<Mutex<TapState>>);
+
+#[derive(Debug, Default)]
+struct TapState {
+    /// Stream offset of `bytes[0]`.
+    base: u64,
+    bytes: VecDeque<u8>,
+}
+
+impl Tap {
+    /// The line a record starts on, from the position `csv` gave it.
+    fn record_line(&self, position: &csv::Position) -> u64 {
+        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let from = position.byte().saturating_sub(state.base) as usize;
+        let skipped = state.bytes.iter().skip(from).take_while(|b| matches!(b, b'\r' | b'\n'));
+        position.line() + skipped.filter(|b| **b == b'\n').count() as u64
+    }
+
+    /// Forgets the bytes before stream offset `offset` (the end of the record just read).
+    fn release_before(&self, offset: u64) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = (offset.saturating_sub(state.base) as usize).min(state.bytes.len());
+        state.bytes.drain(..n);
+        state.base += n as u64;
+    }
+}
+
+/// A reader that copies what passes through it into a [`Tap`].
+struct Tapped<R> {
+    inner: R,
+    tap: Tap,
+}
+
+impl<R: Read> Read for Tapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tap.0.lock().unwrap_or_else(|p| p.into_inner()).bytes.extend(&buf[..n]);
+        Ok(n)
+    }
 }
 
 impl RowReader {
@@ -235,10 +299,11 @@ impl RowReader {
         let inner = match format {
             Format::Jsonl => Inner::Jsonl { reader: stream, line: 0, offset: 0, buf: Vec::new() },
             Format::Csv => {
+                let tap = Tap::default();
                 let mut reader = csv::ReaderBuilder::new()
                     .flexible(true)
                     .has_headers(true)
-                    .from_reader(Box::new(stream) as Box<dyn Read + Send>);
+                    .from_reader(Box::new(Tapped { inner: stream, tap: tap.clone() }) as Box<dyn Read + Send>);
                 let headers = reader
                     .byte_headers()
                     .map_err(|e| SourceError::CsvHeader { source_name: name.clone(), message: e.to_string() })?;
@@ -249,11 +314,22 @@ impl RowReader {
                     .iter()
                     .map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_owned())
                     .collect();
+                for (second, h) in headers.iter().enumerate() {
+                    if let Some(first) = headers[..second].iter().position(|x| x == h) {
+                        return Err(SourceError::CsvDuplicateHeader {
+                            source_name: name,
+                            column: h.clone(),
+                            first: first + 1,
+                            second: second + 1,
+                            found: headers,
+                        });
+                    }
+                }
                 let id_column = renames.iter().find(|(_, to)| to == "id").map_or("id", |(from, _)| from.as_str());
                 if !headers.iter().any(|h| h == id_column) {
                     return Err(SourceError::CsvNoId { source_name: name, found: headers });
                 }
-                Inner::Csv { reader, headers, record: csv::ByteRecord::new(), skip_through: 0 }
+                Inner::Csv { reader, headers, record: csv::ByteRecord::new(), skip_through: 0, tap }
             }
         };
         let mut reader =
@@ -317,6 +393,15 @@ impl RowReader {
                 }
                 *line += 1;
                 *offset += n as u64;
+                if *line == 1 {
+                    // A UTF-8 byte-order mark is not part of the first document (CSV headers drop it too).
+                    if buf.starts_with(b"\xEF\xBB\xBF") {
+                        buf.drain(..3);
+                    }
+                    if buf.trim_ascii_start().starts_with(b"[") {
+                        return Err(SourceError::JsonArray { source_name: name });
+                    }
+                }
                 if buf.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -328,7 +413,7 @@ impl RowReader {
                     raw,
                 }));
             },
-            Inner::Csv { reader, headers, record, skip_through } => loop {
+            Inner::Csv { reader, headers, record, skip_through, tap } => loop {
                 let more = reader.read_byte_record(record).map_err(|e| SourceError::Io {
                     source_name: name.clone(),
                     error: io::Error::other(e.to_string()),
@@ -336,12 +421,13 @@ impl RowReader {
                 if !more {
                     return Ok(None);
                 }
-                let line = record.position().map_or(0, csv::Position::line);
+                let line = record.position().map_or(0, |p| tap.record_line(p));
+                let end_offset = reader.position().byte();
+                tap.release_before(end_offset);
                 if line <= *skip_through {
                     continue;
                 }
                 let raw = csv_line(record);
-                let end_offset = reader.position().byte();
                 return Ok(Some(Row {
                     line,
                     end_offset,

@@ -228,3 +228,66 @@ fn a_changed_file_gets_a_new_fingerprint() {
     std::fs::write(&path, b"{\"id\":\"b\"}\n").unwrap();
     assert_ne!(before, fingerprint(&path).unwrap());
 }
+
+/// A JSON lines file saved with a UTF-8 byte-order mark (as some Windows editors write them) keeps its first
+/// row: the mark is not part of the document.
+#[test]
+fn a_byte_order_mark_does_not_cost_the_first_json_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(&dir, "bom.jsonl", b"\xEF\xBB\xBF{\"id\":\"a\",\"title\":\"first\"}\n{\"id\":\"b\"}\n");
+    let mut sink = MemSink::default();
+    let mut report = RejectReport::new(dir.path().join("r.jsonl"));
+    let summary = run(&mut sink, &input, &IngestOptions::default(), &mut report).unwrap();
+    assert_eq!((summary.docs, summary.rejected), (2, 0));
+    assert_eq!(sink.committed, ["a", "b"]);
+}
+
+/// A pretty-printed JSON array is refused at once with a hint, not read as dozens of malformed lines.
+#[test]
+fn a_json_array_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("pretty.json", &b"[\n  {\"id\": \"a\"},\n  {\"id\": \"b\"}\n]\n"[..]),
+        ("one-line.json", &b"\xEF\xBB\xBF  [{\"id\": \"a\"}, {\"id\": \"b\"}]\n"[..]),
+    ] {
+        let input = write(&dir, name, bytes);
+        let mut sink = MemSink::default();
+        let mut report = RejectReport::new(dir.path().join(format!("{name}.rejected")));
+        let err = run(&mut sink, &input, &IngestOptions::default(), &mut report).unwrap_err().to_string();
+        assert!(err.contains("line 1 starts a JSON array; expected one JSON document per line"), "{err}");
+        assert!(err.contains("jq -c '.[]'"), "{err}");
+        assert!(sink.committed.is_empty() && report_lines(&report).is_empty());
+    }
+}
+
+/// A header naming a column twice would silently lose one of the two columns' cells.
+#[test]
+fn a_duplicated_csv_header_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(&dir, "dup.csv", b"id,title,body,title\np1,a,b,c\n");
+    let err = RowReader::open(&input, None, Default::default(), None).unwrap_err().to_string();
+    assert!(
+        err.contains("CSV header names column \"title\" twice (columns 2 and 4)")
+            && err.contains("found columns [\"id\", \"title\", \"body\", \"title\"]"),
+        "{err}"
+    );
+}
+
+/// Reject line numbers are the file's own line numbers with CRLF line ends and blank lines, as with LF.
+#[test]
+fn csv_reject_lines_are_exact_with_crlf_and_blank_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, eol) in [("lf.csv", "\n"), ("crlf.csv", "\r\n")] {
+        let text =
+            ["id,title,price", "p1,a,1", "", "p2,b,oops", "", "", "p3,c,2", "p4,d,bad", "p5,\"two", "lines\",oops"]
+                .join(eol)
+                + eol;
+        let input = write(&dir, name, text.as_bytes());
+        let mut sink = MemSink::default();
+        let mut report = RejectReport::new(dir.path().join(format!("{name}.rejected")));
+        run(&mut sink, &input, &IngestOptions::default(), &mut report).unwrap();
+        assert_eq!(sink.committed, ["p1", "p3"], "{name}");
+        let lines: Vec<u64> = report_lines(&report).iter().map(|l| l["line"].as_u64().unwrap()).collect();
+        assert_eq!(lines, [4, 8, 9], "{name}");
+    }
+}
