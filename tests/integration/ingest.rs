@@ -244,3 +244,62 @@ fn an_embedder_is_refused_to_an_index_already_holding_documents_without_embeddin
     ok(&["ingest", "--index", s(&index), s(&more), "--progress", "none"]);
     assert_eq!(num_docs(&index), 3);
 }
+
+/// A refused run writes nothing: no index folder for a file that cannot be read as documents (before, an empty
+/// file still created the index).
+#[test]
+fn a_refused_run_creates_no_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("idx");
+    let cases = [
+        ("empty.jsonl", "", "the input is empty"),
+        ("array.json", "[\n  {\"id\": \"a\"}\n]\n", "line 1 starts a JSON array"),
+        ("dup.csv", "id,title,title\np1,a,b\n", "names column \"title\" twice"),
+        ("noid.csv", "sku,title\n1,x\n", "CSV header has no `id` column"),
+    ];
+    for (name, text, expect) in cases {
+        let file = write(dir.path(), name, text);
+        let out = run(&["ingest", "--index", s(&index), s(&file)]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(stderr(&out).contains(expect), "{name}: {}", stderr(&out));
+        assert!(!index.exists(), "{name}: the refused run created {}", index.display());
+    }
+}
+
+/// BM25 settings shape a new index; given for an existing one they must agree with it, or the run is refused
+/// (they were silently ignored).
+#[test]
+fn settings_flags_that_an_existing_index_would_ignore_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = "{\"id\":\"a\",\"title\":\"turntable\"}\n";
+    let file = write(dir.path(), "a.jsonl", rows);
+    let index = dir.path().join("idx");
+    ok(&["ingest", "--index", s(&index), s(&file), "--k1", "1.2", "--progress", "none"]);
+    let more = write(dir.path(), "b.jsonl", "{\"id\":\"b\",\"title\":\"speaker\"}\n");
+    // the same value is fine
+    ok(&["ingest", "--index", s(&index), s(&more), "--k1", "1.2", "--progress", "none"]);
+    for (flag, value, has) in [("--k1", "0.9", "1.2"), ("--b", "0.75", "0.4"), ("--title-boost", "1", "2")] {
+        let out = run(&["ingest", "--index", s(&index), s(&more), flag, value, "--force"]);
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        let e = stderr(&out);
+        assert!(
+            e.contains(&format!("{flag} {value}: index")) && e.contains(&format!("created with {flag} {has}")),
+            "{e}"
+        );
+    }
+}
+
+/// `--index` naming a folder that holds other files is refused instead of being turned into an index.
+#[test]
+fn a_foreign_folder_is_not_turned_into_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("documents");
+    std::fs::create_dir_all(&folder).unwrap();
+    write(&folder, "notes.txt", "mine");
+    let file = write(dir.path(), "a.jsonl", "{\"id\":\"a\"}\n");
+    let out = run(&["ingest", "--index", s(&folder), s(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("found a folder holding other files (notes.txt)"), "{}", stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["notes.txt"], "nothing was written into it");
+}

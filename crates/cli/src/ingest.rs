@@ -6,11 +6,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::Limits;
-use sieve_ingest::{ingest_source, Format, IngestOptions, Input, OnError, Progress, RejectReport, SourceSummary};
+use sieve_ingest::{
+    ingest_source, Format, IngestOptions, Input, OnError, Progress, RejectReport, RowReader, SourceSummary,
+};
 use sieve_pipeline::{
     EmbedderHandle, Engine, EngineOptions, SyncReport, VectorSettings, WorkerOptions, EMBED_BATCH_TOKENS,
 };
-use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextIndex, WriterOptions};
+use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, WriterOptions};
 
 use crate::engine::{load_embedder, VectorArgs};
 use crate::progress::{ProgressMode, Reporter};
@@ -59,34 +61,58 @@ pub struct IngestArgs {
     pub vectors: VectorArgs,
 }
 
-/// BM25 settings of an index, as flags.
+/// BM25 settings of a new index, as flags. An existing index keeps the settings it was created with: a flag
+/// given for one must agree with them (it is refused, not ignored, when it does not).
 #[derive(Debug, Args)]
 pub struct SettingsArgs {
-    /// BM25 k1: term-frequency saturation.
-    #[arg(long, default_value_t = Bm25Params::default().k1)]
-    pub k1: f32,
-    /// BM25 b: length normalisation, 0..=1.
-    #[arg(long, default_value_t = Bm25Params::default().b)]
-    pub b: f32,
-    /// Weight of the title field in BM25F.
-    #[arg(long, default_value_t = FieldBoosts::default().title)]
-    pub title_boost: f32,
-    /// Weight of the body field in BM25F.
-    #[arg(long, default_value_t = FieldBoosts::default().body)]
-    pub body_boost: f32,
+    /// BM25 k1: term-frequency saturation. Default 0.9.
+    #[arg(long)]
+    pub k1: Option<f32>,
+    /// BM25 b: length normalisation, 0..=1. Default 0.4.
+    #[arg(long)]
+    pub b: Option<f32>,
+    /// Weight of the title field in BM25F. Default 2.
+    #[arg(long)]
+    pub title_boost: Option<f32>,
+    /// Weight of the body field in BM25F. Default 1.
+    #[arg(long)]
+    pub body_boost: Option<f32>,
 }
 
 impl SettingsArgs {
+    /// The settings of a new index: the flags given, defaults for the rest.
     pub fn resolve(&self) -> Result<IndexSettings> {
-        for (name, w) in [("--title-boost", self.title_boost), ("--body-boost", self.body_boost)] {
+        let (bm25, boosts) = (Bm25Params::default(), FieldBoosts::default());
+        let (title, body) = (self.title_boost.unwrap_or(boosts.title), self.body_boost.unwrap_or(boosts.body));
+        for (name, w) in [("--title-boost", title), ("--body-boost", body)] {
             if !(w.is_finite() && w >= 0.0) {
                 bail!("{name}: expected a finite number >= 0, found {w}");
             }
         }
         Ok(IndexSettings {
-            bm25: Bm25Params { k1: self.k1, b: self.b }.validate()?,
-            boosts: FieldBoosts { title: self.title_boost, body: self.body_boost },
+            bm25: Bm25Params { k1: self.k1.unwrap_or(bm25.k1), b: self.b.unwrap_or(bm25.b) }.validate()?,
+            boosts: FieldBoosts { title, body },
         })
+    }
+
+    /// Flags given for the existing index in `index` (created with `have`) must agree with it.
+    pub fn check_existing(&self, index: &Path, have: &IndexSettings) -> Result<()> {
+        let given = [
+            ("--k1", self.k1, have.bm25.k1),
+            ("--b", self.b, have.bm25.b),
+            ("--title-boost", self.title_boost, have.boosts.title),
+            ("--body-boost", self.body_boost, have.boosts.body),
+        ];
+        for (flag, asked, has) in given {
+            if let Some(asked) = asked.filter(|a| *a != has) {
+                bail!(
+                    "{flag} {asked}: index {} was created with {flag} {has}, and an index keeps the settings it was \
+                     created with (ingest into a new index to change them; k1 and b can also be set per search)",
+                    index.display()
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -220,6 +246,22 @@ pub fn run(args: IngestArgs) -> Result<()> {
     }
     let inputs = inputs_from(&args.inputs)?;
     let settings = args.settings.resolve()?;
+    let format = args.format.map(|f| match f {
+        FormatArg::Jsonl => Format::Jsonl,
+        FormatArg::Csv => Format::Csv,
+    });
+    let limits = Limits { max_document_bytes: args.max_doc_bytes, ..Limits::default() };
+    // Files that cannot be read as documents at all (empty, unknown format, a CSV header without `id` or with a
+    // column twice, a JSON array) are refused before the index is created or opened for writing.
+    for input in inputs.iter().filter(|i| matches!(i, Input::File(_))) {
+        let mut reader = RowReader::open_renamed(input, format, limits, None, &args.renames)?;
+        reader.next_row()?;
+    }
+    match TextIndex::open(&args.index) {
+        Ok(existing) => args.settings.check_existing(&args.index, &existing.settings())?,
+        Err(TextError::NotAnIndex { .. }) => {}
+        Err(e) => return Err(e).with_context(|| format!("opening index {}", args.index.display())),
+    }
     let engine = open_for_ingest(&args.index, settings, &args.vectors)?;
     let plan = Plan {
         inputs: &inputs,
@@ -229,11 +271,8 @@ pub fn run(args: IngestArgs) -> Result<()> {
                 OnErrorArg::Skip => OnError::Skip,
                 OnErrorArg::Fail => OnError::Fail,
             },
-            limits: Limits { max_document_bytes: args.max_doc_bytes, ..Limits::default() },
-            format: args.format.map(|f| match f {
-                FormatArg::Jsonl => Format::Jsonl,
-                FormatArg::Csv => Format::Csv,
-            }),
+            limits,
+            format,
             force: args.force,
             renames: args.renames.clone(),
         },

@@ -187,6 +187,7 @@ impl From<TextError> for ApiError {
             TextError::NotAnIndex { .. }
             | TextError::IncompatibleIndex { .. }
             | TextError::AlreadyAnIndex { .. }
+            | TextError::ForeignFolder { .. }
             | TextError::Manifest { .. }
             | TextError::Io { .. }
             | TextError::Engine { .. }

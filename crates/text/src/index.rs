@@ -42,6 +42,8 @@ pub enum TextError {
     IncompatibleIndex { path: String, expected: u32, found: u32 },
     #[error("{path}: already holds a Sieve index; open it, or choose an empty directory")]
     AlreadyAnIndex { path: String },
+    #[error("{path}: expected a new or empty folder, or a Sieve index; found a folder holding other files ({found}); choose another --index")]
+    ForeignFolder { path: String, found: String },
     #[error("{path}: another process is writing to this index (its writer lock is held); wait for it or stop it")]
     Locked { path: String },
     #[error("{path}: invalid manifest: {message}")]
@@ -246,6 +248,22 @@ impl TextIndex {
         settings.bm25.validate()?;
         if dir.join(MANIFEST).exists() {
             return Err(TextError::AlreadyAnIndex { path: dir.display().to_string() });
+        }
+        // Never turn someone's folder into an index: only a new or empty one, or what a create that died
+        // before its manifest left (the tantivy folder alone).
+        if let Ok(entries) = fs::read_dir(dir) {
+            let mut foreign: Vec<String> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != TANTIVY_DIR)
+                .collect();
+            if !foreign.is_empty() {
+                foreign.sort();
+                let more = foreign.len().saturating_sub(3);
+                foreign.truncate(3);
+                let found = foreign.join(", ") + &if more > 0 { format!(" and {more} more") } else { String::new() };
+                return Err(TextError::ForeignFolder { path: dir.display().to_string(), found });
+            }
         }
         let tantivy_dir = dir.join(TANTIVY_DIR);
         fs::create_dir_all(&tantivy_dir).map_err(io_err(&tantivy_dir))?;

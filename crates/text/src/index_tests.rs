@@ -414,3 +414,26 @@ fn vectors_are_stored_with_their_documents_under_slots_never_reused() {
     assert_eq!(found[0].as_ref().map(|d| d.id.as_str()), Some("c"));
     assert!(found[1].is_none());
 }
+
+/// A folder that holds other files is never turned into an index; an empty one, or one a create left without
+/// its manifest, is.
+#[test]
+fn an_index_is_created_only_in_a_new_empty_or_half_created_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("photos");
+    std::fs::create_dir_all(foreign.join("2024")).unwrap();
+    std::fs::write(foreign.join("a.jpg"), b"x").unwrap();
+    let err = TextIndex::create(&foreign, IndexSettings::default()).unwrap_err().to_string();
+    assert!(err.contains("expected a new or empty folder, or a Sieve index") && err.contains("2024, a.jpg"), "{err}");
+    assert!(!foreign.join("sieve.json").exists() && !foreign.join("bm25").exists(), "nothing written");
+    let err = TextIndex::open_or_create(&foreign, IndexSettings::default()).unwrap_err().to_string();
+    assert!(err.contains("found a folder holding other files"), "{err}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(TextIndex::create(&empty, IndexSettings::default()).is_ok());
+    let half = dir.path().join("half");
+    std::fs::create_dir_all(half.join("bm25")).unwrap();
+    assert!(TextIndex::create(&half, IndexSettings::default()).is_ok());
+    assert!(TextIndex::create(&dir.path().join("new/deeper"), IndexSettings::default()).is_ok());
+}
