@@ -303,3 +303,26 @@ fn a_foreign_folder_is_not_turned_into_an_index() {
     let left: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["notes.txt"], "nothing was written into it");
 }
+
+/// Stdin has no file name to tell its format: without `--format` its first byte does (it used to be taken as
+/// JSON lines, and a CSV rejected every row with exit 0).
+#[test]
+fn stdin_without_format_is_detected_from_its_first_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("idx");
+    let pipe = |bytes: &[u8]| {
+        let mut child = crate::sieve()
+            .args(["ingest", "--index", s(&index), "-", "--progress", "none"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = pipe(b"id,title\ns1,csv from stdin\ns2,also csv\n");
+    assert!(out.status.success() && stderr(&out).contains("2 docs ingested, 0 rejected"), "{}", stderr(&out));
+    let out = pipe(b"\n  {\"id\":\"j1\",\"title\":\"json from stdin\"}\n");
+    assert!(out.status.success() && stderr(&out).contains("1 docs ingested, 0 rejected"), "{}", stderr(&out));
+    assert_eq!(num_docs(&index), 3);
+}

@@ -73,6 +73,8 @@ pub enum SourceError {
     CsvHeader { source_name: String, message: String },
     #[error("{source_name}: CSV header names column {column:?} twice (columns {first} and {second}); expected each field once, found columns {found:?}")]
     CsvDuplicateHeader { source_name: String, column: String, first: usize, second: usize, found: Vec<String> },
+    #[error("{source_name}: reading stopped after line {line}, at byte {byte}{of_total} of the {what}: {message}{hint}; the rows before it are kept", of_total = total.map_or(String::new(), |t| format!(" of {t}")), what = if *compressed { "compressed file" } else { "input" }, hint = if *compressed { " (the file looks truncated or corrupt: copy it again and ingest the new copy; upserts make that safe)" } else { "" })]
+    Read { source_name: String, line: u64, byte: u64, total: Option<u64>, compressed: bool, message: String },
     #[error("{source_name}: line 1 starts a JSON array; expected one JSON document per line (JSON lines). Convert it first, e.g. `jq -c '.[]' {source_name} > docs.jsonl`")]
     JsonArray { source_name: String },
 }
@@ -252,7 +254,7 @@ impl RowReader {
         let name = input.name();
         let io_err = |error| SourceError::Io { source_name: name.clone(), error };
         let counter = ByteCounter::default();
-        let (raw, total_bytes, format): (Box<dyn Read + Send>, Option<u64>, Format) = match input {
+        let (raw, total_bytes, format): (Box<dyn Read + Send>, Option<u64>, Option<Format>) = match input {
             Input::File(path) => {
                 let file = File::open(path).map_err(io_err)?;
                 let size = file.metadata().map_err(io_err)?.len();
@@ -262,16 +264,26 @@ impl RowReader {
                 if size == 0 {
                     return Err(SourceError::Empty { source_name: name, expected: expected_rows(format) });
                 }
-                (Box::new(file), Some(size), format)
+                (Box::new(file), Some(size), Some(format))
             }
-            Input::Stdin => (Box::new(io::stdin()), None, format.unwrap_or(Format::Jsonl)),
+            Input::Stdin => (Box::new(io::stdin()), None, format),
         };
         let mut peek = BufReader::with_capacity(256 * 1024, Counting { inner: raw, counter: counter.clone() });
         let head = peek.fill_buf().map_err(io_err)?;
+        let compressed = head.starts_with(&[0x1f, 0x8b]);
+        // Stdin has no file name: without --format, its first byte tells (a JSON document starts with `{`; a
+        // compressed stream is taken as JSON lines).
+        let format = format.unwrap_or_else(|| {
+            let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head).trim_ascii_start();
+            if compressed || text.is_empty() || text.starts_with(b"{") || text.starts_with(b"[") {
+                Format::Jsonl
+            } else {
+                Format::Csv
+            }
+        });
         if head.is_empty() {
             return Err(SourceError::Empty { source_name: name, expected: expected_rows(format) });
         }
-        let compressed = head.starts_with(&[0x1f, 0x8b]);
         let stream: Box<dyn BufRead + Send> = if compressed {
             Box::new(BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(peek)))
         } else if let (Format::Jsonl, Input::File(path), Some((line, offset))) = (format, input, skip_to) {
@@ -382,12 +394,20 @@ impl RowReader {
         let limits = self.limits;
         let name = self.name.clone();
         let renames = &self.renames;
+        let (counter, total, compressed) = (self.counter.clone(), self.total_bytes, self.compressed);
+        // A read that fails mid-stream (a truncated gzip, a disk error) says where.
+        let read_err = |line: u64, message: String| SourceError::Read {
+            source_name: name.clone(),
+            line,
+            byte: counter.get(),
+            total,
+            compressed,
+            message,
+        };
         match &mut self.inner {
             Inner::Jsonl { reader, line, offset, buf } => loop {
                 buf.clear();
-                let n = reader
-                    .read_until(b'\n', buf)
-                    .map_err(|error| SourceError::Io { source_name: name.clone(), error })?;
+                let n = reader.read_until(b'\n', buf).map_err(|e| read_err(*line, e.to_string()))?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -414,10 +434,8 @@ impl RowReader {
                 }));
             },
             Inner::Csv { reader, headers, record, skip_through, tap } => loop {
-                let more = reader.read_byte_record(record).map_err(|e| SourceError::Io {
-                    source_name: name.clone(),
-                    error: io::Error::other(e.to_string()),
-                })?;
+                let last_line = reader.position().line().saturating_sub(1);
+                let more = reader.read_byte_record(record).map_err(|e| read_err(last_line, e.to_string()))?;
                 if !more {
                     return Ok(None);
                 }

@@ -291,3 +291,27 @@ fn csv_reject_lines_are_exact_with_crlf_and_blank_lines() {
         assert_eq!(lines, [4, 8, 9], "{name}");
     }
 }
+
+/// A truncated gzip says where reading stopped (line and byte of the compressed file) and keeps the rows
+/// before it; it used to say only "incomplete deflate stream", twice.
+#[test]
+fn a_truncated_gzip_says_where_it_stopped_and_keeps_the_rows_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..20_000 {
+        writeln!(gz, "{{\"id\":\"g{i}\",\"title\":\"row {i} of a long file\"}}").unwrap();
+    }
+    let whole = gz.finish().unwrap();
+    let input = write(&dir, "cut.jsonl.gz", &whole[..whole.len() / 2]);
+    let mut sink = MemSink::default();
+    let options = IngestOptions { batch_size: 1000, ..IngestOptions::default() };
+    let err = run(&mut sink, &input, &options, &mut RejectReport::new(dir.path().join("r"))).unwrap_err();
+    let msg = err.to_string();
+    let kept = sink.committed.len() as u64;
+    assert!(kept > 1000, "the rows before the cut are committed: {kept}");
+    assert!(msg.contains(&format!("reading stopped after line {kept}, at byte ")), "{msg}");
+    assert!(msg.contains(&format!(" of {} of the compressed file", whole.len() / 2)), "{msg}");
+    assert!(msg.contains("looks truncated or corrupt"), "{msg}");
+    // said once: no cause chained under it that repeats the message
+    assert!(std::error::Error::source(&err).is_none());
+}

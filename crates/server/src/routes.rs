@@ -24,11 +24,17 @@ use crate::tasks::Task;
 /// Longest document id accepted in a path.
 const MAX_ID_BYTES: usize = 512;
 
+/// 413 when `text` is over `limit` characters. Queries and instructions are never cut, so the message
+/// suggests nothing the request could add; documents say how to have them cut ([`fit`]).
 fn check_chars(what: &str, text: &str, limit: usize) -> Result<(), ApiError> {
+    check_chars_or(what, text, limit, "shorten it")
+}
+
+fn check_chars_or(what: &str, text: &str, limit: usize, remedy: &str) -> Result<(), ApiError> {
     let n = text.chars().count();
     if n > limit {
         return Err(ApiError::too_large(format!(
-            "{what} is {n} characters, over the limit of {limit} (max_document_chars); send `truncate: true` to cut it instead"
+            "{what} is {n} characters, over the limit of {limit} (max_document_chars); {remedy}"
         )));
     }
     Ok(())
@@ -42,7 +48,7 @@ fn fit(what: &str, text: &str, limit: usize, truncate: bool) -> Result<String, A
             None => text.to_owned(),
         });
     }
-    check_chars(what, text, limit)?;
+    check_chars_or(what, text, limit, "send `truncate: true` to cut it instead")?;
     Ok(text.to_owned())
 }
 

@@ -15,7 +15,7 @@ use sieve_server::{AppState, IndexConfig, Models, ServerConfig};
 
 // ---------------------------------------------------------------- a minimal HTTP/1.1 client
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Resp {
     status: u16,
     headers: Vec<(String, String)>,
@@ -605,8 +605,17 @@ fn every_error_code_has_its_status_and_says_what_was_expected() {
         post(a, "/v1/rerank", &json!({"query": "q", "documents": ["y".repeat(101)]})),
         413,
         "payload_too_large",
-        "max_document_chars",
+        "max_document_chars); send `truncate: true` to cut it instead",
     );
+    // a query is never cut: its 413 does not suggest `truncate`, which search does not take
+    for (path, body) in [
+        ("/v1/search", json!({"query": "q".repeat(101)})),
+        ("/v1/rerank", json!({"query": "q".repeat(101), "documents": ["a"], "truncate": true})),
+    ] {
+        let r = post(a, path, &body);
+        check(r.clone(), 413, "payload_too_large", "the query is 101 characters");
+        assert!(!r.text().contains("truncate"), "{path}: {}", r.text());
+    }
     check(post(a, "/v1/rerank", &json!({"query": "q"})), 422, "invalid_request", "neither");
     check(
         post(a, "/v1/rerank", &json!({"query": "q", "texts": ["a"], "truncation_direction": "left"})),
