@@ -237,9 +237,13 @@ impl TextIndex {
     /// settings it was created with.
     pub fn open_or_create(dir: &Path, settings: IndexSettings) -> Result<TextIndex, TextError> {
         if dir.join(MANIFEST).exists() {
-            TextIndex::open(dir)
-        } else {
-            TextIndex::create(dir, settings)
+            return TextIndex::open(dir);
+        }
+        match TextIndex::create(dir, settings) {
+            // Another process created it first (two ingests racing to create one index): open theirs. Whichever
+            // then writes second waits for, or is told about, the first one's writer lock.
+            Err(_) if dir.join(MANIFEST).exists() => TextIndex::open(dir),
+            created => created,
         }
     }
 
@@ -277,7 +281,14 @@ impl TextIndex {
             // A previous create died between the tantivy index and the manifest: reuse what is there.
             Index::open_in_dir(&tantivy_dir).map_err(engine("open"))?
         } else {
-            Index::create_in_dir(&tantivy_dir, schema).map_err(engine("create"))?
+            // (another process may create it between the check and here: then open what it created)
+            match Index::create_in_dir(&tantivy_dir, schema) {
+                Ok(index) => index,
+                Err(_) if Index::open_in_dir(&tantivy_dir).is_ok() => {
+                    Index::open_in_dir(&tantivy_dir).map_err(engine("open"))?
+                }
+                Err(e) => return Err(engine("create")(e)),
+            }
         };
         // The manifest is written last: its presence means the index is complete.
         let manifest = Manifest { format: "sieve-index".into(), schema_version: SCHEMA_VERSION, settings };
@@ -1098,7 +1109,11 @@ fn to_tantivy(f: &Fields, analyzer: &Analyzer, doc: &Document) -> TantivyDocumen
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TextError> {
-    let tmp = path.with_extension("json.tmp");
+    // A temporary name of this process and call, so that two writers racing (two ingests creating one index)
+    // never rename each other's file away.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.{}.{call}.tmp", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
     file.write_all(bytes).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;

@@ -437,3 +437,32 @@ fn an_index_is_created_only_in_a_new_empty_or_half_created_folder() {
     assert!(TextIndex::create(&half, IndexSettings::default()).is_ok());
     assert!(TextIndex::create(&dir.path().join("new/deeper"), IndexSettings::default()).is_ok());
 }
+
+/// Two processes racing to create one new index both end up with it open (one creates it, the other opens
+/// it); before, the loser failed with "sieve.json: No such file or directory" (both renamed one temporary file).
+#[test]
+fn racing_creates_of_one_index_both_succeed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("idx{round}"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    TextIndex::open_or_create(&path, IndexSettings::default()).map(|t| t.num_docs())
+                })
+            })
+            .collect();
+        for r in racers {
+            assert_eq!(r.join().unwrap().unwrap(), 0, "round {round}");
+        }
+        let left: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+}
