@@ -285,3 +285,32 @@ fn sigkill_during_an_embedding_ingest_keeps_bm25_and_the_graph_consistent() {
     assert_eq!(hits.len(), 3);
     assert!(hits[0]["scores"]["dense"]["similarity"].as_f64().unwrap() > 0.3);
 }
+
+/// The duplicate-id rule across a SIGKILL: the first copy of an id wins whether or not the ingest was
+/// interrupted between the two copies (the later copy used to replace it after a resume).
+#[test]
+fn a_duplicate_id_after_a_kill_is_rejected_as_without_one() {
+    const N: usize = 6_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("{\"id\":\"dup\",\"title\":\"first copy\"}\n");
+    for i in 1..N {
+        text.push_str(&format!("{{\"id\":\"r{i}\",\"title\":\"row {i}\"}}\n"));
+    }
+    text.push_str("{\"id\":\"dup\",\"title\":\"second copy\"}\n");
+    let file = crate::write(dir.path(), "dups.jsonl", text);
+    let index = dir.path().join("idx");
+    // killed after two 100-row commits: far from the second copy at the end
+    let acked = ingest_and_kill_with(&index, &file, Kill::AfterAcks(2), 100, &[]);
+    let committed = sieve_text::TextIndex::open(&index).unwrap().num_docs();
+    assert!(committed >= acked && (committed as usize) < N, "the kill interrupted the ingest: {committed}");
+    let report = dir.path().join("resumed.rejected.jsonl");
+    let out = sieve().args(["ingest", "--index", s(&index), s(&file), "--report", s(&report)]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let opened = sieve_text::TextIndex::open(&index).unwrap();
+    assert_eq!(opened.num_docs(), N as u64);
+    assert_eq!(opened.get("dup").unwrap().unwrap().title.as_deref(), Some("first copy"));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&report).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0]["code"].as_str(), rows[0]["line"].as_u64()), (Some("duplicate_id"), Some(N as u64 + 1)));
+}

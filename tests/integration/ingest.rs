@@ -326,3 +326,37 @@ fn stdin_without_format_is_detected_from_its_first_byte() {
     assert!(out.status.success() && stderr(&out).contains("1 docs ingested, 0 rejected"), "{}", stderr(&out));
     assert_eq!(num_docs(&index), 3);
 }
+
+/// One rule for an id given twice in a file, with or without an interruption: the first copy wins and the
+/// later one is rejected. (After a stop and a resume, the later copy used to replace the first silently.)
+#[test]
+fn the_first_copy_of_a_duplicate_id_wins_with_or_without_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "d.jsonl",
+        "{\"id\":\"x\",\"title\":\"first\"}\n{\"id\":\"bad\"\n{\"id\":\"x\",\"title\":\"second\"}\n",
+    );
+    let title = |index: &std::path::Path| {
+        let t = sieve_text::TextIndex::open(index).unwrap();
+        t.get("x").unwrap().unwrap().title.unwrap()
+    };
+    // straight through
+    let straight = dir.path().join("straight");
+    let report = dir.path().join("straight.rejected.jsonl");
+    ok(&["ingest", "--index", s(&straight), s(&file), "--report", s(&report), "--progress", "none"]);
+    assert_eq!(title(&straight), "first");
+    let codes: Vec<String> = report_rows(&report).iter().map(|r| r["code"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(codes, ["malformed_json", "duplicate_id"]);
+    // stopped after line 1 (--on-error fail commits the rows before the bad one), then resumed
+    let resumed = dir.path().join("resumed");
+    let out = run(&["ingest", "--index", s(&resumed), s(&file), "--on-error", "fail"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = dir.path().join("resumed.rejected.jsonl");
+    ok(&["ingest", "--index", s(&resumed), s(&file), "--report", s(&report), "--progress", "none"]);
+    assert_eq!(title(&resumed), "first", "the resume applies the same rule");
+    let rows = report_rows(&report);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[1]["code"].as_str(), rows[1]["line"].as_u64()), (Some("duplicate_id"), Some(3)));
+    assert!(rows[1]["reason"].as_str().unwrap().contains("already given on line 1"), "{rows:?}");
+}

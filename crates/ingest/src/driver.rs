@@ -133,6 +133,22 @@ pub enum IngestError<E: std::error::Error + 'static> {
     Sink(#[source] E),
 }
 
+/// The first line of each valid document id in the rows up to `last_line` (inclusive), keyed by the id's hash:
+/// what an uninterrupted run would have seen there.
+fn ids_before(input: &Input, options: &IngestOptions, last_line: u64) -> Result<HashMap<u128, u64>, SourceError> {
+    let mut reader = RowReader::open_renamed(input, options.format, options.limits, None, &options.renames)?;
+    let mut seen = HashMap::new();
+    while let Some(row) = reader.next_row()? {
+        if row.line > last_line {
+            break;
+        }
+        if let Ok(doc) = row.outcome {
+            seen.entry(xxhash_rust::xxh3::xxh3_128(doc.id.as_str().as_bytes())).or_insert(row.line);
+        }
+    }
+    Ok(seen)
+}
+
 /// Ingests one source into `sink`.
 pub fn ingest_source<S: BatchSink>(
     sink: &mut S,
@@ -201,7 +217,13 @@ pub fn ingest_source<S: BatchSink>(
         report,
         progress,
     };
-    let mut seen: HashMap<u128, u64> = HashMap::new();
+    // One rule for an id given twice in a file: the first copy wins, the later ones are rejected as
+    // `duplicate_id`. A resumed run first re-reads the ids of the rows the earlier runs committed, so that the
+    // rule holds across a kill (it used to let the later copy replace the first after a resume).
+    let mut seen: HashMap<u128, u64> = match resume {
+        Some((line, _)) => ids_before(input, options, line)?,
+        None => HashMap::new(),
+    };
     let mut rows_read = 0u64;
     loop {
         let row = match reader.next_row() {
