@@ -341,6 +341,22 @@ impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<SharedState> fo
     }
 }
 
+/// Path parameters, 422 in the JSON error shape when they do not decode (e.g. `%ff%fe`, not UTF-8), instead of
+/// axum's plain-text 400.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<SharedState> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, s: &SharedState) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, s)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("invalid path: {}", e.body_text())))
+    }
+}
+
 // ---------------------------------------------------------------- middleware
 
 fn protected(method: &Method, route: &str) -> bool {
@@ -382,7 +398,11 @@ pub async fn observe(State(state): State<SharedState>, req: Request, next: Next)
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
     let mut response = if let (Some(key), true) = (&state.config.api_key, protected(&method, &route)) {
         let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let token = given.strip_prefix("Bearer ").unwrap_or("");
+        // the scheme name is case-insensitive (RFC 7235 §2.1): `bearer KEY` is as good as `Bearer KEY`
+        let token = given
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim_start());
         if same_key(token.as_bytes(), key.as_bytes()) {
             next.run(req).await
         } else {

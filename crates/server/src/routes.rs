@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +17,9 @@ use sieve_pipeline::{
 };
 
 use crate::api::*;
-use crate::app::{blocking, unavailable_if_stopping, with_time, ApiJson, ApiQuery, ModelTime, RawBody, SharedState};
+use crate::app::{
+    blocking, unavailable_if_stopping, with_time, ApiJson, ApiPath, ApiQuery, ModelTime, RawBody, SharedState,
+};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::tasks::Task;
 
@@ -540,7 +542,7 @@ fn doc_id(raw: &str) -> Result<DocId, ApiError> {
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn get_document(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<DocumentParams>,
 ) -> Result<Response, ApiError> {
     let index = state.index(params.index.as_deref())?.clone();
@@ -568,7 +570,7 @@ pub async fn get_document(
     security(("bearer" = [])))]
 pub async fn delete_document(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<DocumentParams>,
 ) -> Result<Response, ApiError> {
     unavailable_if_stopping(&state)?;
@@ -594,7 +596,7 @@ pub async fn delete_document(
     responses((status = 200, body = Task), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn get_task(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Task>, ApiError> {
+pub async fn get_task(State(state): State<SharedState>, ApiPath(id): ApiPath<String>) -> Result<Json<Task>, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::invalid("task id", "a positive integer", format!("{id:?}")))?;
     state.tasks.get(id).map(Json).ok_or_else(|| ApiError::not_found(format!("no task {id}")))
 }

@@ -651,6 +651,12 @@ fn every_error_code_has_its_status_and_says_what_was_expected() {
     check(get(a, "/v1/tasks/1"), 401, "unauthorized", "Bearer");
     check(get(a, "/metrics"), 401, "unauthorized", "Bearer");
     assert_eq!(send(a, "GET", "/metrics", &auth, b"").status, 200);
+    // the scheme name is case-insensitive (RFC 7235); the key is not
+    for header in ["bearer s3cret", "BEARER s3cret", "Bearer  s3cret"] {
+        assert_eq!(send(a, "GET", "/metrics", &[("Authorization", header)], b"").status, 200, "{header}");
+    }
+    check(send(a, "GET", "/metrics", &[("Authorization", "bearer S3CRET")], b""), 401, "unauthorized", "not valid");
+    check(send(a, "GET", "/metrics", &[("Authorization", "Basic s3cret")], b""), 401, "unauthorized", "not valid");
     assert_eq!(get(a, "/v1/info").status, 200);
     let doc_body = json!([{"id": "d1", "title": "t"}]).to_string();
     check(send(a, "POST", "/v1/documents", &[JSON, auth[0]], b"[]"), 422, "invalid_request", "at least one document");
@@ -671,6 +677,11 @@ fn every_error_code_has_its_status_and_says_what_was_expected() {
     check(send(a, "GET", "/v1/tasks/999", &auth, b""), 404, "not_found", "999");
     check(send(a, "GET", "/v1/tasks?limit=0", &auth, b""), 422, "invalid_request", "limit");
     check(get(a, &format!("/v1/documents/{}", "i".repeat(600))), 422, "invalid_request", "document id");
+    // a path that does not decode gets the JSON error shape too (it was axum's plain-text 400)
+    let r = get(a, "/v1/documents/%ff%fe");
+    check(r.clone(), 422, "invalid_request", "invalid path");
+    assert_eq!(r.header("content-type"), Some("application/json"), "{}", r.text());
+    check(send(a, "GET", "/v1/tasks/%ff", &auth, b""), 422, "invalid_request", "invalid path");
     let errors = metric(a, &auth, "sieve_errors_total{code=\"unauthorized\"}");
     assert!(errors >= 4.0, "{errors}");
 
