@@ -304,6 +304,7 @@ impl<J, R> Drop for Worker<J, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sieve_models::standin::Gate;
     use std::sync::Arc;
 
     /// Polls `cond` until it holds; a generous deadline, so a loaded machine is slow, not wrong.
@@ -315,41 +316,15 @@ mod tests {
         }
     }
 
-    /// A model call that blocks until the test opens its gate: the test, not the clock, decides when the
-    /// model is busy. `entered` receives each batch's jobs as the model starts on them.
-    struct Gate {
-        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
-    }
-
-    impl Gate {
-        fn new() -> Gate {
-            Gate { open: Arc::new((Mutex::new(false), std::sync::Condvar::new())) }
-        }
-        fn handle(&self) -> Arc<(Mutex<bool>, std::sync::Condvar)> {
-            self.open.clone()
-        }
-        fn open(&self) {
-            *self.open.0.lock().unwrap() = true;
-            self.open.1.notify_all();
-        }
-    }
-
-    fn wait_open(gate: &(Mutex<bool>, std::sync::Condvar)) {
-        let mut open = gate.0.lock().unwrap();
-        while !*open {
-            open = gate.1.wait(open).unwrap();
-        }
-    }
-
     #[test]
     fn waiting_jobs_are_batched_and_answered_in_order() {
         let gate = Gate::new();
-        let (g, (entered_tx, entered)) = (gate.handle(), mpsc::channel::<usize>());
+        let (g, (entered_tx, entered)) = (gate.clone(), mpsc::channel::<usize>());
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = batches.clone();
         let w = Arc::new(Worker::spawn("doubler", WorkerOptions::new(100), move |jobs: Vec<u32>| {
             entered_tx.send(jobs.len()).unwrap();
-            wait_open(&g);
+            g.wait();
             seen.lock().unwrap().push(jobs.len());
             jobs.into_iter().map(|j| Ok(j * 2)).collect()
         }));
@@ -372,12 +347,12 @@ mod tests {
     #[test]
     fn timeouts_failures_and_panics_are_errors_the_worker_survives() {
         let gate = Gate::new();
-        let g = gate.handle();
+        let g = gate.clone();
         let w = Worker::spawn("model", WorkerOptions::new(1), move |jobs: Vec<&'static str>| {
             jobs.into_iter()
                 .map(|j| match j {
                     "slow" => {
-                        wait_open(&g);
+                        g.wait();
                         Ok(1)
                     }
                     "fail" => Err("bad input".to_string()),
@@ -399,14 +374,14 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_at_once_and_cancelled_jobs_never_reach_the_model() {
         let gate = Gate::new();
-        let (g, (entered_tx, entered)) = (gate.handle(), mpsc::channel::<Vec<u32>>());
+        let (g, (entered_tx, entered)) = (gate.clone(), mpsc::channel::<Vec<u32>>());
         let ran = Arc::new(Mutex::new(Vec::new()));
         let seen = ran.clone();
         let opts = WorkerOptions { budget: 1, max_wait: Duration::ZERO, max_queue: 1 };
         let w = Arc::new(Worker::spawn("slow", opts, move |jobs: Vec<u32>| {
             seen.lock().unwrap().extend(jobs.iter().copied());
             entered_tx.send(jobs.clone()).unwrap();
-            wait_open(&g);
+            g.wait();
             jobs.into_iter().map(Ok).collect()
         }));
         // job 1 occupies the model, job 2 waits in the queue (its caller then cancels), job 3 finds it full
