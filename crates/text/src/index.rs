@@ -253,13 +253,14 @@ impl TextIndex {
         if dir.join(MANIFEST).exists() {
             return Err(TextError::AlreadyAnIndex { path: dir.display().to_string() });
         }
-        // Never turn someone's folder into an index: only a new or empty one, or what a create that died
-        // before its manifest left (the tantivy folder alone).
+        // Never turn someone's folder into an index: only a new or empty one, or what a create that died (or
+        // that another process is running) has put there so far: the tantivy folder and the manifest's
+        // temporary file.
         if let Ok(entries) = fs::read_dir(dir) {
             let mut foreign: Vec<String> = entries
                 .filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| name != TANTIVY_DIR)
+                .filter(|name| name != TANTIVY_DIR && !(name.starts_with(MANIFEST) && name.ends_with(".tmp")))
                 .collect();
             if !foreign.is_empty() {
                 foreign.sort();
@@ -284,10 +285,7 @@ impl TextIndex {
             // (another process may create it between the check and here: then open what it created)
             match Index::create_in_dir(&tantivy_dir, schema) {
                 Ok(index) => index,
-                Err(_) if Index::open_in_dir(&tantivy_dir).is_ok() => {
-                    Index::open_in_dir(&tantivy_dir).map_err(engine("open"))?
-                }
-                Err(e) => return Err(engine("create")(e)),
+                Err(e) => Index::open_in_dir(&tantivy_dir).map_err(|_| engine("create")(e))?,
             }
         };
         // The manifest is written last: its presence means the index is complete.
