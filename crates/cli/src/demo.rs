@@ -9,10 +9,10 @@ use clap::Args;
 use sieve_core::Filter;
 use sieve_ingest::{IngestOptions, Input};
 use sieve_pipeline::{SearchRequest, VectorSettings};
-use sieve_text::{Bm25Query, IndexSettings, TextError, TextIndex};
+use sieve_text::{Bm25Query, TextError, TextIndex};
 
 use crate::engine::{EngineArgs, VectorArgs};
-use crate::ingest::{default_report_path, ingest_all, open_for_ingest, Plan};
+use crate::ingest::{default_report_path, ingest_all, open_for_ingest, Plan, SettingsArgs};
 use crate::progress::{ProgressMode, Reporter};
 use crate::search::print_hits;
 
@@ -91,7 +91,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             }
         }
         let vectors = VectorArgs::new(embedder, "auto");
-        let index = open_for_ingest(&dir, IndexSettings::default(), &vectors)?;
+        let index = open_for_ingest(&dir, &SettingsArgs::default(), &vectors)?;
         let inputs = [Input::File(corpus)];
         let plan = Plan {
             inputs: &inputs,

@@ -11,7 +11,7 @@ use clap::Args;
 use sieve_eval::{markdown_table, summarize, Dataset, Layout, QueryRun, Report};
 use sieve_ingest::{IngestOptions, Input};
 use sieve_pipeline::{Engine, Legs, RerankRequest, SearchRequest};
-use sieve_text::{Bm25Query, IndexSettings};
+use sieve_text::Bm25Query;
 
 use crate::engine::{open_engine, EngineArgs, VectorArgs};
 use crate::ingest::{ingest_all, open_for_ingest, Plan, SettingsArgs};
@@ -96,7 +96,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let settings = args.settings.resolve()?;
+    args.settings.resolve()?; // refuse bad settings before any work
     if args.modes.contains(&Mode::HybridRerank) && args.reranker.is_none() {
         bail!("mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
     }
@@ -114,7 +114,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let mut reports = Vec::new();
     for dir in &args.datasets {
-        let per_mode = eval_one(dir, settings, &args).with_context(|| format!("evaluating {}", dir.display()))?;
+        let per_mode = eval_one(dir, &args).with_context(|| format!("evaluating {}", dir.display()))?;
         let Some(first) = per_mode.first() else { continue };
         let path = args.out.join(format!("{}.json", first.dataset));
         std::fs::write(&path, serde_json::to_vec_pretty(&per_mode)?)
@@ -172,7 +172,7 @@ fn replot(out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> Result<Vec<Report>> {
+fn eval_one(dir: &std::path::Path, args: &EvalArgs) -> Result<Vec<Report>> {
     let dataset = Dataset::open(dir)?;
     let tmp;
     let index_dir = match &args.keep_index {
@@ -184,7 +184,9 @@ fn eval_one(dir: &std::path::Path, settings: IndexSettings, args: &EvalArgs) -> 
     };
     let needs_dense = args.modes.iter().any(|m| m.dense());
     let vectors = VectorArgs::new(needs_dense.then(|| args.embedder.clone()), &args.device);
-    let engine = open_for_ingest(&index_dir, settings, &vectors)?;
+    let engine = open_for_ingest(&index_dir, &args.settings, &vectors)?;
+    // what the index was built with (a kept index keeps its own; flags that disagree were refused)
+    let settings = engine.text().settings();
     let renames = match dataset.layout {
         Layout::Beir => vec![("_id".to_owned(), "id".to_owned()), ("text".to_owned(), "body".to_owned())],
         Layout::Sieve => Vec::new(),

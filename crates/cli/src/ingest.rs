@@ -63,7 +63,7 @@ pub struct IngestArgs {
 
 /// BM25 settings of a new index, as flags. An existing index keeps the settings it was created with: a flag
 /// given for one must agree with them (it is refused, not ignored, when it does not).
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct SettingsArgs {
     /// BM25 k1: term-frequency saturation. Default 0.9.
     #[arg(long)]
@@ -155,9 +155,20 @@ pub struct Totals {
 }
 
 /// Opens (or creates, with `settings`) the index in `dir` for ingesting; with an embedder named (or one the
-/// index already uses), documents are embedded and their vectors indexed.
-pub fn open_for_ingest(dir: &Path, settings: IndexSettings, vectors: &VectorArgs) -> Result<Engine> {
-    let text = TextIndex::open_or_create(dir, settings).with_context(|| format!("opening index {}", dir.display()))?;
+/// index already uses), documents are embedded and their vectors indexed. Settings given for an existing index
+/// must agree with the ones it was created with.
+pub fn open_for_ingest(dir: &Path, settings: &SettingsArgs, vectors: &VectorArgs) -> Result<Engine> {
+    let opening = || format!("opening index {}", dir.display());
+    let text = match TextIndex::open(dir) {
+        Ok(existing) => {
+            settings.check_existing(dir, &existing.settings())?;
+            existing
+        }
+        Err(TextError::NotAnIndex { .. }) => {
+            TextIndex::open_or_create(dir, settings.resolve()?).with_context(opening)?
+        }
+        Err(e) => return Err(e).with_context(opening),
+    };
     let existing = VectorSettings::load(dir)?;
     vectors.check_graph_flags(dir, existing.as_ref().map(|s| &s.hnsw))?;
     if let (Some(have), Some(asked)) = (&existing, &vectors.embedder) {
@@ -245,7 +256,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         bail!("--batch-size must be at least 1, found 0");
     }
     let inputs = inputs_from(&args.inputs)?;
-    let settings = args.settings.resolve()?;
+    args.settings.resolve()?; // refuse bad settings before reading anything
     let format = args.format.map(|f| match f {
         FormatArg::Jsonl => Format::Jsonl,
         FormatArg::Csv => Format::Csv,
@@ -257,12 +268,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         let mut reader = RowReader::open_renamed(input, format, limits, None, &args.renames)?;
         reader.next_row()?;
     }
-    match TextIndex::open(&args.index) {
-        Ok(existing) => args.settings.check_existing(&args.index, &existing.settings())?,
-        Err(TextError::NotAnIndex { .. }) => {}
-        Err(e) => return Err(e).with_context(|| format!("opening index {}", args.index.display())),
-    }
-    let engine = open_for_ingest(&args.index, settings, &args.vectors)?;
+    let engine = open_for_ingest(&args.index, &args.settings, &args.vectors)?;
     let plan = Plan {
         inputs: &inputs,
         options: IngestOptions {
