@@ -9,11 +9,9 @@ use clap::Args;
 use sieve_models::hub::{self, Source};
 use sieve_models::{DeviceSpec, Embedder, Reranker, RerankerConfig};
 use sieve_pipeline::{
-    EmbedderHandle, Engine, EngineOptions, LruScoreCache, RedisScoreCache, RerankerHandle, ScoreCache, VectorSettings,
-    WorkerOptions, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS,
+    EmbedderHandle, Engine, EngineOptions, HnswParams, LruScoreCache, Metric, RedisScoreCache, RerankerHandle,
+    ScoreCache, VectorSettings, WorkerOptions, EMBED_BATCH_TOKENS, RERANK_BATCH_TOKENS,
 };
-use sieve_text::TextIndex;
-use sieve_vector::{HnswParams, Metric};
 
 /// Models and serving settings of a search engine.
 #[derive(Debug, Clone, Args)]
@@ -184,15 +182,24 @@ pub fn score_cache(spec: &str, lru_capacity: usize) -> Result<Arc<dyn ScoreCache
 }
 
 /// Opens the index in `dir` as an engine. The embedder is the one named, else the index's own (when it has
-/// embeddings and `dense` is wanted).
+/// embeddings and `dense` is wanted); one named that the index was not embedded with is refused, since its
+/// vectors would live in another space.
 pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> Result<Engine> {
-    let text = TextIndex::open(dir).with_context(|| format!("opening index {}", dir.display()))?;
     let settings = VectorSettings::load(dir)?;
-    let embedder_name = args.embedder.clone().or_else(|| settings.as_ref().map(|s| s.model.clone()));
-    let embedder = match (&embedder_name, dense && settings.is_some()) {
-        (Some(name), true) => Some(EmbedderHandle::spawn(
-            name,
-            load_embedder(name, &args.device)?,
+    if let (Some(s), Some(asked)) = (&settings, &args.embedder) {
+        if s.model != *asked {
+            bail!(
+                "--embedder {asked}: index {} stores embeddings of {}, and queries must be embedded by the same \
+                 model (drop --embedder to use it)",
+                dir.display(),
+                s.model
+            );
+        }
+    }
+    let embedder = match (&settings, dense) {
+        (Some(s), true) => Some(EmbedderHandle::spawn(
+            &s.model,
+            load_embedder(&s.model, &args.device)?,
             WorkerOptions::new(EMBED_BATCH_TOKENS),
         )),
         _ => None,
@@ -214,9 +221,7 @@ pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> 
         exact_below: args.exact_below,
         ..EngineOptions::default()
     };
-    let engine = Engine::from_parts(Some(dir.to_path_buf()), text, settings, options)?;
-    engine.sync_vectors().context("bringing the vector graph up to date")?;
-    Ok(engine)
+    Engine::open(dir, options).with_context(|| format!("opening index {}", dir.display()))
 }
 
 #[cfg(test)]

@@ -10,37 +10,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_eval::{markdown_table, summarize, Dataset, Layout, QueryRun, Report};
 use sieve_ingest::{IngestOptions, Input};
-use sieve_pipeline::{Engine, Legs, RerankRequest, SearchRequest};
-use sieve_text::Bm25Query;
+use sieve_pipeline::{Engine, Mode, SearchRequest};
 
 use crate::engine::{open_engine, EngineArgs, VectorArgs};
 use crate::ingest::{ingest_all, open_for_ingest, Plan, SettingsArgs};
 use crate::progress::{ProgressMode, Reporter};
-
-/// A retrieval mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    Bm25,
-    Dense,
-    Hybrid,
-    #[value(name = "hybrid+rerank")]
-    HybridRerank,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Bm25 => "bm25",
-            Mode::Dense => "dense",
-            Mode::Hybrid => "hybrid",
-            Mode::HybridRerank => "hybrid+rerank",
-        }
-    }
-
-    pub fn dense(self) -> bool {
-        !matches!(self, Mode::Bm25)
-    }
-}
+use crate::search::parse_mode;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -54,7 +29,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "data/reports/eval")]
     pub out: PathBuf,
     /// Modes to run side by side (comma-separated): bm25, dense, hybrid, hybrid+rerank.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bm25")]
+    #[arg(long, value_delimiter = ',', default_value = "bm25", value_parser = parse_mode)]
     pub modes: Vec<Mode>,
     /// Embedding model for the dense modes.
     #[arg(long, default_value = "minilm")]
@@ -274,32 +249,27 @@ fn eval_one(dir: &std::path::Path, args: &EvalArgs) -> Result<Vec<Report>> {
 /// Per-stage timings in ms.
 type Stages = Vec<(String, f64)>;
 
-/// One query in one mode: the ranked ids and the per-stage timings.
+/// One query in one mode, through the engine like every search: the ranked ids and the per-stage timings
+/// (in bm25 mode the BM25 leg's own stages: analyze, stats, bm25).
 fn run_query(engine: &Engine, mode: Mode, text: &str, args: &EvalArgs) -> Result<(Vec<String>, Stages)> {
-    if mode == Mode::Bm25 {
-        // the BM25 index directly: what a BM25-only deployment runs
-        let mut query = Bm25Query::new(text.to_owned(), args.depth.max(1));
-        query.with_documents = false;
-        let res = engine.text().search(&query)?;
-        let stages = res.timings.into_iter().map(|s| (s.stage, s.micros as f64 / 1000.0)).collect();
-        return Ok((res.hits.into_iter().map(|h| h.id.to_string()).collect(), stages));
-    }
-    let mut req = SearchRequest::new(text);
+    let mut req = SearchRequest::in_mode(text, mode);
     req.k = args.depth.clamp(1, sieve_pipeline::MAX_DEPTH);
-    req.recall_k = args.recall_k.unwrap_or(req.k).clamp(req.k, sieve_pipeline::MAX_DEPTH);
-    req.with_documents = false;
-    req.legs = match mode {
-        Mode::Dense => Legs { bm25: false, dense: true },
-        _ => Legs { bm25: true, dense: true },
+    req.recall_k = match mode {
+        Mode::Bm25 => req.k,
+        _ => args.recall_k.unwrap_or(req.k).clamp(req.k, sieve_pipeline::MAX_DEPTH),
     };
-    if mode == Mode::HybridRerank {
-        req.rerank = Some(RerankRequest { window: args.window, ..RerankRequest::default() });
+    req.with_documents = false;
+    if let Some(rr) = req.rerank.as_mut() {
+        rr.window = args.window;
     }
     let res = engine.search(&req)?;
     if res.degraded {
         bail!("query {text:?} in mode {}: degraded ({})", mode.name(), res.reasons.join("; "));
     }
-    let stages =
-        res.timings.into_iter().filter(|t| t.stage != "total").map(|s| (s.stage, s.micros as f64 / 1000.0)).collect();
+    let timings = match (&res.bm25, mode) {
+        (Some(bm25), Mode::Bm25) => bm25.stages.clone(),
+        _ => res.timings.into_iter().filter(|t| t.stage != "total").collect(),
+    };
+    let stages = timings.into_iter().map(|s| (s.stage, s.micros as f64 / 1000.0)).collect();
     Ok((res.hits.into_iter().map(|h| h.id.to_string()).collect(), stages))
 }

@@ -10,7 +10,8 @@ use sieve_ingest::{
     ingest_source, Format, IngestOptions, Input, OnError, Progress, RejectReport, RowReader, SourceSummary,
 };
 use sieve_pipeline::{
-    EmbedderHandle, Engine, EngineOptions, SyncReport, VectorSettings, WorkerOptions, EMBED_BATCH_TOKENS,
+    DenseSide, EmbedderHandle, Engine, EngineOptions, OpenOptions, SyncReport, VectorSettings, WorkerOptions,
+    EMBED_BATCH_TOKENS,
 };
 use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, WriterOptions};
 
@@ -158,17 +159,11 @@ pub struct Totals {
 /// index already uses), documents are embedded and their vectors indexed. Settings given for an existing index
 /// must agree with the ones it was created with.
 pub fn open_for_ingest(dir: &Path, settings: &SettingsArgs, vectors: &VectorArgs) -> Result<Engine> {
-    let opening = || format!("opening index {}", dir.display());
-    let text = match TextIndex::open(dir) {
-        Ok(existing) => {
-            settings.check_existing(dir, &existing.settings())?;
-            existing
-        }
-        Err(TextError::NotAnIndex { .. }) => {
-            TextIndex::open_or_create(dir, settings.resolve()?).with_context(opening)?
-        }
-        Err(e) => return Err(e).with_context(opening),
-    };
+    match TextIndex::open(dir) {
+        Ok(existing) => settings.check_existing(dir, &existing.settings())?,
+        Err(TextError::NotAnIndex { .. }) => {}
+        Err(e) => return Err(e).with_context(|| format!("opening index {}", dir.display())),
+    }
     let existing = VectorSettings::load(dir)?;
     vectors.check_graph_flags(dir, existing.as_ref().map(|s| &s.hnsw))?;
     if let (Some(have), Some(asked)) = (&existing, &vectors.embedder) {
@@ -188,13 +183,12 @@ pub fn open_for_ingest(dir: &Path, settings: &SettingsArgs, vectors: &VectorArgs
                 .map(|e| EmbedderHandle::spawn(m, e, WorkerOptions::new(EMBED_BATCH_TOKENS)))
         })
         .transpose()?;
-    let options = EngineOptions { embedder, ..EngineOptions::default() };
-    let mut engine = Engine::from_parts(Some(dir.to_path_buf()), text, existing, options)?;
-    if let Some(m) = &model {
-        engine.ensure_vector_settings(m, vectors.hnsw())?;
-    }
-    engine.sync_vectors().context("bringing the vector graph up to date")?;
-    Ok(engine)
+    let options = OpenOptions {
+        engine: EngineOptions { embedder, ..EngineOptions::default() },
+        create: Some(settings.resolve()?),
+        dense_side: DenseSide::Ensure(vectors.hnsw()),
+    };
+    Engine::open(dir, options).with_context(|| format!("opening index {}", dir.display()))
 }
 
 /// Ingests every input into the engine's index, in order, then brings the vector graph up to date.

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::{DocId, Filter, Hit, Lang};
-use sieve_pipeline::{Fusion, Legs, RerankRequest, SearchRequest, VectorSettings};
-use sieve_text::{Bm25Params, Bm25Query, TextIndex, WriterOptions};
+use sieve_pipeline::{
+    Bm25Params, Engine, Fusion, FusionMethod, Mode, SearchRequest, SearchResponse, VectorSettings, WriterOptions,
+};
+use sieve_text::TextIndex;
 
 use crate::engine::{open_engine, EngineArgs};
-use crate::eval::Mode;
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
@@ -45,22 +46,22 @@ pub struct SearchArgs {
     pub exhaustive: bool,
     /// bm25, dense, hybrid or hybrid+rerank. Default: with --reranker, hybrid+rerank (BM25 recall reranked
     /// when the index has no embeddings); without, hybrid when the index has embeddings, else bm25.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = parse_mode)]
     pub mode: Option<Mode>,
     /// Candidates each leg recalls before fusion.
     #[arg(long, default_value_t = 100)]
     pub recall_k: usize,
     /// Fusion of the two legs: rrf (reciprocal rank, k = --rrf-k) or linear (min-max normalised scores).
-    #[arg(long, value_enum, default_value_t = FusionArg::Rrf)]
-    pub fusion: FusionArg,
+    #[arg(long, default_value = "rrf", value_parser = parse_fusion)]
+    pub fusion: FusionMethod,
     #[arg(long, default_value_t = 60.0)]
     pub rrf_k: f32,
-    /// Weight of the BM25 leg in fusion.
-    #[arg(long, default_value_t = 1.0)]
-    pub bm25_weight: f32,
-    /// Weight of the dense leg in fusion.
-    #[arg(long, default_value_t = 1.0)]
-    pub dense_weight: f32,
+    /// Weight of the BM25 leg in fusion (default: 1 for rrf, 0.5 for linear).
+    #[arg(long)]
+    pub bm25_weight: Option<f32>,
+    /// Weight of the dense leg in fusion (default: 1 for rrf, 0.5 for linear).
+    #[arg(long)]
+    pub dense_weight: Option<f32>,
     /// Fused candidates the reranker rescores.
     #[arg(long, default_value_t = 50)]
     pub window: usize,
@@ -71,10 +72,13 @@ pub struct SearchArgs {
     pub engine: EngineArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FusionArg {
-    Rrf,
-    Linear,
+/// `--mode`: bm25, dense, hybrid or hybrid+rerank (the engine's names).
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse::<Mode>().map_err(|_| format!("expected one of {}, found {s:?}", Mode::NAMES.join(", ")))
+}
+
+fn parse_fusion(s: &str) -> Result<FusionMethod, String> {
+    s.parse::<FusionMethod>().map_err(|_| format!("expected one of {}, found {s:?}", FusionMethod::NAMES.join(", ")))
 }
 
 fn parse_filter(s: &str) -> Result<Filter, String> {
@@ -98,9 +102,6 @@ pub fn open(index: &Path) -> Result<TextIndex> {
 }
 
 pub fn run(args: SearchArgs) -> Result<()> {
-    if args.k == 0 {
-        bail!("--k must be at least 1, found 0");
-    }
     let has_vectors = VectorSettings::load(&args.index)?.is_some();
     let mode = pick_mode(
         args.mode,
@@ -116,44 +117,110 @@ pub fn run(args: SearchArgs) -> Result<()> {
             mode.name()
         );
     }
-    if mode != Mode::Bm25 {
-        return run_engine(&args, mode);
+    if mode.reranks() && args.engine.reranker.is_none() {
+        bail!("--mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
     }
-    let index = open(&args.index)?;
-    let mut query = Bm25Query::new(args.query.clone(), args.k);
-    query.params = bm25_params(&args, &index)?;
-    query.filters = args.filters;
-    query.exhaustive = args.exhaustive;
-    query.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
-    let results = index.search(&query)?;
+    if !mode.legs().bm25 && (args.k1.is_some() || args.b.is_some() || args.exhaustive) {
+        bail!("--k1, --b and --exhaustive shape the BM25 leg, which --mode dense does not run");
+    }
+    let engine = open_engine(&args.index, &args.engine, mode.dense(), mode.reranks())?;
+    let req = request(&args, mode, &engine)?;
+    let res = engine.search(&req)?;
     if args.json {
-        let out = serde_json::json!({
-            "query": args.query,
-            "terms": results.terms,
-            "matched": results.matched,
-            "matched_is_lower_bound": results.pruned,
-            "hits": results.hits,
-            "timings": results.timings,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        print_json(&args, mode, res)
+    } else {
+        print_table(&args, mode, &res);
+        Ok(())
     }
-    print_hits(&results.hits, args.explain);
-    let total: u64 = results.timings.iter().map(|t| t.micros).sum();
-    let at_least = if results.pruned { "at least " } else { "" };
-    println!(
-        "{} of {at_least}{} matching documents, {:.2} ms",
-        results.hits.len(),
-        results.matched,
-        total as f64 / 1000.0
-    );
-    if args.explain {
-        println!("query terms: {}", results.terms.join(" "));
-        for t in &results.timings {
-            println!("  {:>8}: {:>8.3} ms", t.stage, t.micros as f64 / 1000.0);
+}
+
+/// The engine request the flags ask for (checked by the engine's one validation).
+fn request(args: &SearchArgs, mode: Mode, engine: &Engine) -> Result<SearchRequest> {
+    let mut req = SearchRequest::in_mode(args.query.clone(), mode);
+    req.bm25_params = bm25_params(args, engine.text())?;
+    req.exhaustive = args.exhaustive;
+    req.k = args.k;
+    req.filters = args.filters.clone();
+    req.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
+    req.recall_k = if mode == Mode::Bm25 { args.k } else { args.recall_k };
+    req.fusion = Fusion::new(args.fusion, Some(args.rrf_k), args.bm25_weight, args.dense_weight);
+    if let Some(rr) = req.rerank.as_mut() {
+        rr.window = args.window;
+        rr.instruction = args.instruction.clone();
+    }
+    req.explain = args.explain;
+    req.validate()?;
+    Ok(req)
+}
+
+/// `--json`: in bm25 mode the BM25 leg's own view (its query terms, match count and stages), as a BM25-only
+/// deployment reads it; in the other modes the engine's whole response.
+fn print_json(args: &SearchArgs, mode: Mode, res: SearchResponse) -> Result<()> {
+    let out = match (&res.bm25, mode) {
+        (Some(bm25), Mode::Bm25) => {
+            // the leg's stages, its `fetch` (ids) plus the engine's fetch of the documents
+            let documents: u64 = res.timings.iter().filter(|t| t.stage == "documents").map(|t| t.micros).sum();
+            let mut timings = bm25.stages.clone();
+            if let Some(fetch) = timings.iter_mut().find(|t| t.stage == "fetch") {
+                fetch.micros += documents;
+            }
+            serde_json::json!({
+                "query": args.query,
+                "terms": bm25.terms,
+                "matched": bm25.matched,
+                "matched_is_lower_bound": bm25.pruned,
+                "hits": res.hits,
+                "timings": timings,
+            })
         }
-    }
+        _ => serde_json::json!({ "query": args.query, "mode": mode.name(), "response": res }),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+fn print_table(args: &SearchArgs, mode: Mode, res: &SearchResponse) {
+    print_hits(&res.hits, args.explain);
+    let total = res.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
+    match (&res.bm25, mode) {
+        (Some(bm25), Mode::Bm25) => {
+            let at_least = if bm25.pruned { "at least " } else { "" };
+            println!(
+                "{} of {at_least}{} matching documents, {:.2} ms",
+                res.hits.len(),
+                bm25.matched,
+                total as f64 / 1000.0
+            );
+        }
+        _ => println!("{} hits ({}), {:.2} ms", res.hits.len(), mode.name(), total as f64 / 1000.0),
+    }
+    if res.degraded {
+        println!("degraded: {}", res.reasons.join("; "));
+    }
+    for note in &res.notes {
+        println!("note: {note}");
+    }
+    if !args.explain {
+        return;
+    }
+    if let Some(bm25) = &res.bm25 {
+        println!("query terms: {}", bm25.terms.join(" "));
+    }
+    for t in &res.timings {
+        println!("  {:>9}: {:>8.3} ms", t.stage, t.micros as f64 / 1000.0);
+    }
+    if let Some(d) = &res.dense {
+        println!("  dense leg: {:?} over {} candidates", d.strategy, d.candidates);
+    }
+    if let Some(c) = &res.cache {
+        println!(
+            "  rerank cache {}: {} hits, {} misses{}",
+            c.backend,
+            c.hits,
+            c.misses,
+            c.error.as_ref().map_or(String::new(), |e| format!(" ({e})"))
+        );
+    }
 }
 
 /// The mode a search runs in: the one asked for, else hybrid+rerank when a reranker is named (on an index
@@ -200,74 +267,6 @@ fn bm25_params(args: &SearchArgs, index: &TextIndex) -> Result<Option<Bm25Params
     }
     let base = index.settings().bm25;
     Ok(Some(Bm25Params { k1: args.k1.unwrap_or(base.k1), b: args.b.unwrap_or(base.b) }.validate()?))
-}
-
-/// The two-stage path: dense and hybrid recall, fusion, reranking.
-fn run_engine(args: &SearchArgs, mode: Mode) -> Result<()> {
-    let rerank = mode == Mode::HybridRerank;
-    if rerank && args.engine.reranker.is_none() {
-        bail!("--mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
-    }
-    if mode == Mode::Dense && (args.k1.is_some() || args.b.is_some() || args.exhaustive) {
-        bail!("--k1, --b and --exhaustive shape the BM25 leg, which --mode dense does not run");
-    }
-    let engine = open_engine(&args.index, &args.engine, true, rerank)?;
-    let mut req = SearchRequest::new(args.query.clone());
-    req.bm25_params = bm25_params(args, engine.text())?;
-    req.exhaustive = args.exhaustive;
-    req.k = args.k;
-    req.filters = args.filters.clone();
-    req.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
-    req.recall_k = args.recall_k;
-    req.legs = match mode {
-        Mode::Dense => Legs { bm25: false, dense: true },
-        _ => Legs { bm25: true, dense: true },
-    };
-    req.fusion = match args.fusion {
-        FusionArg::Rrf => Fusion::Rrf { k: args.rrf_k, bm25_weight: args.bm25_weight, dense_weight: args.dense_weight },
-        FusionArg::Linear => Fusion::Linear { bm25_weight: args.bm25_weight, dense_weight: args.dense_weight },
-    };
-    if rerank {
-        req.rerank = Some(RerankRequest {
-            window: args.window,
-            instruction: args.instruction.clone(),
-            ..RerankRequest::default()
-        });
-    }
-    req.explain = args.explain;
-    let res = engine.search(&req)?;
-    if args.json {
-        let out = serde_json::json!({ "query": args.query, "mode": mode.name(), "response": res });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    print_hits(&res.hits, args.explain);
-    let total = res.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
-    println!("{} hits ({}), {:.2} ms", res.hits.len(), mode.name(), total as f64 / 1000.0);
-    if res.degraded {
-        println!("degraded: {}", res.reasons.join("; "));
-    }
-    for note in &res.notes {
-        println!("note: {note}");
-    }
-    if args.explain {
-        for t in &res.timings {
-            println!("  {:>9}: {:>8.3} ms", t.stage, t.micros as f64 / 1000.0);
-        }
-        if let Some(d) = &res.dense {
-            println!("  dense leg: {:?} over {} candidates", d.strategy, d.candidates);
-        }
-        if let Some(c) = &res.cache {
-            println!(
-                "  rerank cache {}: {} hits, {} misses{}",
-                c.backend,
-                c.hits,
-                c.misses,
-                c.error.as_ref().map_or(String::new(), |e| format!(" ({e})"))
-            );
-        }
-    }
-    Ok(())
 }
 
 pub fn print_hits(hits: &[Hit], explain: bool) {

@@ -11,10 +11,12 @@
 
 mod checkpoint;
 mod document;
+mod facet;
 mod filter;
 mod hit;
 
 pub use checkpoint::{Checkpoint, SourceProgress};
 pub use document::{Category, DocId, Document, DocumentError, Lang, Limits, Timestamp, KNOWN_FIELDS};
+pub use facet::{FacetCount, FacetField, SortBy, SortError, SortField, SortOrder, SORT_EXPECTED};
 pub use filter::{Filter, FilterError, RangeField, RangeValue, TermField};
 pub use hit::{Bm25Score, DenseScore, FusedScore, Hit, RerankScore, ScoreBreakdown, StageTiming};

@@ -1,6 +1,8 @@
 //! `sieve-pipeline`: the two-stage search. BM25 ([`sieve_text`]) and dense recall ([`sieve_vector`]) run
 //! concurrently, their lists are fused ([`fusion`]), the top window is rescored by the cross-encoder through
 //! a model [`worker`] thread with a score [`cache`], and every hit carries the evidence of every stage.
+//! The path is four named [`stages`] (recall, fuse, rerank, present) that [`Engine::search`] composes and
+//! that other rankings (the news feed) reuse; a request is one [`SearchRequest`], checked in one place.
 //!
 //! Key design decisions: the fused order is always a valid answer, so a reranker that is slow, failing or
 //! absent *degrades* a response (`degraded: true` with the reason) instead of failing it; models run on
@@ -9,22 +11,31 @@
 
 pub mod cache;
 mod engine;
-pub mod facets;
-pub mod fusion;
+mod graph;
 pub mod models;
+mod request;
+mod response;
+mod sink;
+pub mod stages;
 pub mod stats;
 pub mod worker;
 
+pub use stages::{facets, fusion};
+
 pub use cache::{CacheError, CacheKey, CacheReport, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
-pub use engine::{
-    doc_text, DenseReport, Engine, EngineOptions, EngineSink, Fusion, Legs, RerankRequest, SavePolicy, SearchRequest,
-    SearchResponse, SyncReport, VectorSettings, MAX_DEPTH,
-};
-pub use facets::{FacetCount, FacetField, SortBy, SortField, SortOrder};
+pub use engine::{doc_text, DenseSide, Engine, EngineOptions, OpenOptions};
+pub use graph::{SavePolicy, SyncReport, VectorSettings};
 pub use models::{
     CachedRerank, EmbedJob, EmbedderHandle, ModelHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS,
     RERANK_BATCH_TOKENS,
 };
+pub use request::{Fusion, FusionMethod, Legs, Mode, RerankRequest, SearchRequest, MAX_DEPTH, MAX_EF};
+pub use response::{Bm25Report, DenseReport, SearchResponse};
+pub use sieve_core::{FacetCount, FacetField, SortBy, SortField, SortOrder};
+pub use sieve_text::{Bm25Params, IndexSettings, WriterOptions};
+pub use sieve_vector::{HnswParams, Metric, SearchStrategy};
+pub use sink::EngineSink;
+pub use stages::{Candidate, Ranking};
 pub use stats::{Histogram, HistogramSnapshot};
 pub use worker::{CallTiming, CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
 

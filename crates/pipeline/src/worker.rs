@@ -109,11 +109,14 @@ struct Envelope<J, R> {
     deadline: Option<Instant>,
     cancel: Option<CancelToken>,
     reply: mpsc::SyncSender<Reply<R>>,
+    /// The caller's span (a request's, with its request id): the model thread logs the job's fate in it.
+    span: tracing::Span,
 }
 
 struct ReplyTo<R> {
     reply: mpsc::SyncSender<Reply<R>>,
     timing: CallTiming,
+    span: tracing::Span,
 }
 
 /// A model thread and the queue in front of it.
@@ -142,6 +145,7 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
         let (tx, rx) = mpsc::channel::<Envelope<J, R>>();
         let stats = Arc::new(WorkerStats::default());
         let st = stats.clone();
+        let worker_name = name.to_owned();
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
@@ -179,19 +183,37 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
                     st.batch_jobs.observe(n as f64);
                     st.batch_cost.observe(batch.iter().map(|e| e.cost).sum::<usize>() as f64);
                     let start = Instant::now();
+                    let batch_span = tracing::debug_span!("model_batch", worker = %worker_name, jobs = n);
+                    for e in &batch {
+                        batch_span.follows_from(&e.span);
+                    }
                     let (jobs, replies): (Vec<J>, Vec<_>) = batch
                         .into_iter()
-                        .map(|e| (e.job, (e.reply, start.saturating_duration_since(e.enqueued))))
+                        .map(|e| (e.job, (e.reply, start.saturating_duration_since(e.enqueued), e.span)))
                         .unzip();
-                    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(jobs)));
+                    let results = batch_span
+                        .in_scope(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(jobs))));
                     let compute = start.elapsed();
                     let replies: Vec<_> = replies
                         .into_iter()
-                        .map(|(reply, queued)| ReplyTo { reply, timing: CallTiming { queued, compute } })
+                        .map(|(reply, queued, span)| {
+                            tracing::debug!(
+                                parent: &span,
+                                worker = %worker_name,
+                                batch = n,
+                                queued_us = queued.as_micros() as u64,
+                                compute_us = compute.as_micros() as u64,
+                                "model call done"
+                            );
+                            ReplyTo { reply, timing: CallTiming { queued, compute }, span }
+                        })
                         .collect();
                     match results {
                         Ok(results) if results.len() == n => {
                             for (reply, result) in replies.into_iter().zip(results) {
+                                if let Err(e) = &result {
+                                    tracing::warn!(parent: &reply.span, worker = %worker_name, "model call failed: {e}");
+                                }
                                 let _ = reply.reply.send((result, reply.timing));
                             }
                         }
@@ -253,7 +275,15 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
         let deadline = timeout.map(|t| started + t);
         let sent = {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-            let envelope = Envelope { job, cost, enqueued: started, deadline, cancel: cancel.cloned(), reply };
+            let envelope = Envelope {
+                job,
+                cost,
+                enqueued: started,
+                deadline,
+                cancel: cancel.cloned(),
+                reply,
+                span: tracing::Span::current(),
+            };
             tx.as_ref().is_some_and(|tx| tx.send(envelope).is_ok())
         };
         if !sent {

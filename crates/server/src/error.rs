@@ -4,95 +4,21 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+pub use sieve_api::{ErrorBody, ErrorCode};
 use sieve_models::ModelError;
 use sieve_pipeline::{PipelineError, WorkerError};
 use sieve_text::TextError;
 use sieve_vector::VectorError;
-use utoipa::ToSchema;
 
-/// A stable, machine-readable error code; each has one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The body is not valid JSON (400).
-    InvalidJson,
-    /// The body is JSON but a field is missing, of the wrong type, or out of range (422).
-    InvalidRequest,
-    /// A dense-only search on an index without embeddings or without an embedder (422).
-    DenseUnavailable,
-    /// `Content-Type` is not `application/json` (or NDJSON where accepted) (415).
-    UnsupportedMediaType,
-    /// The route needs `Authorization: Bearer <key>` and it is missing or wrong (401).
-    Unauthorized,
-    /// No such route, index, document or task (404).
-    NotFound,
-    /// The route exists but not with this method (405).
-    MethodNotAllowed,
-    /// The body, the number of inputs, or one input is over a configured limit (413).
-    PayloadTooLarge,
-    /// The request conflicts with the index's state (e.g. embedding dimensions differ; writer locked) (409).
-    Conflict,
-    /// A model's queue is full; retry after `Retry-After` seconds (429).
-    Overloaded,
-    /// The route needs a model the server was started without (501).
-    ModelNotLoaded,
-    /// The model failed on this input (424).
-    ModelError,
-    /// The model did not answer within the request's time budget (504).
-    Timeout,
-    /// The server is shutting down or not ready (503).
-    Unavailable,
-    /// Something failed on the server's side (500).
-    Internal,
+/// The HTTP status of an [`ErrorCode`] (the code says which; this makes it axum's type).
+pub trait HttpStatus {
+    fn status(self) -> StatusCode;
 }
 
-impl ErrorCode {
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidRequest | ErrorCode::DenseUnavailable => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ModelNotLoaded => StatusCode::NOT_IMPLEMENTED,
-            ErrorCode::ModelError => StatusCode::FAILED_DEPENDENCY,
-            ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+impl HttpStatus for ErrorCode {
+    fn status(self) -> StatusCode {
+        StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidJson => "invalid_json",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::DenseUnavailable => "dense_unavailable",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Overloaded => "overloaded",
-            ErrorCode::ModelNotLoaded => "model_not_loaded",
-            ErrorCode::ModelError => "model_error",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
-/// The body of every error response.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub code: ErrorCode,
-    pub message: String,
 }
 
 /// An error on its way to becoming a response.

@@ -11,16 +11,25 @@
 //! one `{code, message}` body, mapped from the domain errors in one place ([`error`]). A write is durable
 //! (its body on disk) before it is acknowledged, so a shutdown or crash never loses it silently.
 
-pub mod api;
+//!
+//! Modules in dependency order (each uses only those before it): [`config`], [`error`], `convert` (wire ↔
+//! engine), [`metrics`], [`tasks`], [`state`], `extract`, `routes`, `openapi`, [`app`] (router, middleware,
+//! serve). The wire types are the `sieve-api` crate, re-exported as [`api`].
+
 pub mod app;
 pub mod config;
+mod convert;
 pub mod error;
+mod extract;
 pub mod metrics;
 mod openapi;
 mod routes;
+pub mod state;
 pub mod tasks;
 
-pub use app::{open_index, router, serve, AppState, Models, SharedState};
+pub use app::{router, serve};
 pub use config::{ConfigError, IndexConfig, ServerConfig};
 pub use error::{ApiError, ErrorCode};
 pub use openapi::document as openapi_document;
+pub use sieve_api as api;
+pub use state::{open_index, AppState, Models, SharedState};

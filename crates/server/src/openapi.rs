@@ -1,12 +1,12 @@
 //! The OpenAPI document, generated from the request/response types and the handlers' annotations.
 
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sieve_api::*;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::*;
-use crate::error::{ErrorBody, ErrorCode};
 use crate::routes;
-use crate::tasks::{RowFailure, Task, TaskKind, TaskStatus};
 
 struct BearerAuth;
 
@@ -26,13 +26,14 @@ impl Modify for BearerAuth {
     paths(
         routes::search, routes::rerank, routes::embeddings, routes::add_documents, routes::get_document,
         routes::delete_document, routes::get_task, routes::list_tasks, routes::health, routes::ready, routes::info,
-        routes::metrics, routes::openapi
+        routes::metrics, serve_document
     ),
     components(schemas(
         SearchBody, SearchResult, SearchMode, FusionBody, FusionMethod, RerankBody, RerankDocument, RerankResult,
         RerankResultItem, TeiRank, DocumentText, Usage, RerankMeta, BilledUnits, EmbeddingsBody, EmbeddingInput,
         InputType, EncodingFormat, EmbeddingsResult, EmbeddingItem, EmbeddingVector, Task, TaskKind, TaskStatus,
-        RowFailure, ErrorBody, ErrorCode, Health, Ready, IndexReady, Info, IndexInfo, Limits
+        RowFailure, ErrorBody, ErrorCode, Health, Ready, IndexReady, Info, IndexInfo, Limits, ModelInfo, DenseInfo,
+        DenseStrategy, CacheInfo
     )),
     modifiers(&BearerAuth),
     tags((name = "search"), (name = "models"), (name = "documents"), (name = "system"))
@@ -47,4 +48,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
         doc.paths.paths.insert("/v2/rerank".into(), item);
     }
     doc
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, body = Object)))]
+pub async fn serve_document() -> Response {
+    Json(document()).into_response()
 }

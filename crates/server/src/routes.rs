@@ -9,19 +9,16 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use sieve_core::{DocId, Filter, Lang};
+use sieve_api::*;
+use sieve_core::DocId;
 use sieve_models::EmbedOptions;
 use sieve_pipeline::models::approx_tokens;
-use sieve_pipeline::{
-    EmbedJob, Fusion, Legs, RerankJob, RerankRequest, SearchRequest, SortBy, SortField, SortOrder, MAX_DEPTH,
-};
+use sieve_pipeline::{EmbedJob, RerankJob, SearchRequest, MAX_DEPTH};
 
-use crate::api::*;
-use crate::app::{
-    blocking, unavailable_if_stopping, with_time, ApiJson, ApiPath, ApiQuery, ModelTime, RawBody, SharedState,
-};
+use crate::convert;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::tasks::Task;
+use crate::extract::{blocking, unavailable_if_stopping, with_time, ApiJson, ApiPath, ApiQuery, ModelTime, RawBody};
+use crate::state::SharedState;
 
 /// Longest document id accepted in a path.
 const MAX_ID_BYTES: usize = 512;
@@ -54,102 +51,14 @@ fn fit(what: &str, text: &str, limit: usize, truncate: bool) -> Result<String, A
     Ok(text.to_owned())
 }
 
-fn parse_sort(raw: &str) -> Result<SortBy, ApiError> {
-    let expected = "`price:asc`, `price:desc`, `published_at:asc` or `published_at:desc`";
-    let (field, order) = raw.split_once(':').unwrap_or((raw, "asc"));
-    let field = match field.trim() {
-        "price" => SortField::Price,
-        "published_at" => SortField::PublishedAt,
-        _ => return Err(ApiError::invalid("sort", expected, format!("{raw:?}"))),
-    };
-    let order = match order.trim() {
-        "asc" => SortOrder::Asc,
-        "desc" => SortOrder::Desc,
-        _ => return Err(ApiError::invalid("sort", expected, format!("{raw:?}"))),
-    };
-    Ok(SortBy { field, order })
-}
-
-fn finite(field: &str, v: Option<f32>, default: f32) -> Result<f32, ApiError> {
-    let v = v.unwrap_or(default);
-    if !v.is_finite() || v < 0.0 {
-        return Err(ApiError::invalid(field, "a finite number >= 0", v));
-    }
-    Ok(v)
-}
-
-fn depth(field: &str, v: Option<usize>, default: usize) -> Result<usize, ApiError> {
-    let v = v.unwrap_or(default);
-    if v == 0 || v > MAX_DEPTH {
-        return Err(ApiError::invalid(field, "1..=1000", v));
-    }
-    Ok(v)
-}
-
-/// Turns the API body into the engine's request.
+/// Turns the API body into the engine's request: the server's own limits (characters of the query and the
+/// instruction) here, every other check in the pipeline's one validation.
 fn search_request(state: &SharedState, body: &SearchBody) -> Result<SearchRequest, ApiError> {
-    let limits = &state.config;
-    check_chars("the query", &body.query, limits.max_document_chars)?;
-    let mut req = SearchRequest::new(body.query.clone());
-    req.legs = match body.mode {
-        SearchMode::Bm25 => Legs { bm25: true, dense: false },
-        SearchMode::Dense => Legs { bm25: false, dense: true },
-        SearchMode::Hybrid => Legs { bm25: true, dense: true },
-    };
-    req.k = depth("limit", body.limit, 10)?;
-    req.offset = body.offset.unwrap_or(0);
-    if req.offset > MAX_DEPTH {
-        return Err(ApiError::invalid("offset", "0..=1000", req.offset));
-    }
-    req.recall_k = depth("recall_k", body.recall_k, 100)?;
-    req.facet_size = depth("facet_size", body.facet_size, 10)?;
-    req.facets = body.facets.clone();
-    req.filters = body
-        .filters
-        .iter()
-        .map(|f| f.parse::<Filter>().map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("`filters`: {e}"))))
-        .collect::<Result<_, _>>()?;
-    req.sort = body.sort.as_deref().map(parse_sort).transpose()?;
-    req.lang = body
-        .lang
-        .as_deref()
-        .map(|l| Lang::parse(l).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("`lang`: {e}"))))
-        .transpose()?;
-    if let Some(ef) = body.ef {
-        if ef == 0 || ef > 10_000 {
-            return Err(ApiError::invalid("ef", "1..=10000", ef));
-        }
-        req.ef = Some(ef);
-    }
-    if let Some(f) = &body.fusion {
-        req.fusion = match f.method {
-            FusionMethod::Rrf => Fusion::Rrf {
-                k: finite("fusion.k", f.k, 60.0)?,
-                bm25_weight: finite("fusion.bm25_weight", f.bm25_weight, 1.0)?,
-                dense_weight: finite("fusion.dense_weight", f.dense_weight, 1.0)?,
-            },
-            FusionMethod::Linear => Fusion::Linear {
-                bm25_weight: finite("fusion.bm25_weight", f.bm25_weight, 0.5)?,
-                dense_weight: finite("fusion.dense_weight", f.dense_weight, 0.5)?,
-            },
-        };
-    }
-    req.explain = body.explain;
-    req.with_documents = body.with_documents.unwrap_or(true);
-    let rerank = body.rerank.unwrap_or(state.models.reranker.is_some());
-    if rerank {
-        if let Some(i) = &body.instruction {
-            check_chars("the instruction", i, limits.max_document_chars)?;
-        }
-        if body.max_length == Some(0) {
-            return Err(ApiError::invalid("max_length", "a number of tokens > 0", 0));
-        }
-        req.rerank = Some(RerankRequest {
-            window: depth("window", body.window, 50)?,
-            instruction: body.instruction.clone(),
-            max_length: body.max_length,
-            timeout: body.rerank_timeout_ms.map(Duration::from_millis),
-        });
+    let limit = state.config.max_document_chars;
+    check_chars("the query", &body.query, limit)?;
+    let req = convert::search_request(body, state.models.reranker.is_some())?;
+    if let Some(i) = req.rerank.as_ref().and_then(|r| r.instruction.as_deref()) {
+        check_chars("the instruction", i, limit)?;
     }
     Ok(req)
 }
@@ -171,11 +80,11 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     let index = state.index(body.index.as_deref())?.clone();
     let mut req = search_request(&state, &body)?;
-    let (limit, offset) = (req.k, req.offset);
     let engine = index.engine.clone();
-    let res = blocking(move |cancel| {
+    let (req, res) = blocking(move |cancel| {
         req.cancel = Some(cancel);
-        engine.search(&req).map_err(ApiError::from)
+        let res = engine.search(&req).map_err(ApiError::from)?;
+        Ok((req, res))
     })
     .await?;
     for t in &res.timings {
@@ -194,21 +103,7 @@ pub async fn search(
     }
     let queue = stage(&res.timings, "embed_queue") + stage(&res.timings, "rerank_queue");
     let inference = (stage(&res.timings, "embed") + stage(&res.timings, "rerank")).saturating_sub(queue);
-    let result = SearchResult {
-        index: index.name.clone(),
-        hits: res.hits,
-        total: res.total,
-        offset,
-        limit,
-        facets: res.facets,
-        degraded: res.degraded,
-        reasons: res.reasons,
-        notes: res.notes,
-        timings: res.timings,
-        reranked: res.reranked,
-        cache: res.cache,
-        dense: res.dense,
-    };
+    let result = convert::search_result(&index.name, &req, res);
     Ok(with_time(StatusCode::OK, Json(result), ModelTime { queue, inference }))
 }
 
@@ -406,7 +301,7 @@ pub async fn embeddings(
         .into_iter()
         .enumerate()
         .map(|(index, v)| EmbeddingItem {
-            object: "embedding",
+            object: "embedding".into(),
             embedding: if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -417,8 +312,12 @@ pub async fn embeddings(
         })
         .collect();
     let tokens: usize = out.tokens.iter().sum();
-    let result =
-        EmbeddingsResult { object: "list", data, model, usage: Usage { prompt_tokens: tokens, total_tokens: tokens } };
+    let result = EmbeddingsResult {
+        object: "list".into(),
+        data,
+        model,
+        usage: Usage { prompt_tokens: tokens, total_tokens: tokens },
+    };
     Ok(with_time(StatusCode::OK, Json(result), ModelTime { queue: timing.queued, inference: timing.compute }))
 }
 
@@ -481,7 +380,7 @@ pub async fn add_documents(
             (bytes, rows)
         }
         b if b == "application/json" || b.ends_with("+json") => {
-            let value: serde_json::Value = crate::app::parse_json(&body.bytes)?;
+            let value: serde_json::Value = crate::extract::parse_json(&body.bytes)?;
             let items = match value {
                 serde_json::Value::Array(items) => items,
                 serde_json::Value::Object(_) => vec![value],
@@ -619,7 +518,7 @@ pub async fn list_tasks(
 /// The process is up.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health { status: "ok".into() })
 }
 
 /// Indexes open and models loaded (503 while shutting down or when something is missing).
@@ -662,9 +561,9 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
 pub async fn info(State(state): State<SharedState>) -> Json<Info> {
     let c = &state.config;
     Json(Info {
-        version: env!("CARGO_PKG_VERSION"),
-        embedder: state.models.embedder.as_ref().map(|e| e.info().clone()),
-        reranker: state.models.reranker.as_ref().map(|r| r.info().clone()),
+        version: env!("CARGO_PKG_VERSION").into(),
+        embedder: state.models.embedder.as_ref().map(|e| convert::model_info(e.info())),
+        reranker: state.models.reranker.as_ref().map(|r| convert::model_info(r.info())),
         indexes: state
             .indexes
             .values()
@@ -718,10 +617,4 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
         ("sieve_tasks", "Write tasks by status.", tasks),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-/// This API's OpenAPI document.
-#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, body = Object)))]
-pub async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
 }

@@ -11,84 +11,18 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+pub use sieve_api::{RowFailure, Task, TaskKind, TaskStatus};
 use sieve_core::{Checkpoint, DocId};
 use sieve_ingest::{ingest_source, BatchSink, Event, Format, IngestOptions, Input, Progress, RejectReport};
 use sieve_pipeline::{Engine, SavePolicy};
 use sieve_text::WriterOptions;
-use utoipa::ToSchema;
 
 use crate::config::ServerConfig;
 
 /// Rejected rows kept on a task (all of them are in its reject file).
 const MAX_ERRORS: usize = 100;
 const TASK_DIR: &str = "tasks";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Upsert,
-    Delete,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Enqueued,
-    Processing,
-    Succeeded,
-    Failed,
-}
-
-impl TaskStatus {
-    pub fn finished(self) -> bool {
-        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed)
-    }
-}
-
-/// A row of an upsert that was not indexed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RowFailure {
-    /// 1-based line of the NDJSON body, or position in the JSON array.
-    pub line: u64,
-    pub code: String,
-    pub reason: String,
-}
-
-/// A write and what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Task {
-    pub id: u64,
-    pub index: String,
-    pub kind: TaskKind,
-    pub status: TaskStatus,
-    /// Rows in the body (upsert) or 1 (delete).
-    pub received: u64,
-    /// Rows read so far (committed or not).
-    pub read: u64,
-    /// Documents committed.
-    pub indexed: u64,
-    /// Rows rejected (see `errors`).
-    pub rejected: u64,
-    /// Documents removed (delete).
-    pub deleted: u64,
-    /// The first rejected rows, with the reason.
-    pub errors: Vec<RowFailure>,
-    /// Why the task failed as a whole.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The document a delete removes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub document_id: Option<String>,
-    /// How many times a restart picked the task up again.
-    pub resumed: u32,
-    /// Unix milliseconds.
-    pub enqueued_at: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<u64>,
-}
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -262,7 +196,7 @@ impl TaskStore {
         let path = self.payload_path(index, id);
         let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
         f.write_all(ndjson).and_then(|_| f.sync_all()).map_err(io_err(&path))?;
-        self.create(Task::new(id, index, TaskKind::Upsert, rows, None))
+        self.create(new_task(id, index, TaskKind::Upsert, rows, None))
     }
 
     pub fn create_delete(&self, index: &str, doc: &DocId) -> Result<Task, TaskError> {
@@ -270,7 +204,7 @@ impl TaskStore {
             return Err(TaskError::ShuttingDown);
         }
         let id = self.next_id.fetch_add(1, Ordering::AcqRel);
-        self.create(Task::new(id, index, TaskKind::Delete, 1, Some(doc.as_str().to_owned())))
+        self.create(new_task(id, index, TaskKind::Delete, 1, Some(doc.as_str().to_owned())))
     }
 
     fn create(&self, task: Task) -> Result<Task, TaskError> {
@@ -401,26 +335,24 @@ impl TaskStore {
     }
 }
 
-impl Task {
-    fn new(id: u64, index: &str, kind: TaskKind, received: u64, document_id: Option<String>) -> Task {
-        Task {
-            id,
-            index: index.to_owned(),
-            kind,
-            status: TaskStatus::Enqueued,
-            received,
-            read: 0,
-            indexed: 0,
-            rejected: 0,
-            deleted: 0,
-            errors: Vec::new(),
-            error: None,
-            document_id,
-            resumed: 0,
-            enqueued_at: now_ms(),
-            started_at: None,
-            finished_at: None,
-        }
+fn new_task(id: u64, index: &str, kind: TaskKind, received: u64, document_id: Option<String>) -> Task {
+    Task {
+        id,
+        index: index.to_owned(),
+        kind,
+        status: TaskStatus::Enqueued,
+        received,
+        read: 0,
+        indexed: 0,
+        rejected: 0,
+        deleted: 0,
+        errors: Vec::new(),
+        error: None,
+        document_id,
+        resumed: 0,
+        enqueued_at: now_ms(),
+        started_at: None,
+        finished_at: None,
     }
 }
 

@@ -3,46 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
-use sieve_core::Document;
-
-/// A field facets can be counted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FacetField {
-    Brand,
-    /// Every level of the path counts: `electronics` and `electronics/audio`.
-    Category,
-    Source,
-    Lang,
-    Tags,
-    /// Counted in the ranges of [`PRICE_RANGES`].
-    Price,
-}
-
-impl FacetField {
-    pub fn name(self) -> &'static str {
-        match self {
-            FacetField::Brand => "brand",
-            FacetField::Category => "category",
-            FacetField::Source => "source",
-            FacetField::Lang => "lang",
-            FacetField::Tags => "tags",
-            FacetField::Price => "price",
-        }
-    }
-}
+use sieve_core::{Document, FacetCount, FacetField, SortBy, SortField, SortOrder};
 
 /// Upper bounds (exclusive) of the price facet's ranges; the last range is open.
 pub const PRICE_RANGES: [f64; 6] = [10.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
-
-/// One value of a facet and how many ranked documents have it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct FacetCount {
-    pub value: String,
-    pub count: usize,
-}
 
 fn price_bucket(p: f64) -> String {
     let i = PRICE_RANGES.partition_point(|&b| b <= p);
@@ -98,28 +62,6 @@ pub fn facet_counts(docs: &[&Document], fields: &[FacetField], max_values: usize
         out.insert(field.name().to_owned(), list);
     }
     out
-}
-
-/// A field results can be ordered by instead of relevance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SortField {
-    Price,
-    PublishedAt,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SortOrder {
-    Asc,
-    Desc,
-}
-
-/// Orders the ranked set by a field; documents without it go last, and ties keep their relevance order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SortBy {
-    pub field: SortField,
-    pub order: SortOrder,
 }
 
 fn sort_key(doc: Option<&Document>, field: SortField) -> Option<f64> {

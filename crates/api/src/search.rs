@@ -1,0 +1,146 @@
+//! `POST /v1/search`: the body, the answer, and the reports inside it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sieve_core::{FacetCount, FacetField, Hit, StageTiming};
+use utoipa::ToSchema;
+
+/// Which first-stage legs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    Bm25,
+    Dense,
+    /// BM25 and dense, fused (BM25 alone on an index without embeddings).
+    #[default]
+    Hybrid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionMethod {
+    Rrf,
+    Linear,
+}
+
+/// How the two legs' lists are merged.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FusionBody {
+    pub method: FusionMethod,
+    /// RRF's k (default 60).
+    pub k: Option<f32>,
+    pub bm25_weight: Option<f32>,
+    pub dense_weight: Option<f32>,
+}
+
+/// `POST /v1/search`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    pub query: String,
+    /// Index to search (default: the server's first).
+    pub index: Option<String>,
+    #[serde(default)]
+    pub mode: SearchMode,
+    /// Rerank the top `window` fused candidates with the cross-encoder (default: on when a reranker is loaded).
+    pub rerank: Option<bool>,
+    /// Candidates the cross-encoder rescores (default 50).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub window: Option<usize>,
+    /// The reranker's task instruction (Qwen3-Reranker's instruct slot).
+    pub instruction: Option<String>,
+    /// Tokens per (query, document) pair given to the reranker, template included.
+    pub max_length: Option<usize>,
+    /// Hits per page (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// Hits of the final ranked set to skip.
+    #[schema(minimum = 0, maximum = 999)]
+    pub offset: Option<usize>,
+    /// Filters such as `brand=sony`, `price<300`, `category=audio/headphones`, `published_at>=2024-01-01`.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Fields to count over the final ranked set.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, example = json!(["brand", "price"]))]
+    pub facets: Vec<FacetField>,
+    /// Values per facet (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub facet_size: Option<usize>,
+    /// `price:asc`, `price:desc`, `published_at:asc` or `published_at:desc` (default: relevance).
+    pub sort: Option<String>,
+    pub fusion: Option<FusionBody>,
+    /// Candidates each leg recalls (default 100).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub recall_k: Option<usize>,
+    /// HNSW candidate list size.
+    #[schema(minimum = 1, maximum = 10000)]
+    pub ef: Option<usize>,
+    /// Query language for BM25 analysis (e.g. `zh`, `en`).
+    pub lang: Option<String>,
+    /// Attach every stage's timing to each hit.
+    #[serde(default)]
+    pub explain: bool,
+    /// Include each hit's stored document (default true).
+    pub with_documents: Option<bool>,
+    /// Reranker time budget for this request; past it the fused order is returned, `degraded`.
+    pub rerank_timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/search` answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchResult {
+    pub index: String,
+    /// Hits with every stage's score and rank (`scores.bm25`, `.dense`, `.fused`, `.rerank`).
+    pub hits: Vec<Hit>,
+    /// Size of the final ranked set that `offset` pages through and facets count.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<BTreeMap<String, Vec<FacetCount>>>,
+    /// A stage could not run as asked; `reasons` say which. The hits are still the best order available.
+    pub degraded: bool,
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    pub timings: Vec<StageTiming>,
+    pub reranked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseInfo>,
+}
+
+/// How the dense leg searched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DenseInfo {
+    pub strategy: DenseStrategy,
+    /// Vectors the leg could return (all live ones, or those passing the filters).
+    pub candidates: usize,
+}
+
+/// `{"kind": "hnsw", "ef": N}` (the graph, with this candidate list) or `{"kind": "exact", "scanned": N}`
+/// (every candidate vector compared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DenseStrategy {
+    Hnsw { ef: usize },
+    Exact { scanned: usize },
+}
+
+/// How one rerank call used the rerank score cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CacheInfo {
+    /// `lru` or `redis://host:port`.
+    pub backend: String,
+    pub hits: usize,
+    pub misses: usize,
+    /// The cache failed (counted as misses); the reranker ran anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the misses waited in the reranker's queue.
+    pub queued_micros: u64,
+}

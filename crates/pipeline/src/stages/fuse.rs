@@ -1,0 +1,159 @@
+//! Stage 2, fuse: the candidate merge. The legs' lists become one candidate list, in the order
+//! [`fusion`](super::fusion)'s formula gives when both legs ran (the one leg's order otherwise), and every
+//! candidate carries both legs' evidence: its BM25 breakdown and rank, its cosine and rank, and the fused
+//! score and rank.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use sieve_core::{DenseScore, DocId, FusedScore};
+
+use super::fusion;
+use super::recall::Recall;
+use super::{timing, Candidate, Ranking};
+use crate::Fusion;
+
+/// Merges the recalled lists into one ranking (pure: no index, no model).
+pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
+    let t = Instant::now();
+    let Recall { bm25, dense, reasons, notes, mut timings, started } = recall;
+    let bm25_hits = bm25.as_ref().map(|l| l.hits.as_slice()).unwrap_or_default();
+    let dense_hits = dense.as_ref().map(|l| l.hits.as_slice()).unwrap_or_default();
+    let both = bm25.is_some() && dense.is_some();
+    let order: Vec<(DocId, f32)> = if both {
+        match method {
+            Fusion::Rrf { k, bm25_weight, dense_weight } => {
+                let a: Vec<DocId> = bm25_hits.iter().map(|h| h.id.clone()).collect();
+                let b: Vec<DocId> = dense_hits.iter().map(|h| h.id.clone()).collect();
+                fusion::rrf(&[(bm25_weight, &a), (dense_weight, &b)], k)
+            }
+            Fusion::Linear { bm25_weight, dense_weight } => {
+                let a: Vec<(DocId, f32)> = bm25_hits.iter().map(|h| (h.id.clone(), h.score)).collect();
+                let b: Vec<(DocId, f32)> = dense_hits.iter().map(|h| (h.id.clone(), h.similarity)).collect();
+                fusion::linear(&[(bm25_weight, &a), (dense_weight, &b)])
+            }
+        }
+    } else if bm25.is_some() {
+        bm25_hits.iter().map(|h| (h.id.clone(), h.score)).collect()
+    } else {
+        dense_hits.iter().map(|h| (h.id.clone(), h.similarity)).collect()
+    };
+
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(order.len());
+    let mut by_id: HashMap<DocId, usize> = HashMap::with_capacity(order.len());
+    for (rank, (id, score)) in order.into_iter().enumerate() {
+        let mut c = Candidate::new(id.clone());
+        c.score = score;
+        if both {
+            c.scores.fused = Some(FusedScore { score, rank: rank as u32 + 1, method: method.name().into() });
+        }
+        by_id.insert(id, candidates.len());
+        candidates.push(c);
+    }
+    // every id of either list is in the fused order, so each finds its candidate
+    for h in bm25_hits {
+        if let Some(&i) = by_id.get(&h.id) {
+            candidates[i].scores.bm25 = h.scores.bm25.clone();
+        }
+    }
+    for h in dense_hits {
+        if let Some(&i) = by_id.get(&h.id) {
+            candidates[i].scores.dense = Some(DenseScore { similarity: h.similarity, rank: h.rank });
+        }
+    }
+    if both {
+        timings.push(timing("fuse", t.elapsed()));
+    }
+    Ranking {
+        candidates,
+        documents: HashMap::new(),
+        reasons,
+        notes,
+        timings,
+        reranked: false,
+        bm25: bm25.map(|l| l.report),
+        dense: dense.map(|l| crate::response::DenseReport { strategy: l.strategy, candidates: l.candidates }),
+        cache: None,
+        started,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::Bm25Report;
+    use crate::stages::recall::{Bm25Leg, DenseLeg};
+    use sieve_core::{Bm25Score, Hit, ScoreBreakdown};
+    use sieve_vector::{SearchStrategy, VectorHit};
+
+    fn id(s: &str) -> DocId {
+        DocId::parse(s, 64).unwrap()
+    }
+
+    fn bm25(ids: &[(&str, f32)]) -> Bm25Leg {
+        let hits = ids
+            .iter()
+            .enumerate()
+            .map(|(i, (d, s))| Hit {
+                id: id(d),
+                rank: i as u32 + 1,
+                score: *s,
+                scores: ScoreBreakdown {
+                    bm25: Some(Bm25Score { score: *s, rank: i as u32 + 1, fields: Default::default() }),
+                    ..Default::default()
+                },
+                document: None,
+            })
+            .collect();
+        Bm25Leg { hits, report: Bm25Report::default() }
+    }
+
+    fn dense(ids: &[(&str, f32)]) -> DenseLeg {
+        let hits = ids
+            .iter()
+            .enumerate()
+            .map(|(i, (d, s))| VectorHit { id: id(d), slot: i as u64, similarity: *s, rank: i as u32 + 1 })
+            .collect();
+        DenseLeg { hits, strategy: SearchStrategy::Exact { scanned: ids.len() }, candidates: ids.len() }
+    }
+
+    fn recall(b: Option<Bm25Leg>, d: Option<DenseLeg>) -> Recall {
+        Recall { bm25: b, dense: d, reasons: vec![], notes: vec![], timings: vec![], started: Instant::now() }
+    }
+
+    #[test]
+    fn both_legs_merge_in_rrf_order_with_each_legs_evidence() {
+        let r = fuse(
+            recall(Some(bm25(&[("a", 9.0), ("b", 5.0)])), Some(dense(&[("b", 0.9), ("c", 0.8)]))),
+            Fusion::default(),
+        );
+        let ids: Vec<&str> = r.candidates.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a", "c"], "b is in both lists");
+        let b = &r.candidates[0];
+        assert!((b.score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-7);
+        assert_eq!(b.scores.fused.as_ref().map(|f| (f.rank, f.method.as_str())), Some((1, "rrf")));
+        assert_eq!(b.scores.bm25.as_ref().map(|s| s.rank), Some(2));
+        assert_eq!(b.scores.dense.as_ref().map(|s| s.rank), Some(1));
+        assert!(r.candidates[2].scores.bm25.is_none() && r.candidates[2].scores.dense.is_some());
+        assert!(r.timings.iter().any(|t| t.stage == "fuse"));
+    }
+
+    #[test]
+    fn one_leg_keeps_its_own_order_and_scores_without_a_fused_score() {
+        let r = fuse(recall(Some(bm25(&[("a", 9.0), ("b", 5.0)])), None), Fusion::default());
+        assert_eq!(r.candidates.iter().map(|c| c.score).collect::<Vec<_>>(), [9.0, 5.0]);
+        assert!(r.candidates.iter().all(|c| c.scores.fused.is_none()));
+        assert!(r.timings.is_empty(), "no fuse timing when nothing was fused");
+        let r = fuse(recall(None, Some(dense(&[("c", 0.7)]))), Fusion::default());
+        assert_eq!(r.candidates[0].score, 0.7);
+        assert!(r.dense.is_some() && r.bm25.is_none());
+    }
+
+    #[test]
+    fn linear_fusion_normalises_each_leg() {
+        let method = Fusion::Linear { bm25_weight: 0.5, dense_weight: 0.5 };
+        let r = fuse(recall(Some(bm25(&[("a", 10.0), ("b", 0.0)])), Some(dense(&[("b", 1.0), ("a", 0.0)]))), method);
+        assert!(r.candidates.iter().all(|c| (c.score - 0.5).abs() < 1e-6), "each gets 0.5 from one leg");
+        assert_eq!(r.candidates[0].scores.fused.as_ref().unwrap().method, "linear");
+    }
+}

@@ -1,0 +1,156 @@
+//! Stage 1, recall: the BM25 leg and the dense leg, side by side. The BM25 leg runs on a second thread while
+//! this one embeds the query and walks the graph; a request with one leg runs it here. Filters apply to both
+//! legs: to the BM25 scorer directly, and to the graph as the list of slots that pass them.
+//!
+//! A dense leg that cannot run (no embeddings, model slow or failing) is left out with a reason when the BM25
+//! leg runs beside it; a dense-only request fails instead.
+
+use std::time::{Duration, Instant};
+
+use sieve_core::{Hit, StageTiming};
+use sieve_text::Bm25Query;
+use sieve_vector::{SearchStrategy, VectorHit, VectorSearch};
+
+use super::timing;
+use crate::engine::Engine;
+use crate::response::Bm25Report;
+use crate::worker::WorkerError;
+use crate::{PipelineError, SearchRequest};
+
+/// What the legs found.
+#[derive(Debug)]
+pub struct Recall {
+    pub bm25: Option<Bm25Leg>,
+    pub dense: Option<DenseLeg>,
+    pub reasons: Vec<String>,
+    pub notes: Vec<String>,
+    pub timings: Vec<StageTiming>,
+    pub started: Instant,
+}
+
+/// The BM25 leg's candidates, best first.
+#[derive(Debug)]
+pub struct Bm25Leg {
+    pub hits: Vec<Hit>,
+    pub report: Bm25Report,
+}
+
+/// The dense leg's candidates, best first, and how it searched.
+#[derive(Debug)]
+pub struct DenseLeg {
+    pub hits: Vec<VectorHit>,
+    pub strategy: SearchStrategy,
+    pub candidates: usize,
+}
+
+enum DenseFailure {
+    /// The leg could not run (model slow or failing); the request goes on without it.
+    Degraded(String),
+    /// A real error (bad index state, a cancelled request).
+    Error(PipelineError),
+}
+
+impl Engine {
+    /// Runs the legs `req` asks for, `req.recall_depth()` candidates each.
+    pub fn recall(&self, req: &SearchRequest) -> Result<Recall, PipelineError> {
+        let started = Instant::now();
+        let span = tracing::debug_span!("recall", bm25 = req.legs.bm25, dense = req.legs.dense);
+        let _entered = span.enter();
+        let mut out =
+            Recall { bm25: None, dense: None, reasons: Vec::new(), notes: Vec::new(), timings: Vec::new(), started };
+        let use_dense = req.legs.dense && self.dense_leg_available(req, &mut out)?;
+        let depth = req.recall_depth();
+        let (bm25, dense) = if req.legs.bm25 && use_dense {
+            std::thread::scope(|scope| {
+                let bm25 = scope.spawn(|| {
+                    let _entered = span.enter();
+                    self.bm25_leg(req, depth)
+                });
+                let dense = self.dense_leg(req, depth);
+                (Some(bm25.join().expect("BM25 thread panicked")), Some(dense))
+            })
+        } else if req.legs.bm25 {
+            (Some(self.bm25_leg(req, depth)), None)
+        } else {
+            (None, Some(self.dense_leg(req, depth)))
+        };
+        if let Some(bm25) = bm25 {
+            let (leg, took) = bm25?;
+            out.timings.push(timing("bm25", took));
+            out.bm25 = Some(leg);
+        }
+        match dense {
+            Some(Ok((leg, times))) => {
+                out.timings.extend(times);
+                out.dense = Some(leg);
+            }
+            Some(Err(DenseFailure::Degraded(reason))) if req.legs.bm25 => {
+                out.reasons.push(format!("dense leg skipped: {reason}"));
+            }
+            Some(Err(DenseFailure::Degraded(reason))) => return Err(PipelineError::DenseUnavailable { reason }),
+            Some(Err(DenseFailure::Error(e))) => return Err(e),
+            None => {}
+        }
+        Ok(out)
+    }
+
+    /// Whether the dense leg can run; when it cannot and the BM25 leg runs, why not goes to the notes (the
+    /// index has no embeddings: nothing failed) or the reasons (no model loaded: degraded).
+    fn dense_leg_available(&self, req: &SearchRequest, out: &mut Recall) -> Result<bool, PipelineError> {
+        if self.dense_ready() {
+            return Ok(true);
+        }
+        let no_vectors = self.settings().is_none();
+        let reason = if no_vectors {
+            "the index has no embeddings (ingest it with an embedding model)".to_owned()
+        } else {
+            "no embedding model is loaded".to_owned()
+        };
+        if !req.legs.bm25 {
+            return Err(PipelineError::DenseUnavailable { reason });
+        }
+        if no_vectors {
+            out.notes.push(format!("dense leg not run: {reason}"));
+        } else {
+            out.reasons.push(format!("dense leg skipped: {reason}"));
+        }
+        Ok(false)
+    }
+
+    fn bm25_leg(&self, req: &SearchRequest, depth: usize) -> Result<(Bm25Leg, Duration), PipelineError> {
+        let _span = tracing::debug_span!("bm25").entered();
+        let t = Instant::now();
+        let mut q = Bm25Query::new(req.query.clone(), depth);
+        q.filters = req.filters.clone();
+        q.lang = req.lang.clone();
+        q.with_documents = false;
+        q.params = req.bm25_params;
+        q.exhaustive = req.exhaustive;
+        let res = self.text().search(&q)?;
+        let report = Bm25Report { matched: res.matched, pruned: res.pruned, terms: res.terms, stages: res.timings };
+        Ok((Bm25Leg { hits: res.hits, report }, t.elapsed()))
+    }
+
+    fn dense_leg(&self, req: &SearchRequest, depth: usize) -> Result<(DenseLeg, Vec<StageTiming>), DenseFailure> {
+        let _span = tracing::debug_span!("dense").entered();
+        let t = Instant::now();
+        let (query, call) = self.embed_query(&req.query, req.cancel.as_ref()).map_err(|e| match e {
+            WorkerError::Cancelled { .. } => DenseFailure::Error(e.into()),
+            e => DenseFailure::Degraded(e.to_string()),
+        })?;
+        let embed = t.elapsed();
+        let t = Instant::now();
+        let only = if req.filters.is_empty() {
+            None
+        } else {
+            Some(self.text().filter_slots(&req.filters).map_err(|e| DenseFailure::Error(e.into()))?)
+        };
+        let search = VectorSearch { k: depth, ef: req.ef, only: only.as_deref(), exact: false };
+        let res = self
+            .with_graph(|graph| graph.search(&query, &search))
+            .ok_or_else(|| DenseFailure::Degraded("the vector graph is not loaded".into()))?
+            .map_err(|e| DenseFailure::Error(e.into()))?;
+        let times = vec![timing("embed", embed), timing("embed_queue", call.queued), timing("ann", t.elapsed())];
+        Ok((DenseLeg { hits: res.hits, strategy: res.strategy, candidates: res.candidates }, times))
+    }
+}

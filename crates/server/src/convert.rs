@@ -1,0 +1,178 @@
+//! Between the wire contract ([`sieve_api`]) and the engine: a search body becomes a [`SearchRequest`] (which
+//! the pipeline then validates, the one place its limits live), and the engine's answers and reports become
+//! wire types. The JSON therefore changes only when `sieve-api` does, whatever the engine's types do.
+
+use std::time::Duration;
+
+use sieve_api::{CacheInfo, DenseInfo, DenseStrategy, ModelInfo, SearchBody, SearchMode, SearchResult};
+use sieve_core::{Filter, Lang};
+use sieve_pipeline::{
+    CacheReport, DenseReport, Fusion, FusionMethod, Mode, PipelineError, RerankRequest, SearchRequest, SearchResponse,
+    SearchStrategy,
+};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// The body's name for an engine request field, for error messages (`k` is `limit` on the wire).
+pub fn wire_field(engine_field: &'static str) -> &'static str {
+    match engine_field {
+        "k" => "limit",
+        "offset + k" => "offset + limit",
+        "rerank.window" => "window",
+        "rerank.max_length" => "max_length",
+        "legs" => "mode",
+        other => other,
+    }
+}
+
+pub fn mode(mode: SearchMode) -> Mode {
+    match mode {
+        SearchMode::Bm25 => Mode::Bm25,
+        SearchMode::Dense => Mode::Dense,
+        SearchMode::Hybrid => Mode::Hybrid,
+    }
+}
+
+/// The engine request a search body asks for. Shapes the body cannot express as engine values (a filter or
+/// sort that does not parse) are refused here; every limit is checked by [`SearchRequest::validate`].
+/// `rerank_by_default`: whether a body that does not say reranks (it does when a reranker is loaded).
+pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<SearchRequest, ApiError> {
+    let invalid =
+        |field: &str, e: &dyn std::fmt::Display| ApiError::new(ErrorCode::InvalidRequest, format!("`{field}`: {e}"));
+    let mut req = SearchRequest::new(body.query.clone());
+    req.legs = mode(body.mode).legs();
+    req.k = body.limit.unwrap_or(req.k);
+    req.offset = body.offset.unwrap_or(0);
+    req.recall_k = body.recall_k.unwrap_or(req.recall_k);
+    req.facet_size = body.facet_size.unwrap_or(req.facet_size);
+    req.facets = body.facets.clone();
+    req.filters = body
+        .filters
+        .iter()
+        .map(|f| f.parse::<Filter>().map_err(|e| invalid("filters", &e)))
+        .collect::<Result<_, _>>()?;
+    req.sort = body
+        .sort
+        .as_deref()
+        .map(|s| {
+            s.parse().map_err(|e: sieve_core::SortError| {
+                ApiError::invalid("sort", sieve_core::SORT_EXPECTED, format!("{:?}", e.found))
+            })
+        })
+        .transpose()?;
+    req.lang = body.lang.as_deref().map(|l| Lang::parse(l).map_err(|e| invalid("lang", &e))).transpose()?;
+    req.ef = body.ef;
+    if let Some(f) = &body.fusion {
+        let method = match f.method {
+            sieve_api::FusionMethod::Rrf => FusionMethod::Rrf,
+            sieve_api::FusionMethod::Linear => FusionMethod::Linear,
+        };
+        req.fusion = Fusion::new(method, f.k, f.bm25_weight, f.dense_weight);
+    }
+    req.explain = body.explain;
+    req.with_documents = body.with_documents.unwrap_or(true);
+    if body.rerank.unwrap_or(rerank_by_default) {
+        req.rerank = Some(RerankRequest {
+            window: body.window.unwrap_or(RerankRequest::default().window),
+            instruction: body.instruction.clone(),
+            max_length: body.max_length,
+            timeout: body.rerank_timeout_ms.map(Duration::from_millis),
+        });
+    }
+    req.validate().map_err(|e| match e {
+        PipelineError::BadRequest { field, expected, found } => ApiError::invalid(wire_field(field), expected, found),
+        e => e.into(),
+    })?;
+    Ok(req)
+}
+
+/// The wire answer to a search of `index`.
+pub fn search_result(index: &str, req: &SearchRequest, res: SearchResponse) -> SearchResult {
+    SearchResult {
+        index: index.to_owned(),
+        hits: res.hits,
+        total: res.total,
+        offset: req.offset,
+        limit: req.k,
+        facets: res.facets,
+        degraded: res.degraded,
+        reasons: res.reasons,
+        notes: res.notes,
+        timings: res.timings,
+        reranked: res.reranked,
+        cache: res.cache.map(cache_info),
+        dense: res.dense.map(dense_info),
+    }
+}
+
+pub fn dense_info(d: DenseReport) -> DenseInfo {
+    let strategy = match d.strategy {
+        SearchStrategy::Hnsw { ef } => DenseStrategy::Hnsw { ef },
+        SearchStrategy::Exact { scanned } => DenseStrategy::Exact { scanned },
+    };
+    DenseInfo { strategy, candidates: d.candidates }
+}
+
+pub fn cache_info(c: CacheReport) -> CacheInfo {
+    CacheInfo { backend: c.backend, hits: c.hits, misses: c.misses, error: c.error, queued_micros: c.queued_micros }
+}
+
+pub fn model_info(m: &sieve_models::ModelInfo) -> ModelInfo {
+    ModelInfo {
+        path: m.path.clone(),
+        architecture: m.architecture.clone(),
+        role: m.role.clone(),
+        device: m.device.clone(),
+        dtype: m.dtype.clone(),
+        hidden_size: m.hidden_size,
+        max_length: m.max_length,
+        non_embedding_params: m.non_embedding_params,
+        fallback: m.fallback.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: serde_json::Value) -> SearchBody {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_body_becomes_the_engine_request_with_the_engine_defaults() {
+        let req = search_request(&body(serde_json::json!({"query": "q", "mode": "bm25", "limit": 5})), true).unwrap();
+        assert_eq!((req.k, req.recall_k, req.legs), (5, 100, Mode::Bm25.legs()));
+        assert_eq!(req.rerank, Some(RerankRequest::default()), "reranks by default when a reranker is loaded");
+        let req = search_request(
+            &body(
+                serde_json::json!({"query": "q", "fusion": {"method": "linear", "bm25_weight": 0.8}, "rerank": false}),
+            ),
+            true,
+        )
+        .unwrap();
+        assert_eq!(req.fusion, Fusion::Linear { bm25_weight: 0.8, dense_weight: 0.5 });
+        assert!(req.rerank.is_none());
+    }
+
+    #[test]
+    fn limits_are_the_pipelines_and_named_as_the_body_names_them() {
+        let err = |v| search_request(&body(v), false).unwrap_err().message;
+        assert_eq!(err(serde_json::json!({"query": "q", "limit": 0})), "`limit`: expected 1..=1000, found 0");
+        assert_eq!(err(serde_json::json!({"query": "q", "ef": 0})), "`ef`: expected 1..=10000, found 0");
+        assert_eq!(
+            err(serde_json::json!({"query": "q", "rerank": true, "window": 1001})),
+            "`window`: expected 1..=1000, found 1001"
+        );
+        assert!(err(serde_json::json!({"query": "q", "sort": "colour"})).starts_with("`sort`: expected `price:asc`"));
+    }
+
+    #[test]
+    fn engine_reports_become_wire_types() {
+        let d = dense_info(DenseReport { strategy: SearchStrategy::Exact { scanned: 6 }, candidates: 6 });
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            serde_json::json!({"strategy": {"kind": "exact", "scanned": 6}, "candidates": 6})
+        );
+    }
+}
