@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use sieve_core::Filter;
 use sieve_ingest::{IngestOptions, Input};
-use sieve_pipeline::{SearchRequest, VectorSettings};
-use sieve_text::{Bm25Query, TextError, TextIndex};
+use sieve_pipeline::{Mode, SearchRequest, VectorSettings};
+use sieve_text::{TextError, TextIndex};
 
 use crate::engine::{EngineArgs, VectorArgs};
 use crate::ingest::{default_report_path, ingest_all, open_for_ingest, Plan, SettingsArgs};
@@ -111,31 +111,29 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
     }
     for (name, text, filters) in EXAMPLES {
-        if embedded.contains(name) {
-            let dir = args.indexes.join(name);
-            let engine = crate::engine::open_engine(&dir, &EngineArgs::new(None, None, "auto"), true, false)?;
-            let mut req = SearchRequest::new(*text);
-            req.k = 5;
-            req.filters = filters.iter().map(|f| f.parse::<Filter>()).collect::<Result<_, _>>()?;
-            let res = engine.search(&req)?;
-            let total = res.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
-            println!("\n[{name}, hybrid] {text:?} {} — {:.2} ms", filters.join(" "), total as f64 / 1000.0);
-            print_hits(&res.hits, true);
-            continue;
+        // through the engine like every search: hybrid where the index has embeddings, BM25 elsewhere
+        let dense = embedded.contains(name);
+        let mode = if dense { Mode::Hybrid } else { Mode::Bm25 };
+        let dir = args.indexes.join(name);
+        let engine = crate::engine::open_engine(&dir, &EngineArgs::new(None, None, "auto"), dense, false)?;
+        let mut req = SearchRequest::in_mode(*text, mode);
+        req.k = 5;
+        req.filters = filters.iter().map(|f| f.parse::<Filter>()).collect::<Result<_, _>>()?;
+        let res = engine.search(&req)?;
+        let total = res.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
+        match &res.bm25 {
+            Some(bm25) if !dense => println!(
+                "\n[{name}] {text:?} {} — {}{} matches, {:.2} ms",
+                filters.join(" "),
+                if bm25.pruned { "at least " } else { "" },
+                bm25.matched,
+                total as f64 / 1000.0
+            ),
+            _ => {
+                println!("\n[{name}, {}] {text:?} {} — {:.2} ms", mode.name(), filters.join(" "), total as f64 / 1000.0)
+            }
         }
-        let index = TextIndex::open(&args.indexes.join(name))?;
-        let mut query = Bm25Query::new(*text, 5);
-        query.filters = filters.iter().map(|f| f.parse::<Filter>()).collect::<Result<_, _>>()?;
-        let res = index.search(&query)?;
-        let total: u64 = res.timings.iter().map(|t| t.micros).sum();
-        println!(
-            "\n[{name}] {text:?} {} — {}{} matches, {:.2} ms",
-            filters.join(" "),
-            if res.pruned { "at least " } else { "" },
-            res.matched,
-            total as f64 / 1000.0
-        );
-        print_hits(&res.hits, false);
+        print_hits(&res.hits, dense);
     }
     if !args.serve {
         return Ok(());

@@ -61,10 +61,13 @@ struct IndexArg {
     index: PathBuf,
 }
 
-/// Log lines (graph rebuilds, device fallbacks) on stderr; `SIEVE_LOG` overrides the filter
-/// (e.g. `SIEVE_LOG=debug`).
+/// Log lines (graph rebuilds, device fallbacks) on stderr; `SIEVE_LOG` (or `RUST_LOG`) overrides the filter,
+/// e.g. `RUST_LOG=sieve_server=debug,sieve_pipeline=debug` follows each request (its id) through the stages
+/// and the model workers.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIEVE_LOG").unwrap_or_else(|_| {
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("SIEVE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"));
+    let filter = from_env.unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "warn,sieve_pipeline=info,sieve_vector=info,sieve_models=info,sieve_server=info",
         )

@@ -4,10 +4,11 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::attention::AttnPlan;
 use crate::cpu_attention;
 use crate::error::{ModelError, Result};
 use crate::files::ModelDir;
-use crate::ops::{self, AttnPlan, Linear};
+use crate::ops::{self, Linear};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BertConfig {

@@ -2,7 +2,7 @@
 //! self-attention (the BERT family's, [`packed_self_attention`]) and causal grouped-query attention over rows
 //! that may continue a shared prefix (Qwen3's, [`packed_causal_attention`]).
 //!
-//! [`ops::AttnPlan`](crate::ops::AttnPlan) runs attention as candle batched GEMMs over length buckets. For
+//! [`attention::AttnPlan`](crate::ops::AttnPlan) runs attention as candle batched GEMMs over length buckets. For
 //! BERT's many narrow heads (all-MiniLM-L6-v2: 12 heads of 32) that costs more than the work: candle's batched
 //! matmul is a sequential loop of tiny GEMMs, and the split, gathers and permutes around them copy q/k/v four
 //! times. Here each (row, head) pair is one task on the rayon pool, computed whole in a thread-local scratch:
@@ -661,9 +661,16 @@ mod tests {
         let qkv = Tensor::from_vec(data.clone(), (total, 3 * h), &dev).unwrap();
         let part =
             |k: usize| qkv.narrow(1, k * h, h).unwrap().contiguous().unwrap().reshape((total, heads, d)).unwrap();
-        let want =
-            crate::ops::reference_attention(&part(0), &part(1), &part(2), lens, lens, false, 1.0 / (d as f64).sqrt())
-                .unwrap();
+        let want = crate::attention::reference_attention(
+            &part(0),
+            &part(1),
+            &part(2),
+            lens,
+            lens,
+            false,
+            1.0 / (d as f64).sqrt(),
+        )
+        .unwrap();
         let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
         let dispatched: Vec<f32> =
             packed_self_attention(&qkv, lens, heads).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -720,7 +727,7 @@ mod tests {
         }
         let cat = |v: &[Tensor]| Tensor::cat(v, 0).unwrap();
         let (q, k, v) = (cat(&q_parts), cat(&k_parts), cat(&v_parts));
-        let want = crate::ops::reference_attention(&q, &k, &v, &q_lens, &k_lens, true, 1.0 / (d as f64).sqrt())
+        let want = crate::attention::reference_attention(&q, &k, &v, &q_lens, &k_lens, true, 1.0 / (d as f64).sqrt())
             .unwrap()
             .flatten_all()
             .unwrap()

@@ -138,7 +138,7 @@ impl Embedder for Qwen3Embedder {
         let max_length = opts.max_length.unwrap_or(self.max_length).clamp(2, self.max_length);
         embed_rows(
             inputs,
-            crate::ops::default_batch_tokens(self.model.device()),
+            crate::attention::default_batch_tokens(self.model.device()),
             max_length,
             dim,
             |i, m| self.input_ids(i, m),
@@ -211,7 +211,7 @@ impl Embedder for BertEmbedder {
         let encode = |input: &EmbedInput<'_>, m| match input {
             EmbedInput::Query { text, .. } | EmbedInput::Document(text) => self.input_ids(text, m),
         };
-        let batch_tokens = crate::ops::default_batch_tokens(self.model.device());
+        let batch_tokens = crate::attention::default_batch_tokens(self.model.device());
         embed_rows(inputs, batch_tokens, max_length, dim, encode, |rows| self.model.mean_pooled(rows))
     }
 }

@@ -8,10 +8,13 @@
 //! forward passes are packed (no padding, no cross-row attention), so a row's score never depends on what it
 //! was batched with. [`synthetic`] builds deterministic random-weight checkpoints for parity tests.
 
+pub mod attention;
 pub mod bert;
 pub mod cpu_attention;
 #[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "cuda")]
+mod cuda_check;
 pub mod device;
 pub mod embedder;
 pub mod error;
@@ -30,7 +33,7 @@ use std::path::Path;
 use serde::Serialize;
 
 #[cfg(feature = "cuda")]
-pub use cuda::attention_check;
+pub use cuda_check::attention_check;
 pub use device::{DeviceSpec, Placement};
 pub use embedder::{BertEmbedder, Qwen3Embedder};
 pub use error::{ModelError, Result};

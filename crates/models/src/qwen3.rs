@@ -14,10 +14,11 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
+use crate::attention::AttnPlan;
 use crate::cpu_attention::CausalRow;
 use crate::error::{ModelError, Result};
 use crate::files::ModelDir;
-use crate::ops::{self, AttnPlan, Linear};
+use crate::ops::{self, Linear};
 
 /// The parts of `config.json` the forward needs. Read at load time; nothing is hard-coded per model size.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,7 +277,7 @@ impl Qwen3 {
     /// The fused-attention layouts for this batch (all layers, and the last-only final layer), when a fused CUDA
     /// kernel is asked for (`SIEVE_ATTN=fused`: WMMA; `SIEVE_ATTN=fa2`: FlashAttention-2 style, not yet measured
     /// on a GPU) and applies: bf16/f16 on CUDA, head_dim 128, at most one distinct prefix. The default is the
-    /// batched-GEMM attention (`ops::AttnPlan`), which measured faster than the WMMA kernel on an H100 at
+    /// batched-GEMM attention (`attention::AttnPlan`), which measured faster than the WMMA kernel on an H100 at
     /// 32–512-token documents (BENCHMARKS.md); the fused kernels' memory stays linear in the length.
     #[cfg(feature = "cuda")]
     fn flash_plans(

@@ -28,7 +28,7 @@ pub struct RerankerConfig {
     /// Upper bound on any request's `max_length` (tokens per pair, template included).
     pub max_length_cap: usize,
     /// Tokens per forward pass; larger requests are split into several passes. `None`: the device's default
-    /// (`ops::default_batch_tokens`: 16,384 on the CPU, 65,536 on a GPU).
+    /// (`attention::default_batch_tokens`: 16,384 on the CPU, 65,536 on a GPU).
     pub max_batch_tokens: Option<usize>,
 }
 
@@ -166,8 +166,10 @@ impl Qwen3Reranker {
         while start < rows.len() {
             let mut end = start;
             let mut tokens = 0;
-            let budget =
-                self.config.max_batch_tokens.unwrap_or_else(|| crate::ops::default_batch_tokens(self.model.device()));
+            let budget = self
+                .config
+                .max_batch_tokens
+                .unwrap_or_else(|| crate::attention::default_batch_tokens(self.model.device()));
             while end < rows.len() && (end == start || tokens + rows[end].ids.len() <= budget) {
                 tokens += rows[end].ids.len();
                 end += 1;

@@ -252,7 +252,7 @@ impl Engine {
     /// Runs a search: [recall](crate::stages::recall), [fuse](crate::stages::fuse),
     /// [rerank](crate::stages::rerank), [present](crate::stages::present).
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse, PipelineError> {
-        let _span = tracing::info_span!("search", query_chars = req.query.chars().count(), k = req.k).entered();
+        let _span = tracing::debug_span!("search", query_chars = req.query.chars().count(), k = req.k).entered();
         req.validate()?;
         let mut ranking = fuse(self.recall(req)?, req.fusion);
         self.rerank(req, &mut ranking)?;

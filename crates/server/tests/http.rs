@@ -933,3 +933,66 @@ fn a_vector_graph_held_back_by_the_save_interval_is_saved_once_writes_pause() {
     }
     assert_eq!(saved_generation(dir.path()), written);
 }
+
+/// Log lines the request-id test captures (the process-wide subscriber writes here).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every response carries an `x-request-id`: the client's own when it sends a sane one, a fresh one otherwise;
+/// and the id follows the request into the model worker, whose log line for the job is under the request's span.
+#[test]
+fn every_response_has_a_request_id_that_follows_the_request_into_the_model_workers() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("sieve_server=debug,sieve_pipeline=debug"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    )
+    .expect("the only subscriber of this test binary");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Setup::new(dir.path()).start();
+    let a = server.addr;
+    assert_eq!(post(a, "/v1/documents?wait=true", &products()).status, 200);
+
+    let ids: Vec<String> = (0..2).map(|_| get(a, "/health").header("x-request-id").unwrap().to_owned()).collect();
+    assert!(!ids[0].is_empty() && ids[0] != ids[1], "fresh ids differ: {ids:?}");
+    let body = json!({"query": "laptop", "mode": "hybrid", "rerank": true});
+    let mine = send(
+        a,
+        "POST",
+        "/v1/search",
+        &[("content-type", "application/json"), ("x-request-id", "trace-abc-1")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(mine.status, 200, "{}", mine.text());
+    assert_eq!(mine.header("x-request-id"), Some("trace-abc-1"), "the client's id is honoured");
+    let junk = send(a, "GET", "/health", &[("x-request-id", &"x".repeat(200))], b"");
+    let given = junk.header("x-request-id").unwrap();
+    assert!(given.len() < 200, "an id over 128 characters is replaced: {given}");
+    // errors carry it too
+    assert!(get(a, "/v1/nothing").header("x-request-id").is_some());
+
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let ours: Vec<&str> = text.lines().filter(|l| l.contains("trace-abc-1")).collect();
+    for (worker, what) in [("embedder", "the embedder's job"), ("reranker", "the reranker's job")] {
+        assert!(
+            ours.iter().any(|l| l.contains("model call done") && l.contains(&format!("worker={worker}"))),
+            "{what} is logged under the request's id:\n{}",
+            ours.join("\n")
+        );
+    }
+    assert!(ours.iter().any(|l| l.contains("answered") && l.contains("status=200")), "{}", ours.join("\n"));
+}

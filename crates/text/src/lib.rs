@@ -30,14 +30,17 @@ pub mod bm25;
 mod filter;
 mod index;
 mod schema;
+mod slots;
+mod topk;
+mod writer;
 
 pub use analyzer::{Analysis, Analyzer};
 pub use bm25::{Bm25Params, ParamError};
-pub use index::{
-    Bm25Query, Bm25Results, FieldBoosts, IndexSettings, LiveVectors, TextError, TextIndex, TextWriter, VectorEntry,
-    WriterOptions,
-};
+pub use index::{FieldBoosts, IndexSettings, TextError, TextIndex};
 pub use schema::SCHEMA_VERSION;
+pub use slots::{LiveVectors, VectorEntry};
+pub use topk::{Bm25Query, Bm25Results};
+pub use writer::{TextWriter, WriterOptions};
 
 #[cfg(test)]
 mod index_tests;

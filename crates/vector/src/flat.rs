@@ -16,7 +16,7 @@ use std::sync::Arc;
 use hnsw_rs::hnsw::{Hnsw, Point};
 
 use crate::distance::{dot, UnitDot};
-use crate::index::SlotMap;
+use crate::slots::SlotMap;
 
 type Node = Arc<Point<'static, f32>>;
 

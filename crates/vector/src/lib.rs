@@ -13,6 +13,7 @@ mod distance;
 mod flat;
 mod index;
 mod persist;
+mod slots;
 
 pub use distance::{dot, norm, normalize};
 pub use index::{HnswParams, Metric, SearchStrategy, Staged, VectorHit, VectorIndex, VectorResults, VectorSearch};

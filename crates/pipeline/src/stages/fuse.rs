@@ -6,64 +6,46 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use sieve_core::{DenseScore, DocId, FusedScore};
+use sieve_core::{DenseScore, DocId, FusedScore, Hit, ScoreBreakdown};
+use sieve_vector::VectorHit;
 
 use super::fusion;
 use super::recall::Recall;
 use super::{timing, Candidate, Ranking};
+use crate::response::DenseReport;
 use crate::Fusion;
 
-/// Merges the recalled lists into one ranking (pure: no index, no model).
+/// Merges the recalled lists into one ranking (pure: no index, no model). The legs' hits are moved, not
+/// copied: a one-leg request costs no more than the leg itself.
 pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
     let t = Instant::now();
     let Recall { bm25, dense, reasons, notes, mut timings, started } = recall;
-    let bm25_hits = bm25.as_ref().map(|l| l.hits.as_slice()).unwrap_or_default();
-    let dense_hits = dense.as_ref().map(|l| l.hits.as_slice()).unwrap_or_default();
-    let both = bm25.is_some() && dense.is_some();
-    let order: Vec<(DocId, f32)> = if both {
-        match method {
-            Fusion::Rrf { k, bm25_weight, dense_weight } => {
-                let a: Vec<DocId> = bm25_hits.iter().map(|h| h.id.clone()).collect();
-                let b: Vec<DocId> = dense_hits.iter().map(|h| h.id.clone()).collect();
-                fusion::rrf(&[(bm25_weight, &a), (dense_weight, &b)], k)
-            }
-            Fusion::Linear { bm25_weight, dense_weight } => {
-                let a: Vec<(DocId, f32)> = bm25_hits.iter().map(|h| (h.id.clone(), h.score)).collect();
-                let b: Vec<(DocId, f32)> = dense_hits.iter().map(|h| (h.id.clone(), h.similarity)).collect();
-                fusion::linear(&[(bm25_weight, &a), (dense_weight, &b)])
-            }
+    let (bm25_hits, bm25_report) = bm25.map_or((None, None), |l| (Some(l.hits), Some(l.report)));
+    let (dense_hits, dense_report) = dense
+        .map_or((None, None), |l| (Some(l.hits), Some(DenseReport { strategy: l.strategy, candidates: l.candidates })));
+    let candidates = match (bm25_hits, dense_hits) {
+        (Some(b), Some(d)) => {
+            let merged = merge(b, d, method);
+            timings.push(timing("fuse", t.elapsed()));
+            merged
         }
-    } else if bm25.is_some() {
-        bm25_hits.iter().map(|h| (h.id.clone(), h.score)).collect()
-    } else {
-        dense_hits.iter().map(|h| (h.id.clone(), h.similarity)).collect()
+        (Some(b), None) => b
+            .into_iter()
+            .map(|h| Candidate {
+                id: h.id,
+                score: h.score,
+                scores: ScoreBreakdown { bm25: h.scores.bm25, ..ScoreBreakdown::default() },
+            })
+            .collect(),
+        (None, Some(d)) => d
+            .into_iter()
+            .map(|h| {
+                let score = h.similarity;
+                dense_candidate(h, score)
+            })
+            .collect(),
+        (None, None) => Vec::new(),
     };
-
-    let mut candidates: Vec<Candidate> = Vec::with_capacity(order.len());
-    let mut by_id: HashMap<DocId, usize> = HashMap::with_capacity(order.len());
-    for (rank, (id, score)) in order.into_iter().enumerate() {
-        let mut c = Candidate::new(id.clone());
-        c.score = score;
-        if both {
-            c.scores.fused = Some(FusedScore { score, rank: rank as u32 + 1, method: method.name().into() });
-        }
-        by_id.insert(id, candidates.len());
-        candidates.push(c);
-    }
-    // every id of either list is in the fused order, so each finds its candidate
-    for h in bm25_hits {
-        if let Some(&i) = by_id.get(&h.id) {
-            candidates[i].scores.bm25 = h.scores.bm25.clone();
-        }
-    }
-    for h in dense_hits {
-        if let Some(&i) = by_id.get(&h.id) {
-            candidates[i].scores.dense = Some(DenseScore { similarity: h.similarity, rank: h.rank });
-        }
-    }
-    if both {
-        timings.push(timing("fuse", t.elapsed()));
-    }
     Ranking {
         candidates,
         documents: HashMap::new(),
@@ -71,11 +53,61 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
         notes,
         timings,
         reranked: false,
-        bm25: bm25.map(|l| l.report),
-        dense: dense.map(|l| crate::response::DenseReport { strategy: l.strategy, candidates: l.candidates }),
+        bm25: bm25_report,
+        dense: dense_report,
         cache: None,
         started,
     }
+}
+
+fn dense_candidate(h: VectorHit, score: f32) -> Candidate {
+    let mut c = Candidate::new(h.id);
+    c.score = score;
+    c.scores.dense = Some(DenseScore { similarity: h.similarity, rank: h.rank });
+    c
+}
+
+/// Both legs: the fused order, each candidate with its fused score and rank and both legs' evidence.
+fn merge(bm25: Vec<Hit>, dense: Vec<VectorHit>, method: Fusion) -> Vec<Candidate> {
+    let order: Vec<(DocId, f32)> = match method {
+        Fusion::Rrf { k, bm25_weight, dense_weight } => {
+            let a: Vec<&DocId> = bm25.iter().map(|h| &h.id).collect();
+            let b: Vec<&DocId> = dense.iter().map(|h| &h.id).collect();
+            fusion::rrf(&[(bm25_weight, &a), (dense_weight, &b)], k)
+                .into_iter()
+                .map(|(id, s)| (id.clone(), s))
+                .collect()
+        }
+        Fusion::Linear { bm25_weight, dense_weight } => {
+            let a: Vec<(&DocId, f32)> = bm25.iter().map(|h| (&h.id, h.score)).collect();
+            let b: Vec<(&DocId, f32)> = dense.iter().map(|h| (&h.id, h.similarity)).collect();
+            fusion::linear(&[(bm25_weight, &a), (dense_weight, &b)])
+                .into_iter()
+                .map(|(id, s)| (id.clone(), s))
+                .collect()
+        }
+    };
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(order.len());
+    let mut by_id: HashMap<DocId, usize> = HashMap::with_capacity(order.len());
+    for (rank, (id, score)) in order.into_iter().enumerate() {
+        let mut c = Candidate::new(id.clone());
+        c.score = score;
+        c.scores.fused = Some(FusedScore { score, rank: rank as u32 + 1, method: method.name().into() });
+        by_id.insert(id, candidates.len());
+        candidates.push(c);
+    }
+    // every id of either list is in the fused order, so each finds its candidate
+    for h in bm25 {
+        if let Some(&i) = by_id.get(&h.id) {
+            candidates[i].scores.bm25 = h.scores.bm25;
+        }
+    }
+    for h in dense {
+        if let Some(&i) = by_id.get(&h.id) {
+            candidates[i].scores.dense = Some(DenseScore { similarity: h.similarity, rank: h.rank });
+        }
+    }
+    candidates
 }
 
 #[cfg(test)]
@@ -83,8 +115,8 @@ mod tests {
     use super::*;
     use crate::response::Bm25Report;
     use crate::stages::recall::{Bm25Leg, DenseLeg};
-    use sieve_core::{Bm25Score, Hit, ScoreBreakdown};
-    use sieve_vector::{SearchStrategy, VectorHit};
+    use sieve_core::Bm25Score;
+    use sieve_vector::SearchStrategy;
 
     fn id(s: &str) -> DocId {
         DocId::parse(s, 64).unwrap()

@@ -1,0 +1,472 @@
+//! The BM25 scorer: exact top-k over tantivy's postings, term at a time with upper-bound pruning. Terms are
+//! taken in decreasing bound `idf·(k1+1)`; once the bounds of the terms left cannot lift an unseen document
+//! past the k-th score, the rest are scored only for the candidates that still can (`exhaustive` turns this
+//! off). Ties at the k-th score are settled by id, so results do not depend on segment layout. The per-field
+//! BM25F math is `bm25.rs`.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sieve_core::{Bm25Score, DocId, Filter, Hit, Lang, ScoreBreakdown, StageTiming};
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, DocSet, Term, TERMINATED};
+
+use crate::analyzer::Analysis;
+use crate::bm25::{self, Bm25Params};
+use crate::filter::{self, DocBits};
+use crate::schema::TEXT_FIELDS;
+
+use crate::index::{engine, io_engine, FieldBoosts, TextError, TextIndex};
+use crate::slots::SegmentIds;
+
+/// A BM25 query.
+#[derive(Debug, Clone)]
+pub struct Bm25Query {
+    pub text: String,
+    /// How many hits to return.
+    pub k: usize,
+    /// Every filter must hold.
+    pub filters: Vec<Filter>,
+    /// Language of the query text, when known (selects bigram analysis for `ja`/`ko`).
+    pub lang: Option<Lang>,
+    /// Overrides the index's BM25 parameters.
+    pub params: Option<Bm25Params>,
+    /// Overrides the index's field boosts.
+    pub boosts: Option<FieldBoosts>,
+    /// Load the stored documents into the hits.
+    pub with_documents: bool,
+    /// Score every posting of every term instead of pruning what cannot reach the top k (same hits; makes
+    /// `matched` exact).
+    pub exhaustive: bool,
+}
+
+impl Bm25Query {
+    pub fn new(text: impl Into<String>, k: usize) -> Bm25Query {
+        Bm25Query {
+            text: text.into(),
+            k,
+            filters: Vec::new(),
+            lang: None,
+            params: None,
+            boosts: None,
+            with_documents: true,
+            exhaustive: false,
+        }
+    }
+}
+
+/// The answer to a [`Bm25Query`].
+#[derive(Debug, Clone)]
+pub struct Bm25Results {
+    pub hits: Vec<Hit>,
+    /// Documents that matched at least one query term and passed the filters. When `pruned`, documents that
+    /// matched only terms too weak to lift them into the top k were skipped, and this is a lower bound.
+    pub matched: u64,
+    /// Top-k pruning skipped postings that could not change the result (the hits are exact either way).
+    pub pruned: bool,
+    /// The analyzed query terms.
+    pub terms: Vec<String>,
+    pub timings: Vec<StageTiming>,
+}
+
+impl TextIndex {
+    /// Runs a BM25 query: analyze, score every posting of every query term (term at a time), filter, keep the
+    /// top `k`.
+    pub fn search(&self, query: &Bm25Query) -> Result<Bm25Results, TextError> {
+        let started = Instant::now();
+        let params = query.params.unwrap_or(self.settings.bm25).validate()?;
+        let boosts = query.boosts.unwrap_or(self.settings.boosts);
+        let analysis = Analysis::for_lang(query.lang.as_ref().map(Lang::primary));
+        let mut terms = self.analyzer.terms(&query.text, analysis);
+        dedup_in_order(&mut terms);
+        let analyzed = Instant::now();
+
+        let searcher = self.reader.searcher();
+        let segments = searcher.segment_readers();
+        let total_docs: u64 = segments.iter().map(|s| s.max_doc() as u64).sum();
+        let field_handles = self.fields.text_fields();
+        let field_boosts = [boosts.title, boosts.body];
+
+        // Collection statistics: each field's average length; each term's idf (max df over fields) and the
+        // fields it occurs in.
+        let mut avgdl = [0f32; 2];
+        for (f, &field) in field_handles.iter().enumerate() {
+            let mut tokens = 0u64;
+            for s in segments {
+                tokens += s.inverted_index(field).map_err(engine("read postings"))?.total_num_tokens();
+            }
+            avgdl[f] = if total_docs > 0 { tokens as f32 / total_docs as f32 } else { 0.0 };
+        }
+        let mut query_terms: Vec<(f32, [Option<Term>; 2])> = Vec::with_capacity(terms.len());
+        for t in &terms {
+            let mut per_field: [Option<Term>; 2] = [None, None];
+            let mut df = 0u64;
+            for (f, &field) in field_handles.iter().enumerate() {
+                let term = Term::from_field_text(field, t);
+                let field_df = searcher.doc_freq(&term).map_err(engine("read postings"))?;
+                if field_df > 0 && field_boosts[f] > 0.0 {
+                    df = df.max(field_df);
+                    per_field[f] = Some(term);
+                }
+            }
+            if df > 0 {
+                query_terms.push((bm25::idf(total_docs, df), per_field));
+            }
+        }
+
+        let filter_bits = if query.filters.is_empty() {
+            None
+        } else {
+            let q = filter::to_query(&self.fields, &query.filters);
+            Some(filter::matching_docs(&searcher, q.as_ref()).map_err(engine("filter"))?)
+        };
+        let prepared = Instant::now();
+
+        let k = query.k;
+        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
+        // Documents that score exactly the heap's worst but did not fit: with them, the k-th place is settled
+        // by id at the end, not by where a document happens to sit in the segments (which merges change).
+        let mut ties: Vec<Ranked> = Vec::new();
+        let mut matched = 0u64;
+        let mut pruned = false;
+        // Terms by upper bound, highest first; rest[i] bounds what terms i.. can still add to any document.
+        // BM25F saturation never exceeds k1 + 1, so idf·(k1 + 1) bounds a term's contribution.
+        let mut order: Vec<usize> = (0..query_terms.len()).collect();
+        order.sort_by(|&a, &b| query_terms[b].0.total_cmp(&query_terms[a].0));
+        let mut rest = vec![0f32; order.len() + 1];
+        for i in (0..order.len()).rev() {
+            rest[i] = rest[i + 1] + query_terms[order[i]].0 * (params.k1 + 1.0);
+        }
+        for (seg_ord, segment) in segments.iter().enumerate() {
+            if query_terms.is_empty() {
+                break;
+            }
+            let max_doc = segment.max_doc() as usize;
+            let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            scratch.prepare(max_doc);
+            let Scratch { acc, touched, term_touched, threshold_buf, .. } = &mut scratch;
+            // weight_f / (1 − b + b·len/avgdl_f) for every encoded field length
+            let mut tf_scale = [[0f32; 256]; 2];
+            let mut readers = Vec::with_capacity(2);
+            for (f, &field) in field_handles.iter().enumerate() {
+                for (id, slot) in tf_scale[f].iter_mut().enumerate() {
+                    let norm = bm25::length_norm(params.b, FieldNormReader::id_to_fieldnorm(id as u8) as f32, avgdl[f]);
+                    *slot = bm25::field_tf(field_boosts[f], 1.0, norm);
+                }
+                let inverted = segment.inverted_index(field).map_err(engine("read postings"))?;
+                let norms: FieldNormReader =
+                    segment.get_fieldnorms_reader(field).map_err(engine("read field lengths"))?;
+                readers.push((inverted, norms));
+            }
+            let bits: Option<&DocBits> = filter_bits.as_ref().map(|b| &b[seg_ord]);
+            let eligible = |doc: u32| !segment.is_deleted(doc) && bits.is_none_or(|b| b.contains(doc));
+            let mut next = 0;
+            // Phase 1: every posting of the terms with the highest upper bounds.
+            while next < order.len() {
+                let (idf, per_field) = &query_terms[order[next]];
+                term_touched.clear();
+                for (f, term) in per_field.iter().enumerate() {
+                    let Some(term) = term else { continue };
+                    let (inverted, norms) = &readers[f];
+                    // Whole decoded blocks of (doc, tf) at a time; deleted documents are dropped later.
+                    let Some(mut block) = inverted
+                        .read_block_postings(term, IndexRecordOption::WithFreqs)
+                        .map_err(io_engine("read postings"))?
+                    else {
+                        continue;
+                    };
+                    let scale = &tf_scale[f];
+                    loop {
+                        let docs = block.docs();
+                        if docs.is_empty() {
+                            break;
+                        }
+                        for (&doc, &tf) in docs.iter().zip(block.freqs()) {
+                            let a = &mut acc[doc as usize];
+                            if a.pseudo == [0.0, 0.0] {
+                                term_touched.push(doc);
+                            }
+                            a.pseudo[f] += tf as f32 * scale[norms.fieldnorm_id(doc) as usize];
+                        }
+                        block.advance();
+                    }
+                }
+                add_term_scores(acc, term_touched, touched, *idf, params.k1, true);
+                next += 1;
+                if query.exhaustive || next == order.len() || k == 0 {
+                    continue;
+                }
+                // θ: a lower bound of the final k-th best score.
+                let global = if heap.len() == k { heap.peek().map_or(f32::MIN, |r| r.0.score) } else { f32::MIN };
+                let local = kth_best(
+                    touched.iter().filter(|&&d| eligible(d)).map(|&d| acc[d as usize].total),
+                    k,
+                    threshold_buf,
+                );
+                let theta = global.max(local.unwrap_or(f32::MIN));
+                if theta > f32::MIN && rest[next] < theta * (1.0 - 1e-5) {
+                    pruned = true;
+                    // Phase 2: only documents that can still reach θ; their remaining postings by seeking.
+                    let margin = theta * (1.0 - 1e-5) - rest[next];
+                    let mut candidates: Vec<u32> =
+                        touched.iter().copied().filter(|&d| eligible(d) && acc[d as usize].total >= margin).collect();
+                    candidates.sort_unstable();
+                    for &t in &order[next..] {
+                        let (idf, per_field) = &query_terms[t];
+                        term_touched.clear();
+                        for (f, term) in per_field.iter().enumerate() {
+                            let Some(term) = term else { continue };
+                            let (inverted, norms) = &readers[f];
+                            let Some(mut postings) = inverted
+                                .read_postings(term, IndexRecordOption::WithFreqs)
+                                .map_err(io_engine("read postings"))?
+                            else {
+                                continue;
+                            };
+                            for &c in &candidates {
+                                let mut doc = postings.doc();
+                                if doc < c {
+                                    doc = postings.seek(c);
+                                }
+                                if doc == TERMINATED {
+                                    break;
+                                }
+                                if doc == c {
+                                    let a = &mut acc[c as usize];
+                                    if a.pseudo == [0.0, 0.0] {
+                                        term_touched.push(c);
+                                    }
+                                    let tf = tantivy::postings::Postings::term_freq(&postings) as f32;
+                                    a.pseudo[f] += tf * tf_scale[f][norms.fieldnorm_id(c) as usize];
+                                }
+                            }
+                        }
+                        add_term_scores(acc, term_touched, touched, *idf, params.k1, false);
+                    }
+                    break;
+                }
+            }
+            for &doc in scratch.touched.iter() {
+                if !eligible(doc) {
+                    continue;
+                }
+                matched += 1;
+                let a = scratch.acc[doc as usize];
+                let entry = Ranked { score: a.total, seg: seg_ord as u32, doc, title: a.title };
+                if heap.len() < k {
+                    heap.push(Reverse(entry));
+                } else if let Some(&Reverse(worst)) = heap.peek() {
+                    if entry.score > worst.score {
+                        heap.pop();
+                        heap.push(Reverse(entry));
+                        // every tie scores the old worst: keep them only while it is still the worst
+                        if heap.peek().is_some_and(|r| r.0.score > worst.score) {
+                            ties.clear();
+                        } else {
+                            ties.push(worst);
+                        }
+                    } else if entry.score == worst.score {
+                        ties.push(entry);
+                    }
+                }
+            }
+            scratch.clear();
+            SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        }
+        let mut ranked: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).chain(ties).collect();
+        self.rank_by_score_then_id(&searcher, &mut ranked, k)?;
+        let scored = Instant::now();
+
+        let mut hits = Vec::with_capacity(ranked.len());
+        let mut ids = if query.with_documents { Vec::new() } else { self.ids_of(&searcher, &ranked)? }.into_iter();
+        for (i, r) in ranked.iter().enumerate() {
+            let parts = [r.title, (r.score - r.title).max(0.0)];
+            let fields: Vec<(String, f32)> =
+                TEXT_FIELDS.iter().zip(parts).filter(|(_, s)| *s > 0.0).map(|(n, s)| ((*n).to_owned(), s)).collect();
+            let address = DocAddress::new(r.seg, r.doc);
+            let (id, document) = if query.with_documents {
+                let doc = self.load(address)?;
+                (doc.id.clone(), Some(doc))
+            } else {
+                (ids.next().expect("one id per ranked hit"), None)
+            };
+            let rank = i as u32 + 1;
+            hits.push(Hit {
+                id,
+                rank,
+                score: r.score,
+                scores: ScoreBreakdown { bm25: Some(Bm25Score { score: r.score, rank, fields }), ..Default::default() },
+                document,
+            });
+        }
+        let fetched = Instant::now();
+        let us = |a: Instant, b: Instant| b.duration_since(a).as_micros() as u64;
+        let timings = vec![
+            StageTiming { stage: "analyze".into(), micros: us(started, analyzed) },
+            StageTiming { stage: "stats".into(), micros: us(analyzed, prepared) },
+            StageTiming { stage: "bm25".into(), micros: us(prepared, scored) },
+            StageTiming { stage: "fetch".into(), micros: us(scored, fetched) },
+        ];
+        Ok(Bm25Results { hits, matched, pruned, terms, timings })
+    }
+
+    /// The best `k` of `ranked`, best score first, equal scores in id order (bytewise), so that a result does
+    /// not depend on segment layout: the same documents rank the same before and after a merge, or in an index
+    /// built in another order.
+    fn rank_by_score_then_id(
+        &self,
+        searcher: &tantivy::Searcher,
+        ranked: &mut Vec<Ranked>,
+        k: usize,
+    ) -> Result<(), TextError> {
+        let mut tables: Vec<Option<Arc<SegmentIds>>> = vec![None; searcher.segment_readers().len()];
+        for r in ranked.iter() {
+            if tables[r.seg as usize].is_none() {
+                tables[r.seg as usize] = Some(self.segment_ids(searcher, r.seg)?);
+            }
+        }
+        let id = |r: &Ranked| tables[r.seg as usize].as_ref().and_then(|t| t.get(r.doc)).unwrap_or("");
+        let order = |a: &Ranked, b: &Ranked| b.score.total_cmp(&a.score).then_with(|| id(a).cmp(id(b)));
+        if k == 0 {
+            ranked.clear();
+        } else if ranked.len() > k {
+            // (many documents can tie at the k-th score: pick the k first in linear time, then sort those)
+            ranked.select_nth_unstable_by(k - 1, order);
+            ranked.truncate(k);
+        }
+        ranked.sort_by(order);
+        Ok(())
+    }
+
+    /// The ids of ranked documents, from the per-segment id tables (no document-store read).
+    fn ids_of(&self, searcher: &tantivy::Searcher, ranked: &[Ranked]) -> Result<Vec<DocId>, TextError> {
+        ranked
+            .iter()
+            .map(|r| {
+                let table = self.segment_ids(searcher, r.seg)?;
+                let corrupt = |message: &str| TextError::CorruptDocument {
+                    address: format!("{:?}", DocAddress::new(r.seg, r.doc)),
+                    message: message.into(),
+                };
+                let id = table.get(r.doc).ok_or_else(|| corrupt("document has no id"))?;
+                DocId::parse(id, usize::MAX).map_err(|e| corrupt(&e.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// One document's accumulators while a query is scored, packed so that one document is one cache access.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    /// The current term's weighted, length-normalised tf per field (title, body).
+    pseudo: [f32; 2],
+    /// Score so far.
+    total: f32,
+    /// The title's share of `total` (the body's is the rest).
+    title: f32,
+}
+
+/// Per-thread score accumulators, reused across queries: allocating and zeroing doc-sized arrays per segment
+/// per query cost more than scoring on small indexes. Only touched entries are reset after use; a query that
+/// failed half-way leaves its scratch `dirty`, and the next one zeroes it whole.
+#[derive(Default)]
+struct Scratch {
+    acc: Vec<Acc>,
+    /// Reused by [`kth_best`].
+    threshold_buf: Vec<f32>,
+    touched: Vec<u32>,
+    term_touched: Vec<u32>,
+    dirty: bool,
+}
+
+impl Scratch {
+    fn prepare(&mut self, max_doc: usize) {
+        if self.dirty {
+            self.acc.iter_mut().for_each(|a| *a = Acc::default());
+        }
+        if self.acc.len() < max_doc {
+            self.acc.resize(max_doc, Acc::default());
+        }
+        self.touched.clear();
+        self.term_touched.clear();
+        self.dirty = true;
+    }
+
+    fn clear(&mut self) {
+        for &doc in &self.touched {
+            self.acc[doc as usize] = Acc::default();
+        }
+        self.touched.clear();
+        self.dirty = false;
+    }
+}
+
+/// Adds one term's BM25F score to the documents in `term_touched` (whose per-field pseudo-tf is set) and
+/// resets their pseudo-tf. New documents are appended to `touched` when `may_add` (phase 1 only).
+fn add_term_scores(acc: &mut [Acc], term_touched: &[u32], touched: &mut Vec<u32>, idf: f32, k1: f32, may_add: bool) {
+    for &doc in term_touched {
+        let a = &mut acc[doc as usize];
+        let tt = a.pseudo[0] + a.pseudo[1];
+        let s = idf * bm25::saturate(k1, tt);
+        if a.total == 0.0 && may_add {
+            touched.push(doc);
+        }
+        a.total += s;
+        a.title += s * a.pseudo[0] / tt;
+        a.pseudo = [0.0, 0.0];
+    }
+}
+
+/// The k-th largest of `scores`, or `None` when there are fewer than k.
+fn kth_best(scores: impl Iterator<Item = f32>, k: usize, buf: &mut Vec<f32>) -> Option<f32> {
+    buf.clear();
+    buf.extend(scores);
+    if k == 0 || buf.len() < k {
+        return None;
+    }
+    let (_, kth, _) = buf.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    Some(*kth)
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// A scored document; ordered by score, then by position in the index (earlier first) for the heap. The
+/// result's order settles equal scores by id instead (`rank_by_score_then_id`).
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    score: f32,
+    seg: u32,
+    doc: u32,
+    /// The title field's share of `score` (the body's is the rest); not part of the order.
+    title: f32,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score.total_cmp(&other.score).then_with(|| other.seg.cmp(&self.seg)).then_with(|| other.doc.cmp(&self.doc))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+fn dedup_in_order(terms: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    terms.retain(|t| seen.insert(t.clone()));
+}
