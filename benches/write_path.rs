@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use sieve_core::{Document, Limits};
 use sieve_ingest::BatchSink;
 use sieve_models::standin::WordsEmbedder;
-use sieve_pipeline::{EmbedderHandle, Engine, EngineOptions, WorkerOptions, EMBED_BATCH_TOKENS};
-use sieve_text::{IndexSettings, TextIndex, WriterOptions};
+use sieve_pipeline::{
+    DenseSide, EmbedderHandle, Engine, EngineOptions, IndexSettings, OpenOptions, WorkerOptions, WriterOptions,
+    EMBED_BATCH_TOKENS,
+};
 use sieve_vector::HnswParams;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -89,9 +91,12 @@ fn main() {
     if !dir.join("vectors").join("config.json").is_file() {
         let _ = std::fs::remove_dir_all(&dir);
         let t = Instant::now();
-        let text = TextIndex::create(&dir, IndexSettings::default()).unwrap();
-        let mut engine = Engine::from_parts(Some(dir.clone()), text, None, options(None)).unwrap();
-        engine.ensure_vector_settings("words", HnswParams::default()).unwrap();
+        let open = OpenOptions {
+            engine: options(None),
+            create: Some(IndexSettings::default()),
+            dense_side: DenseSide::Ensure(HnswParams::default()),
+        };
+        let engine = Engine::open(&dir, open).unwrap();
         let mut sink = engine.sink(wopts).unwrap();
         for start in (0..docs).step_by(10_000) {
             let batch: Vec<Document> = (start..(start + 10_000).min(docs)).map(product).collect();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sieve_core::{FacetCount, FacetField, Hit, StageTiming};
+use sieve_core::{CacheReport, FacetCount, FacetField, Hit, StageTiming};
 use utoipa::ToSchema;
 
 /// Which first-stage legs run.
@@ -109,9 +109,12 @@ pub struct SearchResult {
     pub timings: Vec<StageTiming>,
     pub reranked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<CacheInfo>,
+    pub cache: Option<CacheReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense: Option<DenseInfo>,
+    /// Documents the BM25 leg matched (a lower bound unless the search was exhaustive), when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25_matched: Option<u64>,
 }
 
 /// How the dense leg searched.
@@ -129,18 +132,4 @@ pub struct DenseInfo {
 pub enum DenseStrategy {
     Hnsw { ef: usize },
     Exact { scanned: usize },
-}
-
-/// How one rerank call used the rerank score cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CacheInfo {
-    /// `lru` or `redis://host:port`.
-    pub backend: String,
-    pub hits: usize,
-    pub misses: usize,
-    /// The cache failed (counted as misses); the reranker ran anyway.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// How long the misses waited in the reranker's queue.
-    pub queued_micros: u64,
 }

@@ -127,7 +127,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     let req = request(&args, mode, &engine)?;
     let res = engine.search(&req)?;
     if args.json {
-        print_json(&args, mode, res)
+        print_json(&args, mode, &req, res)
     } else {
         print_table(&args, mode, &res);
         Ok(())
@@ -154,8 +154,8 @@ fn request(args: &SearchArgs, mode: Mode, engine: &Engine) -> Result<SearchReque
 }
 
 /// `--json`: in bm25 mode the BM25 leg's own view (its query terms, match count and stages), as a BM25-only
-/// deployment reads it; in the other modes the engine's whole response.
-fn print_json(args: &SearchArgs, mode: Mode, res: SearchResponse) -> Result<()> {
+/// deployment reads it; in the other modes the answer as `/v1/search` gives it (`sieve_api::SearchResult`).
+fn print_json(args: &SearchArgs, mode: Mode, req: &SearchRequest, res: SearchResponse) -> Result<()> {
     let out = match (&res.bm25, mode) {
         (Some(bm25), Mode::Bm25) => {
             // the leg's stages, its `fetch` (ids) plus the engine's fetch of the documents
@@ -173,7 +173,11 @@ fn print_json(args: &SearchArgs, mode: Mode, res: SearchResponse) -> Result<()> 
                 "timings": timings,
             })
         }
-        _ => serde_json::json!({ "query": args.query, "mode": mode.name(), "response": res }),
+        _ => {
+            let index = args.index.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let response = sieve_server::convert::search_result(&index, req, res);
+            serde_json::json!({ "query": args.query, "mode": mode.name(), "response": response })
+        }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -81,3 +81,18 @@ pub struct StageTiming {
     pub stage: String,
     pub micros: u64,
 }
+
+/// How one rerank call used the rerank score cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CacheReport {
+    /// `lru` or `redis://host:port`.
+    pub backend: String,
+    pub hits: usize,
+    pub misses: usize,
+    /// The cache failed (counted as misses); the reranker ran anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the misses waited in the reranker's queue.
+    pub queued_micros: u64,
+}

@@ -19,4 +19,4 @@ pub use checkpoint::{Checkpoint, SourceProgress};
 pub use document::{Category, DocId, Document, DocumentError, Lang, Limits, Timestamp, KNOWN_FIELDS};
 pub use facet::{FacetCount, FacetField, SortBy, SortError, SortField, SortOrder, SORT_EXPECTED};
 pub use filter::{Filter, FilterError, RangeField, RangeValue, TermField};
-pub use hit::{Bm25Score, DenseScore, FusedScore, Hit, RerankScore, ScoreBreakdown, StageTiming};
+pub use hit::{Bm25Score, CacheReport, DenseScore, FusedScore, Hit, RerankScore, ScoreBreakdown, StageTiming};

@@ -102,7 +102,6 @@ pub struct RerankScore {
 
 /// A loaded model, as reported by `/v1/info` and `sieve models`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     pub path: String,
     pub architecture: String,

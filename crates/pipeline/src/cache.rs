@@ -74,19 +74,7 @@ impl CacheKey {
     }
 }
 
-/// How one rerank call used the cache.
-#[derive(Debug, Clone, serde::Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CacheReport {
-    pub backend: String,
-    pub hits: usize,
-    pub misses: usize,
-    /// The cache failed (counted as misses); the reranker ran anyway.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// How long the misses waited in the reranker's queue.
-    pub queued_micros: u64,
-}
+pub use sieve_core::CacheReport;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {

@@ -2,44 +2,35 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sieve_core::{FacetCount, Hit, StageTiming};
 use sieve_vector::SearchStrategy;
 
 use crate::cache::CacheReport;
 
-/// The answer to a [`crate::SearchRequest`].
-#[derive(Debug, Clone, Serialize)]
+/// The answer to a [`crate::SearchRequest`]: the page of the final ranking, and how each stage went. Front ends
+/// turn it into their own shape (the HTTP and `--json` shape is `sieve_api::SearchResult`).
+#[derive(Debug, Clone)]
 pub struct SearchResponse {
+    /// The requested page (`offset`, `k`) of the final ranked set.
     pub hits: Vec<Hit>,
-    /// Some stage could not run as asked (reranker slow, failing or absent; query embedding failed); `reasons`
-    /// says which and why. The hits are still the best order the stages that did run produce.
+    /// How many candidates the final ranked set holds (what `offset` pages through and facets count).
+    pub total: usize,
+    /// Value counts over the whole final ranked set, per requested field.
+    pub facets: Option<BTreeMap<String, Vec<FacetCount>>>,
+    /// The hits are in the cross-encoder's order.
+    pub reranked: bool,
+    /// A stage did not run as asked (`reasons` says which); the hits are the best order the others give.
     pub degraded: bool,
     pub reasons: Vec<String>,
-    /// What the request asked for that this index does not do, without anything having failed (e.g. a hybrid
-    /// request on an index without embeddings runs BM25 alone).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// What this index does not do, without anything having failed (a hybrid request on an index without
+    /// embeddings runs BM25 alone).
     pub notes: Vec<String>,
+    /// Each stage's time, `total` last.
     pub timings: Vec<StageTiming>,
-    /// The cross-encoder scored the window and the hits are in its order.
-    pub reranked: bool,
-    /// Documents the BM25 leg matched (a lower bound when it pruned).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bm25_matched: Option<u64>,
-    /// What the BM25 leg did, in detail (query terms, its own stage timings); not part of the JSON answer.
-    #[serde(skip)]
+    /// The legs' and the reranker's reports, when they ran.
     pub bm25: Option<Bm25Report>,
-    /// How the dense leg searched (graph or exact scan) and over how many candidates.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dense: Option<DenseReport>,
-    /// Rerank cache use, when the reranker ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheReport>,
-    /// Size of the final ranked set (all fused candidates) that `offset` pages through and facets count.
-    pub total: usize,
-    /// Value counts over the final ranked set, per requested field.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub facets: Option<BTreeMap<String, Vec<FacetCount>>>,
 }
 
 /// What the BM25 leg did.
@@ -56,9 +47,9 @@ pub struct Bm25Report {
 }
 
 /// How the dense leg searched.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DenseReport {
-    /// `{"kind": "hnsw", "ef": N}` or `{"kind": "exact", "scanned": N}`.
+    /// The graph (with its candidate list) or an exact scan.
     pub strategy: SearchStrategy,
     pub candidates: usize,
 }

@@ -119,6 +119,101 @@ struct ReplyTo<R> {
     span: tracing::Span,
 }
 
+/// The batch a job starts: it and whatever else waits, up to the cost budget, for at most `max_wait`; jobs
+/// whose caller cancelled or whose deadline passed are dropped (and counted) before any compute.
+fn gather<J, R>(
+    rx: &mpsc::Receiver<Envelope<J, R>>,
+    first: Envelope<J, R>,
+    options: &WorkerOptions,
+    st: &WorkerStats,
+) -> Vec<Envelope<J, R>> {
+    st.queued.fetch_sub(1, Ordering::AcqRel);
+    let mut cost = first.cost;
+    let mut batch = vec![first];
+    let wait_until = Instant::now() + options.max_wait;
+    while cost < options.budget {
+        let left = wait_until.saturating_duration_since(Instant::now());
+        let next = if left.is_zero() { rx.try_recv().ok() } else { rx.recv_timeout(left).ok() };
+        let Some(e) = next else { break };
+        st.queued.fetch_sub(1, Ordering::AcqRel);
+        cost += e.cost;
+        batch.push(e);
+    }
+    let now = Instant::now();
+    batch.retain(|e| {
+        if e.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            st.cancelled.fetch_add(1, Ordering::Relaxed);
+            false
+        } else if e.deadline.is_some_and(|d| now >= d) {
+            st.expired.fetch_add(1, Ordering::Relaxed);
+            false
+        } else {
+            true
+        }
+    });
+    batch
+}
+
+/// One model call for the batch; each job's result (or the batch's failure: a wrong result count, a panic) goes
+/// back to its caller, and each job is logged in its caller's span.
+fn run_batch<J, R>(
+    batch: Vec<Envelope<J, R>>,
+    run: &mut impl FnMut(Vec<J>) -> Vec<Result<R, String>>,
+    worker: &str,
+    st: &WorkerStats,
+) {
+    let n = batch.len();
+    st.batches.fetch_add(1, Ordering::Relaxed);
+    st.jobs.fetch_add(n as u64, Ordering::Relaxed);
+    st.batch_jobs.observe(n as f64);
+    st.batch_cost.observe(batch.iter().map(|e| e.cost).sum::<usize>() as f64);
+    let start = Instant::now();
+    let batch_span = tracing::debug_span!("model_batch", worker = %worker, jobs = n);
+    for e in &batch {
+        batch_span.follows_from(&e.span);
+    }
+    let (jobs, replies): (Vec<J>, Vec<_>) =
+        batch.into_iter().map(|e| (e.job, (e.reply, start.saturating_duration_since(e.enqueued), e.span))).unzip();
+    let results = batch_span.in_scope(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(jobs))));
+    let compute = start.elapsed();
+    let replies: Vec<_> = replies
+        .into_iter()
+        .map(|(reply, queued, span)| {
+            tracing::debug!(
+                parent: &span,
+                worker = %worker,
+                batch = n,
+                queued_us = queued.as_micros() as u64,
+                compute_us = compute.as_micros() as u64,
+                "model call done"
+            );
+            ReplyTo { reply, timing: CallTiming { queued, compute }, span }
+        })
+        .collect();
+    match results {
+        Ok(results) if results.len() == n => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                if let Err(e) = &result {
+                    tracing::warn!(parent: &reply.span, worker = %worker, "model call failed: {e}");
+                }
+                let _ = reply.reply.send((result, reply.timing));
+            }
+        }
+        Ok(results) => {
+            let msg = format!("returned {} results for {n} jobs", results.len());
+            replies.into_iter().for_each(|r| drop(r.reply.send((Err(msg.clone()), r.timing))));
+        }
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into());
+            replies.into_iter().for_each(|r| drop(r.reply.send((Err(format!("panicked: {msg}")), r.timing))));
+        }
+    }
+}
+
 /// A model thread and the queue in front of it.
 pub struct Worker<J, R> {
     name: String,
@@ -150,87 +245,9 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
             .name(name.to_owned())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
-                    st.queued.fetch_sub(1, Ordering::AcqRel);
-                    let mut cost = first.cost;
-                    let mut batch = vec![first];
-                    let wait_until = Instant::now() + options.max_wait;
-                    while cost < options.budget {
-                        let left = wait_until.saturating_duration_since(Instant::now());
-                        let next = if left.is_zero() { rx.try_recv().ok() } else { rx.recv_timeout(left).ok() };
-                        let Some(e) = next else { break };
-                        st.queued.fetch_sub(1, Ordering::AcqRel);
-                        cost += e.cost;
-                        batch.push(e);
-                    }
-                    let now = Instant::now();
-                    batch.retain(|e| {
-                        if e.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
-                            st.cancelled.fetch_add(1, Ordering::Relaxed);
-                            false
-                        } else if e.deadline.is_some_and(|d| now >= d) {
-                            st.expired.fetch_add(1, Ordering::Relaxed);
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    let n = batch.len();
-                    st.batches.fetch_add(1, Ordering::Relaxed);
-                    st.jobs.fetch_add(n as u64, Ordering::Relaxed);
-                    st.batch_jobs.observe(n as f64);
-                    st.batch_cost.observe(batch.iter().map(|e| e.cost).sum::<usize>() as f64);
-                    let start = Instant::now();
-                    let batch_span = tracing::debug_span!("model_batch", worker = %worker_name, jobs = n);
-                    for e in &batch {
-                        batch_span.follows_from(&e.span);
-                    }
-                    let (jobs, replies): (Vec<J>, Vec<_>) = batch
-                        .into_iter()
-                        .map(|e| (e.job, (e.reply, start.saturating_duration_since(e.enqueued), e.span)))
-                        .unzip();
-                    let results = batch_span
-                        .in_scope(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(jobs))));
-                    let compute = start.elapsed();
-                    let replies: Vec<_> = replies
-                        .into_iter()
-                        .map(|(reply, queued, span)| {
-                            tracing::debug!(
-                                parent: &span,
-                                worker = %worker_name,
-                                batch = n,
-                                queued_us = queued.as_micros() as u64,
-                                compute_us = compute.as_micros() as u64,
-                                "model call done"
-                            );
-                            ReplyTo { reply, timing: CallTiming { queued, compute }, span }
-                        })
-                        .collect();
-                    match results {
-                        Ok(results) if results.len() == n => {
-                            for (reply, result) in replies.into_iter().zip(results) {
-                                if let Err(e) = &result {
-                                    tracing::warn!(parent: &reply.span, worker = %worker_name, "model call failed: {e}");
-                                }
-                                let _ = reply.reply.send((result, reply.timing));
-                            }
-                        }
-                        Ok(results) => {
-                            let msg = format!("returned {} results for {n} jobs", results.len());
-                            replies.into_iter().for_each(|r| drop(r.reply.send((Err(msg.clone()), r.timing))));
-                        }
-                        Err(panic) => {
-                            let msg = panic
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_else(|| "panicked".into());
-                            replies
-                                .into_iter()
-                                .for_each(|r| drop(r.reply.send((Err(format!("panicked: {msg}")), r.timing))));
-                        }
+                    let batch = gather(&rx, first, &options, &st);
+                    if !batch.is_empty() {
+                        run_batch(batch, &mut run, &worker_name, &st);
                     }
                 }
             })

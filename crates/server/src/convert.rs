@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use sieve_api::{CacheInfo, DenseInfo, DenseStrategy, ModelInfo, SearchBody, SearchMode, SearchResult};
+use sieve_api::{DenseInfo, DenseStrategy, ModelInfo, SearchBody, SearchMode, SearchResult};
 use sieve_core::{Filter, Lang};
 use sieve_pipeline::{
-    CacheReport, DenseReport, Fusion, FusionMethod, Mode, PipelineError, RerankRequest, SearchRequest, SearchResponse,
+    DenseReport, Fusion, FusionMethod, Mode, PipelineError, RerankRequest, SearchRequest, SearchResponse,
     SearchStrategy,
 };
 
@@ -100,8 +100,9 @@ pub fn search_result(index: &str, req: &SearchRequest, res: SearchResponse) -> S
         notes: res.notes,
         timings: res.timings,
         reranked: res.reranked,
-        cache: res.cache.map(cache_info),
+        cache: res.cache,
         dense: res.dense.map(dense_info),
+        bm25_matched: res.bm25.map(|b| b.matched),
     }
 }
 
@@ -113,10 +114,8 @@ pub fn dense_info(d: DenseReport) -> DenseInfo {
     DenseInfo { strategy, candidates: d.candidates }
 }
 
-pub fn cache_info(c: CacheReport) -> CacheInfo {
-    CacheInfo { backend: c.backend, hits: c.hits, misses: c.misses, error: c.error, queued_micros: c.queued_micros }
-}
-
+/// The wire copy of a model's description (`sieve-models` knows no wire contract, and `sieve-api` no model
+/// crate, so the two are kept apart on purpose and meet here).
 pub fn model_info(m: &sieve_models::ModelInfo) -> ModelInfo {
     ModelInfo {
         path: m.path.clone(),

@@ -12,13 +12,13 @@
 //! (its body on disk) before it is acknowledged, so a shutdown or crash never loses it silently.
 
 //!
-//! Modules in dependency order (each uses only those before it): [`config`], [`error`], `convert` (wire ↔
+//! Modules in dependency order (each uses only those before it): [`config`], [`error`], [`convert`] (wire ↔
 //! engine), [`metrics`], [`tasks`], [`state`], `extract`, `routes`, `openapi`, [`app`] (router, middleware,
 //! serve). The wire types are the `sieve-api` crate, re-exported as [`api`].
 
 pub mod app;
 pub mod config;
-mod convert;
+pub mod convert;
 pub mod error;
 mod extract;
 pub mod metrics;

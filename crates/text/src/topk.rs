@@ -85,15 +85,49 @@ impl TextIndex {
         let analyzed = Instant::now();
 
         let searcher = self.reader.searcher();
+        let prep = self.prepare(&searcher, &terms, params, boosts, &query.filters)?;
+        let prepared = Instant::now();
+
+        let mut top = TopK::new(query.k);
+        let mut pruned = false;
+        if !prep.terms.is_empty() {
+            for (seg_ord, segment) in searcher.segment_readers().iter().enumerate() {
+                pruned |= self.score_segment(seg_ord, segment, &prep, query, &mut top)?;
+            }
+        }
+        let matched = top.matched;
+        let mut ranked = top.into_ranked();
+        self.rank_by_score_then_id(&searcher, &mut ranked, query.k)?;
+        let scored = Instant::now();
+
+        let hits = self.hits(&searcher, &ranked, query.with_documents)?;
+        let fetched = Instant::now();
+        let us = |a: Instant, b: Instant| b.duration_since(a).as_micros() as u64;
+        let timings = vec![
+            StageTiming { stage: "analyze".into(), micros: us(started, analyzed) },
+            StageTiming { stage: "stats".into(), micros: us(analyzed, prepared) },
+            StageTiming { stage: "bm25".into(), micros: us(prepared, scored) },
+            StageTiming { stage: "fetch".into(), micros: us(scored, fetched) },
+        ];
+        Ok(Bm25Results { hits, matched, pruned, terms, timings })
+    }
+
+    /// Collection statistics: each field's average length; each term's idf (max df over fields) and the
+    /// fields it occurs in; the filters as per-segment bit sets; the terms in scoring order with their bounds.
+    fn prepare(
+        &self,
+        searcher: &tantivy::Searcher,
+        terms: &[String],
+        params: Bm25Params,
+        boosts: FieldBoosts,
+        filters: &[Filter],
+    ) -> Result<Prepared, TextError> {
         let segments = searcher.segment_readers();
         let total_docs: u64 = segments.iter().map(|s| s.max_doc() as u64).sum();
-        let field_handles = self.fields.text_fields();
+        let fields = self.fields.text_fields();
         let field_boosts = [boosts.title, boosts.body];
-
-        // Collection statistics: each field's average length; each term's idf (max df over fields) and the
-        // fields it occurs in.
         let mut avgdl = [0f32; 2];
-        for (f, &field) in field_handles.iter().enumerate() {
+        for (f, &field) in fields.iter().enumerate() {
             let mut tokens = 0u64;
             for s in segments {
                 tokens += s.inverted_index(field).map_err(engine("read postings"))?.total_num_tokens();
@@ -101,10 +135,10 @@ impl TextIndex {
             avgdl[f] = if total_docs > 0 { tokens as f32 / total_docs as f32 } else { 0.0 };
         }
         let mut query_terms: Vec<(f32, [Option<Term>; 2])> = Vec::with_capacity(terms.len());
-        for t in &terms {
+        for t in terms {
             let mut per_field: [Option<Term>; 2] = [None, None];
             let mut df = 0u64;
-            for (f, &field) in field_handles.iter().enumerate() {
+            for (f, &field) in fields.iter().enumerate() {
                 let term = Term::from_field_text(field, t);
                 let field_df = searcher.doc_freq(&term).map_err(engine("read postings"))?;
                 if field_df > 0 && field_boosts[f] > 0.0 {
@@ -116,22 +150,12 @@ impl TextIndex {
                 query_terms.push((bm25::idf(total_docs, df), per_field));
             }
         }
-
-        let filter_bits = if query.filters.is_empty() {
+        let filter_bits = if filters.is_empty() {
             None
         } else {
-            let q = filter::to_query(&self.fields, &query.filters);
-            Some(filter::matching_docs(&searcher, q.as_ref()).map_err(engine("filter"))?)
+            let q = filter::to_query(&self.fields, filters);
+            Some(filter::matching_docs(searcher, q.as_ref()).map_err(engine("filter"))?)
         };
-        let prepared = Instant::now();
-
-        let k = query.k;
-        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
-        // Documents that score exactly the heap's worst but did not fit: with them, the k-th place is settled
-        // by id at the end, not by where a document happens to sit in the segments (which merges change).
-        let mut ties: Vec<Ranked> = Vec::new();
-        let mut matched = 0u64;
-        let mut pruned = false;
         // Terms by upper bound, highest first; rest[i] bounds what terms i.. can still add to any document.
         // BM25F saturation never exceeds k1 + 1, so idf·(k1 + 1) bounds a term's contribution.
         let mut order: Vec<usize> = (0..query_terms.len()).collect();
@@ -140,155 +164,85 @@ impl TextIndex {
         for i in (0..order.len()).rev() {
             rest[i] = rest[i + 1] + query_terms[order[i]].0 * (params.k1 + 1.0);
         }
-        for (seg_ord, segment) in segments.iter().enumerate() {
-            if query_terms.is_empty() {
+        Ok(Prepared { params, field_boosts, avgdl, terms: query_terms, order, rest, filter_bits })
+    }
+
+    /// Scores one segment into `top`: phase 1 walks every posting of the terms with the highest bounds; once the
+    /// bounds of the terms left cannot lift an unseen document past θ (a lower bound of the final k-th score),
+    /// phase 2 scores only the documents that can still reach it, seeking their postings. Returns whether it
+    /// pruned.
+    fn score_segment(
+        &self,
+        seg_ord: usize,
+        segment: &tantivy::SegmentReader,
+        prep: &Prepared,
+        query: &Bm25Query,
+        top: &mut TopK,
+    ) -> Result<bool, TextError> {
+        let k = query.k;
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        scratch.prepare(segment.max_doc() as usize);
+        let Scratch { acc, touched, term_touched, threshold_buf, .. } = &mut scratch;
+        let postings = SegmentPostings::open(&self.fields, segment, prep)?;
+        let bits: Option<&DocBits> = prep.filter_bits.as_ref().map(|b| &b[seg_ord]);
+        let eligible = |doc: u32| !segment.is_deleted(doc) && bits.is_none_or(|b| b.contains(doc));
+        let (order, params) = (&prep.order, prep.params);
+        let mut pruned = false;
+        let mut next = 0;
+        while next < order.len() {
+            let (idf, per_field) = &prep.terms[order[next]];
+            term_touched.clear();
+            postings.add_all(per_field, acc, term_touched)?;
+            add_term_scores(acc, term_touched, touched, *idf, params.k1, true);
+            next += 1;
+            if query.exhaustive || next == order.len() || k == 0 {
+                continue;
+            }
+            let global = top.worst().unwrap_or(f32::MIN);
+            let local =
+                kth_best(touched.iter().filter(|&&d| eligible(d)).map(|&d| acc[d as usize].total), k, threshold_buf);
+            let theta = global.max(local.unwrap_or(f32::MIN));
+            if theta > f32::MIN && prep.rest[next] < theta * (1.0 - 1e-5) {
+                pruned = true;
+                let margin = theta * (1.0 - 1e-5) - prep.rest[next];
+                let mut candidates: Vec<u32> =
+                    touched.iter().copied().filter(|&d| eligible(d) && acc[d as usize].total >= margin).collect();
+                candidates.sort_unstable();
+                for &t in &order[next..] {
+                    let (idf, per_field) = &prep.terms[t];
+                    term_touched.clear();
+                    postings.add_candidates(per_field, &candidates, acc, term_touched)?;
+                    add_term_scores(acc, term_touched, touched, *idf, params.k1, false);
+                }
                 break;
             }
-            let max_doc = segment.max_doc() as usize;
-            let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-            scratch.prepare(max_doc);
-            let Scratch { acc, touched, term_touched, threshold_buf, .. } = &mut scratch;
-            // weight_f / (1 − b + b·len/avgdl_f) for every encoded field length
-            let mut tf_scale = [[0f32; 256]; 2];
-            let mut readers = Vec::with_capacity(2);
-            for (f, &field) in field_handles.iter().enumerate() {
-                for (id, slot) in tf_scale[f].iter_mut().enumerate() {
-                    let norm = bm25::length_norm(params.b, FieldNormReader::id_to_fieldnorm(id as u8) as f32, avgdl[f]);
-                    *slot = bm25::field_tf(field_boosts[f], 1.0, norm);
-                }
-                let inverted = segment.inverted_index(field).map_err(engine("read postings"))?;
-                let norms: FieldNormReader =
-                    segment.get_fieldnorms_reader(field).map_err(engine("read field lengths"))?;
-                readers.push((inverted, norms));
-            }
-            let bits: Option<&DocBits> = filter_bits.as_ref().map(|b| &b[seg_ord]);
-            let eligible = |doc: u32| !segment.is_deleted(doc) && bits.is_none_or(|b| b.contains(doc));
-            let mut next = 0;
-            // Phase 1: every posting of the terms with the highest upper bounds.
-            while next < order.len() {
-                let (idf, per_field) = &query_terms[order[next]];
-                term_touched.clear();
-                for (f, term) in per_field.iter().enumerate() {
-                    let Some(term) = term else { continue };
-                    let (inverted, norms) = &readers[f];
-                    // Whole decoded blocks of (doc, tf) at a time; deleted documents are dropped later.
-                    let Some(mut block) = inverted
-                        .read_block_postings(term, IndexRecordOption::WithFreqs)
-                        .map_err(io_engine("read postings"))?
-                    else {
-                        continue;
-                    };
-                    let scale = &tf_scale[f];
-                    loop {
-                        let docs = block.docs();
-                        if docs.is_empty() {
-                            break;
-                        }
-                        for (&doc, &tf) in docs.iter().zip(block.freqs()) {
-                            let a = &mut acc[doc as usize];
-                            if a.pseudo == [0.0, 0.0] {
-                                term_touched.push(doc);
-                            }
-                            a.pseudo[f] += tf as f32 * scale[norms.fieldnorm_id(doc) as usize];
-                        }
-                        block.advance();
-                    }
-                }
-                add_term_scores(acc, term_touched, touched, *idf, params.k1, true);
-                next += 1;
-                if query.exhaustive || next == order.len() || k == 0 {
-                    continue;
-                }
-                // θ: a lower bound of the final k-th best score.
-                let global = if heap.len() == k { heap.peek().map_or(f32::MIN, |r| r.0.score) } else { f32::MIN };
-                let local = kth_best(
-                    touched.iter().filter(|&&d| eligible(d)).map(|&d| acc[d as usize].total),
-                    k,
-                    threshold_buf,
-                );
-                let theta = global.max(local.unwrap_or(f32::MIN));
-                if theta > f32::MIN && rest[next] < theta * (1.0 - 1e-5) {
-                    pruned = true;
-                    // Phase 2: only documents that can still reach θ; their remaining postings by seeking.
-                    let margin = theta * (1.0 - 1e-5) - rest[next];
-                    let mut candidates: Vec<u32> =
-                        touched.iter().copied().filter(|&d| eligible(d) && acc[d as usize].total >= margin).collect();
-                    candidates.sort_unstable();
-                    for &t in &order[next..] {
-                        let (idf, per_field) = &query_terms[t];
-                        term_touched.clear();
-                        for (f, term) in per_field.iter().enumerate() {
-                            let Some(term) = term else { continue };
-                            let (inverted, norms) = &readers[f];
-                            let Some(mut postings) = inverted
-                                .read_postings(term, IndexRecordOption::WithFreqs)
-                                .map_err(io_engine("read postings"))?
-                            else {
-                                continue;
-                            };
-                            for &c in &candidates {
-                                let mut doc = postings.doc();
-                                if doc < c {
-                                    doc = postings.seek(c);
-                                }
-                                if doc == TERMINATED {
-                                    break;
-                                }
-                                if doc == c {
-                                    let a = &mut acc[c as usize];
-                                    if a.pseudo == [0.0, 0.0] {
-                                        term_touched.push(c);
-                                    }
-                                    let tf = tantivy::postings::Postings::term_freq(&postings) as f32;
-                                    a.pseudo[f] += tf * tf_scale[f][norms.fieldnorm_id(c) as usize];
-                                }
-                            }
-                        }
-                        add_term_scores(acc, term_touched, touched, *idf, params.k1, false);
-                    }
-                    break;
-                }
-            }
-            for &doc in scratch.touched.iter() {
-                if !eligible(doc) {
-                    continue;
-                }
-                matched += 1;
-                let a = scratch.acc[doc as usize];
-                let entry = Ranked { score: a.total, seg: seg_ord as u32, doc, title: a.title };
-                if heap.len() < k {
-                    heap.push(Reverse(entry));
-                } else if let Some(&Reverse(worst)) = heap.peek() {
-                    if entry.score > worst.score {
-                        heap.pop();
-                        heap.push(Reverse(entry));
-                        // every tie scores the old worst: keep them only while it is still the worst
-                        if heap.peek().is_some_and(|r| r.0.score > worst.score) {
-                            ties.clear();
-                        } else {
-                            ties.push(worst);
-                        }
-                    } else if entry.score == worst.score {
-                        ties.push(entry);
-                    }
-                }
-            }
-            scratch.clear();
-            SCRATCH.with(|s| *s.borrow_mut() = scratch);
         }
-        let mut ranked: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).chain(ties).collect();
-        self.rank_by_score_then_id(&searcher, &mut ranked, k)?;
-        let scored = Instant::now();
+        for &doc in scratch.touched.iter() {
+            if eligible(doc) {
+                let a = scratch.acc[doc as usize];
+                top.offer(Ranked { score: a.total, seg: seg_ord as u32, doc, title: a.title });
+            }
+        }
+        scratch.clear();
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        Ok(pruned)
+    }
 
+    /// The ranked documents as hits, with each field's share of the score, and their ids (or documents).
+    fn hits(
+        &self,
+        searcher: &tantivy::Searcher,
+        ranked: &[Ranked],
+        with_documents: bool,
+    ) -> Result<Vec<Hit>, TextError> {
         let mut hits = Vec::with_capacity(ranked.len());
-        let mut ids = if query.with_documents { Vec::new() } else { self.ids_of(&searcher, &ranked)? }.into_iter();
+        let mut ids = if with_documents { Vec::new() } else { self.ids_of(searcher, ranked)? }.into_iter();
         for (i, r) in ranked.iter().enumerate() {
             let parts = [r.title, (r.score - r.title).max(0.0)];
             let fields: Vec<(String, f32)> =
                 TEXT_FIELDS.iter().zip(parts).filter(|(_, s)| *s > 0.0).map(|(n, s)| ((*n).to_owned(), s)).collect();
-            let address = DocAddress::new(r.seg, r.doc);
-            let (id, document) = if query.with_documents {
-                let doc = self.load(address)?;
+            let (id, document) = if with_documents {
+                let doc = self.load(DocAddress::new(r.seg, r.doc))?;
                 (doc.id.clone(), Some(doc))
             } else {
                 (ids.next().expect("one id per ranked hit"), None)
@@ -302,15 +256,7 @@ impl TextIndex {
                 document,
             });
         }
-        let fetched = Instant::now();
-        let us = |a: Instant, b: Instant| b.duration_since(a).as_micros() as u64;
-        let timings = vec![
-            StageTiming { stage: "analyze".into(), micros: us(started, analyzed) },
-            StageTiming { stage: "stats".into(), micros: us(analyzed, prepared) },
-            StageTiming { stage: "bm25".into(), micros: us(prepared, scored) },
-            StageTiming { stage: "fetch".into(), micros: us(scored, fetched) },
-        ];
-        Ok(Bm25Results { hits, matched, pruned, terms, timings })
+        Ok(hits)
     }
 
     /// The best `k` of `ranked`, best score first, equal scores in id order (bytewise), so that a result does
@@ -355,6 +301,158 @@ impl TextIndex {
                 DocId::parse(id, usize::MAX).map_err(|e| corrupt(&e.to_string()))
             })
             .collect()
+    }
+}
+
+/// What every segment's scoring shares: the parameters, the fields' average lengths, the query's terms with
+/// their idf, the order they are scored in and the bounds of what the terms after each can add.
+struct Prepared {
+    params: Bm25Params,
+    field_boosts: [f32; 2],
+    avgdl: [f32; 2],
+    terms: Vec<(f32, [Option<Term>; 2])>,
+    order: Vec<usize>,
+    rest: Vec<f32>,
+    filter_bits: Option<Vec<DocBits>>,
+}
+
+/// One segment's postings and field lengths for the two text fields, with `weight_f / (1 − b + b·len/avgdl_f)`
+/// precomputed for every encoded field length.
+struct SegmentPostings {
+    tf_scale: [[f32; 256]; 2],
+    readers: Vec<(Arc<tantivy::InvertedIndexReader>, FieldNormReader)>,
+}
+
+impl SegmentPostings {
+    fn open(
+        fields: &crate::schema::Fields,
+        segment: &tantivy::SegmentReader,
+        prep: &Prepared,
+    ) -> Result<SegmentPostings, TextError> {
+        let mut tf_scale = [[0f32; 256]; 2];
+        let mut readers = Vec::with_capacity(2);
+        for (f, &field) in fields.text_fields().iter().enumerate() {
+            for (id, slot) in tf_scale[f].iter_mut().enumerate() {
+                let len = FieldNormReader::id_to_fieldnorm(id as u8) as f32;
+                let norm = bm25::length_norm(prep.params.b, len, prep.avgdl[f]);
+                *slot = bm25::field_tf(prep.field_boosts[f], 1.0, norm);
+            }
+            let inverted = segment.inverted_index(field).map_err(engine("read postings"))?;
+            let norms: FieldNormReader = segment.get_fieldnorms_reader(field).map_err(engine("read field lengths"))?;
+            readers.push((inverted, norms));
+        }
+        Ok(SegmentPostings { tf_scale, readers })
+    }
+
+    /// Phase 1: every posting of one term, whole decoded blocks of (doc, tf) at a time, into the accumulators
+    /// (deleted documents are dropped later).
+    fn add_all(&self, per_field: &[Option<Term>; 2], acc: &mut [Acc], touched: &mut Vec<u32>) -> Result<(), TextError> {
+        for (f, term) in per_field.iter().enumerate() {
+            let Some(term) = term else { continue };
+            let (inverted, norms) = &self.readers[f];
+            let Some(mut block) =
+                inverted.read_block_postings(term, IndexRecordOption::WithFreqs).map_err(io_engine("read postings"))?
+            else {
+                continue;
+            };
+            let scale = &self.tf_scale[f];
+            loop {
+                let docs = block.docs();
+                if docs.is_empty() {
+                    break;
+                }
+                for (&doc, &tf) in docs.iter().zip(block.freqs()) {
+                    let a = &mut acc[doc as usize];
+                    if a.pseudo == [0.0, 0.0] {
+                        touched.push(doc);
+                    }
+                    a.pseudo[f] += tf as f32 * scale[norms.fieldnorm_id(doc) as usize];
+                }
+                block.advance();
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase 2: one term's postings of the sorted `candidates` only, by seeking.
+    fn add_candidates(
+        &self,
+        per_field: &[Option<Term>; 2],
+        candidates: &[u32],
+        acc: &mut [Acc],
+        touched: &mut Vec<u32>,
+    ) -> Result<(), TextError> {
+        for (f, term) in per_field.iter().enumerate() {
+            let Some(term) = term else { continue };
+            let (inverted, norms) = &self.readers[f];
+            let Some(mut postings) =
+                inverted.read_postings(term, IndexRecordOption::WithFreqs).map_err(io_engine("read postings"))?
+            else {
+                continue;
+            };
+            for &c in candidates {
+                let mut doc = postings.doc();
+                if doc < c {
+                    doc = postings.seek(c);
+                }
+                if doc == TERMINATED {
+                    break;
+                }
+                if doc == c {
+                    let a = &mut acc[c as usize];
+                    if a.pseudo == [0.0, 0.0] {
+                        touched.push(c);
+                    }
+                    let tf = tantivy::postings::Postings::term_freq(&postings) as f32;
+                    a.pseudo[f] += tf * self.tf_scale[f][norms.fieldnorm_id(c) as usize];
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The best k across segments, with the documents tied with the k-th score (settled by id at the end, not by
+/// where a document happens to sit in the segments, which merges change), and the count of matches.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Reverse<Ranked>>,
+    ties: Vec<Ranked>,
+    matched: u64,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1), ties: Vec::new(), matched: 0 }
+    }
+
+    /// The k-th best score so far, once there are k.
+    fn worst(&self) -> Option<f32> {
+        (self.heap.len() == self.k).then(|| self.heap.peek().map(|r| r.0.score)).flatten()
+    }
+
+    fn offer(&mut self, entry: Ranked) {
+        self.matched += 1;
+        if self.heap.len() < self.k {
+            self.heap.push(Reverse(entry));
+        } else if let Some(&Reverse(worst)) = self.heap.peek() {
+            if entry.score > worst.score {
+                self.heap.pop();
+                self.heap.push(Reverse(entry));
+                // every tie scores the old worst: keep them only while it is still the worst
+                if self.heap.peek().is_some_and(|r| r.0.score > worst.score) {
+                    self.ties.clear();
+                } else {
+                    self.ties.push(worst);
+                }
+            } else if entry.score == worst.score {
+                self.ties.push(entry);
+            }
+        }
+    }
+
+    fn into_ranked(self) -> Vec<Ranked> {
+        self.heap.into_iter().map(|Reverse(r)| r).chain(self.ties).collect()
     }
 }
 

@@ -65,20 +65,8 @@ impl Engine {
                 Hit { id: c.id, rank: (req.offset + i) as u32 + 1, score, scores, document }
             })
             .collect();
-        Ok(SearchResponse {
-            hits,
-            degraded: !reasons.is_empty(),
-            reasons,
-            notes,
-            timings,
-            reranked,
-            bm25_matched: bm25.as_ref().map(|b| b.matched),
-            bm25,
-            dense,
-            cache,
-            total,
-            facets,
-        })
+        let degraded = !reasons.is_empty();
+        Ok(SearchResponse { hits, total, facets, reranked, degraded, reasons, notes, timings, bm25, dense, cache })
     }
 
     /// Adds to `documents` the stored documents of those `ids` it lacks.
