@@ -14,9 +14,10 @@ pub struct Hit {
     pub score: f32,
     pub scores: ScoreBreakdown,
     /// The stored document (`id`, `title`, `body` and the other fields), when the request asked for it.
+    /// Boxed: a hit moves through every stage, and most hits carry no document.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub document: Option<Document>,
+    pub document: Option<Box<Document>>,
 }
 
 /// Every stage's score for one hit. A stage that did not run (or did not retrieve this document) is `None`.

@@ -243,7 +243,7 @@ impl TextIndex {
                 TEXT_FIELDS.iter().zip(parts).filter(|(_, s)| *s > 0.0).map(|(n, s)| ((*n).to_owned(), s)).collect();
             let (id, document) = if with_documents {
                 let doc = self.load(DocAddress::new(r.seg, r.doc))?;
-                (doc.id.clone(), Some(doc))
+                (doc.id.clone(), Some(Box::new(doc)))
             } else {
                 (ids.next().expect("one id per ranked hit"), None)
             };

@@ -61,7 +61,7 @@ impl Engine {
                 if req.explain {
                     scores.timings = Some(timings.clone());
                 }
-                let document = if req.with_documents { documents.remove(&c.id) } else { None };
+                let document = if req.with_documents { documents.remove(&c.id).map(Box::new) } else { None };
                 Hit { id: c.id, rank: (req.offset + i) as u32 + 1, score, scores, document }
             })
             .collect();
