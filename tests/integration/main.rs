@@ -2,7 +2,7 @@
 //!
 //! One binary, a module per area (tantivy's and meilisearch's habit): `ingest` (bad input, idempotence,
 //! upsert, delete, formats), `durability` (SIGKILL during ingest), `demo` (the main job), `search` (the CLI's
-//! search output), `models` (rerank, embed, model files), `eval` (the evaluation harness).
+//! search output), `models` (rerank, embed, model files), `eval` (the evaluation harness), `serve` (`sieve serve` beside other processes writing to its index).
 
 mod demo;
 mod durability;
@@ -10,6 +10,7 @@ mod eval;
 mod ingest;
 mod models;
 mod search;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The body, the number of inputs, or one input is over a configured limit (413).
     PayloadTooLarge,
+    /// The client did not send the request body within `body_timeout_secs` (408).
+    RequestTimeout,
     /// The request conflicts with the index's state (e.g. embedding dimensions differ; writer locked) (409).
     Conflict,
     /// A model's queue is full; retry after `Retry-After` seconds (429).
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict => 409,
             ErrorCode::Overloaded => 429,
             ErrorCode::ModelNotLoaded => 501,
@@ -70,6 +73,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ModelNotLoaded => "model_not_loaded",

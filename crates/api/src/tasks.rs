@@ -79,6 +79,10 @@ pub struct Task {
     /// The document a delete removes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_id: Option<String>,
+    /// Why an enqueued task is not running yet: another process (such as `sieve ingest`) holds the index's
+    /// writer lock. The task runs once the lock is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
     /// How many times a restart picked the task up again.
     pub resumed: u32,
     /// Unix milliseconds.

@@ -96,6 +96,16 @@ pub struct ServeArgs {
     /// Finished tasks whose records are kept (the oldest go first) [default: 10000].
     #[arg(long, env = "SIEVE_MAX_FINISHED_TASKS")]
     pub max_finished_tasks: Option<usize>,
+    /// Seconds a client may take to send a request's headers; also how long an idle kept-alive connection
+    /// stays open [default: 10].
+    #[arg(long, env = "SIEVE_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a client may take to send a request's body; past it 408 [default: 60].
+    #[arg(long, env = "SIEVE_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Connections served at once; past it `/health` still answers and other routes get 503 [default: 4096].
+    #[arg(long, env = "SIEVE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 macro_rules! layer {
@@ -133,7 +143,10 @@ impl ServeArgs {
             vector_save_interval_secs,
             wait_timeout_secs,
             shutdown_grace_secs,
-            max_finished_tasks
+            max_finished_tasks,
+            header_timeout_secs,
+            body_timeout_secs,
+            max_connections
         );
         if self.embedder.is_some() {
             c.embedder = self.embedder.clone();

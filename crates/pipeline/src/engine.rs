@@ -3,6 +3,7 @@
 //! [stages](crate::stages) in order.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -113,6 +114,8 @@ pub struct Engine {
     pub(crate) search_params: (Option<usize>, Option<usize>),
     pub(crate) vector_save: SavePolicy,
     pub(crate) sync_lock: Mutex<()>,
+    /// The BM25 commit the engine was last brought up to date with (`u64::MAX` before the first sync).
+    pub(crate) synced_commit: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -185,6 +188,7 @@ impl Engine {
             search_params: (options.ef_search, options.exact_below),
             vector_save: options.vector_save,
             sync_lock: Mutex::new(()),
+            synced_commit: AtomicU64::new(u64::MAX),
         })
     }
 

@@ -3,6 +3,7 @@
 //! says). Searches read the graph through [`Engine::with_graph`] while a sync runs beside them.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -161,7 +162,10 @@ impl Engine {
         self.text.reload()?;
         let generation = self.text.generation()?;
         let mut report = SyncReport { generation, ..SyncReport::default() };
-        let Some(settings) = &self.settings else { return Ok(report) };
+        let Some(settings) = &self.settings else {
+            self.synced_commit.store(generation, Ordering::Release);
+            return Ok(report);
+        };
         let vdir = self.dir.as_ref().map(|d| d.join(VECTOR_DIR));
         if self.read_vectors().is_none() {
             let state = self.load_vectors(settings, vdir.as_deref(), generation, &mut report)?;
@@ -220,7 +224,20 @@ impl Engine {
             self.save_vectors(vdir, generation)?;
             report.saved = true;
         }
+        self.synced_commit.store(generation, Ordering::Release);
         Ok(report)
+    }
+
+    /// Brings the engine up to date with a commit made by another process (`sieve ingest`, `sieve delete`
+    /// into a served index): when the index's last commit on disk is not the one the engine last synced
+    /// with, reloads and syncs the graph. Cheap when nothing changed (one small file read). Returns what the
+    /// sync did, if it ran.
+    pub fn follow_commits(&self) -> Result<Option<SyncReport>, PipelineError> {
+        let on_disk = self.text.generation()?;
+        if self.synced_commit.load(Ordering::Acquire) == on_disk {
+            return Ok(None);
+        }
+        self.sync_vectors().map(Some)
     }
 
     /// Saves the vector graph if it changed since it was last saved (under [`SavePolicy::Interval`], the

@@ -190,7 +190,7 @@ pub fn router(state: SharedState) -> Router {
     app.with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests (at most `shutdown_grace_secs`) and
+/// Serves (through `conn.rs`'s accept loop) until `shutdown` resolves, then drains in-flight requests (at most `shutdown_grace_secs`) and
 /// stops the ingest threads (their unfinished tasks resume at the next start).
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -201,13 +201,14 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(state.clone());
     let st = state.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
         st.begin_stopping();
         let _ = stop_tx.send(());
-    });
-    let server = tokio::spawn(async move { server.await });
+    };
+    let server = crate::conn::run(listener, app, state.clone(), signal);
+    let server = tokio::spawn(server);
     // once the signal came, in-flight requests get `grace` to finish
     let drained = async {
         let _ = stop_rx.await;

@@ -73,6 +73,14 @@ pub struct ServerConfig {
     /// Finished tasks (succeeded or failed) whose records are kept, over all indexes; past it the oldest are
     /// removed with their files. The newest task is always kept, so ids keep increasing across restarts.
     pub max_finished_tasks: usize,
+    /// How long a client may take to send a request's headers, in seconds; the same bound closes a kept-alive
+    /// connection that sends no next request. Past it the connection is closed.
+    pub header_timeout_secs: u64,
+    /// How long a client may take to send a request's body, in seconds; past it 408.
+    pub body_timeout_secs: u64,
+    /// Connections served at once. Past it a connection gets one answer and is closed: `/health` still says
+    /// ok, every other route 503 with `Retry-After`; keep it under the process's open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +111,9 @@ impl Default for ServerConfig {
             wait_timeout_secs: 120,
             shutdown_grace_secs: 30,
             max_finished_tasks: 10_000,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -167,6 +178,9 @@ impl ServerConfig {
             ("max_queue", self.max_queue),
             ("ingest_batch_size", self.ingest_batch_size),
             ("max_finished_tasks", self.max_finished_tasks),
+            ("max_connections", self.max_connections),
+            ("header_timeout_secs", self.header_timeout_secs as usize),
+            ("body_timeout_secs", self.body_timeout_secs as usize),
         ] {
             if v == 0 {
                 return bad(field, "a number > 0", "0".into());

@@ -169,6 +169,7 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::MethodNotAllowed,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::RequestTimeout,
             ErrorCode::Conflict,
             ErrorCode::Overloaded,
             ErrorCode::ModelNotLoaded,

@@ -78,12 +78,31 @@ pub struct RawBody {
 impl FromRequest<SharedState> for RawBody {
     type Rejection = ApiError;
 
+    /// A `Content-Length` over the limit is refused before a byte of the body is read; a body that does not
+    /// arrive within `body_timeout_secs` gets 408.
     async fn from_request(req: Request, state: &SharedState) -> Result<Self, ApiError> {
         let limit = state.config.max_body_bytes;
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-            ApiError::too_large(format!("the request body is over the limit of {limit} bytes (max_body_bytes)"))
-        })?;
+        let declared =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if let Some(len) = declared.filter(|&len| len > limit as u64) {
+            return Err(ApiError::too_large(format!(
+                "the request body is {len} bytes (Content-Length), over the limit of {limit} bytes (max_body_bytes)"
+            )));
+        }
+        let secs = state.config.body_timeout_secs;
+        let read = axum::body::to_bytes(req.into_body(), limit);
+        let bytes = match tokio::time::timeout(Duration::from_secs(secs), read).await {
+            Ok(read) => read.map_err(|_| {
+                ApiError::too_large(format!("the request body is over the limit of {limit} bytes (max_body_bytes)"))
+            })?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!("the request body did not arrive within {secs} s (body_timeout_secs)"),
+                ))
+            }
+        };
         Ok(RawBody { bytes, content_type })
     }
 }

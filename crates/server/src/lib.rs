@@ -13,11 +13,12 @@
 
 //!
 //! Modules in dependency order (each uses only those before it): [`config`], [`error`], [`convert`] (wire ↔
-//! engine), [`metrics`], [`tasks`], [`state`], `extract`, `routes`, `openapi`, [`app`] (router, middleware,
-//! serve). The wire types are the `sieve-api` crate, re-exported as [`api`].
+//! engine), [`metrics`], [`tasks`], [`state`], `extract`, `routes`, `openapi`, `conn` (the accept loop: header timeout, connection limit), [`app`]
+//! (router, middleware, serve). The wire types are the `sieve-api` crate, re-exported as [`api`].
 
 pub mod app;
 pub mod config;
+mod conn;
 pub mod convert;
 pub mod error;
 mod extract;

@@ -61,6 +61,9 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     degraded: AtomicU64,
     abandoned: AtomicU64,
+    /// Connections open now (served), and those answered once and closed at the connection limit.
+    open_connections: AtomicU64,
+    refused_connections: AtomicU64,
     /// Worker stats to read at render time: (worker name, stats).
     workers: Mutex<Vec<(String, Arc<WorkerStats>)>>,
 }
@@ -107,6 +110,20 @@ impl Metrics {
     /// A request whose client went away before its answer (its queued model work is then skipped).
     pub fn abandoned(&self) {
         self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection is served (`+1`) or closed (`-1`).
+    pub fn connection(&self, opened: bool) {
+        if opened {
+            self.open_connections.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.open_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection over `max_connections`: answered once (`/health` ok, else 503) and closed.
+    pub fn connection_refused(&self) {
+        self.refused_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text exposition format; `extra` adds gauges the caller knows (documents per index, tasks).
@@ -167,6 +184,20 @@ impl Metrics {
             "counter",
             "Requests whose client disconnected before the answer was sent.",
             self.abandoned.load(Ordering::Relaxed) as f64,
+        );
+        single(
+            &mut out,
+            "sieve_http_connections_open",
+            "gauge",
+            "Connections being served now.",
+            self.open_connections.load(Ordering::Relaxed) as f64,
+        );
+        single(
+            &mut out,
+            "sieve_http_connections_refused_total",
+            "counter",
+            "Connections over max_connections, answered once (/health ok, else 503) and closed.",
+            self.refused_connections.load(Ordering::Relaxed) as f64,
         );
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let per_worker = |f: &dyn Fn(&WorkerStats) -> f64| -> Vec<(String, f64)> {

@@ -327,8 +327,18 @@ async fn answer_task(state: &SharedState, task: Task, wait: bool) -> Response {
     } else {
         task
     };
-    let status = if task.status.finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let location = format!("/v1/tasks/{}", task.id);
+    if let (true, false, Some(why)) = (wait, task.status.finished(), &task.blocked) {
+        // the write is stored and will run; it cannot now, and a waiting client should know at once
+        let message =
+            format!("{why}; task {} is stored and runs once the lock is released (follow it at {location})", task.id);
+        let mut r = ApiError::new(ErrorCode::Conflict, message).into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return r;
+    }
+    let status = if task.status.finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut r = (status, Json(task)).into_response();
     if let Ok(v) = header::HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);

@@ -3,20 +3,20 @@
 //! the same checkpointed loop as `sieve ingest`, so a task cut short by a shutdown or a crash resumes from
 //! its last commit when the server starts again (it is reported with `resumed`), and never half-applies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 pub use sieve_api::{RowFailure, Task, TaskKind, TaskStatus};
 use sieve_core::{Checkpoint, DocId};
 use sieve_ingest::{ingest_source, BatchSink, Event, Format, IngestOptions, Input, Progress, RejectReport};
-use sieve_pipeline::{Engine, SavePolicy};
-use sieve_text::WriterOptions;
+use sieve_pipeline::{Engine, PipelineError, SavePolicy};
+use sieve_text::{TextError, WriterOptions};
 
 use crate::config::ServerConfig;
 
@@ -244,7 +244,7 @@ impl TaskStore {
         loop {
             let notified = self.changed.notified();
             let task = self.get(id)?;
-            if task.status.finished() {
+            if task.status.finished() || task.blocked.is_some() {
                 return Some(task);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -253,9 +253,11 @@ impl TaskStore {
         }
     }
 
-    /// Runs one task against `engine` (on the index's ingest thread).
-    pub fn run(&self, engine: &Engine, id: u64, batch_size: usize) {
-        let Some(task) = self.get(id) else { return };
+    /// Runs one task against `engine` (on the index's ingest thread). A task that cannot get the index's
+    /// writer (another process holds it) goes back to `enqueued`, says why in `blocked`, and is tried again
+    /// later; it is never failed for that.
+    pub fn run(&self, engine: &Engine, id: u64, batch_size: usize) -> Ran {
+        let Some(task) = self.get(id) else { return Ran::Finished };
         self.update(id, |t| {
             t.status = TaskStatus::Processing;
             t.started_at = Some(now_ms());
@@ -265,8 +267,28 @@ impl TaskStore {
             TaskKind::Upsert => self.run_upsert(engine, &task, batch_size),
             TaskKind::Delete => self.run_delete(engine, &task),
         };
+        let outcome = match outcome {
+            Err(RunError::Locked(why)) => {
+                let first = self.get(id).is_some_and(|t| t.blocked.is_none());
+                self.update(id, |t| {
+                    t.status = TaskStatus::Enqueued;
+                    t.started_at = None;
+                    t.blocked = Some(why.clone());
+                });
+                self.persist_logged(id);
+                self.changed.notify_waiters();
+                if first {
+                    tracing::warn!("index {}: task {id} waits for the writer lock: {why}", task.index);
+                }
+                return Ran::Blocked;
+            }
+            Err(RunError::Failed(e)) => Err(e),
+            Ok(()) => Ok(()),
+        };
+        self.update(id, |t| t.blocked = None);
         let synced = outcome.and_then(|()| engine.sync_vectors().map(|_| ()).map_err(|e| e.to_string()));
         self.finish(id, &task.index, synced);
+        Ran::Finished
     }
 
     /// Records how task `id` ended and makes it durable, removes the body of a success and the tasks now past
@@ -295,13 +317,13 @@ impl TaskStore {
         self.changed.notify_waiters();
     }
 
-    fn run_upsert(&self, engine: &Engine, task: &Task, batch_size: usize) -> Result<(), String> {
+    fn run_upsert(&self, engine: &Engine, task: &Task, batch_size: usize) -> Result<(), RunError> {
         let payload = self.payload_path(&task.index, task.id);
         if !payload.is_file() {
-            return Err(format!("the task's stored body {} is missing", payload.display()));
+            return Err(format!("the task's stored body {} is missing", payload.display()).into());
         }
         let key = std::fs::canonicalize(&payload).map_err(|e| e.to_string())?.display().to_string();
-        let mut inner = engine.sink(WriterOptions { threads: 1, memory_bytes: 64 << 20 }).map_err(|e| e.to_string())?;
+        let mut inner = engine.sink(WriterOptions { threads: 1, memory_bytes: 64 << 20 }).map_err(RunError::sink)?;
         let mut sink = Pruned::new(&mut inner, self.dir(&task.index));
         let options = IngestOptions { batch_size, format: Some(Format::Jsonl), ..IngestOptions::default() };
         let rejects = self.rejects_path(&task.index, task.id);
@@ -316,14 +338,14 @@ impl TaskStore {
         let errors = read_rejects(&rejects);
         self.update(task.id, |t| t.errors = errors);
         result.map_err(|e| e.to_string())?;
-        finished.map_err(|e| e.to_string())
+        Ok(finished.map_err(|e| e.to_string())?)
     }
 
-    fn run_delete(&self, engine: &Engine, task: &Task) -> Result<(), String> {
+    fn run_delete(&self, engine: &Engine, task: &Task) -> Result<(), RunError> {
         let id = task.document_id.as_deref().ok_or("a delete task without a document id")?;
         let id = DocId::parse(id, usize::MAX).map_err(|e| e.to_string())?;
         let present = engine.text().get_many(std::slice::from_ref(&id)).map_err(|e| e.to_string())?;
-        let mut inner = engine.sink(WriterOptions { threads: 1, memory_bytes: 32 << 20 }).map_err(|e| e.to_string())?;
+        let mut inner = engine.sink(WriterOptions { threads: 1, memory_bytes: 32 << 20 }).map_err(RunError::sink)?;
         inner.delete(&id);
         let mut sink = Pruned::new(&mut inner, self.dir(&task.index));
         let checkpoint = sink.committed();
@@ -332,6 +354,43 @@ impl TaskStore {
         let deleted = present.first().is_some_and(Option::is_some) as u64;
         self.update(task.id, |t| t.deleted = deleted);
         Ok(())
+    }
+}
+
+/// What [`TaskStore::run`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// Succeeded or failed; the next task may run.
+    Finished,
+    /// Waiting for the index's writer lock; try it again later, before any later task.
+    Blocked,
+}
+
+/// Why a task did not run through.
+enum RunError {
+    /// Another process holds the index's writer lock.
+    Locked(String),
+    Failed(String),
+}
+
+impl RunError {
+    fn sink(e: PipelineError) -> RunError {
+        match e {
+            PipelineError::Text(e @ TextError::Locked { .. }) => RunError::Locked(e.to_string()),
+            e => RunError::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<String> for RunError {
+    fn from(e: String) -> RunError {
+        RunError::Failed(e)
+    }
+}
+
+impl From<&str> for RunError {
+    fn from(e: &str) -> RunError {
+        RunError::Failed(e.to_owned())
     }
 }
 
@@ -349,6 +408,7 @@ fn new_task(id: u64, index: &str, kind: TaskKind, received: u64, document_id: Op
         errors: Vec::new(),
         error: None,
         document_id,
+        blocked: None,
         resumed: 0,
         enqueued_at: now_ms(),
         started_at: None,
@@ -455,42 +515,101 @@ pub fn spawn_ingest_thread(
     let handle = std::thread::Builder::new()
         .name(format!("ingest-{name}"))
         .spawn(move || {
-            let flush = || match engine.flush_vectors() {
-                Ok(true) => tracing::debug!("index {name}: vector graph saved"),
-                Ok(false) => {}
-                Err(e) => tracing::error!("index {name}: could not save the vector graph: {e}"),
-            };
-            loop {
-                let id = match idle {
-                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    Some(idle) => rx.recv_timeout(idle),
-                };
-                let id = match id {
-                    Ok(id) => id,
-                    Err(RecvTimeoutError::Timeout) => {
-                        flush();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                };
-                if store.shutting_down() {
-                    // left enqueued on disk: the next start runs it
-                    continue;
-                }
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.run(&engine, id, batch_size)));
-                if run.is_err() {
-                    store.update(id, |t| {
-                        t.status = TaskStatus::Failed;
-                        t.error = Some("the ingest thread panicked on this task".into());
-                        t.finished_at = Some(now_ms());
-                    });
-                    store.persist_logged(id);
-                }
-            }
-            if idle.is_some() {
-                flush();
-            }
+            let mut thread = IngestThread { name, store, engine, batch_size, idle, backlog: VecDeque::new() };
+            thread.serve(&rx);
         })
         .expect("spawn ingest thread");
     (tx, handle)
+}
+
+/// How often an index's ingest thread wakes without work: to follow commits other processes made, to retry a
+/// task blocked on the writer lock, and to save the vector graph once writes paused.
+const TICK: Duration = Duration::from_secs(1);
+
+/// One index's ingest thread: runs its tasks in order, one at a time.
+struct IngestThread {
+    name: String,
+    store: Arc<TaskStore>,
+    engine: Arc<Engine>,
+    batch_size: usize,
+    /// `SavePolicy::Interval`: the graph is saved once writes paused this long.
+    idle: Option<Duration>,
+    /// Tasks received and not run yet, in order; the first may be blocked on the writer lock.
+    backlog: VecDeque<u64>,
+}
+
+impl IngestThread {
+    fn serve(&mut self, rx: &mpsc::Receiver<u64>) {
+        let mut blocked = false;
+        let mut unsaved_since: Option<Instant> = None;
+        loop {
+            let wait = if self.backlog.is_empty() || blocked { TICK } else { Duration::ZERO };
+            match rx.recv_timeout(wait) {
+                Ok(id) => {
+                    self.backlog.push_back(id);
+                    if !blocked {
+                        continue; // take everything that is waiting, then run
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.follow_commits();
+            if let (Some(idle), Some(since)) = (self.idle, unsaved_since) {
+                if since.elapsed() >= idle {
+                    self.flush();
+                    unsaved_since = None;
+                }
+            }
+            let Some(&id) = self.backlog.front() else { continue };
+            if self.store.shutting_down() {
+                // left enqueued on disk: the next start runs it
+                self.backlog.pop_front();
+                continue;
+            }
+            blocked = self.run(id) == Ran::Blocked;
+            if !blocked {
+                self.backlog.pop_front();
+                unsaved_since = Some(Instant::now());
+            }
+        }
+        if self.idle.is_some() {
+            self.flush();
+        }
+    }
+
+    fn run(&self, id: u64) -> Ran {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.store.run(&self.engine, id, self.batch_size)
+        }));
+        run.unwrap_or_else(|_| {
+            self.store.update(id, |t| {
+                t.status = TaskStatus::Failed;
+                t.error = Some("the ingest thread panicked on this task".into());
+                t.finished_at = Some(now_ms());
+            });
+            self.store.persist_logged(id);
+            Ran::Finished
+        })
+    }
+
+    /// Another process (`sieve ingest`, `sieve delete`) may have committed to this index: search and info
+    /// then see it within a tick.
+    fn follow_commits(&self) {
+        match self.engine.follow_commits() {
+            Ok(Some(report)) => {
+                tracing::info!("index {}: followed commit {} made by another process", self.name, report.generation)
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("index {}: could not follow the latest commit: {e}", self.name),
+        }
+    }
+
+    fn flush(&self) {
+        match self.engine.flush_vectors() {
+            Ok(true) => tracing::debug!("index {}: vector graph saved", self.name),
+            Ok(false) => {}
+            Err(e) => tracing::error!("index {}: could not save the vector graph: {e}", self.name),
+        }
+    }
 }

@@ -996,3 +996,123 @@ fn every_response_has_a_request_id_that_follows_the_request_into_the_model_worke
     }
     assert!(ours.iter().any(|l| l.contains("answered") && l.contains("status=200")), "{}", ours.join("\n"));
 }
+
+/// Writes `raw` on a new connection and reads until the server closes it: the status line (or "closed"
+/// when the server closed without answering).
+fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).lines().next().map_or_else(|| "closed".to_owned(), str::to_owned)
+}
+
+/// How many connections this process may open (its soft open-file limit, from /proc).
+fn open_file_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default();
+    line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).unwrap_or(1024)
+}
+
+/// `n` connections that send half a request line and stop.
+fn stalled_connections(a: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(b"GET /health HT").unwrap();
+            s
+        })
+        .collect()
+}
+
+/// Each stalled connection is closed by the server, without an answer (the old server kept them forever).
+fn assert_closed_without_answer(conns: &mut [TcpStream]) {
+    for s in conns {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(n) => panic!("a stalled connection got an answer: {:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) => panic!("a stalled connection was left open: {e}"),
+        }
+    }
+}
+
+/// 5,000 connections that send partial headers neither stall `/health` nor searches, and are closed by the
+/// header timeout; a declared body over the limit gets 413 at once, a body that stops arriving 408, and an idle
+/// kept-alive connection is closed.
+#[test]
+fn slow_and_stalled_clients_are_cut_off_and_health_and_search_answer_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.config.header_timeout_secs = 2;
+    setup.config.body_timeout_secs = 2;
+    setup.config.max_connections = 20_000;
+    let server = setup.start();
+    let a = server.addr;
+    assert_eq!(post(a, "/v1/documents?wait=true", &products()).status, 200);
+
+    // this process holds both ends of each connection: fewer where the open-file limit is low
+    let n = 5_000.min(open_file_limit().saturating_sub(500) / 2);
+    let mut hogs = stalled_connections(a, n);
+    let t = Instant::now();
+    let health = get(a, "/health");
+    assert_eq!((health.status, health.json()["status"].as_str()), (200, Some("ok")), "{}", health.text());
+    let search = post(a, "/v1/search", &json!({"query": "laptop", "rerank": false}));
+    assert_eq!(search.status, 200, "{}", search.text());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "health and a search took {:?} beside {n} stalled connections",
+        t.elapsed()
+    );
+    assert_closed_without_answer(&mut hogs);
+    drop(hogs);
+    wait_for("the stalled connections to be gone", || metric(a, &[], "sieve_http_connections_open") <= 1.0);
+
+    // a declared body over the limit is refused before it is read
+    let huge = b"POST /v1/documents HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\nContent-Length: 999999999999\r\n\r\n{";
+    assert!(raw_exchange(a, huge).contains(" 413 "), "413 at once");
+    // a body that stops arriving gets 408
+    let trickle = b"POST /v1/search HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"query\"";
+    assert!(raw_exchange(a, trickle).contains(" 408 "), "408 after body_timeout_secs");
+    // a kept-alive connection that sends nothing more is closed after the header timeout
+    let mut idle = TcpStream::connect(a).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match idle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("the idle connection was not closed: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "the request is answered, then the idle connection closed: {text}");
+}
+
+/// Past `max_connections`, `/health` still says ok and every other route 503 with `Retry-After`; once the
+/// stalled connections time out, the server serves again.
+#[test]
+fn past_the_connection_limit_health_answers_and_the_rest_is_told_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.config.header_timeout_secs = 2;
+    setup.config.max_connections = 100;
+    let server = setup.start();
+    let a = server.addr;
+    let mut hogs = stalled_connections(a, 300);
+    wait_for("the limit to be reached", || get(a, "/v1/info").status == 503);
+    let health = get(a, "/health");
+    assert_eq!((health.status, health.json()["status"].as_str()), (200, Some("ok")), "{}", health.text());
+    let busy = post(a, "/v1/search", &json!({"query": "laptop"}));
+    assert_eq!((busy.status, busy.code()), (503, "unavailable".to_owned()), "{}", busy.text());
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_closed_without_answer(&mut hogs);
+    drop(hogs);
+    wait_for("the server to serve again", || get(a, "/v1/info").status == 200);
+    assert!(metric(a, &[], "sieve_http_connections_refused_total") > 0.0);
+}
