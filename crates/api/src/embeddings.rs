@@ -36,6 +36,7 @@ pub struct EmbeddingsBody {
     pub model: Option<String>,
     /// Matryoshka: keep this many leading components, then L2-normalise.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub dimensions: Option<usize>,
     pub encoding_format: Option<EncodingFormat>,
     pub user: Option<String>,

@@ -12,6 +12,7 @@
 
 pub mod embeddings;
 pub mod error;
+pub mod int;
 pub mod rerank;
 pub mod search;
 pub mod system;

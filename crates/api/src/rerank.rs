@@ -30,6 +30,7 @@ pub struct RerankBody {
     /// TEI: strings (the answer is then TEI's bare array).
     pub texts: Option<Vec<String>>,
     /// Results to return, best first (absent or 0: all).
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub top_n: Option<usize>,
     /// Include each document's text in the results.
     pub return_documents: Option<bool>,
@@ -44,8 +45,10 @@ pub struct RerankBody {
     /// TEI: `score` is the yes/no logit difference instead of the probability.
     pub raw_scores: Option<bool>,
     /// Cohere: tokens per document.
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub max_tokens_per_doc: Option<usize>,
     /// Tokens per (query, document) pair, template included.
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub max_length: Option<usize>,
     /// Serve pairs scored before from the server's rerank score cache (default true); false scores every
     /// document with the model (and still stores the scores).

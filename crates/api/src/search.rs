@@ -48,16 +48,20 @@ pub struct SearchBody {
     pub rerank: Option<bool>,
     /// Candidates the cross-encoder rescores (default 50).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub window: Option<usize>,
     /// The reranker's task instruction (Qwen3-Reranker's instruct slot).
     pub instruction: Option<String>,
     /// Tokens per (query, document) pair given to the reranker, template included.
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub max_length: Option<usize>,
     /// Hits per page (default 10).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub limit: Option<usize>,
     /// Hits of the final ranked set to skip.
     #[schema(minimum = 0, maximum = 999)]
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub offset: Option<usize>,
     /// Filters such as `brand=sony`, `price<300`, `category=audio/headphones`, `published_at>=2024-01-01`.
     #[serde(default)]
@@ -68,15 +72,18 @@ pub struct SearchBody {
     pub facets: Vec<FacetField>,
     /// Values per facet (default 10).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub facet_size: Option<usize>,
     /// `price:asc`, `price:desc`, `published_at:asc` or `published_at:desc` (default: relevance).
     pub sort: Option<String>,
     pub fusion: Option<FusionBody>,
     /// Candidates each leg recalls (default 100).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub recall_k: Option<usize>,
     /// HNSW candidate list size.
     #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub ef: Option<usize>,
     /// Query language for BM25 analysis (e.g. `zh`, `en`).
     pub lang: Option<String>,

@@ -71,6 +71,10 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
     }
     req.explain = body.explain;
     req.with_documents = body.with_documents.unwrap_or(true);
+    if let Some(w) = body.window.filter(|&w| w == 0 || w > sieve_pipeline::MAX_DEPTH) {
+        // the schema's range holds whether or not this request reranks
+        return Err(ApiError::invalid("window", "1..=1000", w));
+    }
     if body.rerank.unwrap_or(rerank_by_default) {
         req.rerank = Some(RerankRequest {
             window: body.window.unwrap_or(RerankRequest::default().window),
@@ -164,6 +168,14 @@ mod tests {
             "`window`: expected 1..=1000, found 1001"
         );
         assert!(err(serde_json::json!({"query": "q", "sort": "colour"})).starts_with("`sort`: expected `price:asc`"));
+        // the schema's ranges hold whether the field is used or not
+        assert_eq!(
+            err(serde_json::json!({"query": "q", "rerank": false, "window": 0})),
+            "`window`: expected 1..=1000, found 0"
+        );
+        // integral floats are whole numbers (JSON Schema's `integer`)
+        let req = search_request(&body(serde_json::json!({"query": "q", "ef": 278.0, "limit": 5.0})), false).unwrap();
+        assert_eq!((req.ef, req.k), (Some(278), 5));
     }
 
     #[test]

@@ -402,6 +402,10 @@ pub async fn add_documents(
                     ))
                 }
             };
+            if let Some((i, item)) = items.iter().enumerate().find(|(_, v)| !v.is_object()) {
+                // the schema says an array of document objects; NDJSON lines are rows (rejected one by one)
+                return Err(ApiError::invalid(&format!("body[{i}]"), "a document object", json_kind(item)));
+            }
             let mut bytes = Vec::with_capacity(body.bytes.len() + items.len());
             for item in &items {
                 serde_json::to_writer(&mut bytes, item).expect("a JSON value serializes");

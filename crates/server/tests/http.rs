@@ -1116,3 +1116,27 @@ fn past_the_connection_limit_health_answers_and_the_rest_is_told_to_retry() {
     wait_for("the server to serve again", || get(a, "/v1/info").status == 200);
     assert!(metric(a, &[], "sieve_http_connections_refused_total") > 0.0);
 }
+
+/// What the OpenAPI document says is what the server takes: integral floats are integers, `window` keeps its
+/// range without a rerank, and a JSON array body holds document objects (NDJSON lines stay rows).
+#[test]
+fn requests_are_taken_as_the_openapi_document_describes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Setup::new(dir.path()).start();
+    let a = server.addr;
+    assert_eq!(post(a, "/v1/documents?wait=true", &products()).status, 200);
+    let r = post(a, "/v1/search", &json!({"query": "laptop", "ef": 278.0, "limit": 3.0, "rerank": false}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["limit"], 3);
+    let r = post(a, "/v1/search", &json!({"query": "laptop", "limit": 2.5}));
+    assert_eq!((r.status, r.code()), (422, "invalid_request".to_owned()), "{}", r.text());
+    let r = post(a, "/v1/search", &json!({"query": "laptop", "rerank": false, "window": 0}));
+    assert_eq!((r.status, r.json()["message"].as_str()), (422, Some("`window`: expected 1..=1000, found 0")));
+    let r = post(a, "/v1/rerank", &json!({"query": "laptop", "documents": ["a laptop"], "top_n": 1.0}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(a, "/v1/documents", &json!([0.0]));
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (422, Some("`body[0]`: expected a document object, found a number"))
+    );
+}
