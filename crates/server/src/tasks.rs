@@ -496,9 +496,10 @@ impl Progress for TaskProgress<'_> {
     }
 }
 
-/// The ingest thread of one index: runs its tasks in order until the queue closes. Under an interval save
-/// policy it also writes the vector graph the interval held back, once no task came for an interval, and
-/// when the queue closes (shutdown).
+/// The ingest thread of one index: runs its tasks in order until the queue closes. It wakes every [`TICK`]
+/// to follow commits other processes made to the index, and to retry a task blocked on the writer lock (before
+/// any later task). Under an interval save policy it also writes the vector graph the interval held back, once
+/// no task ran for an interval, and when the queue closes (shutdown).
 pub fn spawn_ingest_thread(
     name: &str,
     store: Arc<TaskStore>,
