@@ -29,7 +29,7 @@ pub use models::{
     CachedRerank, EmbedJob, EmbedderHandle, ModelHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS,
     RERANK_BATCH_TOKENS,
 };
-pub use request::{Fusion, FusionMethod, Legs, Mode, RerankRequest, SearchRequest, MAX_DEPTH, MAX_EF};
+pub use request::{check_window, Fusion, FusionMethod, Legs, Mode, RerankRequest, SearchRequest, MAX_DEPTH, MAX_EF};
 pub use response::{Bm25Report, DenseReport, SearchResponse};
 pub use sieve_core::{FacetCount, FacetField, SortBy, SortField, SortOrder};
 pub use sieve_text::{Bm25Params, IndexSettings, WriterOptions};

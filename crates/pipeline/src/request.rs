@@ -15,6 +15,18 @@ pub const MAX_DEPTH: usize = 1_000;
 /// Largest HNSW candidate list a request may ask for.
 pub const MAX_EF: usize = 10_000;
 
+/// The rerank window's range (`1..=MAX_DEPTH`), for a front end that takes a window without reranking too.
+pub fn check_window(window: usize) -> Result<(), PipelineError> {
+    if window == 0 || window > MAX_DEPTH {
+        return Err(PipelineError::BadRequest {
+            field: "rerank.window",
+            expected: "1..=1000",
+            found: window.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// A retrieval mode by name: which legs run and whether the cross-encoder reranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Mode {
@@ -275,7 +287,7 @@ impl SearchRequest {
             }
         }
         if let Some(rr) = &self.rerank {
-            depth("rerank.window", rr.window)?;
+            check_window(rr.window)?;
             if rr.max_length == Some(0) {
                 return Err(bad("rerank.max_length", "a number of tokens > 0", "0".into()));
             }

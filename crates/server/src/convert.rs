@@ -71,9 +71,13 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
     }
     req.explain = body.explain;
     req.with_documents = body.with_documents.unwrap_or(true);
-    if let Some(w) = body.window.filter(|&w| w == 0 || w > sieve_pipeline::MAX_DEPTH) {
+    let bad_field = |e: PipelineError| match e {
+        PipelineError::BadRequest { field, expected, found } => ApiError::invalid(wire_field(field), expected, found),
+        e => e.into(),
+    };
+    if let Some(w) = body.window {
         // the schema's range holds whether or not this request reranks
-        return Err(ApiError::invalid("window", "1..=1000", w));
+        sieve_pipeline::check_window(w).map_err(bad_field)?;
     }
     if body.rerank.unwrap_or(rerank_by_default) {
         req.rerank = Some(RerankRequest {
@@ -83,10 +87,7 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
             timeout: body.rerank_timeout_ms.map(Duration::from_millis),
         });
     }
-    req.validate().map_err(|e| match e {
-        PipelineError::BadRequest { field, expected, found } => ApiError::invalid(wire_field(field), expected, found),
-        e => e.into(),
-    })?;
+    req.validate().map_err(bad_field)?;
     Ok(req)
 }
 
