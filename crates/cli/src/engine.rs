@@ -181,21 +181,27 @@ pub fn score_cache(spec: &str, lru_capacity: usize) -> Result<Arc<dyn ScoreCache
     bail!("--rerank-cache: expected `lru` or `redis://HOST:PORT`, found {spec:?}")
 }
 
+/// An embedder named on the command line must be the one the index's vectors come from: another model's
+/// vectors live in another space, for queries (search) and documents (ingest) alike.
+pub fn check_embedder(dir: &Path, existing: Option<&VectorSettings>, asked: Option<&str>) -> Result<()> {
+    if let (Some(have), Some(asked)) = (existing, asked) {
+        if have.model != asked {
+            bail!(
+                "index {} stores embeddings of {:?}; --embedder {asked:?} would mix two vector spaces (re-ingest into a new index to change models)",
+                dir.display(),
+                have.model
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Opens the index in `dir` as an engine. The embedder is the one named, else the index's own (when it has
 /// embeddings and `dense` is wanted); one named that the index was not embedded with is refused, since its
 /// vectors would live in another space.
 pub fn open_engine(dir: &Path, args: &EngineArgs, dense: bool, rerank: bool) -> Result<Engine> {
     let settings = VectorSettings::load(dir)?;
-    if let (Some(s), Some(asked)) = (&settings, &args.embedder) {
-        if s.model != *asked {
-            bail!(
-                "--embedder {asked}: index {} stores embeddings of {}, and queries must be embedded by the same \
-                 model (drop --embedder to use it)",
-                dir.display(),
-                s.model
-            );
-        }
-    }
+    check_embedder(dir, settings.as_ref(), args.embedder.as_deref())?;
     let embedder = match (&settings, dense) {
         (Some(s), true) => Some(EmbedderHandle::spawn(
             &s.model,

@@ -15,7 +15,7 @@ use sieve_pipeline::{
 };
 use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, WriterOptions};
 
-use crate::engine::{load_embedder, VectorArgs};
+use crate::engine::{check_embedder, load_embedder, VectorArgs};
 use crate::progress::{ProgressMode, Reporter};
 
 #[derive(Debug, Args)]
@@ -166,15 +166,7 @@ pub fn open_for_ingest(dir: &Path, settings: &SettingsArgs, vectors: &VectorArgs
     }
     let existing = VectorSettings::load(dir)?;
     vectors.check_graph_flags(dir, existing.as_ref().map(|s| &s.hnsw))?;
-    if let (Some(have), Some(asked)) = (&existing, &vectors.embedder) {
-        if have.model != *asked {
-            bail!(
-                "index {} stores embeddings of {:?}; --embedder {asked:?} would mix two vector spaces (re-ingest into a new index to change models)",
-                dir.display(),
-                have.model
-            );
-        }
-    }
+    check_embedder(dir, existing.as_ref(), vectors.embedder.as_deref())?;
     let model = vectors.embedder.clone().or_else(|| existing.as_ref().map(|s| s.model.clone()));
     let embedder = model
         .as_deref()

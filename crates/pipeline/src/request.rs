@@ -17,12 +17,13 @@ pub const MAX_EF: usize = 10_000;
 
 /// The rerank window's range (`1..=MAX_DEPTH`), for a front end that takes a window without reranking too.
 pub fn check_window(window: usize) -> Result<(), PipelineError> {
-    if window == 0 || window > MAX_DEPTH {
-        return Err(PipelineError::BadRequest {
-            field: "rerank.window",
-            expected: "1..=1000",
-            found: window.to_string(),
-        });
+    check_depth("rerank.window", window)
+}
+
+/// `1..=MAX_DEPTH`: hits, candidates per leg, facet values, the rerank window.
+fn check_depth(field: &'static str, v: usize) -> Result<(), PipelineError> {
+    if v == 0 || v > MAX_DEPTH {
+        return Err(PipelineError::BadRequest { field, expected: "1..=1000", found: v.to_string() });
     }
     Ok(())
 }
@@ -263,21 +264,15 @@ impl SearchRequest {
             expected,
             found,
         };
-        let depth = |field: &'static str, v: usize| {
-            if v == 0 || v > MAX_DEPTH {
-                return Err(bad(field, "1..=1000", v.to_string()));
-            }
-            Ok(())
-        };
-        depth("k", self.k)?;
+        check_depth("k", self.k)?;
         if self.offset > MAX_DEPTH {
             return Err(bad("offset", "0..=1000", self.offset.to_string()));
         }
         if self.offset + self.k > MAX_DEPTH {
             return Err(bad("offset + k", "at most 1000", (self.offset + self.k).to_string()));
         }
-        depth("recall_k", self.recall_k)?;
-        depth("facet_size", self.facet_size)?;
+        check_depth("recall_k", self.recall_k)?;
+        check_depth("facet_size", self.facet_size)?;
         if !self.legs.bm25 && !self.legs.dense {
             return Err(bad("legs", "at least one of bm25 and dense", "neither".into()));
         }

@@ -37,13 +37,7 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
                 scores: ScoreBreakdown { bm25: h.scores.bm25, ..ScoreBreakdown::default() },
             })
             .collect(),
-        (None, Some(d)) => d
-            .into_iter()
-            .map(|h| {
-                let score = h.similarity;
-                dense_candidate(h, score)
-            })
-            .collect(),
+        (None, Some(d)) => d.into_iter().map(dense_candidate).collect(),
         (None, None) => Vec::new(),
     };
     Ranking {
@@ -60,9 +54,10 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
     }
 }
 
-fn dense_candidate(h: VectorHit, score: f32) -> Candidate {
+/// A dense-only candidate, ranked by its cosine.
+fn dense_candidate(h: VectorHit) -> Candidate {
     let mut c = Candidate::new(h.id);
-    c.score = score;
+    c.score = h.similarity;
     c.scores.dense = Some(DenseScore { similarity: h.similarity, rank: h.rank });
     c
 }
