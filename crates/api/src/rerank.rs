@@ -46,9 +46,11 @@ pub struct RerankBody {
     pub raw_scores: Option<bool>,
     /// Cohere: tokens per document.
     #[serde(default, deserialize_with = "crate::int::opt_count")]
+    #[schema(minimum = 1)]
     pub max_tokens_per_doc: Option<usize>,
     /// Tokens per (query, document) pair, template included.
     #[serde(default, deserialize_with = "crate::int::opt_count")]
+    #[schema(minimum = 1)]
     pub max_length: Option<usize>,
     /// Serve pairs scored before from the server's rerank score cache (default true); false scores every
     /// document with the model (and still stores the scores).

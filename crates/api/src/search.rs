@@ -29,11 +29,22 @@ pub enum FusionMethod {
 #[serde(deny_unknown_fields)]
 pub struct FusionBody {
     pub method: FusionMethod,
-    /// RRF's k (default 60).
-    pub k: Option<f32>,
-    pub bm25_weight: Option<f32>,
-    pub dense_weight: Option<f32>,
+    /// RRF's k (default 60); values past [`MAX_FUSION_PARAM`] act as it.
+    #[schema(minimum = 0)]
+    pub k: Option<f64>,
+    /// The legs' weights count by their ratio: a pair whose larger weight is past [`MAX_FUSION_PARAM`] is
+    /// scaled down to it, ratio kept.
+    #[schema(minimum = 0)]
+    pub bm25_weight: Option<f64>,
+    #[schema(minimum = 0)]
+    pub dense_weight: Option<f64>,
 }
+
+/// The largest fusion `k` or weight a search uses (larger ones are brought down to it, see [`FusionBody`]).
+pub const MAX_FUSION_PARAM: f64 = 1_000_000.0;
+
+/// The largest `rerank_timeout_ms` a search takes (the schema's `maximum` says the same).
+pub const MAX_RERANK_TIMEOUT_MS: u64 = 600_000;
 
 /// `POST /v1/search`.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -54,6 +65,7 @@ pub struct SearchBody {
     pub instruction: Option<String>,
     /// Tokens per (query, document) pair given to the reranker, template included.
     #[serde(default, deserialize_with = "crate::int::opt_count")]
+    #[schema(minimum = 1)]
     pub max_length: Option<usize>,
     /// Hits per page (default 10).
     #[schema(minimum = 1, maximum = 1000)]
@@ -92,7 +104,10 @@ pub struct SearchBody {
     pub explain: bool,
     /// Include each hit's stored document (default true).
     pub with_documents: Option<bool>,
-    /// Reranker time budget for this request; past it the fused order is returned, `degraded`.
+    /// Reranker time budget for this request; past it the fused order is returned, `degraded`. At most
+    /// [`MAX_RERANK_TIMEOUT_MS`] (10 minutes).
+    #[serde(default, deserialize_with = "crate::int::opt_count_u64")]
+    #[schema(minimum = 0, maximum = 600000)]
     pub rerank_timeout_ms: Option<u64>,
 }
 

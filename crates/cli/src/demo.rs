@@ -12,7 +12,7 @@ use sieve_pipeline::{Mode, SearchRequest, VectorSettings};
 use sieve_text::{TextError, TextIndex};
 
 use crate::engine::{EngineArgs, VectorArgs};
-use crate::ingest::{default_report_path, ingest_all, open_for_ingest, Plan, SettingsArgs};
+use crate::ingest::{default_report_dir, default_report_path, ingest_all, open_for_ingest, Plan, SettingsArgs};
 use crate::progress::{ProgressMode, Reporter};
 use crate::search::print_hits;
 
@@ -97,6 +97,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             inputs: &inputs,
             options: IngestOptions::default(),
             report: default_report_path(&dir),
+            report_history: Some(default_report_dir(&dir)),
             threads: None,
         };
         let mut reporter = Reporter::new(args.progress);

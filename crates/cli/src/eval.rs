@@ -171,6 +171,7 @@ fn eval_one(dir: &std::path::Path, args: &EvalArgs) -> Result<Vec<Report>> {
         inputs: &inputs,
         options: IngestOptions { batch_size: 2_000, renames, ..IngestOptions::default() },
         report: index_dir.join("rejected.jsonl"),
+        report_history: None,
         threads: Some(args.threads),
     };
     let totals = ingest_all(&engine, &plan, &mut Reporter::new(ProgressMode::Log))?;

@@ -141,6 +141,9 @@ pub struct Plan<'a> {
     pub inputs: &'a [Input],
     pub options: IngestOptions,
     pub report: PathBuf,
+    /// The folder of earlier runs' reports, when each run writes its own (the default): a resumed run does
+    /// not report again the rows the killed run reported past its last commit.
+    pub report_history: Option<PathBuf>,
     pub threads: Option<usize>,
 }
 
@@ -192,6 +195,9 @@ pub fn ingest_all(engine: &Engine, plan: &Plan<'_>, progress: &mut dyn Progress)
     }
     let mut sink = engine.sink(options).context("opening the index for writing")?;
     let mut report = RejectReport::new(&plan.report);
+    if let Some(dir) = plan.report_history.as_ref() {
+        report = report.with_history(dir);
+    }
     let started = Instant::now();
     let mut totals = Totals::default();
     for input in plan.inputs {
@@ -234,7 +240,12 @@ pub fn inputs_from(args: &[String]) -> Result<Vec<Input>> {
 
 pub fn default_report_path(index: &Path) -> PathBuf {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    index.join("rejected").join(format!("{secs}.jsonl"))
+    default_report_dir(index).join(format!("{secs}.jsonl"))
+}
+
+/// Where the default reports go, one per run.
+pub fn default_report_dir(index: &Path) -> PathBuf {
+    index.join("rejected")
 }
 
 pub fn run(args: IngestArgs) -> Result<()> {
@@ -269,6 +280,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
             renames: args.renames.clone(),
         },
         report: args.report.clone().unwrap_or_else(|| default_report_path(&args.index)),
+        report_history: args.report.is_none().then(|| default_report_dir(&args.index)),
         threads: args.threads,
     };
     let mut reporter = Reporter::new(args.progress);

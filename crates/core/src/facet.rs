@@ -19,6 +19,15 @@ pub enum FacetField {
 }
 
 impl FacetField {
+    pub const ALL: [FacetField; 6] = [
+        FacetField::Brand,
+        FacetField::Category,
+        FacetField::Source,
+        FacetField::Lang,
+        FacetField::Tags,
+        FacetField::Price,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             FacetField::Brand => "brand",

@@ -14,9 +14,11 @@ mod document;
 mod facet;
 mod filter;
 mod hit;
+mod patterns;
 
 pub use checkpoint::{Checkpoint, SourceProgress};
 pub use document::{Category, DocId, Document, DocumentError, Lang, Limits, Timestamp, KNOWN_FIELDS};
 pub use facet::{FacetCount, FacetField, SortBy, SortError, SortField, SortOrder, SORT_EXPECTED};
 pub use filter::{Filter, FilterError, RangeField, RangeValue, TermField};
 pub use hit::{Bm25Score, CacheReport, DenseScore, FusedScore, Hit, RerankScore, ScoreBreakdown, StageTiming};
+pub use patterns::{filter_pattern, id_pattern, LANG_PATTERN, SORT_PATTERN};

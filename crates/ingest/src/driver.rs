@@ -4,7 +4,7 @@
 //! is durable. A rerun of the same file resumes after the last committed row, or does nothing if the file
 //! was fully ingested (unless forced); since every write is an upsert by id, re-ingesting is idempotent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -224,6 +224,15 @@ pub fn ingest_source<S: BatchSink>(
         Some((line, _)) => ids_before(input, options, line)?,
         None => HashMap::new(),
     };
+    // Rejects that an interrupted run wrote past its last commit: counted again (the checkpoint did not count
+    // them) but not written twice.
+    let reported = match resume {
+        Some((line, _)) => run
+            .report
+            .reported_after(&name, line)
+            .map_err(|e| IngestError::Report { path: run.report.path().display().to_string(), error: e })?,
+        None => HashSet::new(),
+    };
     let mut rows_read = 0u64;
     loop {
         let row = match reader.next_row() {
@@ -259,9 +268,11 @@ pub fn ingest_source<S: BatchSink>(
                 return Err(IngestError::BadRow { source_name: name, line: row.line, error });
             }
             Err(error) => {
-                run.report
-                    .write(&name, row.line, &error, &row.raw)
-                    .map_err(|e| IngestError::Report { path: run.report.path().display().to_string(), error: e })?;
+                if !reported.contains(&row.line) {
+                    run.report
+                        .write(&name, row.line, &error, &row.raw)
+                        .map_err(|e| IngestError::Report { path: run.report.path().display().to_string(), error: e })?;
+                }
                 run.pending_rejected += 1;
             }
         }

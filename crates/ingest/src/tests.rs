@@ -315,3 +315,93 @@ fn a_truncated_gzip_says_where_it_stopped_and_keeps_the_rows_before() {
     // said once: no cause chained under it that repeats the message
     assert!(std::error::Error::source(&err).is_none());
 }
+
+/// A sink whose `fail_at`-th commit fails, as a kill between the report's sync and the commit would leave it.
+struct FailingSink {
+    inner: MemSink,
+    fail_at: usize,
+}
+
+impl BatchSink for FailingSink {
+    type Error = std::io::Error;
+    fn committed(&self) -> Checkpoint {
+        self.inner.committed()
+    }
+    fn upsert(&mut self, docs: &[Document]) -> Result<(), Self::Error> {
+        self.inner.upsert(docs)
+    }
+    fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), Self::Error> {
+        if self.inner.commits + 1 == self.fail_at {
+            self.inner.buffered.clear();
+            return Err(std::io::Error::other("killed"));
+        }
+        self.inner.commit(checkpoint)
+    }
+}
+
+/// A resumed run reads again the rows an interrupted one rejected past its last commit; the report keeps one
+/// line per rejected row all the same, and a line cut short by the kill is dropped.
+#[test]
+fn a_resume_does_not_report_a_rejected_row_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 1..=40 {
+        if i % 4 == 0 {
+            text.push_str("not json\n");
+        } else {
+            text.push_str(&format!("{{\"id\":\"r{i}\"}}\n"));
+        }
+    }
+    let input = write(&dir, "rows.jsonl", text.as_bytes());
+    let options = IngestOptions { batch_size: 6, ..IngestOptions::default() };
+    let path = dir.path().join("r.jsonl");
+    let mut sink = FailingSink { inner: MemSink::default(), fail_at: 3 };
+    let mut report = RejectReport::new(&path);
+    run_with(&mut sink, &input, &options, &mut report).unwrap_err();
+    let committed_line = sink.inner.checkpoint.sources[0].line;
+    let written = report_lines(&report).len();
+    assert!(written as u64 > committed_line / 4, "rejects past the last commit were written: {written}");
+    drop(report);
+    // the kill also cut the report's last line short
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"source\":\"rows.js").unwrap();
+    let mut sink = sink.inner;
+    let mut report = RejectReport::new(&path);
+    let summary = run(&mut sink, &input, &options, &mut report).unwrap();
+    assert_eq!(sink.committed.len(), 30);
+    assert_eq!(sink.checkpoint.sources[0].rejected, 10, "the checkpoint counts each reject once");
+    assert!(summary.rejected > 0);
+    let lines: Vec<u64> = report_lines(&report).iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, (1..=10).map(|i| i * 4).collect::<Vec<u64>>());
+}
+
+fn run_with(
+    sink: &mut FailingSink,
+    input: &Input,
+    options: &IngestOptions,
+    report: &mut RejectReport,
+) -> Result<SourceSummary, IngestError<std::io::Error>> {
+    ingest_source(sink, input, options, report, &mut NoProgress)
+}
+
+/// The CLI's default writes one report per run; the resumed run consults the earlier ones in the folder, so
+/// a row the killed run reported past its last commit is in one report only.
+#[test]
+fn a_resume_with_one_report_per_run_reports_each_row_once_across_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String =
+        (1..=40).map(|i| if i % 4 == 0 { "not json\n".to_owned() } else { format!("{{\"id\":\"r{i}\"}}\n") }).collect();
+    let input = write(&dir, "rows.jsonl", text.as_bytes());
+    let options = IngestOptions { batch_size: 6, ..IngestOptions::default() };
+    let reports = dir.path().join("rejected");
+    let mut sink = FailingSink { inner: MemSink::default(), fail_at: 3 };
+    let mut first = RejectReport::new(reports.join("1.jsonl")).with_history(&reports);
+    run_with(&mut sink, &input, &options, &mut first).unwrap_err();
+    let mut sink = sink.inner;
+    let mut second = RejectReport::new(reports.join("2.jsonl")).with_history(&reports);
+    run(&mut sink, &input, &options, &mut second).unwrap();
+    let mut lines: Vec<u64> =
+        [report_lines(&first), report_lines(&second)].concat().iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    lines.sort_unstable();
+    assert_eq!(lines, (1..=10).map(|i| i * 4).collect::<Vec<u64>>());
+    assert_eq!(sink.checkpoint.sources[0].rejected, 10);
+}

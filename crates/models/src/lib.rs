@@ -110,6 +110,9 @@ pub struct ModelInfo {
     pub dtype: String,
     pub hidden_size: usize,
     pub max_length: usize,
+    /// The smallest `max_length` a request may ask for: the tokens of the prompt template that every input
+    /// carries, plus one (1 where there is no template).
+    pub min_length: usize,
     pub non_embedding_params: usize,
     /// Why the model runs elsewhere than requested (e.g. CUDA asked for, CPU used), if it does.
     pub fallback: Option<String>,
@@ -125,6 +128,7 @@ impl ModelInfo {
             dtype: format!("{:?}", p.dtype).to_lowercase(),
             hidden_size: hidden,
             max_length,
+            min_length: 1,
             non_embedding_params: params,
             fallback: p.fallback.clone(),
         }

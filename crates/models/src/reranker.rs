@@ -105,7 +105,8 @@ impl Qwen3Reranker {
         let prefix_ids = encode(PREFIX)?;
         let suffix_ids = encode(SUFFIX)?;
         let max_len = config.max_length_cap.min(c.max_position_embeddings);
-        let info = ModelInfo::new(&dir, "reranker", placement, c.hidden_size, max_len, c.non_embedding_params());
+        let mut info = ModelInfo::new(&dir, "reranker", placement, c.hidden_size, max_len, c.non_embedding_params());
+        info.min_length = prefix_ids.len() + suffix_ids.len() + 1;
         Ok(Qwen3Reranker {
             config: RerankerConfig { max_length_cap: max_len, ..config },
             model,
@@ -144,7 +145,7 @@ impl Qwen3Reranker {
     }
 
     fn max_length(&self, requested: Option<usize>) -> Result<usize> {
-        let min = self.prefix_ids.len() + self.suffix_ids.len() + 1;
+        let min = self.info.min_length;
         let cap = self.config.max_length_cap;
         let m = requested.unwrap_or(DEFAULT_MAX_LENGTH).min(cap);
         if let Some(r) = requested {

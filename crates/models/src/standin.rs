@@ -21,6 +21,7 @@ fn info(role: &str, dim: usize) -> ModelInfo {
         dtype: "f32".into(),
         hidden_size: dim,
         max_length: 512,
+        min_length: 1,
         non_embedding_params: 0,
         fallback: None,
     }

@@ -253,7 +253,7 @@ impl SearchRequest {
 
     /// How deep each leg recalls: `recall_k`, and never fewer than the page needs.
     pub fn recall_depth(&self) -> usize {
-        self.recall_k.max(self.offset + self.k)
+        self.recall_k.max((self.offset + self.k).min(MAX_DEPTH))
     }
 
     /// Checks every limit of a search; the field names are the engine's (`k`, `recall_k`, `rerank.window`),
@@ -265,11 +265,8 @@ impl SearchRequest {
             found,
         };
         check_depth("k", self.k)?;
-        if self.offset > MAX_DEPTH {
-            return Err(bad("offset", "0..=1000", self.offset.to_string()));
-        }
-        if self.offset + self.k > MAX_DEPTH {
-            return Err(bad("offset + k", "at most 1000", (self.offset + self.k).to_string()));
+        if self.offset >= MAX_DEPTH {
+            return Err(bad("offset", "0..=999 (ranks past 1000 are not served)", self.offset.to_string()));
         }
         check_depth("recall_k", self.recall_k)?;
         check_depth("facet_size", self.facet_size)?;
@@ -344,10 +341,9 @@ mod tests {
         };
         assert!(check(&|_| {}).is_ok());
         type Case<'a> = (&'a dyn Fn(&mut SearchRequest), &'a str);
-        let cases: [Case; 9] = [
+        let cases: [Case; 8] = [
             (&|r| r.k = 0, "`k` expected 1..=1000, found 0"),
-            (&|r| r.offset = 1001, "`offset` expected 0..=1000, found 1001"),
-            (&|r| r.offset = 995, "`offset + k` expected at most 1000, found 1005"),
+            (&|r| r.offset = 1000, "`offset` expected 0..=999 (ranks past 1000 are not served), found 1000"),
             (&|r| r.recall_k = 1001, "`recall_k` expected 1..=1000"),
             (&|r| r.ef = Some(10_001), "`ef` expected 1..=10000, found 10001"),
             (&|r| r.legs = Legs { bm25: false, dense: false }, "`legs` expected at least one"),

@@ -17,7 +17,6 @@ use crate::error::{ApiError, ErrorCode};
 pub fn wire_field(engine_field: &'static str) -> &'static str {
     match engine_field {
         "k" => "limit",
-        "offset + k" => "offset + limit",
         "rerank.window" => "window",
         "rerank.max_length" => "max_length",
         "legs" => "mode",
@@ -67,7 +66,25 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
             sieve_api::FusionMethod::Rrf => FusionMethod::Rrf,
             sieve_api::FusionMethod::Linear => FusionMethod::Linear,
         };
-        req.fusion = Fusion::new(method, f.k, f.bm25_weight, f.dense_weight);
+        // any number >= 0 is taken (JSON Schema's `minimum: 0`, no maximum); the engine's f32 gets values it
+        // can hold: k capped, the weights scaled down together when the larger is past the cap
+        for (field, v) in
+            [("fusion.k", f.k), ("fusion.bm25_weight", f.bm25_weight), ("fusion.dense_weight", f.dense_weight)]
+        {
+            // checked in f64: an f32 would round -5e-324 to -0.0 and let it through
+            if let Some(v) = v.filter(|v| *v < 0.0) {
+                return Err(ApiError::invalid(field, "a number >= 0", v));
+            }
+        }
+        let cap = sieve_api::MAX_FUSION_PARAM;
+        let scale = f.bm25_weight.unwrap_or(0.0).max(f.dense_weight.unwrap_or(0.0));
+        let scale = if scale > cap { cap / scale } else { 1.0 };
+        req.fusion = Fusion::new(
+            method,
+            f.k.map(|k| k.min(cap) as f32),
+            f.bm25_weight.map(|w| (w * scale) as f32),
+            f.dense_weight.map(|w| (w * scale) as f32),
+        );
     }
     req.explain = body.explain;
     req.with_documents = body.with_documents.unwrap_or(true);
@@ -78,6 +95,17 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
     if let Some(w) = body.window {
         // the schema's range holds whether or not this request reranks
         sieve_pipeline::check_window(w).map_err(bad_field)?;
+    }
+    if body.max_length == Some(0) {
+        // as the window, checked whether or not this request reranks
+        return Err(ApiError::invalid("max_length", "a number of tokens > 0", 0));
+    }
+    if let Some(ms) = body.rerank_timeout_ms.filter(|&ms| ms > sieve_api::MAX_RERANK_TIMEOUT_MS) {
+        return Err(ApiError::invalid(
+            "rerank_timeout_ms",
+            &format!("0..={} (milliseconds)", sieve_api::MAX_RERANK_TIMEOUT_MS),
+            ms,
+        ));
     }
     if body.rerank.unwrap_or(rerank_by_default) {
         req.rerank = Some(RerankRequest {

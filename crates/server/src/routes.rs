@@ -157,8 +157,11 @@ pub async fn rerank(
         .enumerate()
         .map(|(i, t)| fit(&format!("document {i}"), t, limits.max_document_chars, truncate))
         .collect::<Result<_, _>>()?;
+    if body.max_tokens_per_doc == Some(0) {
+        return Err(ApiError::invalid("max_tokens_per_doc", "a number of tokens > 0", 0));
+    }
     let max_length = match (body.max_length, body.max_tokens_per_doc) {
-        (Some(0), _) | (None, Some(0)) => return Err(ApiError::invalid("max_length", "a number of tokens > 0", 0)),
+        (Some(0), _) => return Err(ApiError::invalid("max_length", "a number of tokens > 0", 0)),
         (Some(n), _) => Some(n),
         // Cohere counts the document alone; the template and query come on top
         (None, Some(n)) => Some(n + approx_tokens(&body.query) + 64),
@@ -170,6 +173,14 @@ pub async fn rerank(
             "no reranker is loaded; start the server with --reranker DIR",
         ));
     };
+    let min_length = reranker.info().min_length;
+    if let Some(m) = max_length.filter(|&m| m < min_length) {
+        return Err(ApiError::invalid(
+            "max_length",
+            &format!("at least {min_length} tokens (the reranker's prompt template alone is {})", min_length - 1),
+            m,
+        ));
+    }
     let model = reranker.name().to_owned();
     let keep_text = body.return_documents.or(body.return_text).unwrap_or(false);
     let n_docs = docs.len();

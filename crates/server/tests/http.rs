@@ -1139,4 +1139,63 @@ fn requests_are_taken_as_the_openapi_document_describes_them() {
         (r.status, r.json()["message"].as_str()),
         (422, Some("`body[0]`: expected a document object, found a number"))
     );
+    // what `schemathesis --checks all` found, each as the document now says it
+    let doc = get(a, "/openapi.json").json();
+    let code = |r: &Resp| (r.status, r.code());
+    let invalid = (422, "invalid_request".to_owned());
+    assert!(doc["paths"]["/v1/documents"]["post"].get("security").is_none(), "no API key: no security declared");
+    assert!(doc["components"].get("securitySchemes").is_none());
+    // a documents body: a non-empty array or one object
+    let body = &doc["paths"]["/v1/documents"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["oneOf"][0]["minItems"], 1, "{body}");
+    assert_eq!(code(&post(a, "/v1/documents", &json!([]))), invalid);
+    assert_eq!(post(a, "/v1/documents", &json!({"id": "one", "title": "one object"})).status, 202);
+    // ids: the pattern refuses what the server refuses
+    let id = &doc["paths"]["/v1/documents/{id}"]["get"]["parameters"][0]["schema"];
+    assert_eq!(id["pattern"].as_str(), Some(sieve_core::id_pattern().as_str()), "{id}");
+    // rerank: documents or texts, one of them
+    let both = json!({"query": "q", "documents": ["a"], "texts": ["b"]});
+    assert_eq!(code(&post(a, "/v1/rerank", &both)), invalid);
+    assert_eq!(doc["components"]["schemas"]["RerankBody"]["oneOf"].as_array().map(Vec::len), Some(2));
+    assert_eq!(post(a, "/v1/rerank", &json!({"query": "q", "documents": ["a"], "texts": null})).status, 200);
+    let r = post(a, "/v1/rerank", &json!({"query": "q", "documents": ["a"], "max_length": 4, "max_tokens_per_doc": 0}));
+    assert_eq!(code(&r), invalid, "{}", r.text());
+    // counts stop at 2^53 - 1 in either spelling; fusion numbers are checked as sent
+    let r = post(a, "/v1/rerank", &json!({"query": "q", "documents": ["a"], "top_n": 9_007_199_254_740_992u64}));
+    assert_eq!(code(&r), invalid, "{}", r.text());
+    let search = |extra: Value| {
+        let mut body = json!({"query": "laptop", "rerank": false});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        post(a, "/v1/search", &body)
+    };
+    assert_eq!(code(&search(json!({"fusion": {"method": "rrf", "bm25_weight": -5e-324}}))), invalid);
+    assert_eq!(search(json!({"fusion": {"method": "linear", "bm25_weight": 1e300, "dense_weight": 1}})).status, 200);
+    assert_eq!(code(&search(json!({"rerank_timeout_ms": 600_001}))), invalid);
+    assert_eq!(code(&search(json!({"max_length": 0}))), invalid, "checked without a rerank too");
+    assert_eq!(code(&search(json!({"sort": "colour"}))), invalid);
+    let sort = doc["components"]["schemas"]["SearchBody"]["properties"]["sort"]["pattern"].as_str();
+    assert_eq!(sort, Some(sieve_core::SORT_PATTERN));
+    // a page that reaches past rank 1000 is cut there, with a note; an offset past it is refused
+    let r = search(json!({"offset": 995, "limit": 10}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["notes"].to_string().contains("results end at rank 1000"), "{}", r.text());
+    assert_eq!(code(&search(json!({"offset": 1000}))), invalid);
+}
+
+/// With an API key, the served document declares the bearer scheme on the routes that need it.
+#[test]
+fn the_served_document_declares_the_api_key_when_there_is_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.config.api_key = Some("s3cret".into());
+    let server = setup.start();
+    let doc = get(server.addr, "/openapi.json").json();
+    let write = &doc["paths"]["/v1/documents"]["post"];
+    assert_eq!(write["security"], json!([{"bearer": []}]), "{write}");
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert_eq!(doc["components"]["schemas"]["RerankBody"]["properties"]["documents"]["maxItems"], json!(setup_limit()));
+}
+
+fn setup_limit() -> usize {
+    ServerConfig::default().max_rerank_documents
 }

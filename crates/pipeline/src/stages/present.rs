@@ -1,6 +1,7 @@
 //! Stage 4, present: the final ranked set becomes the answer. It is sorted by a field when asked (stable, so
 //! ties keep their relevance order), counted into facets (over every ranked candidate, not only the page), cut
-//! to the page (`offset`, `k`), and given its stored documents. A hit's score is the cross-encoder's
+//! to the page (`offset`, `k`; ranks past [`MAX_DEPTH`] are never served, so a page that reaches past it is cut
+//! there, with a note), and given its stored documents. A hit's score is the cross-encoder's
 //! probability when the ranking was reranked, else the fused (or single-leg) score.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use sieve_core::{DocId, Document, Hit};
 
 use super::facets::{facet_counts, sort_order};
 use super::{Candidate, Ranking};
-use crate::{Engine, PipelineError, SearchRequest, SearchResponse};
+use crate::{Engine, PipelineError, SearchRequest, SearchResponse, MAX_DEPTH};
 
 impl Engine {
     /// Sorts, counts facets, pages and fetches documents: `ranking` as the answer to `req`.
@@ -39,7 +40,14 @@ impl Engine {
 
         let mut page = std::mem::take(&mut ranking.candidates);
         page.drain(..req.offset.min(page.len()));
-        page.truncate(req.k);
+        let room = MAX_DEPTH.saturating_sub(req.offset);
+        if req.k > room {
+            ranking.notes.push(format!(
+                "results end at rank {MAX_DEPTH}, the deepest a search pages: this page holds ranks {}..={MAX_DEPTH}",
+                req.offset + 1
+            ));
+        }
+        page.truncate(req.k.min(room));
         if req.with_documents {
             let t = Instant::now();
             let ids: Vec<DocId> = page.iter().map(|c| c.id.clone()).collect();
