@@ -104,6 +104,12 @@ pub struct SearchBody {
     pub explain: bool,
     /// Include each hit's stored document (default true).
     pub with_documents: Option<bool>,
+    /// Correct words that match nothing to indexed words within one or two edits (default: the index's
+    /// setting, on unless the index was created without it).
+    pub typos: Option<bool>,
+    /// Match the word being typed (the last one, when the query does not end in a space) and product codes as
+    /// prefixes (default: the index's setting, on).
+    pub prefix: Option<bool>,
     /// Reranker time budget for this request; past it the fused order is returned, `degraded`. At most
     /// [`MAX_RERANK_TIMEOUT_MS`] (10 minutes).
     #[serde(default, deserialize_with = "crate::int::opt_count_u64")]
@@ -137,6 +143,10 @@ pub struct SearchResult {
     /// Documents the BM25 leg matched (a lower bound unless the search was exhaustive), when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bm25_matched: Option<u64>,
+    /// The typo corrections and prefix completions the BM25 leg searched with: what a search box shows as
+    /// "showing results for …".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrections: Vec<Correction>,
 }
 
 /// How the dense leg searched.
@@ -154,4 +164,23 @@ pub struct DenseInfo {
 pub enum DenseStrategy {
     Hnsw { ef: usize },
     Exact { scanned: usize },
+}
+
+/// A query word and the indexed terms it was expanded to.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+pub struct Correction {
+    /// The word as analyzed (for the word being typed: as typed, lowercased).
+    pub word: String,
+    pub kind: CorrectionKind,
+    /// The indexed terms searched instead (typo) or as well (prefix), most frequent first.
+    pub terms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionKind {
+    /// Within one or two edits of a word that matched nothing.
+    Typo,
+    /// Indexed words that begin with the word being typed or a product code.
+    Prefix,
 }

@@ -70,6 +70,12 @@ pub struct ModelInfo {
     pub dtype: String,
     pub hidden_size: usize,
     pub max_length: usize,
+    /// The smallest `max_length` a request may ask for (the reranker's prompt template plus one).
+    pub min_length: usize,
+    /// The languages the model covers (empty: multilingual or not known to be limited); a hybrid search in
+    /// another language skips the dense leg.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
     pub non_embedding_params: usize,
     /// Why the model runs elsewhere than requested (e.g. CUDA asked for, CPU used), if it does.
     pub fallback: Option<String>,

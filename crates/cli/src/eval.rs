@@ -68,6 +68,10 @@ pub struct EvalArgs {
     /// Evaluate only the first N judged queries of each dataset.
     #[arg(long)]
     pub max_queries: Option<usize>,
+    /// Rewrite the queries as shoppers type them (`sieve_eval::variants`): `typo` (an edit in each word of 5+
+    /// letters, never in codes) or `prefix` (the last word cut to 3-4 characters). Reports name the variant.
+    #[arg(long, default_value = "clean")]
+    pub queries: sieve_eval::variants::Variant,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -148,7 +152,7 @@ fn replot(out: &std::path::Path) -> Result<()> {
 }
 
 fn eval_one(dir: &std::path::Path, args: &EvalArgs) -> Result<Vec<Report>> {
-    let dataset = Dataset::open(dir)?;
+    let mut dataset = Dataset::open(dir)?;
     let tmp;
     let index_dir = match &args.keep_index {
         Some(root) => root.join(&dataset.name),
@@ -157,6 +161,12 @@ fn eval_one(dir: &std::path::Path, args: &EvalArgs) -> Result<Vec<Report>> {
             tmp.path().join("index")
         }
     };
+    if args.queries != sieve_eval::variants::Variant::Clean {
+        for q in &mut dataset.queries {
+            q.text = args.queries.apply(&q.id, &q.text);
+        }
+        dataset.name = format!("{} ({} queries)", dataset.name, args.queries.name());
+    }
     let needs_dense = args.modes.iter().any(|m| m.dense());
     let vectors = VectorArgs::new(needs_dense.then(|| args.embedder.clone()), &args.device);
     let engine = open_for_ingest(&index_dir, &args.settings, &vectors)?;

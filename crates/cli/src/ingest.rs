@@ -13,7 +13,7 @@ use sieve_pipeline::{
     DenseSide, EmbedderHandle, Engine, EngineOptions, OpenOptions, SyncReport, VectorSettings, WorkerOptions,
     EMBED_BATCH_TOKENS,
 };
-use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, WriterOptions};
+use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, Tolerance, WriterOptions};
 
 use crate::engine::{check_embedder, load_embedder, VectorArgs};
 use crate::progress::{ProgressMode, Reporter};
@@ -78,6 +78,15 @@ pub struct SettingsArgs {
     /// Weight of the body field in BM25F. Default 1.
     #[arg(long)]
     pub body_boost: Option<f32>,
+    /// The shortest word corrected by one typo (0: no typo tolerance). Default 5; searches may override.
+    #[arg(long)]
+    pub typo_one: Option<usize>,
+    /// The shortest word corrected by two typos. Default 9.
+    #[arg(long)]
+    pub typo_two: Option<usize>,
+    /// Match the word being typed and product codes as prefixes: true or false. Default true.
+    #[arg(long)]
+    pub prefix: Option<bool>,
 }
 
 impl SettingsArgs {
@@ -90,9 +99,20 @@ impl SettingsArgs {
                 bail!("{name}: expected a finite number >= 0, found {w}");
             }
         }
+        let t = Tolerance::default();
+        let (one, two) = (self.typo_one.unwrap_or(t.one_typo), self.typo_two.unwrap_or(t.two_typos));
+        if one > 0 && two < one {
+            bail!("--typo-two {two}: expected at least --typo-one ({one})");
+        }
         Ok(IndexSettings {
             bm25: Bm25Params { k1: self.k1.unwrap_or(bm25.k1), b: self.b.unwrap_or(bm25.b) }.validate()?,
             boosts: FieldBoosts { title, body },
+            tolerance: Tolerance {
+                typos: one > 0,
+                one_typo: if one > 0 { one } else { t.one_typo },
+                two_typos: two,
+                prefix: self.prefix.unwrap_or(t.prefix),
+            },
         })
     }
 
@@ -104,7 +124,14 @@ impl SettingsArgs {
             ("--title-boost", self.title_boost, have.boosts.title),
             ("--body-boost", self.body_boost, have.boosts.body),
         ];
-        for (flag, asked, has) in given {
+        let tolerance = [
+            ("--typo-one", self.typo_one, if have.tolerance.typos { have.tolerance.one_typo } else { 0 }),
+            ("--typo-two", self.typo_two, have.tolerance.two_typos),
+        ];
+        let given = given.map(|(f, a, h)| (f, a.map(|v| v.to_string()), h.to_string()));
+        let tolerance = tolerance.map(|(f, a, h)| (f, a.map(|v| v.to_string()), h.to_string()));
+        let prefix = [("--prefix", self.prefix.map(|v| v.to_string()), have.tolerance.prefix.to_string())];
+        for (flag, asked, has) in given.into_iter().chain(tolerance).chain(prefix) {
             if let Some(asked) = asked.filter(|a| *a != has) {
                 bail!(
                     "{flag} {asked}: index {} was created with {flag} {has}, and an index keeps the settings it was \

@@ -44,6 +44,12 @@ pub struct SearchArgs {
     /// Score every posting instead of pruning what cannot reach the top k (same hits; exact match count).
     #[arg(long)]
     pub exhaustive: bool,
+    /// Correct words that match nothing (true/false; default: the index's setting, on).
+    #[arg(long)]
+    pub typos: Option<bool>,
+    /// Match the word being typed and product codes as prefixes (true/false; default: the index's, on).
+    #[arg(long)]
+    pub prefix: Option<bool>,
     /// bm25, dense, hybrid or hybrid+rerank. Default: with --reranker, hybrid+rerank (BM25 recall reranked
     /// when the index has no embeddings); without, hybrid when the index has embeddings, else bm25.
     #[arg(long, value_parser = parse_mode)]
@@ -120,8 +126,9 @@ pub fn run(args: SearchArgs) -> Result<()> {
     if mode.reranks() && args.engine.reranker.is_none() {
         bail!("--mode hybrid+rerank needs --reranker MODEL (a Qwen3-Reranker directory or cache name)");
     }
-    if !mode.legs().bm25 && (args.k1.is_some() || args.b.is_some() || args.exhaustive) {
-        bail!("--k1, --b and --exhaustive shape the BM25 leg, which --mode dense does not run");
+    let bm25_flags = args.k1.is_some() || args.b.is_some() || args.exhaustive;
+    if !mode.legs().bm25 && (bm25_flags || args.typos.is_some() || args.prefix.is_some()) {
+        bail!("--k1, --b, --exhaustive, --typos and --prefix shape the BM25 leg, which --mode dense does not run");
     }
     let engine = open_engine(&args.index, &args.engine, mode.dense(), mode.reranks())?;
     let req = request(&args, mode, &engine)?;
@@ -139,6 +146,8 @@ fn request(args: &SearchArgs, mode: Mode, engine: &Engine) -> Result<SearchReque
     let mut req = SearchRequest::in_mode(args.query.clone(), mode);
     req.bm25_params = bm25_params(args, engine.text())?;
     req.exhaustive = args.exhaustive;
+    req.typos = args.typos;
+    req.prefix = args.prefix;
     req.k = args.k;
     req.filters = args.filters.clone();
     req.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
@@ -169,6 +178,7 @@ fn print_json(args: &SearchArgs, mode: Mode, req: &SearchRequest, res: SearchRes
                 "terms": bm25.terms,
                 "matched": bm25.matched,
                 "matched_is_lower_bound": bm25.pruned,
+                "corrections": bm25.expansions,
                 "hits": res.hits,
                 "timings": timings,
             })
@@ -197,6 +207,15 @@ fn print_table(args: &SearchArgs, mode: Mode, res: &SearchResponse) {
             );
         }
         _ => println!("{} hits ({}), {:.2} ms", res.hits.len(), mode.name(), total as f64 / 1000.0),
+    }
+    if let Some(bm25) = &res.bm25 {
+        for e in &bm25.expansions {
+            let how = match e.kind {
+                sieve_text::ExpansionKind::Typo => "showing results for",
+                sieve_text::ExpansionKind::Prefix => "also matching",
+            };
+            println!("{}: {how} {}", e.word, e.terms.join(", "));
+        }
     }
     if res.degraded {
         println!("degraded: {}", res.reasons.join("; "));

@@ -32,6 +32,10 @@ pub struct ScoreBreakdown {
     pub fused: Option<FusedScore>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank: Option<RerankScore>,
+    /// The product codes of the query this document carries exactly, which put it first (the fusion stage's
+    /// "exact codes first" rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_codes: Option<Vec<String>>,
     /// How long each stage of the request took (present when the request asked for an explanation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings: Option<Vec<StageTiming>>,

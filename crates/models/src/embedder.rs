@@ -97,6 +97,9 @@ impl std::fmt::Debug for Qwen3Embedder {
     }
 }
 
+/// The size of BERT's English uncased WordPiece vocabulary.
+const ENGLISH_UNCASED_VOCAB: usize = 30_522;
+
 impl Qwen3Embedder {
     pub fn load(dir: ModelDir, placement: &Placement, max_length: usize) -> Result<Qwen3Embedder> {
         let prefix = if dir.has("model.embed_tokens.weight") { "model." } else { "" };
@@ -177,7 +180,12 @@ impl BertEmbedder {
         let max_length = st.unwrap_or(c.max_position_embeddings).min(c.max_position_embeddings);
         let params =
             c.num_hidden_layers * (4 * c.hidden_size * c.hidden_size + 2 * c.hidden_size * c.intermediate_size);
-        let info = ModelInfo::new(&dir, "embedder", placement, c.hidden_size, max_length, params);
+        let mut info = ModelInfo::new(&dir, "embedder", placement, c.hidden_size, max_length, params);
+        // BERT's English uncased WordPiece vocabulary (30,522 pieces, all-MiniLM-L6-v2's) covers English only:
+        // Chinese comes out as single characters it was not trained to compose.
+        if c.vocab_size == ENGLISH_UNCASED_VOCAB {
+            info.languages = vec!["en".to_owned()];
+        }
         Ok(BertEmbedder { model, dir, max_length, info })
     }
 

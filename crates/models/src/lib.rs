@@ -113,6 +113,9 @@ pub struct ModelInfo {
     /// The smallest `max_length` a request may ask for: the tokens of the prompt template that every input
     /// carries, plus one (1 where there is no template).
     pub min_length: usize,
+    /// The languages (primary subtags) the model was trained for; empty: multilingual, or not known to be
+    /// limited. A search whose query is in another language skips the dense leg in hybrid mode.
+    pub languages: Vec<String>,
     pub non_embedding_params: usize,
     /// Why the model runs elsewhere than requested (e.g. CUDA asked for, CPU used), if it does.
     pub fallback: Option<String>,
@@ -129,6 +132,7 @@ impl ModelInfo {
             hidden_size: hidden,
             max_length,
             min_length: 1,
+            languages: Vec::new(),
             non_embedding_params: params,
             fallback: p.fallback.clone(),
         }

@@ -22,6 +22,7 @@ fn info(role: &str, dim: usize) -> ModelInfo {
         hidden_size: dim,
         max_length: 512,
         min_length: 1,
+        languages: Vec::new(),
         non_embedding_params: 0,
         fallback: None,
     }
@@ -50,6 +51,12 @@ pub struct WordsEmbedder {
 impl WordsEmbedder {
     pub fn new(dim: usize) -> WordsEmbedder {
         WordsEmbedder { info: info("embedder", dim), calls: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Declares the languages the stand-in covers (as an English-only model would).
+    pub fn with_languages(mut self, languages: &[&str]) -> WordsEmbedder {
+        self.info.languages = languages.iter().map(|l| (*l).to_owned()).collect();
+        self
     }
 
     fn vector(&self, text: &str, dim: usize) -> Vec<f32> {

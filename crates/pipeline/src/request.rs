@@ -216,6 +216,10 @@ pub struct SearchRequest {
     pub bm25_params: Option<Bm25Params>,
     /// The BM25 leg scores every posting instead of pruning (same candidates; `bm25_matched` becomes exact).
     pub exhaustive: bool,
+    /// Turns the index's typo tolerance on or off for this search (the word sizes stay the index's).
+    pub typos: Option<bool>,
+    /// Turns prefix matching of the word being typed and of codes on or off for this search.
+    pub prefix: Option<bool>,
 }
 
 impl SearchRequest {
@@ -240,6 +244,8 @@ impl SearchRequest {
             cancel: None,
             bm25_params: None,
             exhaustive: false,
+            typos: None,
+            prefix: None,
         }
     }
 

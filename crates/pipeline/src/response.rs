@@ -42,6 +42,8 @@ pub struct Bm25Report {
     pub pruned: bool,
     /// The analyzed query terms (for highlighting and explanations).
     pub terms: Vec<String>,
+    /// The typo corrections and prefix completions the leg searched with ("showing results for …").
+    pub expansions: Vec<sieve_text::Expansion>,
     /// The leg's own stages: `analyze`, `stats`, `bm25`.
     pub stages: Vec<StageTiming>,
 }

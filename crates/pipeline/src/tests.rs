@@ -521,3 +521,88 @@ fn a_dense_side_is_refused_to_an_index_that_holds_documents_without_embeddings()
     let mut engine = Engine::from_parts(Some(empty.path().to_path_buf()), text, None, opts).unwrap();
     assert_eq!(engine.ensure_vector_settings("words", HnswParams::default()).unwrap().dim, DIM);
 }
+
+/// Exact codes first: a query with the code of p3 (`WH-1000XM4`, typed as `wh1000xm4`) puts p3 first in
+/// every mode, though the rest of the query is about laptops and the reranker favours reviews.
+#[test]
+fn a_product_code_puts_its_document_first_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = build(dir.path(), Some(Behaviour::Good));
+    for (legs, rerank) in [((true, false), false), ((false, true), false), ((true, true), false), ((true, true), true)]
+    {
+        let mut req = SearchRequest::new("laptop notebook reviews wh1000xm4");
+        req.legs = Legs { bm25: legs.0, dense: legs.1 };
+        if rerank {
+            req.rerank = Some(RerankRequest::default());
+        }
+        let res = engine.search(&req).unwrap();
+        assert_eq!(res.hits[0].id.as_str(), "p3", "{legs:?} rerank {rerank}: {:?}", ids(&res));
+        assert_eq!(res.hits[0].scores.exact_codes.as_deref(), Some(&["wh1000xm4".to_owned()][..]));
+        assert!(res.hits[1..].iter().all(|h| h.scores.exact_codes.is_none()));
+    }
+    // a code under a filter that excludes its document pins nothing
+    let mut req = SearchRequest::new("wh1000xm4 laptop");
+    req.filters = vec!["price<100".parse().unwrap()];
+    assert!(engine.search(&req).unwrap().hits.iter().all(|h| h.id.as_str() != "p3"));
+}
+
+/// The pinning rule itself: carriers first, more codes before fewer, every other order kept.
+#[test]
+fn pin_codes_moves_carriers_first_and_keeps_the_rest_in_order() {
+    use crate::stages::fuse::pin_codes;
+    use crate::stages::Candidate;
+    let id = |s: &str| sieve_core::DocId::parse(s, 64).unwrap();
+    let mut c: Vec<Candidate> = ["a", "b", "c", "d"].iter().map(|s| Candidate::new(id(s))).collect();
+    let carrier = |d: &str, codes: &[&str], weight: f32| sieve_text::CodeCarrier {
+        id: id(d),
+        codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+        weight,
+    };
+    // x1 is carried by three documents (1/3 each), y2 by c alone (1)
+    let carriers = vec![
+        carrier("c", &["x1", "y2"], 1.0 + 1.0 / 3.0),
+        carrier("e", &["x1"], 1.0 / 3.0),
+        carrier("b", &["x1"], 1.0 / 3.0),
+    ];
+    pin_codes(&mut c, carriers);
+    let order: Vec<&str> = c.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(order, ["c", "b", "e", "a", "d"], "heaviest first, then the order before (b before the added e)");
+    assert_eq!(c[0].scores.exact_codes.as_deref(), Some(&["x1".to_owned(), "y2".to_owned()][..]));
+}
+
+/// An English-only embedder does not take part in a hybrid search in Chinese: the dense leg is not run and a
+/// note says why (a decision, so the answer is not `degraded`); an English query still runs both legs.
+#[test]
+fn a_query_the_embedder_does_not_cover_skips_the_dense_leg_in_hybrid() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TextIndex::create(dir.path(), IndexSettings::default()).unwrap();
+    let embedder = WordsEmbedder::new(DIM).with_languages(&["en"]);
+    let opts = EngineOptions {
+        embedder: Some(EmbedderHandle::spawn("words-en", Box::new(embedder), WorkerOptions::new(EMBED_BATCH_TOKENS))),
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::from_parts(Some(dir.path().to_path_buf()), text, None, opts).unwrap();
+    engine.ensure_vector_settings("words-en", HnswParams::default()).unwrap();
+    let mut sink = engine.sink(wopts()).unwrap();
+    let mut docs = corpus();
+    docs.push(doc(json!({"id": "z1", "title": "联想笔记本电脑", "body": "轻薄 商务"})));
+    sink.upsert(&docs).unwrap();
+    sink.commit(Default::default()).unwrap();
+    sink.finish().unwrap();
+    engine.sync_vectors().unwrap();
+    let zh = engine.search(&SearchRequest::new("笔记本电脑")).unwrap();
+    assert_eq!(ids(&zh), ["z1"]);
+    assert!(zh.dense.is_none(), "the dense leg did not run");
+    assert!(!zh.degraded, "{:?}", zh.reasons);
+    assert!(
+        zh.notes.iter().any(|r| r == "dense leg not run: the embedding model covers en, and the query is zh"),
+        "{:?}",
+        zh.notes
+    );
+    let en = engine.search(&SearchRequest::new("laptop")).unwrap();
+    assert!(en.dense.is_some() && en.reasons.is_empty(), "{:?}", en.reasons);
+    // asked for explicitly, dense-only still runs
+    let mut dense = SearchRequest::new("笔记本电脑");
+    dense.legs = Legs { bm25: false, dense: true };
+    assert!(engine.search(&dense).unwrap().dense.is_some());
+}

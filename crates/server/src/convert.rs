@@ -87,6 +87,8 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
         );
     }
     req.explain = body.explain;
+    req.typos = body.typos;
+    req.prefix = body.prefix;
     req.with_documents = body.with_documents.unwrap_or(true);
     let bad_field = |e: PipelineError| match e {
         PipelineError::BadRequest { field, expected, found } => ApiError::invalid(wire_field(field), expected, found),
@@ -135,7 +137,19 @@ pub fn search_result(index: &str, req: &SearchRequest, res: SearchResponse) -> S
         reranked: res.reranked,
         cache: res.cache,
         dense: res.dense.map(dense_info),
+        corrections: res.bm25.as_ref().map(|b| b.expansions.iter().map(correction).collect()).unwrap_or_default(),
         bm25_matched: res.bm25.map(|b| b.matched),
+    }
+}
+
+fn correction(e: &sieve_text::Expansion) -> sieve_api::Correction {
+    sieve_api::Correction {
+        word: e.word.clone(),
+        kind: match e.kind {
+            sieve_text::ExpansionKind::Typo => sieve_api::CorrectionKind::Typo,
+            sieve_text::ExpansionKind::Prefix => sieve_api::CorrectionKind::Prefix,
+        },
+        terms: e.terms.clone(),
     }
 }
 
@@ -158,6 +172,8 @@ pub fn model_info(m: &sieve_models::ModelInfo) -> ModelInfo {
         dtype: m.dtype.clone(),
         hidden_size: m.hidden_size,
         max_length: m.max_length,
+        min_length: m.min_length,
+        languages: m.languages.clone(),
         non_embedding_params: m.non_embedding_params,
         fallback: m.fallback.clone(),
     }

@@ -36,7 +36,7 @@ impl Modify for BearerAuth {
         RerankResultItem, TeiRank, DocumentText, Usage, RerankMeta, BilledUnits, EmbeddingsBody, EmbeddingInput,
         InputType, EncodingFormat, EmbeddingsResult, EmbeddingItem, EmbeddingVector, Task, TaskKind, TaskStatus,
         RowFailure, ErrorBody, ErrorCode, Health, Ready, IndexReady, Info, IndexInfo, Limits, ModelInfo, DenseInfo,
-        DenseStrategy, sieve_core::CacheReport
+        DenseStrategy, Correction, CorrectionKind, sieve_core::CacheReport
     )),
     modifiers(&BearerAuth),
     tags((name = "search"), (name = "models"), (name = "documents"), (name = "system"))

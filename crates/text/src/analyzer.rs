@@ -46,6 +46,8 @@ impl Analysis {
 const MAX_TERM_BYTES: usize = 64;
 /// Longest part that takes part in a space-separated code join (`PS LX350H`).
 const MAX_JOIN_PART_CHARS: usize = 10;
+/// Longest first word of a space join that still names a code as written (`PS`, `KX`, `DSC`).
+const MAX_CODE_PREFIX_CHARS: usize = 3;
 
 /// English stopwords (the Snowball list's most frequent function words).
 const STOPWORDS: &[&str] = &[
@@ -215,13 +217,27 @@ impl Analyzer {
 
     /// Appends the terms of `text` to `out`.
     pub fn analyze_into(&self, text: &str, analysis: Analysis, out: &mut Vec<String>) {
+        self.analyze_with(text, analysis, MAX_JOIN_PART_CHARS, out);
+    }
+
+    /// The terms of `text` with only the space joins whose first word is a code prefix of at most
+    /// [`MAX_CODE_PREFIX_CHARS`] characters (`PS LX350H` → `pslx350h`): the codes as written, for telling which
+    /// product a query names (a join of two words, like `player dvpfx820` or `ratio 5ms`, names none).
+    pub fn written_terms(&self, text: &str, analysis: Analysis) -> Vec<String> {
+        let mut out = Vec::new();
+        self.analyze_with(text, analysis, MAX_CODE_PREFIX_CHARS, &mut out);
+        out
+    }
+
+    /// `space_joins`: the longest first word of a space join (`MAX_JOIN_PART_CHARS` for every join).
+    fn analyze_with(&self, text: &str, analysis: Analysis, space_joins: usize, out: &mut Vec<String>) {
         let folded = fold_width(text);
         let stemmer = Stemmer::create(Algorithm::English);
         for (script, run) in script_runs(&folded) {
             match (script, analysis) {
                 (Script::Han, Analysis::Auto) => self.chinese(run, out),
                 (Script::Han, Analysis::CjkBigram) | (Script::OtherCjk, _) => bigrams(run, out),
-                (Script::Other, _) => self.words(run, &stemmer, out),
+                (Script::Other, _) => self.words(run, &stemmer, space_joins, out),
             }
         }
     }
@@ -236,7 +252,7 @@ impl Analyzer {
         }
     }
 
-    fn words(&self, run: &str, stemmer: &Stemmer, out: &mut Vec<String>) {
+    fn words(&self, run: &str, stemmer: &Stemmer, space_joins: usize, out: &mut Vec<String>) {
         // Words with what separates each from the previous one.
         let mut words: Vec<(String, Gap)> = Vec::new();
         let mut gap = Gap::Start;
@@ -269,7 +285,7 @@ impl Analyzer {
             if *gap == Gap::Space && i > 0 {
                 let prev = &words[i - 1].0;
                 let joined = format!("{prev}{word}");
-                if prev.chars().count() <= MAX_JOIN_PART_CHARS
+                if prev.chars().count() <= space_joins
                     && word.chars().count() <= MAX_JOIN_PART_CHARS
                     && prev.chars().any(char::is_alphabetic)
                     && word.chars().any(|c| c.is_ascii_digit())

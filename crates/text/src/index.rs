@@ -16,6 +16,7 @@ use tantivy::{DocAddress, DocSet, Index, IndexReader, ReloadPolicy, TantivyDocum
 
 use crate::analyzer::Analyzer;
 use crate::bm25::{Bm25Params, ParamError};
+use crate::expand::Tolerance;
 use crate::schema::{self, Fields, SCHEMA_VERSION};
 use crate::slots::SegmentIds;
 
@@ -84,6 +85,10 @@ pub struct IndexSettings {
     pub bm25: Bm25Params,
     /// Default field boosts.
     pub boosts: FieldBoosts,
+    /// Default typo tolerance and prefix matching (absent from manifests written before they existed: the
+    /// defaults).
+    #[serde(default)]
+    pub tolerance: Tolerance,
 }
 
 /// What a commit stores besides the documents: the ingest checkpoint and the next unused vector slot.

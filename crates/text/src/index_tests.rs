@@ -466,3 +466,65 @@ fn racing_creates_of_one_index_both_succeed() {
         assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 }
+
+fn search_with(index: &TextIndex, q: &str, tolerance: crate::Tolerance) -> crate::Bm25Results {
+    let mut query = Bm25Query::new(q, 10);
+    query.tolerance = Some(tolerance);
+    index.search(&query).unwrap()
+}
+
+#[test]
+fn a_word_that_matches_nothing_is_corrected_within_one_or_two_edits() {
+    let index = catalog();
+    let on = crate::Tolerance::default();
+    // one edit in a word of 5+ letters: "turntabel" (swap) and "speeker" (substitution)
+    for (typo, want) in [("turntabel ", "p1"), ("speeker ", "p2"), ("etherfsat ", "p3")] {
+        let res = search_with(&index, typo, on);
+        assert_eq!(res.hits.first().map(|h| h.id.as_str()), Some(want), "{typo}: {:?}", res.expansions);
+        assert_eq!(res.expansions[0].kind, crate::ExpansionKind::Typo);
+        assert!(search_with(&index, typo, crate::Tolerance::EXACT).hits.iter().all(|h| h.id.as_str() != want));
+    }
+    // two edits only from 9 characters on: "etherfsst" (9) is found, "spaekre" (7, two edits) is not
+    assert_eq!(search_with(&index, "etherfsst ", on).hits[0].id.as_str(), "p3");
+    assert!(search_with(&index, "spaekre ", on).hits.is_empty());
+    // short words and codes are never corrected
+    assert!(search_with(&index, "sany ", on).expansions.is_empty());
+    assert!(search_with(&index, "pslx351h ", on).hits.is_empty(), "a code is not corrected into another");
+    // per request, off
+    assert!(search_with(&index, "turntabel ", crate::Tolerance { typos: false, ..on }).hits.is_empty());
+}
+
+#[test]
+fn the_word_being_typed_and_codes_match_as_prefixes_and_exact_words_rank_first() {
+    let index = catalog();
+    let on = crate::Tolerance::default();
+    let res = search_with(&index, "sony turnt", on);
+    assert_eq!(res.hits[0].id.as_str(), "p1", "{:?}", res.expansions);
+    assert_eq!(res.expansions[0].kind, crate::ExpansionKind::Prefix);
+    assert!(search_with(&index, "sony turnt ", on).hits.iter().all(|h| h.id.as_str() != "p1" || h.score < 2.0),);
+    // a half-typed code, anywhere in the query
+    assert_eq!(search_with(&index, "PSLX35", on).hits[0].id.as_str(), "p1");
+    assert_eq!(search_with(&index, "PS-LX35 sony", on).hits[0].id.as_str(), "p1");
+    assert!(search_with(&index, "PSLX35", crate::Tolerance::EXACT).hits.is_empty());
+    // "switch" exactly (p3) outranks a completion of "sw" elsewhere; the exact word keeps its full weight
+    let exact = search_with(&index, "switch", on);
+    let plain = search_with(&index, "switch", crate::Tolerance::EXACT);
+    assert_eq!(exact.hits[0].id, plain.hits[0].id);
+    assert!(exact.hits[0].score >= plain.hits[0].score);
+}
+
+#[test]
+fn code_carriers_are_the_documents_with_the_code_in_any_spelling() {
+    let index = catalog();
+    for q in ["PSLX350H", "ps-lx350h turntable", "sony PS LX350H"] {
+        let carriers = index.code_carriers(q, None, &[], 10).unwrap();
+        assert_eq!(carriers.len(), 1, "{q}: {carriers:?}");
+        assert_eq!(carriers[0].id.as_str(), "p1");
+        assert!(carriers[0].codes.contains(&"pslx350h".to_owned()), "{carriers:?}");
+    }
+    assert!(index.code_carriers("sony turntable", None, &[], 10).unwrap().is_empty());
+    // a space join of an ordinary word and a code names no product ("drive 350h" is not a code as written)
+    assert!(index.code_carriers("belt drive 350h", None, &[], 10).unwrap().is_empty());
+    let price: Filter = "price>500".parse().unwrap();
+    assert!(index.code_carriers("PSLX350H", None, &[price], 10).unwrap().is_empty(), "filters hold");
+}

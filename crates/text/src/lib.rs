@@ -27,6 +27,7 @@
 
 mod analyzer;
 pub mod bm25;
+mod expand;
 mod filter;
 mod index;
 mod schema;
@@ -36,10 +37,11 @@ mod writer;
 
 pub use analyzer::{Analysis, Analyzer};
 pub use bm25::{Bm25Params, ParamError};
+pub use expand::{Expansion, ExpansionKind, Tolerance, PREFIX_WEIGHT, TYPO_WEIGHT};
 pub use index::{FieldBoosts, IndexSettings, TextError, TextIndex};
 pub use schema::SCHEMA_VERSION;
 pub use slots::{LiveVectors, VectorEntry};
-pub use topk::{Bm25Query, Bm25Results};
+pub use topk::{is_product_code, Bm25Query, Bm25Results, CodeCarrier};
 pub use writer::{TextWriter, WriterOptions};
 
 #[cfg(test)]

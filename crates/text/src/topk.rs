@@ -16,6 +16,7 @@ use tantivy::{DocAddress, DocSet, Term, TERMINATED};
 
 use crate::analyzer::Analysis;
 use crate::bm25::{self, Bm25Params};
+use crate::expand::{self, Dictionary, Expansion, ExpansionKind, Tolerance};
 use crate::filter::{self, DocBits};
 use crate::schema::TEXT_FIELDS;
 
@@ -41,6 +42,8 @@ pub struct Bm25Query {
     /// Score every posting of every term instead of pruning what cannot reach the top k (same hits; makes
     /// `matched` exact).
     pub exhaustive: bool,
+    /// Overrides the index's typo tolerance and prefix matching.
+    pub tolerance: Option<Tolerance>,
 }
 
 impl Bm25Query {
@@ -54,8 +57,33 @@ impl Bm25Query {
             boosts: None,
             with_documents: true,
             exhaustive: false,
+            tolerance: None,
         }
     }
+}
+
+/// A document that carries product codes of a query (see [`TextIndex::code_carriers`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeCarrier {
+    pub id: DocId,
+    /// The query's codes it carries.
+    pub codes: Vec<String>,
+    /// Σ (1 + chars / 100) / (documents carrying the code) over its codes.
+    pub weight: f32,
+}
+
+/// A term that can name one product: a model number of 5 characters or more with letters and at least two
+/// digits (`pslx350h`, `7737a001`, `dscw120`), or a part number of 6 digits or more (`0100057730`). Shorter
+/// codes, codes with one digit and measures (a number and a unit of up to 4 letters) are words of the trade
+/// (`ipv6`, `mp3`, `python3`, `h264`, `64bit`, `1080p`), which many documents name without being them.
+pub fn is_product_code(t: &str) -> bool {
+    let n = t.chars().count();
+    let digits = t.chars().filter(|c| c.is_ascii_digit()).count();
+    // a number with a unit is a measure (`64bit`, `1080p`, `500gb`, `120hz`), not a model
+    let letters_after = t.trim_start_matches(|c: char| c.is_ascii_digit());
+    let measure =
+        letters_after.len() < t.len() && letters_after.chars().all(char::is_alphabetic) && letters_after.len() <= 4;
+    (expand::is_code(t) && n >= 5 && digits >= 2 && !measure) || (n >= 6 && digits == n)
 }
 
 /// The answer to a [`Bm25Query`].
@@ -69,6 +97,8 @@ pub struct Bm25Results {
     pub pruned: bool,
     /// The analyzed query terms.
     pub terms: Vec<String>,
+    /// The typo corrections and prefix completions the query was expanded with.
+    pub expansions: Vec<Expansion>,
     pub timings: Vec<StageTiming>,
 }
 
@@ -85,7 +115,9 @@ impl TextIndex {
         let analyzed = Instant::now();
 
         let searcher = self.reader.searcher();
-        let prep = self.prepare(&searcher, &terms, params, boosts, &query.filters)?;
+        let tolerance = query.tolerance.unwrap_or(self.settings.tolerance);
+        let (prep, expansions) =
+            self.prepare(&searcher, &terms, &query.text, &tolerance, params, boosts, &query.filters)?;
         let prepared = Instant::now();
 
         let mut top = TopK::new(query.k);
@@ -109,19 +141,69 @@ impl TextIndex {
             StageTiming { stage: "bm25".into(), micros: us(prepared, scored) },
             StageTiming { stage: "fetch".into(), micros: us(scored, fetched) },
         ];
-        Ok(Bm25Results { hits, matched, pruned, terms, timings })
+        Ok(Bm25Results { hits, matched, pruned, terms, expansions, timings })
+    }
+
+    /// The documents that carry a product code of `text` exactly in their title, best first. A code is an
+    /// analyzed query term that [`is_product_code`] (`PS-LX350H` gives `pslx350h` and its part `lx350h`;
+    /// `010-00577-30` gives `0100057730`); a code more than `max_carriers`
+    /// documents carry identifies nothing and is ignored. A document's weight is the sum, over the codes it
+    /// carries, of (1 + chars / 100) / (documents carrying that code): one code only it carries outweighs
+    /// several shared ones, and of two codes carried alike the longer (more specific) one weighs a little more.
+    /// Exact terms only, no typo or prefix expansion; codes as written (`Analyzer::written_terms`).
+    pub fn code_carriers(
+        &self,
+        text: &str,
+        lang: Option<&Lang>,
+        filters: &[Filter],
+        max_carriers: usize,
+    ) -> Result<Vec<CodeCarrier>, TextError> {
+        let mut codes = self.analyzer.written_terms(text, Analysis::for_lang(lang.map(Lang::primary)));
+        codes.retain(|t| is_product_code(t));
+        dedup_in_order(&mut codes);
+        let mut carriers: Vec<CodeCarrier> = Vec::new();
+        for code in codes {
+            let mut q = Bm25Query::new(code.clone(), max_carriers + 1);
+            q.filters = filters.to_vec();
+            q.with_documents = false;
+            q.exhaustive = true;
+            q.tolerance = Some(Tolerance::EXACT);
+            // a product's own code is in its title; a body that names codes lists what it fits
+            q.boosts = Some(FieldBoosts { title: 1.0, body: 0.0 });
+            let found = self.search(&q)?;
+            if found.hits.len() > max_carriers {
+                continue;
+            }
+            // 1 / carriers; a longer code (`dscw120p` against `dscw120`) is a little more specific
+            let weight = (1.0 + 0.01 * code.chars().count() as f32) / found.hits.len() as f32;
+            for hit in found.hits {
+                match carriers.iter_mut().find(|c| c.id == hit.id) {
+                    Some(c) => {
+                        c.codes.push(code.clone());
+                        c.weight += weight;
+                    }
+                    None => carriers.push(CodeCarrier { id: hit.id, codes: vec![code.clone()], weight }),
+                }
+            }
+        }
+        carriers.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.id.cmp(&b.id)));
+        Ok(carriers)
     }
 
     /// Collection statistics: each field's average length; each term's idf (max df over fields) and the
-    /// fields it occurs in; the filters as per-segment bit sets; the terms in scoring order with their bounds.
+    /// fields it occurs in; the typo corrections and prefix completions (`expand.rs`) as terms of their own; the
+    /// filters as per-segment bit sets; the terms in scoring order with their bounds.
+    #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
         searcher: &tantivy::Searcher,
         terms: &[String],
+        text: &str,
+        tolerance: &Tolerance,
         params: Bm25Params,
         boosts: FieldBoosts,
         filters: &[Filter],
-    ) -> Result<Prepared, TextError> {
+    ) -> Result<(Prepared, Vec<Expansion>), TextError> {
         let segments = searcher.segment_readers();
         let total_docs: u64 = segments.iter().map(|s| s.max_doc() as u64).sum();
         let fields = self.fields.text_fields();
@@ -134,21 +216,57 @@ impl TextIndex {
             }
             avgdl[f] = if total_docs > 0 { tokens as f32 / total_docs as f32 } else { 0.0 };
         }
-        let mut query_terms: Vec<(f32, [Option<Term>; 2])> = Vec::with_capacity(terms.len());
-        for t in terms {
-            let mut per_field: [Option<Term>; 2] = [None, None];
+        let dict = Dictionary { searcher, fields };
+        // the group of indexed terms one query word stands for, per field, with the largest df among them
+        let group = |words: &[(String, u64)]| -> Result<(u64, [Vec<Term>; 2]), TextError> {
+            let mut per_field: [Vec<Term>; 2] = [Vec::new(), Vec::new()];
             let mut df = 0u64;
-            for (f, &field) in fields.iter().enumerate() {
-                let term = Term::from_field_text(field, t);
-                let field_df = searcher.doc_freq(&term).map_err(engine("read postings"))?;
-                if field_df > 0 && field_boosts[f] > 0.0 {
-                    df = df.max(field_df);
-                    per_field[f] = Some(term);
+            for (word, _) in words {
+                for (f, &field) in fields.iter().enumerate() {
+                    let term = Term::from_field_text(field, word);
+                    let field_df = searcher.doc_freq(&term).map_err(engine("read postings"))?;
+                    if field_df > 0 && field_boosts[f] > 0.0 {
+                        df = df.max(field_df);
+                        per_field[f].push(term);
+                    }
                 }
             }
-            if df > 0 {
-                query_terms.push((bm25::idf(total_docs, df), per_field));
+            Ok((df, per_field))
+        };
+        let mut query_terms: Vec<(f32, [Vec<Term>; 2])> = Vec::with_capacity(terms.len());
+        let mut expansions = Vec::new();
+        let mut typed = if tolerance.prefix { expand::typed_word(text) } else { None };
+        for t in terms {
+            let (df, per_field) = group(&[(t.clone(), 0)])?;
+            let exact_idf = (df > 0).then(|| bm25::idf(total_docs, df));
+            if let Some(idf) = exact_idf {
+                query_terms.push((idf, per_field));
+            } else {
+                let fixes = expand::corrections(&dict, t, tolerance, terms)?;
+                let (df, per_field) = group(&fixes)?;
+                if df > 0 {
+                    query_terms.push((expand::TYPO_WEIGHT * bm25::idf(total_docs, df), per_field));
+                    expansions.push(Expansion {
+                        word: t.clone(),
+                        kind: ExpansionKind::Typo,
+                        terms: fixes.into_iter().map(|f| f.0).collect(),
+                    });
+                }
             }
+            // product codes complete as prefixes wherever they stand in the query
+            if tolerance.prefix && expand::is_code(t) && t.chars().count() >= 4 {
+                if typed.as_deref() == Some(t.as_str()) {
+                    typed = None;
+                }
+                let args: (&Dictionary<'_>, u64, &GroupOf<'_>) = (&dict, total_docs, &group);
+                push_completions(args, t, exact_idf, terms, &mut query_terms, &mut expansions)?;
+            }
+        }
+        if let Some(word) = typed {
+            let (df, _) = group(&[(word.clone(), 0)])?;
+            let exact_idf = (df > 0).then(|| bm25::idf(total_docs, df));
+            let args: (&Dictionary<'_>, u64, &GroupOf<'_>) = (&dict, total_docs, &group);
+            push_completions(args, &word, exact_idf, terms, &mut query_terms, &mut expansions)?;
         }
         let filter_bits = if filters.is_empty() {
             None
@@ -164,7 +282,7 @@ impl TextIndex {
         for i in (0..order.len()).rev() {
             rest[i] = rest[i + 1] + query_terms[order[i]].0 * (params.k1 + 1.0);
         }
-        Ok(Prepared { params, field_boosts, avgdl, terms: query_terms, order, rest, filter_bits })
+        Ok((Prepared { params, field_boosts, avgdl, terms: query_terms, order, rest, filter_bits }, expansions))
     }
 
     /// Scores one segment into `top`: phase 1 walks every posting of the terms with the highest bounds; once the
@@ -310,7 +428,7 @@ struct Prepared {
     params: Bm25Params,
     field_boosts: [f32; 2],
     avgdl: [f32; 2],
-    terms: Vec<(f32, [Option<Term>; 2])>,
+    terms: Vec<(f32, [Vec<Term>; 2])>,
     order: Vec<usize>,
     rest: Vec<f32>,
     filter_bits: Option<Vec<DocBits>>,
@@ -346,9 +464,9 @@ impl SegmentPostings {
 
     /// Phase 1: every posting of one term, whole decoded blocks of (doc, tf) at a time, into the accumulators
     /// (deleted documents are dropped later).
-    fn add_all(&self, per_field: &[Option<Term>; 2], acc: &mut [Acc], touched: &mut Vec<u32>) -> Result<(), TextError> {
-        for (f, term) in per_field.iter().enumerate() {
-            let Some(term) = term else { continue };
+    fn add_all(&self, per_field: &[Vec<Term>; 2], acc: &mut [Acc], touched: &mut Vec<u32>) -> Result<(), TextError> {
+        // a group's terms add their tf into one pseudo-frequency (an expansion scores as one term)
+        for (f, term) in per_field.iter().enumerate().flat_map(|(f, ts)| ts.iter().map(move |t| (f, t))) {
             let (inverted, norms) = &self.readers[f];
             let Some(mut block) =
                 inverted.read_block_postings(term, IndexRecordOption::WithFreqs).map_err(io_engine("read postings"))?
@@ -377,13 +495,12 @@ impl SegmentPostings {
     /// Phase 2: one term's postings of the sorted `candidates` only, by seeking.
     fn add_candidates(
         &self,
-        per_field: &[Option<Term>; 2],
+        per_field: &[Vec<Term>; 2],
         candidates: &[u32],
         acc: &mut [Acc],
         touched: &mut Vec<u32>,
     ) -> Result<(), TextError> {
-        for (f, term) in per_field.iter().enumerate() {
-            let Some(term) = term else { continue };
+        for (f, term) in per_field.iter().enumerate().flat_map(|(f, ts)| ts.iter().map(move |t| (f, t))) {
             let (inverted, norms) = &self.readers[f];
             let Some(mut postings) =
                 inverted.read_postings(term, IndexRecordOption::WithFreqs).map_err(io_engine("read postings"))?
@@ -567,4 +684,32 @@ impl PartialOrd for Ranked {
 fn dedup_in_order(terms: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     terms.retain(|t| seen.insert(t.clone()));
+}
+
+/// What [`push_completions`] reads: the term dictionary, the collection size, and how words become a term group.
+type GroupOf<'g> = dyn Fn(&[(String, u64)]) -> Result<(u64, [Vec<Term>; 2]), TextError> + 'g;
+
+/// Adds the completions of `prefix` as one term, weighted by [`expand::PREFIX_WEIGHT`] and never above the
+/// exact word's idf.
+fn push_completions(
+    (dict, total_docs, group): (&Dictionary<'_>, u64, &GroupOf<'_>),
+    prefix: &str,
+    exact_idf: Option<f32>,
+    terms: &[String],
+    query_terms: &mut Vec<(f32, [Vec<Term>; 2])>,
+    expansions: &mut Vec<Expansion>,
+) -> Result<(), TextError> {
+    let found = expand::completions(dict, prefix, terms)?;
+    let (df, per_field) = group(&found)?;
+    if df == 0 {
+        return Ok(());
+    }
+    let idf = bm25::idf(total_docs, df).min(exact_idf.unwrap_or(f32::INFINITY));
+    query_terms.push((expand::PREFIX_WEIGHT * idf, per_field));
+    expansions.push(Expansion {
+        word: prefix.to_owned(),
+        kind: ExpansionKind::Prefix,
+        terms: found.into_iter().map(|f| f.0).collect(),
+    });
+    Ok(())
 }

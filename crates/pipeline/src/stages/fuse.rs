@@ -2,11 +2,18 @@
 //! [`fusion`](super::fusion)'s formula gives when both legs ran (the one leg's order otherwise), and every
 //! candidate carries both legs' evidence: its BM25 breakdown and rank, its cosine and rank, and the fused
 //! score and rank.
+//!
+//! **Exact codes first.** A document that carries a product code of the query exactly (in any spelling the
+//! analyzer joins: `PS-LX350H`, `PSLX350H`, `ps lx350h`) goes before every document that does not, in every
+//! mode, more codes before fewer, and otherwise in the order fusion gave. The dense leg does not see codes
+//! and BM25 can be outvoted in fusion, so a shopper who types a model number would otherwise not always get
+//! that model first. The rule is [`pin_codes`]; the rerank stage keeps it ([`codes_first`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use sieve_core::{DenseScore, DocId, FusedScore, Hit, ScoreBreakdown};
+use sieve_text::CodeCarrier;
 use sieve_vector::VectorHit;
 
 use super::fusion;
@@ -19,7 +26,7 @@ use crate::Fusion;
 /// copied: a one-leg request costs no more than the leg itself.
 pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
     let t = Instant::now();
-    let Recall { bm25, dense, reasons, notes, mut timings, started } = recall;
+    let Recall { bm25, dense, codes, reasons, notes, mut timings, started } = recall;
     let (bm25_hits, bm25_report) = bm25.map_or((None, None), |l| (Some(l.hits), Some(l.report)));
     let (dense_hits, dense_report) = dense
         .map_or((None, None), |l| (Some(l.hits), Some(DenseReport { strategy: l.strategy, candidates: l.candidates })));
@@ -35,11 +42,14 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
                 id: h.id,
                 score: h.score,
                 scores: ScoreBreakdown { bm25: h.scores.bm25, ..ScoreBreakdown::default() },
+                pin: 0.0,
             })
             .collect(),
         (None, Some(d)) => d.into_iter().map(dense_candidate).collect(),
         (None, None) => Vec::new(),
     };
+    let mut candidates = candidates;
+    pin_codes(&mut candidates, codes);
     Ranking {
         candidates,
         documents: HashMap::new(),
@@ -52,6 +62,32 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
         cache: None,
         started,
     }
+}
+
+/// Exact codes first (see the module doc): marks the carriers among `candidates` with their codes and weight,
+/// adds the carriers the legs did not recall, and moves them to the front, heaviest first.
+pub fn pin_codes(candidates: &mut Vec<Candidate>, carriers: Vec<CodeCarrier>) {
+    if carriers.is_empty() {
+        return;
+    }
+    for carrier in carriers {
+        let at = match candidates.iter().position(|c| c.id == carrier.id) {
+            Some(i) => i,
+            None => {
+                candidates.push(Candidate::new(carrier.id));
+                candidates.len() - 1
+            }
+        };
+        candidates[at].scores.exact_codes = Some(carrier.codes);
+        candidates[at].pin = carrier.weight;
+    }
+    codes_first(candidates);
+}
+
+/// The heaviest carriers of exact codes first; a stable sort, so every other order (fusion's, the
+/// reranker's) holds among equals.
+pub fn codes_first(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| b.pin.total_cmp(&a.pin));
 }
 
 /// A dense-only candidate, ranked by its cosine.
@@ -145,7 +181,15 @@ mod tests {
     }
 
     fn recall(b: Option<Bm25Leg>, d: Option<DenseLeg>) -> Recall {
-        Recall { bm25: b, dense: d, reasons: vec![], notes: vec![], timings: vec![], started: Instant::now() }
+        Recall {
+            bm25: b,
+            dense: d,
+            codes: vec![],
+            reasons: vec![],
+            notes: vec![],
+            timings: vec![],
+            started: Instant::now(),
+        }
     }
 
     #[test]

@@ -31,11 +31,14 @@ pub struct Candidate {
     pub score: f32,
     /// Every stage's score and rank so far.
     pub scores: ScoreBreakdown,
+    /// How strongly exact product codes of the query pin it to the front (0: not at all); see
+    /// [`fuse::pin_codes`].
+    pub pin: f32,
 }
 
 impl Candidate {
     pub fn new(id: DocId) -> Candidate {
-        Candidate { id, score: 0.0, scores: ScoreBreakdown::default() }
+        Candidate { id, score: 0.0, scores: ScoreBreakdown::default(), pin: 0.0 }
     }
 }
 

@@ -17,11 +17,18 @@ use crate::response::Bm25Report;
 use crate::worker::WorkerError;
 use crate::{PipelineError, SearchRequest};
 
+/// A product code carried by more documents than this identifies none of them (see
+/// [`sieve_text::TextIndex::code_carriers`]).
+pub const MAX_CODE_CARRIERS: usize = 3;
+
 /// What the legs found.
 #[derive(Debug)]
 pub struct Recall {
     pub bm25: Option<Bm25Leg>,
     pub dense: Option<DenseLeg>,
+    /// The documents that carry a product code of the query exactly, with the codes (every mode looks them
+    /// up; the fuse stage puts them first).
+    pub codes: Vec<sieve_text::CodeCarrier>,
     pub reasons: Vec<String>,
     pub notes: Vec<String>,
     pub timings: Vec<StageTiming>,
@@ -56,8 +63,15 @@ impl Engine {
         let started = Instant::now();
         let span = tracing::debug_span!("recall", bm25 = req.legs.bm25, dense = req.legs.dense);
         let _entered = span.enter();
-        let mut out =
-            Recall { bm25: None, dense: None, reasons: Vec::new(), notes: Vec::new(), timings: Vec::new(), started };
+        let mut out = Recall {
+            bm25: None,
+            dense: None,
+            codes: Vec::new(),
+            reasons: Vec::new(),
+            notes: Vec::new(),
+            timings: Vec::new(),
+            started,
+        };
         let use_dense = req.legs.dense && self.dense_leg_available(req, &mut out)?;
         let depth = req.recall_depth();
         let (bm25, dense) = if req.legs.bm25 && use_dense {
@@ -91,6 +105,9 @@ impl Engine {
             Some(Err(DenseFailure::Error(e))) => return Err(e),
             None => {}
         }
+        let t = Instant::now();
+        out.codes = self.text().code_carriers(&req.query, req.lang.as_ref(), &req.filters, MAX_CODE_CARRIERS)?;
+        out.timings.push(timing("codes", t.elapsed()));
         Ok(out)
     }
 
@@ -98,6 +115,19 @@ impl Engine {
     /// index has no embeddings: nothing failed) or the reasons (no model loaded: degraded).
     fn dense_leg_available(&self, req: &SearchRequest, out: &mut Recall) -> Result<bool, PipelineError> {
         if self.dense_ready() {
+            // a hybrid query in a language the embedder does not cover would fuse noise into BM25's ranking
+            let covers = self.embedder().map(|e| e.info().languages.clone()).unwrap_or_default();
+            let lang = query_language(req);
+            if let (true, Some(lang)) = (req.legs.bm25, lang) {
+                if !covers.is_empty() && !covers.iter().any(|c| c == lang) {
+                    // a decision, not a failure: a note (as for an index without embeddings), not `degraded`
+                    out.notes.push(format!(
+                        "dense leg not run: the embedding model covers {}, and the query is {lang}",
+                        covers.join(", ")
+                    ));
+                    return Ok(false);
+                }
+            }
             return Ok(true);
         }
         let no_vectors = self.settings().is_none();
@@ -126,8 +156,20 @@ impl Engine {
         q.with_documents = false;
         q.params = req.bm25_params;
         q.exhaustive = req.exhaustive;
+        if req.typos.is_some() || req.prefix.is_some() {
+            let mut t = self.text().settings().tolerance;
+            t.typos = req.typos.unwrap_or(t.typos);
+            t.prefix = req.prefix.unwrap_or(t.prefix);
+            q.tolerance = Some(t);
+        }
         let res = self.text().search(&q)?;
-        let report = Bm25Report { matched: res.matched, pruned: res.pruned, terms: res.terms, stages: res.timings };
+        let report = Bm25Report {
+            matched: res.matched,
+            pruned: res.pruned,
+            terms: res.terms,
+            expansions: res.expansions,
+            stages: res.timings,
+        };
         Ok((Bm25Leg { hits: res.hits, report }, t.elapsed()))
     }
 
@@ -152,5 +194,31 @@ impl Engine {
             .map_err(|e| DenseFailure::Error(e.into()))?;
         let times = vec![timing("embed", embed), timing("embed_queue", call.queued), timing("ann", t.elapsed())];
         Ok((DenseLeg { hits: res.hits, strategy: res.strategy, candidates: res.candidates }, times))
+    }
+}
+
+/// The query's language for the dense leg: the request's `lang` when given, else `zh`, `ja` or `ko` when the
+/// query holds Han, Kana or Hangul characters (a Kana or Hangul character decides for Japanese or Korean),
+/// else `en` when it holds Latin letters; `None` for a query without letters.
+pub fn query_language(req: &SearchRequest) -> Option<&str> {
+    if let Some(lang) = &req.lang {
+        return Some(lang.primary());
+    }
+    let (mut han, mut kana, mut hangul, mut latin) = (false, false, false, false);
+    for c in req.query.chars() {
+        match c as u32 {
+            0x3040..=0x30FF => kana = true,
+            0xAC00..=0xD7AF | 0x1100..=0x11FF => hangul = true,
+            0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF => han = true,
+            _ if c.is_ascii_alphabetic() => latin = true,
+            _ => {}
+        }
+    }
+    match (kana, hangul, han, latin) {
+        (true, _, _, _) => Some("ja"),
+        (_, true, _, _) => Some("ko"),
+        (_, _, true, _) => Some("zh"),
+        (_, _, _, true) => Some("en"),
+        _ => None,
     }
 }

@@ -52,6 +52,8 @@ impl Engine {
                         r.rank = i as u32 + 1;
                     }
                 }
+                // exact codes stay first (the fuse stage's rule), in the reranker's order among themselves
+                super::fuse::codes_first(&mut ranking.candidates);
                 ranking.reranked = true;
             }
             Err((WorkerError::Cancelled { worker }, _)) => return Err(WorkerError::Cancelled { worker }.into()),
