@@ -38,8 +38,8 @@ fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> Input {
     Input::File(path)
 }
 
-fn run(
-    sink: &mut MemSink,
+fn run<S: BatchSink<Error = std::io::Error>>(
+    sink: &mut S,
     input: &Input,
     options: &IngestOptions,
     report: &mut RejectReport,
@@ -357,7 +357,7 @@ fn a_resume_does_not_report_a_rejected_row_twice() {
     let path = dir.path().join("r.jsonl");
     let mut sink = FailingSink { inner: MemSink::default(), fail_at: 3 };
     let mut report = RejectReport::new(&path);
-    run_with(&mut sink, &input, &options, &mut report).unwrap_err();
+    run(&mut sink, &input, &options, &mut report).unwrap_err();
     let committed_line = sink.inner.checkpoint.sources[0].line;
     let written = report_lines(&report).len();
     assert!(written as u64 > committed_line / 4, "rejects past the last commit were written: {written}");
@@ -374,15 +374,6 @@ fn a_resume_does_not_report_a_rejected_row_twice() {
     assert_eq!(lines, (1..=10).map(|i| i * 4).collect::<Vec<u64>>());
 }
 
-fn run_with(
-    sink: &mut FailingSink,
-    input: &Input,
-    options: &IngestOptions,
-    report: &mut RejectReport,
-) -> Result<SourceSummary, IngestError<std::io::Error>> {
-    ingest_source(sink, input, options, report, &mut NoProgress)
-}
-
 /// The CLI's default writes one report per run; the resumed run consults the earlier ones in the folder, so
 /// a row the killed run reported past its last commit is in one report only.
 #[test]
@@ -395,7 +386,7 @@ fn a_resume_with_one_report_per_run_reports_each_row_once_across_them() {
     let reports = dir.path().join("rejected");
     let mut sink = FailingSink { inner: MemSink::default(), fail_at: 3 };
     let mut first = RejectReport::new(reports.join("1.jsonl")).with_history(&reports);
-    run_with(&mut sink, &input, &options, &mut first).unwrap_err();
+    run(&mut sink, &input, &options, &mut first).unwrap_err();
     let mut sink = sink.inner;
     let mut second = RejectReport::new(reports.join("2.jsonl")).with_history(&reports);
     run(&mut sink, &input, &options, &mut second).unwrap();

@@ -333,7 +333,7 @@ fn is_connector(c: char) -> bool {
 }
 
 /// A code mixes letters and digits: `pslx350h`, `7737a001`, `iphone15`.
-fn is_code(s: &str) -> bool {
+pub(crate) fn is_code(s: &str) -> bool {
     s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(char::is_alphabetic)
 }
 

@@ -171,10 +171,7 @@ pub(crate) fn has_digit(word: &str) -> bool {
     word.chars().any(|c| c.is_ascii_digit())
 }
 
-/// A product code: letters and digits (`pslx350h`).
-pub(crate) fn is_code(word: &str) -> bool {
-    has_digit(word) && word.chars().any(char::is_alphabetic)
-}
+pub(crate) use crate::analyzer::is_code;
 
 /// Typo corrections of `word` (which matches nothing), or none.
 pub(crate) fn corrections(
