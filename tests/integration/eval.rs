@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::{ok, run, s, stderr};
 
 /// `SIEVE_SHARED_DATA`, or `../shared/data` beside the repository (where CI has it).
-fn shared_data() -> PathBuf {
+pub(crate) fn shared_data() -> PathBuf {
     let dir = std::env::var_os("SIEVE_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));

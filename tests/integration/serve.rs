@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use crate::{ok, s, sieve, write};
 
 /// A `sieve serve` child, killed on drop.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Drop for Served {
@@ -22,7 +22,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(index: &std::path::Path) -> Served {
+pub(crate) fn serve(index: &std::path::Path) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let child = sieve()
@@ -37,7 +37,7 @@ fn serve(index: &std::path::Path) -> Served {
 }
 
 /// One request on its own connection: (status, headers, body), or `None` when nothing answers yet.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String, serde_json::Value)> {
+pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String, serde_json::Value)> {
     let mut c = TcpStream::connect(addr).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
     let req = format!(
@@ -55,7 +55,7 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String
 
 /// Polls `cond` (what the server shows over HTTP) until it holds, with a generous deadline.
 #[track_caller]
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
+pub(crate) fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -15,6 +15,7 @@ pub mod error;
 pub mod int;
 pub mod rerank;
 pub mod search;
+pub mod suggest;
 pub mod system;
 pub mod tasks;
 
@@ -22,5 +23,6 @@ pub use embeddings::*;
 pub use error::{ErrorBody, ErrorCode};
 pub use rerank::*;
 pub use search::*;
+pub use suggest::*;
 pub use system::*;
 pub use tasks::*;

@@ -50,6 +50,8 @@ pub const MAX_RERANK_TIMEOUT_MS: u64 = 600_000;
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
+    /// The query. An empty (or blank) query browses: every document that passes `filters`, in the `sort`
+    /// order (the index's default order when none is given), paged exactly, with facets over all of them.
     pub query: String,
     /// Index to search (default: the server's first).
     pub index: Option<String>,
@@ -86,10 +88,12 @@ pub struct SearchBody {
     #[schema(minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub facet_size: Option<usize>,
-    /// `price:asc`, `price:desc`, `published_at:asc` or `published_at:desc` (default: relevance).
+    /// `price:asc`, `price:desc`, `published_at:asc` or `published_at:desc` (default: relevance). A sorted
+    /// search orders every document that matches (each BM25 match and each document whose similarity to the
+    /// query reaches the index's threshold), not a candidate window; `total` and `facets` count that set.
     pub sort: Option<String>,
     pub fusion: Option<FusionBody>,
-    /// Candidates each leg recalls (default 100).
+    /// Candidates each leg recalls (default: the index's setting, fitted by `sieve tune`, else 100).
     #[schema(minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "crate::int::opt_count")]
     pub recall_k: Option<usize>,
@@ -123,7 +127,8 @@ pub struct SearchResult {
     pub index: String,
     /// Hits with every stage's score and rank (`scores.bm25`, `.dense`, `.fused`, `.rerank`).
     pub hits: Vec<Hit>,
-    /// Size of the final ranked set that `offset` pages through and facets count.
+    /// Size of the set that `offset` pages through and facets count: the ranked candidates for a relevance
+    /// search, every matching document (exactly) for a sorted or empty-query search.
     pub total: usize,
     pub offset: usize,
     pub limit: usize,

@@ -243,7 +243,7 @@ fn eval_one(dir: &std::path::Path, args: &EvalArgs) -> Result<Vec<Report>> {
                 "reranker": (mode == Mode::HybridRerank).then(|| args.reranker.clone()),
                 "reranker_note": (mode == Mode::HybridRerank).then(|| args.reranker_note.clone()),
                 "window": (mode == Mode::HybridRerank).then_some(args.window),
-                "fusion": mode.dense().then_some("rrf k=60"),
+                "fusion": mode.dense().then(|| serde_json::to_value(engine.search_settings().fusion).unwrap_or_default()),
                 "rejected_rows": totals.rejected, "depth": args.depth, "recall_k": args.recall_k.unwrap_or(args.depth), "index_threads": args.threads, "repeat": repeat,
                 "ann": mode.dense().then(|| engine.settings().map(|s| serde_json::to_value(s.hnsw).unwrap_or_default())),
             }),
@@ -265,10 +265,10 @@ type Stages = Vec<(String, f64)>;
 fn run_query(engine: &Engine, mode: Mode, text: &str, args: &EvalArgs) -> Result<(Vec<String>, Stages)> {
     let mut req = SearchRequest::in_mode(text, mode);
     req.k = args.depth.clamp(1, sieve_pipeline::MAX_DEPTH);
-    req.recall_k = match mode {
+    req.recall_k = Some(match mode {
         Mode::Bm25 => req.k,
         _ => args.recall_k.unwrap_or(req.k).clamp(req.k, sieve_pipeline::MAX_DEPTH),
-    };
+    });
     req.with_documents = false;
     if let Some(rr) = req.rerank.as_mut() {
         rr.window = args.window;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use sieve_core::Limits;
+use sieve_core::{Limits, SortBy};
 use sieve_ingest::{
     ingest_source, Format, IngestOptions, Input, OnError, Progress, RejectReport, RowReader, SourceSummary,
 };
@@ -87,6 +87,14 @@ pub struct SettingsArgs {
     /// Match the word being typed and product codes as prefixes: true or false. Default true.
     #[arg(long)]
     pub prefix: Option<bool>,
+    /// The order of a blank query's documents when a search names none: price:asc, price:desc,
+    /// published_at:asc or published_at:desc. Default: by id.
+    #[arg(long, value_parser = parse_sort)]
+    pub default_sort: Option<SortBy>,
+}
+
+fn parse_sort(s: &str) -> Result<SortBy, String> {
+    s.parse::<SortBy>().map_err(|e| e.to_string())
 }
 
 impl SettingsArgs {
@@ -113,6 +121,7 @@ impl SettingsArgs {
                 two_typos: two,
                 prefix: self.prefix.unwrap_or(t.prefix),
             },
+            default_sort: self.default_sort,
         })
     }
 
@@ -130,7 +139,11 @@ impl SettingsArgs {
         ];
         let given = given.map(|(f, a, h)| (f, a.map(|v| v.to_string()), h.to_string()));
         let tolerance = tolerance.map(|(f, a, h)| (f, a.map(|v| v.to_string()), h.to_string()));
-        let prefix = [("--prefix", self.prefix.map(|v| v.to_string()), have.tolerance.prefix.to_string())];
+        let sort = |s: Option<SortBy>| s.map_or_else(|| "id".to_owned(), |s| s.to_string());
+        let prefix = [
+            ("--prefix", self.prefix.map(|v| v.to_string()), have.tolerance.prefix.to_string()),
+            ("--default-sort", self.default_sort.map(|s| s.to_string()), sort(have.default_sort)),
+        ];
         for (flag, asked, has) in given.into_iter().chain(tolerance).chain(prefix) {
             if let Some(asked) = asked.filter(|a| *a != has) {
                 bail!(

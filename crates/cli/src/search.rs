@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use sieve_core::{DocId, Filter, Hit, Lang};
+use sieve_core::{DocId, FacetField, Filter, Hit, Lang, SortBy};
 use sieve_pipeline::{
     Bm25Params, Engine, Fusion, FusionMethod, Mode, SearchRequest, SearchResponse, VectorSettings, WriterOptions,
 };
@@ -44,6 +44,17 @@ pub struct SearchArgs {
     /// Score every posting instead of pruning what cannot reach the top k (same hits; exact match count).
     #[arg(long)]
     pub exhaustive: bool,
+    /// Order every matching document by a field instead of relevance: price:asc, price:desc,
+    /// published_at:asc or published_at:desc. With an empty query (""), lists every document that passes the
+    /// filters in that order.
+    #[arg(long, value_parser = parse_sort)]
+    pub sort: Option<SortBy>,
+    /// Hits to skip before the first one shown (pagination; at most 999).
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Count the values of a field over the results (repeatable): brand, category, source, lang, tags, price.
+    #[arg(long = "facet", value_parser = parse_facet)]
+    pub facets: Vec<FacetField>,
     /// Correct words that match nothing (true/false; default: the index's setting, on).
     #[arg(long)]
     pub typos: Option<bool>,
@@ -54,14 +65,16 @@ pub struct SearchArgs {
     /// when the index has no embeddings); without, hybrid when the index has embeddings, else bm25.
     #[arg(long, value_parser = parse_mode)]
     pub mode: Option<Mode>,
-    /// Candidates each leg recalls before fusion.
-    #[arg(long, default_value_t = 100)]
-    pub recall_k: usize,
+    /// Candidates each leg recalls before fusion. Default: the index's setting (`sieve tune`), else 100.
+    #[arg(long)]
+    pub recall_k: Option<usize>,
     /// Fusion of the two legs: rrf (reciprocal rank, k = --rrf-k) or linear (min-max normalised scores).
-    #[arg(long, default_value = "rrf", value_parser = parse_fusion)]
-    pub fusion: FusionMethod,
-    #[arg(long, default_value_t = 60.0)]
-    pub rrf_k: f32,
+    /// Default: the index's setting (`sieve tune`), else rrf, k 60, 1 : 1.
+    #[arg(long, value_parser = parse_fusion)]
+    pub fusion: Option<FusionMethod>,
+    /// RRF's k (default 60).
+    #[arg(long)]
+    pub rrf_k: Option<f32>,
     /// Weight of the BM25 leg in fusion (default: 1 for rrf, 0.5 for linear).
     #[arg(long)]
     pub bm25_weight: Option<f32>,
@@ -85,6 +98,18 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
 
 fn parse_fusion(s: &str) -> Result<FusionMethod, String> {
     s.parse::<FusionMethod>().map_err(|_| format!("expected one of {}, found {s:?}", FusionMethod::NAMES.join(", ")))
+}
+
+fn parse_sort(s: &str) -> Result<SortBy, String> {
+    s.parse::<SortBy>().map_err(|e| e.to_string())
+}
+
+fn parse_facet(s: &str) -> Result<FacetField, String> {
+    let names: Vec<&str> = FacetField::ALL.iter().map(|f| f.name()).collect();
+    FacetField::ALL
+        .into_iter()
+        .find(|f| f.name() == s)
+        .ok_or_else(|| format!("expected one of {}, found {s:?}", names.join(", ")))
 }
 
 fn parse_filter(s: &str) -> Result<Filter, String> {
@@ -149,10 +174,16 @@ fn request(args: &SearchArgs, mode: Mode, engine: &Engine) -> Result<SearchReque
     req.typos = args.typos;
     req.prefix = args.prefix;
     req.k = args.k;
+    req.offset = args.offset;
+    req.sort = args.sort;
+    req.facets = args.facets.clone();
     req.filters = args.filters.clone();
     req.lang = args.lang.as_deref().map(Lang::parse).transpose()?;
-    req.recall_k = if mode == Mode::Bm25 { args.k } else { args.recall_k };
-    req.fusion = Fusion::new(args.fusion, Some(args.rrf_k), args.bm25_weight, args.dense_weight);
+    req.recall_k = if mode == Mode::Bm25 { Some(args.k) } else { args.recall_k };
+    if args.fusion.is_some() || args.rrf_k.is_some() || args.bm25_weight.is_some() || args.dense_weight.is_some() {
+        let method = args.fusion.unwrap_or(FusionMethod::Rrf);
+        req.fusion = Some(Fusion::new(method, args.rrf_k, args.bm25_weight, args.dense_weight));
+    }
     if let Some(rr) = req.rerank.as_mut() {
         rr.window = args.window;
         rr.instruction = args.instruction.clone();
@@ -166,7 +197,7 @@ fn request(args: &SearchArgs, mode: Mode, engine: &Engine) -> Result<SearchReque
 /// deployment reads it; in the other modes the answer as `/v1/search` gives it (`sieve_api::SearchResult`).
 fn print_json(args: &SearchArgs, mode: Mode, req: &SearchRequest, res: SearchResponse) -> Result<()> {
     let out = match (&res.bm25, mode) {
-        (Some(bm25), Mode::Bm25) => {
+        (Some(bm25), Mode::Bm25) if !req.browses() => {
             // the leg's stages, its `fetch` (ids) plus the engine's fetch of the documents
             let documents: u64 = res.timings.iter().filter(|t| t.stage == "documents").map(|t| t.micros).sum();
             let mut timings = bm25.stages.clone();
@@ -196,7 +227,16 @@ fn print_json(args: &SearchArgs, mode: Mode, req: &SearchRequest, res: SearchRes
 fn print_table(args: &SearchArgs, mode: Mode, res: &SearchResponse) {
     print_hits(&res.hits, args.explain);
     let total = res.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
+    let browsed = args.sort.is_some() || args.query.trim().is_empty();
     match (&res.bm25, mode) {
+        _ if browsed => println!(
+            "{}–{} of {} documents{}, {:.2} ms",
+            (args.offset + 1).min(args.offset + res.hits.len()),
+            args.offset + res.hits.len(),
+            res.total,
+            args.sort.map_or(String::new(), |s| format!(", sorted by {s}")),
+            total as f64 / 1000.0
+        ),
         (Some(bm25), Mode::Bm25) => {
             let at_least = if bm25.pruned { "at least " } else { "" };
             println!(
@@ -216,6 +256,10 @@ fn print_table(args: &SearchArgs, mode: Mode, res: &SearchResponse) {
             };
             println!("{}: {how} {}", e.word, e.terms.join(", "));
         }
+    }
+    for (field, counts) in res.facets.iter().flatten() {
+        let values: Vec<String> = counts.iter().map(|c| format!("{} ({})", c.value, c.count)).collect();
+        println!("{field}: {}", values.join(", "));
     }
     if res.degraded {
         println!("degraded: {}", res.reasons.join("; "));

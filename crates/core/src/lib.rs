@@ -18,7 +18,10 @@ mod patterns;
 
 pub use checkpoint::{Checkpoint, SourceProgress};
 pub use document::{Category, DocId, Document, DocumentError, Lang, Limits, Timestamp, KNOWN_FIELDS};
-pub use facet::{FacetCount, FacetField, SortBy, SortError, SortField, SortOrder, SORT_EXPECTED};
+pub use facet::{
+    price_bucket, FacetCount, FacetField, FacetTally, SortBy, SortError, SortField, SortOrder, PRICE_RANGES,
+    SORT_EXPECTED,
+};
 pub use filter::{Filter, FilterError, RangeField, RangeValue, TermField};
 pub use hit::{Bm25Score, CacheReport, DenseScore, FusedScore, Hit, RerankScore, ScoreBreakdown, StageTiming};
 pub use patterns::{filter_pattern, id_pattern, LANG_PATTERN, SORT_PATTERN};

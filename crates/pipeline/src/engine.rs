@@ -16,6 +16,8 @@ use crate::cache::{LruScoreCache, ScoreCache};
 use crate::graph::{SavePolicy, VectorSettings, VectorState};
 use crate::models::{EmbedJob, EmbedderHandle, RerankerHandle};
 use crate::stages::fuse::fuse;
+use crate::stages::Ranking;
+use crate::tuning::SearchSettings;
 use crate::worker::{CallTiming, CancelToken, WorkerError};
 use crate::{PipelineError, SearchRequest, SearchResponse};
 
@@ -116,6 +118,7 @@ pub struct Engine {
     pub(crate) sync_lock: Mutex<()>,
     /// The BM25 commit the engine was last brought up to date with (`u64::MAX` before the first sync).
     pub(crate) synced_commit: AtomicU64,
+    search_settings: SearchSettings,
 }
 
 impl std::fmt::Debug for Engine {
@@ -174,6 +177,10 @@ impl Engine {
     ) -> Result<Engine, PipelineError> {
         let embedder_dim = options.embedder.as_ref().map(|e| e.info().hidden_size);
         let (embedder, reranker) = (options.embedder, options.reranker);
+        let search_settings = match &dir {
+            Some(dir) => SearchSettings::load(dir)?,
+            None => SearchSettings::default(),
+        };
         Ok(Engine {
             dir,
             text,
@@ -189,6 +196,7 @@ impl Engine {
             vector_save: options.vector_save,
             sync_lock: Mutex::new(()),
             synced_commit: AtomicU64::new(u64::MAX),
+            search_settings,
         })
     }
 
@@ -258,8 +266,30 @@ impl Engine {
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse, PipelineError> {
         let _span = tracing::debug_span!("search", query_chars = req.query.chars().count(), k = req.k).entered();
         req.validate()?;
-        let mut ranking = fuse(self.recall(req)?, req.fusion);
-        self.rerank(req, &mut ranking)?;
+        let req = &self.with_index_settings(req);
+        if req.browses_all() {
+            return self.present(req, Ranking::empty(std::time::Instant::now()));
+        }
+        let mut ranking = fuse(self.recall(req)?, req.fusion_or_default());
+        match (&req.rerank, req.sort) {
+            (Some(_), Some(sort)) => {
+                ranking.notes.push(format!("not reranked: the results are sorted by {sort}, not by relevance"))
+            }
+            _ => self.rerank(req, &mut ranking)?,
+        }
         self.present(req, ranking)
+    }
+
+    /// The index's search settings ([`SearchSettings`], `search.json`; the defaults for an index without).
+    pub fn search_settings(&self) -> &SearchSettings {
+        &self.search_settings
+    }
+
+    /// `req` with what it leaves unset (fusion, candidates per leg) taken from the index's settings.
+    pub fn with_index_settings(&self, req: &SearchRequest) -> SearchRequest {
+        let mut req = req.clone();
+        req.fusion = req.fusion.or(Some(self.search_settings.fusion));
+        req.recall_k = req.recall_k.or(Some(self.search_settings.recall_k));
+        req
     }
 }

@@ -18,9 +18,10 @@ mod response;
 mod sink;
 pub mod stages;
 pub mod stats;
+mod tuning;
 pub mod worker;
 
-pub use stages::{facets, fusion};
+pub use stages::fusion;
 
 pub use cache::{CacheError, CacheKey, CacheReport, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
 pub use engine::{doc_text, DenseSide, Engine, EngineOptions, OpenOptions};
@@ -29,7 +30,9 @@ pub use models::{
     CachedRerank, EmbedJob, EmbedderHandle, ModelHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS,
     RERANK_BATCH_TOKENS,
 };
-pub use request::{check_window, Fusion, FusionMethod, Legs, Mode, RerankRequest, SearchRequest, MAX_DEPTH, MAX_EF};
+pub use request::{
+    check_window, Fusion, FusionMethod, Legs, Mode, RerankRequest, SearchRequest, DEFAULT_RECALL_K, MAX_DEPTH, MAX_EF,
+};
 pub use response::{Bm25Report, DenseReport, SearchResponse};
 pub use sieve_core::{FacetCount, FacetField, SortBy, SortField, SortOrder};
 pub use sieve_text::{Bm25Params, IndexSettings, WriterOptions};
@@ -37,6 +40,7 @@ pub use sieve_vector::{HnswParams, Metric, SearchStrategy};
 pub use sink::EngineSink;
 pub use stages::{Candidate, Ranking};
 pub use stats::{Histogram, HistogramSnapshot};
+pub use tuning::{SearchSettings, TuneRecord, DEFAULT_DENSE_THRESHOLD};
 pub use worker::{CallTiming, CancelToken, Worker, WorkerError, WorkerOptions, WorkerStats};
 
 /// Errors of the pipeline.

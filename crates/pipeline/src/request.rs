@@ -14,6 +14,8 @@ use crate::PipelineError;
 pub const MAX_DEPTH: usize = 1_000;
 /// Largest HNSW candidate list a request may ask for.
 pub const MAX_EF: usize = 10_000;
+/// Candidates each leg recalls when neither the request nor the index's settings say.
+pub const DEFAULT_RECALL_K: usize = 100;
 
 /// The rerank window's range (`1..=MAX_DEPTH`), for a front end that takes a window without reranking too.
 pub fn check_window(window: usize) -> Result<(), PipelineError> {
@@ -193,9 +195,11 @@ pub struct SearchRequest {
     pub filters: Vec<Filter>,
     pub lang: Option<Lang>,
     pub legs: Legs,
-    /// Candidates each leg recalls before fusion.
-    pub recall_k: usize,
-    pub fusion: Fusion,
+    /// Candidates each leg recalls before fusion (`None`: the index's setting, see
+    /// [`crate::SearchSettings`]).
+    pub recall_k: Option<usize>,
+    /// How the legs' lists are merged (`None`: the index's setting).
+    pub fusion: Option<Fusion>,
     pub rerank: Option<RerankRequest>,
     /// HNSW candidate list size for this request.
     pub ef: Option<usize>,
@@ -208,7 +212,9 @@ pub struct SearchRequest {
     pub facets: Vec<FacetField>,
     /// Values per facet (the most frequent).
     pub facet_size: usize,
-    /// Order the final ranked set by a field instead of relevance.
+    /// Order by a field instead of relevance. A sorted search orders **every** document that matches (each
+    /// BM25 match, and each document whose similarity reaches the index's dense threshold), not a candidate
+    /// window; a blank query browses every document (see [`SearchRequest::browses_all`]).
     pub sort: Option<SortBy>,
     /// Set when the caller is gone; queued model work for this request is skipped.
     pub cancel: Option<CancelToken>,
@@ -231,8 +237,8 @@ impl SearchRequest {
             filters: Vec::new(),
             lang: None,
             legs: Mode::Hybrid.legs(),
-            recall_k: 100,
-            fusion: Fusion::default(),
+            recall_k: None,
+            fusion: None,
             rerank: None,
             ef: None,
             with_documents: true,
@@ -259,7 +265,24 @@ impl SearchRequest {
 
     /// How deep each leg recalls: `recall_k`, and never fewer than the page needs.
     pub fn recall_depth(&self) -> usize {
-        self.recall_k.max((self.offset + self.k).min(MAX_DEPTH))
+        self.recall_k.unwrap_or(DEFAULT_RECALL_K).max((self.offset + self.k).min(MAX_DEPTH))
+    }
+
+    /// The fusion asked for, else the default one.
+    pub fn fusion_or_default(&self) -> Fusion {
+        self.fusion.unwrap_or_default()
+    }
+
+    /// A blank query: no leg runs, the answer is every document that passes the filters, in the requested
+    /// order (or the index's default order), with its facets: a catalog's placeholder search.
+    pub fn browses_all(&self) -> bool {
+        self.query.trim().is_empty()
+    }
+
+    /// Whether the answer is a whole match set (a blank query, or a sort), paged exactly, rather than the
+    /// top of a relevance ranking.
+    pub fn browses(&self) -> bool {
+        self.browses_all() || self.sort.is_some()
     }
 
     /// Checks every limit of a search; the field names are the engine's (`k`, `recall_k`, `rerank.window`),
@@ -274,7 +297,9 @@ impl SearchRequest {
         if self.offset >= MAX_DEPTH {
             return Err(bad("offset", "0..=999 (ranks past 1000 are not served)", self.offset.to_string()));
         }
-        check_depth("recall_k", self.recall_k)?;
+        if let Some(r) = self.recall_k {
+            check_depth("recall_k", r)?;
+        }
         check_depth("facet_size", self.facet_size)?;
         if !self.legs.bm25 && !self.legs.dense {
             return Err(bad("legs", "at least one of bm25 and dense", "neither".into()));
@@ -296,7 +321,7 @@ impl SearchRequest {
             }
             Ok(())
         };
-        match self.fusion {
+        match self.fusion_or_default() {
             Fusion::Rrf { k, bm25_weight, dense_weight } => {
                 non_negative("fusion.k", k)?;
                 non_negative("fusion.bm25_weight", bm25_weight)?;
@@ -350,15 +375,15 @@ mod tests {
         let cases: [Case; 8] = [
             (&|r| r.k = 0, "`k` expected 1..=1000, found 0"),
             (&|r| r.offset = 1000, "`offset` expected 0..=999 (ranks past 1000 are not served), found 1000"),
-            (&|r| r.recall_k = 1001, "`recall_k` expected 1..=1000"),
+            (&|r| r.recall_k = Some(1001), "`recall_k` expected 1..=1000"),
             (&|r| r.ef = Some(10_001), "`ef` expected 1..=10000, found 10001"),
             (&|r| r.legs = Legs { bm25: false, dense: false }, "`legs` expected at least one"),
             (&|r| r.rerank = Some(RerankRequest { window: 0, ..Default::default() }), "`rerank.window`"),
             (
-                &|r| r.fusion = Fusion::Rrf { k: -1.0, bm25_weight: 1.0, dense_weight: 1.0 },
+                &|r| r.fusion = Some(Fusion::Rrf { k: -1.0, bm25_weight: 1.0, dense_weight: 1.0 }),
                 "`fusion.k` expected a finite",
             ),
-            (&|r| r.fusion = Fusion::Linear { bm25_weight: f32::NAN, dense_weight: 1.0 }, "`fusion.bm25_weight`"),
+            (&|r| r.fusion = Some(Fusion::Linear { bm25_weight: f32::NAN, dense_weight: 1.0 }), "`fusion.bm25_weight`"),
         ];
         for (f, want) in cases {
             let err = check(f).unwrap_err();

@@ -121,13 +121,17 @@ fn facets_count_the_final_ranked_set_and_sort_and_offset_page_through_it() {
     assert_eq!(ids(&res2), everything[2..4].iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(res2.hits[0].rank, 3);
 
-    // sorting by price reorders the whole ranked set, cheapest first
+    // sorting by price orders every match (not the candidate window), cheapest first; it does not rerank
     let mut by_price = all.clone();
     by_price.sort = Some(SortBy { field: SortField::Price, order: SortOrder::Asc });
     let res = engine.search(&by_price).unwrap();
     let prices: Vec<f64> = res.hits.iter().map(|h| h.document.as_ref().unwrap().price.unwrap()).collect();
     assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
-    assert_eq!(res.hits.len(), ranked);
+    assert_eq!(res.hits.len(), res.total);
+    assert!(!res.reranked && res.notes.iter().any(|n| n.contains("not reranked: the results are sorted by price:asc")));
+    for id in ["p1", "p5", "p6"] {
+        assert!(ids(&res).contains(&id), "every BM25 match of `laptop` is in the sorted set: {:?}", ids(&res));
+    }
 
     // a page that reaches past rank 1000 is cut there and says so (the request is not refused)
     let mut too_deep = req.clone();
@@ -138,6 +142,60 @@ fn facets_count_the_final_ranked_set_and_sort_and_offset_page_through_it() {
     let mut deep_ok = req.clone();
     deep_ok.offset = 1000 - deep_ok.k;
     assert!(!engine.search(&deep_ok).unwrap().notes.iter().any(|n| n.contains("results end")));
+}
+
+#[test]
+fn a_blank_query_browses_the_catalog_without_running_a_leg() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, models) = build(dir.path(), Some(Behaviour::Good));
+    let before = models.embed_calls.load(Ordering::SeqCst);
+    let mut req = SearchRequest::in_mode("  ", Mode::HybridRerank);
+    req.k = 4;
+    req.facets = vec![FacetField::Brand];
+    let res = engine.search(&req).unwrap();
+    assert_eq!(models.embed_calls.load(Ordering::SeqCst), before, "no query embedding for a blank query");
+    assert_eq!(models.rerank_calls.load(Ordering::SeqCst), 0, "nothing to rerank");
+    assert_eq!((res.total, ids(&res)), (6, vec!["p1", "p2", "p3", "p4"]), "every document, in id order");
+    assert_eq!(res.facets.as_ref().unwrap()["brand"].iter().map(|c| c.count).sum::<usize>(), 6);
+    assert!(res.hits.iter().all(|h| h.score == 0.0 && h.document.is_some()));
+
+    // a filter and a sort, page by page: the pages join up with no gap and no repeat
+    req.filters = vec!["price<1000".parse().unwrap()];
+    req.sort = Some("price:desc".parse().unwrap());
+    req.k = 2;
+    let mut seen = Vec::new();
+    for offset in [0, 2, 4] {
+        req.offset = offset;
+        let res = engine.search(&req).unwrap();
+        assert_eq!(res.total, 5);
+        seen.extend(ids(&res).into_iter().map(String::from));
+    }
+    assert_eq!(seen, ["p1", "p3", "p4", "p6", "p5"]);
+}
+
+#[test]
+fn a_sorted_search_takes_in_the_dense_matches_above_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = build(dir.path(), None);
+    // `notebook` is p2's word; the stand-in embedder maps `laptop` near it (cosine 0.35 in its bag of eight
+    // words), BM25 does not match it
+    let mut req = SearchRequest::new("laptop");
+    req.k = 10;
+    req.sort = Some("price:asc".parse().unwrap());
+    let res = engine.search(&req).unwrap();
+    assert!(!ids(&res).contains(&"p2"), "below the default threshold, 0.5: {:?}", ids(&res));
+    drop(engine);
+    let settings = SearchSettings { dense_threshold: 0.3, ..SearchSettings::default() };
+    settings.save(dir.path()).unwrap();
+    let engine = Engine::open(dir.path(), options(None, Arc::new(LruScoreCache::new(10))).0).unwrap();
+    assert_eq!(engine.search_settings(), &settings);
+    let res = engine.search(&req).unwrap();
+    assert!(ids(&res).contains(&"p2"), "the synonym match joins the sorted set: {:?}", ids(&res));
+    let mut bm25 = req.clone();
+    bm25.legs = Legs { bm25: true, dense: false };
+    let res = engine.search(&bm25).unwrap();
+    assert!(!ids(&res).contains(&"p2"), "{:?}", ids(&res));
+    assert_eq!(res.total, 3, "p1, p5, p6 say laptop");
 }
 
 #[test]
@@ -179,7 +237,7 @@ fn hybrid_recall_fuses_both_legs_and_explains_every_hit() {
 
     // explain attaches the timings to each hit; linear fusion is available per request
     let mut linear = SearchRequest::new("laptop");
-    linear.fusion = Fusion::Linear { bm25_weight: 0.5, dense_weight: 0.5 };
+    linear.fusion = Some(Fusion::Linear { bm25_weight: 0.5, dense_weight: 0.5 });
     linear.explain = true;
     let res = engine.search(&linear).unwrap();
     assert_eq!(res.hits[0].scores.fused.as_ref().unwrap().method, "linear");
@@ -380,7 +438,7 @@ fn bad_requests_name_the_field_and_dense_requests_without_vectors_are_refused() 
     let err = engine.search(&req).unwrap_err().to_string();
     assert!(err.contains("`k` expected 1..=1000, found 0"), "{err}");
     let mut req = SearchRequest::new("x");
-    req.fusion = Fusion::Rrf { k: -1.0, bm25_weight: 1.0, dense_weight: 1.0 };
+    req.fusion = Some(Fusion::Rrf { k: -1.0, bm25_weight: 1.0, dense_weight: 1.0 });
     assert!(engine.search(&req).unwrap_err().to_string().contains("fusion.k"));
     let mut req = SearchRequest::new("x");
     req.legs = Legs { bm25: false, dense: true };

@@ -150,6 +150,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn router(state: SharedState) -> Router {
     let mut app = Router::new()
         .route("/v1/search", post(routes::search))
+        .route("/v1/suggest", post(routes::suggest))
         .route("/v1/rerank", post(routes::rerank))
         .route("/v2/rerank", post(routes::rerank))
         .route("/rerank", post(routes::rerank))

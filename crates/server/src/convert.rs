@@ -42,7 +42,7 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
     req.legs = mode(body.mode).legs();
     req.k = body.limit.unwrap_or(req.k);
     req.offset = body.offset.unwrap_or(0);
-    req.recall_k = body.recall_k.unwrap_or(req.recall_k);
+    req.recall_k = body.recall_k;
     req.facet_size = body.facet_size.unwrap_or(req.facet_size);
     req.facets = body.facets.clone();
     req.filters = body
@@ -79,12 +79,12 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
         let cap = sieve_api::MAX_FUSION_PARAM;
         let scale = f.bm25_weight.unwrap_or(0.0).max(f.dense_weight.unwrap_or(0.0));
         let scale = if scale > cap { cap / scale } else { 1.0 };
-        req.fusion = Fusion::new(
+        req.fusion = Some(Fusion::new(
             method,
             f.k.map(|k| k.min(cap) as f32),
             f.bm25_weight.map(|w| (w * scale) as f32),
             f.dense_weight.map(|w| (w * scale) as f32),
-        );
+        ));
     }
     req.explain = body.explain;
     req.typos = body.typos;
@@ -179,6 +179,63 @@ pub fn model_info(m: &sieve_models::ModelInfo) -> ModelInfo {
     }
 }
 
+/// The text index's suggest query for a suggest body (limits checked here: `limit` 1..=20).
+pub fn suggest_query(body: &sieve_api::SuggestBody) -> Result<sieve_text::SuggestQuery, ApiError> {
+    let limit = body.limit.unwrap_or(5);
+    if limit == 0 || limit > sieve_api::MAX_SUGGESTIONS {
+        return Err(ApiError::invalid("limit", "1..=20", limit));
+    }
+    let filters = body
+        .filters
+        .iter()
+        .map(|f| f.parse::<Filter>().map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("`filters`: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let lang = body
+        .lang
+        .as_deref()
+        .map(|l| Lang::parse(l).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("`lang`: {e}"))))
+        .transpose()?;
+    Ok(sieve_text::SuggestQuery { text: body.query.clone(), lang, filters, limit })
+}
+
+/// The wire answer for the text index's suggestions.
+pub fn suggest_result(
+    index: &str,
+    query: &str,
+    s: sieve_text::Suggestions,
+    took: std::time::Duration,
+) -> sieve_api::SuggestResult {
+    use sieve_api::CompletionKind;
+    sieve_api::SuggestResult {
+        index: index.to_owned(),
+        query: query.to_owned(),
+        completions: s
+            .completions
+            .into_iter()
+            .map(|c| sieve_api::Completion {
+                text: c.text,
+                kind: match c.kind {
+                    sieve_text::SuggestionKind::Word => CompletionKind::Word,
+                    sieve_text::SuggestionKind::Code => CompletionKind::Code,
+                    sieve_text::SuggestionKind::Brand => CompletionKind::Brand,
+                },
+                count: c.count,
+            })
+            .collect(),
+        products: s
+            .documents
+            .into_iter()
+            .map(|d| sieve_api::SuggestedProduct {
+                id: d.id.to_string(),
+                title: d.title,
+                brand: d.brand,
+                price: d.price,
+            })
+            .collect(),
+        took_us: took.as_micros() as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,7 +247,7 @@ mod tests {
     #[test]
     fn a_body_becomes_the_engine_request_with_the_engine_defaults() {
         let req = search_request(&body(serde_json::json!({"query": "q", "mode": "bm25", "limit": 5})), true).unwrap();
-        assert_eq!((req.k, req.recall_k, req.legs), (5, 100, Mode::Bm25.legs()));
+        assert_eq!((req.k, req.recall_k, req.legs), (5, None, Mode::Bm25.legs()));
         assert_eq!(req.rerank, Some(RerankRequest::default()), "reranks by default when a reranker is loaded");
         let req = search_request(
             &body(
@@ -199,7 +256,7 @@ mod tests {
             true,
         )
         .unwrap();
-        assert_eq!(req.fusion, Fusion::Linear { bm25_weight: 0.8, dense_weight: 0.5 });
+        assert_eq!(req.fusion, Some(Fusion::Linear { bm25_weight: 0.8, dense_weight: 0.5 }));
         assert!(req.rerank.is_none());
     }
 

@@ -27,7 +27,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Sieve", description = "Two-stage semantic search: BM25 + dense recall, fusion, cross-encoder reranking."),
     paths(
-        routes::search, routes::rerank, routes::embeddings, routes::add_documents, routes::get_document,
+        routes::search, routes::suggest, routes::rerank, routes::embeddings, routes::add_documents, routes::get_document,
         routes::delete_document, routes::get_task, routes::list_tasks, routes::health, routes::ready, routes::info,
         routes::metrics, serve_document
     ),
@@ -36,7 +36,8 @@ impl Modify for BearerAuth {
         RerankResultItem, TeiRank, DocumentText, Usage, RerankMeta, BilledUnits, EmbeddingsBody, EmbeddingInput,
         InputType, EncodingFormat, EmbeddingsResult, EmbeddingItem, EmbeddingVector, Task, TaskKind, TaskStatus,
         RowFailure, ErrorBody, ErrorCode, Health, Ready, IndexReady, Info, IndexInfo, Limits, ModelInfo, DenseInfo,
-        DenseStrategy, Correction, CorrectionKind, sieve_core::CacheReport
+        DenseStrategy, Correction, CorrectionKind, sieve_core::CacheReport, SuggestBody, SuggestResult, Completion,
+        CompletionKind, SuggestedProduct
     )),
     modifiers(&BearerAuth),
     tags((name = "search"), (name = "models"), (name = "documents"), (name = "system"))
@@ -90,8 +91,12 @@ pub fn document() -> serde_json::Value {
         let facets: Vec<&str> = sieve_core::FacetField::ALL.iter().map(|f| f.name()).collect();
         props["facets"]["items"]["enum"] = json!(facets);
     }
+    if let Some(props) = doc.pointer_mut("/components/schemas/SuggestBody/properties") {
+        props["filters"]["items"]["pattern"] = json!(sieve_core::filter_pattern());
+        props["lang"]["pattern"] = json!(sieve_core::LANG_PATTERN);
+    }
     // counts arrive through `sieve_api::int`, which takes integral floats only while they are exact
-    for body in ["SearchBody", "FusionBody", "RerankBody", "EmbeddingsBody"] {
+    for body in ["SearchBody", "SuggestBody", "FusionBody", "RerankBody", "EmbeddingsBody"] {
         let props = doc.pointer_mut(&format!("/components/schemas/{body}/properties")).and_then(Value::as_object_mut);
         for p in props.into_iter().flat_map(|p| p.values_mut()) {
             let integer = p["type"] == "integer" || p["type"].as_array().is_some_and(|t| t.contains(&json!("integer")));

@@ -107,6 +107,31 @@ pub async fn search(
     Ok(with_time(StatusCode::OK, Json(result), ModelTime { queue, inference }))
 }
 
+/// Completions of what a search box holds (title words, product codes, brands) and the best-matching
+/// products: one BM25 search over titles with prefixes and typos, fast enough for every keystroke.
+#[utoipa::path(post, path = "/v1/suggest", request_body = SuggestBody, tag = "search",
+    responses(
+        (status = 200, description = "Completions, best first, and the best-matching products", body = SuggestResult),
+        (status = 400, body = ErrorBody), (status = 404, description = "No such index", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn suggest(
+    State(state): State<SharedState>,
+    ApiJson(body): ApiJson<SuggestBody>,
+) -> Result<Response, ApiError> {
+    let index = state.index(body.index.as_deref())?.clone();
+    check_chars("the query", &body.query, state.config.max_document_chars)?;
+    let query = convert::suggest_query(&body)?;
+    let engine = index.engine.clone();
+    let (found, took) = blocking(move |_cancel| {
+        let t = std::time::Instant::now();
+        let found = engine.text().suggest(&query).map_err(ApiError::from)?;
+        Ok((found, t.elapsed()))
+    })
+    .await?;
+    state.metrics.stage("suggest", took.as_secs_f64());
+    Ok(Json(convert::suggest_result(&index.name, &body.query, found, took)).into_response())
+}
+
 /// Reranks documents against a query with the cross-encoder (Cohere, Jina, vLLM and TEI request shapes).
 #[utoipa::path(post, path = "/v1/rerank", request_body = RerankBody, tag = "models",
     responses(

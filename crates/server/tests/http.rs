@@ -352,6 +352,28 @@ fn a_documents_life_search_facets_and_the_system_routes() {
     let bm25 = post(a, "/v1/search", &json!({"query": "laptop", "mode": "bm25", "rerank": false})).json();
     assert!(bm25["hits"].as_array().unwrap().iter().all(|h| h["scores"]["dense"].is_null()));
 
+    // browsing: an empty query lists every product that passes the filters, in the sort, with exact totals
+    let r = post(
+        a,
+        "/v1/search",
+        &json!({"query": "", "filters": ["category=computers"], "sort": "price:desc", "limit": 3, "facets": ["brand"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let browse = r.json();
+    let ids: Vec<&str> = browse["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    assert_eq!((browse["total"].as_u64(), ids), (Some(4), vec!["p2", "p1", "p6"]), "{browse}");
+    assert!(!browse["reranked"].as_bool().unwrap(), "nothing to rerank without a query");
+
+    // suggest: the word being typed completed from titles, a brand, the products
+    let r = post(a, "/v1/suggest", &json!({"query": "lap", "limit": 3}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sug = r.json();
+    assert_eq!(sug["completions"][0], json!({"text": "laptop", "kind": "word", "count": 3}), "{sug}");
+    assert_eq!(sug["products"].as_array().unwrap().len(), 3);
+    let r = post(a, "/v1/suggest", &json!({"query": "so"}));
+    assert!(r.json()["completions"].as_array().unwrap().iter().any(|c| c["kind"] == "brand" && c["text"] == "sony"));
+    assert_eq!(post(a, "/v1/suggest", &json!({"query": "lap", "limit": 21})).code(), "invalid_request");
+
     // documents: get, delete, gone
     let r = get(a, "/v1/documents/p3");
     assert_eq!((r.status, r.json()["brand"].as_str()), (200, Some("Sony")));
@@ -374,6 +396,7 @@ fn a_documents_life_search_facets_and_the_system_routes() {
     let spec = get(a, "/openapi.json").json();
     for path in [
         "/v1/search",
+        "/v1/suggest",
         "/v1/rerank",
         "/rerank",
         "/v2/rerank",
@@ -389,7 +412,8 @@ fn a_documents_life_search_facets_and_the_system_routes() {
         assert!(spec["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     // the answers are the shape the document declares, down to every hit's score breakdown
-    for (value, schema) in [(&res, "SearchResult"), (&info, "Info")] {
+    for (value, schema) in [(&res, "SearchResult"), (&info, "Info"), (&sug, "SuggestResult"), (&browse, "SearchResult")]
+    {
         let undeclared =
             undeclared_fields(&spec, &json!({"$ref": format!("#/components/schemas/{schema}")}), value, "");
         assert!(undeclared.is_empty(), "{schema}: fields missing from /openapi.json: {undeclared:?}");

@@ -141,7 +141,7 @@ fn max_over_fields(found: [HashMap<String, u64>; 2]) -> HashMap<String, u64> {
 }
 
 /// The smallest byte string greater than every string that begins with `prefix` (None: there is none).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut s = prefix.to_vec();
     while let Some(last) = s.pop() {
         if last < 0xFF {

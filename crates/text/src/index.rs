@@ -89,6 +89,9 @@ pub struct IndexSettings {
     /// defaults).
     #[serde(default)]
     pub tolerance: Tolerance,
+    /// The order of a blank query's documents when the request names none (`None`: by id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_sort: Option<sieve_core::SortBy>,
 }
 
 /// What a commit stores besides the documents: the ingest checkpoint and the next unused vector slot.

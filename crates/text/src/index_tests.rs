@@ -528,3 +528,106 @@ fn code_carriers_are_the_documents_with_the_code_in_any_spelling() {
     let price: Filter = "price>500".parse().unwrap();
     assert!(index.code_carriers("PSLX350H", None, &[price], 10).unwrap().is_empty(), "filters hold");
 }
+
+fn browse_ids(res: &crate::BrowseResults) -> Vec<&str> {
+    res.hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+#[test]
+fn a_blank_query_browses_every_live_document_in_the_asked_order() {
+    let index = catalog();
+    let mut q = crate::BrowseQuery { k: 2, facet_size: 10, ..Default::default() };
+    // the index's default order (none set): by id
+    let res = index.browse(&q).unwrap();
+    assert_eq!(res.total, 6);
+    assert_eq!(browse_ids(&res), ["n1", "n2"]);
+
+    // Sony's products, cheapest first, page by page: no gaps, no repeats, and the facets count the whole set
+    q.filters = vec!["brand=sony".parse().unwrap()];
+    q.sort = Some("price:asc".parse().unwrap());
+    q.k = 1;
+    q.facets = vec![sieve_core::FacetField::Brand, sieve_core::FacetField::Category, sieve_core::FacetField::Price];
+    let first = index.browse(&q).unwrap();
+    assert_eq!((first.total, browse_ids(&first)), (2, vec!["p1"]));
+    let f = &first.facets;
+    assert_eq!(f["brand"], vec![sieve_core::FacetCount { value: "sony".into(), count: 2 }]);
+    let cats: Vec<(&str, usize)> = f["category"].iter().map(|c| (c.value.as_str(), c.count)).collect();
+    assert_eq!(cats, [("electronics", 2), ("electronics/audio", 1), ("electronics/tv", 1)]);
+    q.offset = 1;
+    assert_eq!(browse_ids(&index.browse(&q).unwrap()), ["p4"]);
+    q.offset = 2;
+    assert!(index.browse(&q).unwrap().hits.is_empty());
+
+    // documents without the key go last; desc reverses only those with it
+    let mut all = crate::BrowseQuery { k: 10, sort: Some("price:desc".parse().unwrap()), ..Default::default() };
+    assert_eq!(browse_ids(&index.browse(&all).unwrap()), ["p4", "p2", "p1", "p3", "n1", "n2"]);
+    all.sort = Some("published_at:desc".parse().unwrap());
+    assert_eq!(&browse_ids(&index.browse(&all).unwrap())[..2], ["n1", "n2"]);
+}
+
+#[test]
+fn a_sorted_query_orders_every_match_not_a_window() {
+    let index = catalog();
+    let mut q = crate::BrowseQuery {
+        text: "sony speaker".into(),
+        k: 10,
+        sort: Some("price:asc".parse().unwrap()),
+        ..Default::default()
+    };
+    let res = index.browse(&q).unwrap();
+    assert_eq!(browse_ids(&res), ["p1", "p2", "p4"], "every document matching a word, cheapest first");
+    assert!(res.hits.iter().all(|h| h.bm25 > 0.0));
+    // a document in the set through its embedding only (none here has one) would join; ranked documents
+    // settle ties first
+    q.sort = None;
+    q.ranked = vec![sieve_core::DocId::parse("p4", 64).unwrap()];
+    assert_eq!(browse_ids(&index.browse(&q).unwrap())[0], "p4");
+    // facets of a list of ids count the same way
+    let f = index
+        .facets_of(
+            &[sieve_core::DocId::parse("p1", 64).unwrap(), sieve_core::DocId::parse("p4", 64).unwrap()],
+            &[sieve_core::FacetField::Tags],
+            5,
+        )
+        .unwrap();
+    assert_eq!(f["tags"], vec![sieve_core::FacetCount { value: "sale".into(), count: 1 }]);
+}
+
+#[test]
+fn suggestions_complete_the_typed_word_from_titles_codes_and_brands() {
+    let index = catalog();
+    let ask = |text: &str| {
+        let q = crate::SuggestQuery { text: text.into(), limit: 5, ..Default::default() };
+        index.suggest(&q).unwrap()
+    };
+    let texts = |s: &crate::Suggestions| s.completions.iter().map(|c| c.text.clone()).collect::<Vec<_>>();
+
+    let s = ask("sony tur");
+    assert_eq!(texts(&s)[0], "sony turntable");
+    assert_eq!(s.completions[0].kind, crate::SuggestionKind::Word);
+    assert_eq!(s.documents[0].id.as_str(), "p1");
+    assert_eq!(s.documents[0].price, Some(149.0));
+
+    // a half-typed code completes to the code as the title writes it
+    let s = ask("PSLX35");
+    assert_eq!(s.completions[0].text, "PSLX350H");
+    assert_eq!(s.completions[0].kind, crate::SuggestionKind::Code);
+
+    // a brand that begins with the query, counted over the index
+    let s = ask("lin");
+    let brand = s.completions.iter().find(|c| c.kind == crate::SuggestionKind::Brand).unwrap();
+    assert_eq!((brand.text.as_str(), brand.count), ("linksys", 1));
+
+    // after a space: the word titles put next
+    assert_eq!(texts(&ask("ethernet "))[0], "ethernet switch");
+    // filters hold for what is suggested
+    let q = crate::SuggestQuery {
+        text: "so".into(),
+        limit: 5,
+        filters: vec!["price>500".parse().unwrap()],
+        ..Default::default()
+    };
+    let s = index.suggest(&q).unwrap();
+    assert!(s.documents.iter().all(|d| d.id.as_str() == "p4"), "{:?}", s.documents);
+    assert!(ask("   ").completions.is_empty());
+}

@@ -27,20 +27,24 @@
 
 mod analyzer;
 pub mod bm25;
+mod browse;
 mod expand;
 mod filter;
 mod index;
 mod schema;
 mod slots;
+mod suggest;
 mod topk;
 mod writer;
 
 pub use analyzer::{Analysis, Analyzer};
 pub use bm25::{Bm25Params, ParamError};
+pub use browse::{BrowseHit, BrowseQuery, BrowseResults};
 pub use expand::{Expansion, ExpansionKind, Tolerance, PREFIX_WEIGHT, TYPO_WEIGHT};
 pub use index::{FieldBoosts, IndexSettings, TextError, TextIndex};
 pub use schema::SCHEMA_VERSION;
 pub use slots::{LiveVectors, VectorEntry};
+pub use suggest::{SuggestQuery, SuggestedDocument, Suggestion, SuggestionKind, Suggestions};
 pub use topk::{is_product_code, Bm25Query, Bm25Results, CodeCarrier};
 pub use writer::{TextWriter, WriterOptions};
 

@@ -713,3 +713,61 @@ fn push_completions(
     });
     Ok(())
 }
+
+/// A document of a match set (see [`TextIndex::matches`]): where it is and its BM25 score (0 when it is in the
+/// set for another reason).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Member {
+    pub(crate) seg: u32,
+    pub(crate) doc: u32,
+    pub(crate) score: f32,
+}
+
+/// A query's match set, its analyzed terms and the expansions it used.
+pub(crate) type MatchSet = (Vec<Member>, Vec<String>, Vec<Expansion>);
+
+impl TextIndex {
+    /// Every live document that matches a query term (or a typo correction or completion of one) and passes
+    /// the filters, with its full BM25 score: what a sort over every match needs. No pruning: each posting of
+    /// each term is read once. Also returns the analyzed terms and the expansions used.
+    pub(crate) fn matches(
+        &self,
+        searcher: &tantivy::Searcher,
+        text: &str,
+        lang: Option<&Lang>,
+        tolerance: Option<Tolerance>,
+        filters: &[Filter],
+    ) -> Result<MatchSet, TextError> {
+        let params = self.settings.bm25.validate()?;
+        let analysis = Analysis::for_lang(lang.map(Lang::primary));
+        let mut terms = self.analyzer.terms(text, analysis);
+        dedup_in_order(&mut terms);
+        let tolerance = tolerance.unwrap_or(self.settings.tolerance);
+        let (prep, expansions) =
+            self.prepare(searcher, &terms, text, &tolerance, params, self.settings.boosts, filters)?;
+        let mut out = Vec::new();
+        if prep.terms.is_empty() {
+            return Ok((out, terms, expansions));
+        }
+        for (seg_ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            scratch.prepare(segment.max_doc() as usize);
+            let Scratch { acc, touched, term_touched, .. } = &mut scratch;
+            let postings = SegmentPostings::open(&self.fields, segment, &prep)?;
+            for (idf, per_field) in &prep.terms {
+                term_touched.clear();
+                postings.add_all(per_field, acc, term_touched)?;
+                add_term_scores(acc, term_touched, touched, *idf, params.k1, true);
+            }
+            let bits: Option<&DocBits> = prep.filter_bits.as_ref().map(|b| &b[seg_ord]);
+            for &doc in scratch.touched.iter() {
+                if !segment.is_deleted(doc) && bits.is_none_or(|b| b.contains(doc)) {
+                    out.push(Member { seg: seg_ord as u32, doc, score: scratch.acc[doc as usize].total });
+                }
+            }
+            scratch.clear();
+            SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        }
+        Ok((out, terms, expansions))
+    }
+}

@@ -28,8 +28,11 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
     let t = Instant::now();
     let Recall { bm25, dense, codes, reasons, notes, mut timings, started } = recall;
     let (bm25_hits, bm25_report) = bm25.map_or((None, None), |l| (Some(l.hits), Some(l.report)));
-    let (dense_hits, dense_report) = dense
-        .map_or((None, None), |l| (Some(l.hits), Some(DenseReport { strategy: l.strategy, candidates: l.candidates })));
+    let mut dense_matches = Vec::new();
+    let (dense_hits, dense_report) = dense.map_or((None, None), |l| {
+        dense_matches = l.matches;
+        (Some(l.hits), Some(DenseReport { strategy: l.strategy, candidates: l.candidates }))
+    });
     let candidates = match (bm25_hits, dense_hits) {
         (Some(b), Some(d)) => {
             let merged = merge(b, d, method);
@@ -60,6 +63,7 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
         bm25: bm25_report,
         dense: dense_report,
         cache: None,
+        dense_matches,
         started,
     }
 }
@@ -177,7 +181,12 @@ mod tests {
             .enumerate()
             .map(|(i, (d, s))| VectorHit { id: id(d), slot: i as u64, similarity: *s, rank: i as u32 + 1 })
             .collect();
-        DenseLeg { hits, strategy: SearchStrategy::Exact { scanned: ids.len() }, candidates: ids.len() }
+        DenseLeg {
+            hits,
+            matches: Vec::new(),
+            strategy: SearchStrategy::Exact { scanned: ids.len() },
+            candidates: ids.len(),
+        }
     }
 
     fn recall(b: Option<Bm25Leg>, d: Option<DenseLeg>) -> Recall {

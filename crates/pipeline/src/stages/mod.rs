@@ -3,12 +3,12 @@
 //! 1. [`recall`]: the BM25 leg beside the dense leg (filters become slot lists for the graph);
 //! 2. [`fuse`]: the candidate merge, ordered by [`fusion`]'s formulas;
 //! 3. [`rerank`]: the cross-encoder over the top window, through the score cache, degrading on failure;
-//! 4. [`present`]: sort, [`facets`], offset/limit and the documents, into a [`crate::SearchResponse`].
+//! 4. [`present`]: the page (of the ranking, or of the whole match set when the request sorts or its query is
+//!    blank), facets and the documents, into a [`crate::SearchResponse`].
 //!
 //! [`crate::Engine::search`] runs them in order. A caller with its own ranking (the news feed) runs recall,
 //! fuse and rerank, reorders [`Ranking::candidates`], and then presents.
 
-pub mod facets;
 pub mod fuse;
 pub mod fusion;
 pub mod present;
@@ -58,11 +58,31 @@ pub struct Ranking {
     pub bm25: Option<Bm25Report>,
     pub dense: Option<DenseReport>,
     pub cache: Option<CacheReport>,
+    /// The embedding slots whose similarity to the query reaches the index's dense threshold, looked up only
+    /// for a sorted search (whose set they join).
+    pub dense_matches: Vec<u64>,
     /// When the request started (for the `total` timing).
     pub started: Instant,
 }
 
 impl Ranking {
+    /// A ranking with no candidates yet (a blank query's, which no leg runs for).
+    pub fn empty(started: Instant) -> Ranking {
+        Ranking {
+            candidates: Vec::new(),
+            documents: HashMap::new(),
+            reasons: Vec::new(),
+            notes: Vec::new(),
+            timings: Vec::new(),
+            reranked: false,
+            bm25: None,
+            dense: None,
+            cache: None,
+            dense_matches: Vec::new(),
+            started,
+        }
+    }
+
     pub(crate) fn time(&mut self, stage: &str, took: Duration) {
         self.timings.push(timing(stage, took));
     }

@@ -1,45 +1,32 @@
-//! Stage 4, present: the final ranked set becomes the answer. It is sorted by a field when asked (stable, so
-//! ties keep their relevance order), counted into facets (over every ranked candidate, not only the page), cut
-//! to the page (`offset`, `k`; ranks past [`MAX_DEPTH`] are never served, so a page that reaches past it is cut
-//! there, with a note), and given its stored documents. A hit's score is the cross-encoder's
-//! probability when the ranking was reranked, else the fused (or single-leg) score.
+//! Stage 4, present: the final ranked set becomes the answer.
+//!
+//! - **Relevance** (a query, no sort): the page is cut from the ranking (`offset`, `k`; ranks past
+//!   [`MAX_DEPTH`] are never served, so a page that reaches past it is cut there, with a note), facets count
+//!   every ranked candidate, `total` is how many were ranked.
+//! - **A whole set** ([`SearchRequest::browses`]: a sort, or a blank query): the text index builds the set
+//!   (every BM25 match and every dense match above the index's threshold, or every document for a blank
+//!   query, after filters), orders all of it by the sort key (ties: the ranking's order first, then BM25
+//!   score, then id: a total order, so pages neither overlap nor skip), counts facets over all of it and
+//!   returns the page; `total` is the set's exact size.
+//!
+//! Then the page's stored documents are fetched. A hit's score is the cross-encoder's probability when the
+//! ranking was reranked, else the fused (or single-leg) score; a hit of a sorted page that the ranking did not
+//! hold carries its BM25 score (0 for a blank query).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use sieve_core::{DocId, Document, Hit};
+use sieve_text::BrowseQuery;
 
-use super::facets::{facet_counts, sort_order};
+use super::recall::tolerance;
 use super::{Candidate, Ranking};
 use crate::{Engine, PipelineError, SearchRequest, SearchResponse, MAX_DEPTH};
 
 impl Engine {
-    /// Sorts, counts facets, pages and fetches documents: `ranking` as the answer to `req`.
+    /// Pages, counts facets and fetches documents: `ranking` as the answer to `req`.
     pub fn present(&self, req: &SearchRequest, mut ranking: Ranking) -> Result<SearchResponse, PipelineError> {
         let _span = tracing::debug_span!("present").entered();
-        let total = ranking.candidates.len();
-        let mut facets = None;
-        if !req.facets.is_empty() || req.sort.is_some() {
-            let t = Instant::now();
-            let ids: Vec<DocId> = ranking.candidates.iter().map(|c| c.id.clone()).collect();
-            self.fetch_documents(&ids, &mut ranking.documents)?;
-            if let Some(sort) = req.sort {
-                let docs: Vec<Option<&Document>> =
-                    ranking.candidates.iter().map(|c| ranking.documents.get(&c.id)).collect();
-                let order = sort_order(&docs, sort);
-                let mut slots: Vec<Option<Candidate>> = ranking.candidates.drain(..).map(Some).collect();
-                ranking.candidates = order.into_iter().filter_map(|i| slots[i].take()).collect();
-            }
-            if !req.facets.is_empty() {
-                let docs: Vec<&Document> =
-                    ranking.candidates.iter().filter_map(|c| ranking.documents.get(&c.id)).collect();
-                facets = Some(facet_counts(&docs, &req.facets, req.facet_size));
-            }
-            ranking.time("facets", t.elapsed());
-        }
-
-        let mut page = std::mem::take(&mut ranking.candidates);
-        page.drain(..req.offset.min(page.len()));
         let room = MAX_DEPTH.saturating_sub(req.offset);
         if req.k > room {
             ranking.notes.push(format!(
@@ -47,7 +34,51 @@ impl Engine {
                 req.offset + 1
             ));
         }
-        page.truncate(req.k.min(room));
+        let (total, facets, page) = if req.browses() {
+            let t = Instant::now();
+            let query = BrowseQuery {
+                text: req.query.clone(),
+                lang: req.lang.clone(),
+                filters: req.filters.clone(),
+                tolerance: tolerance(self, req),
+                slots: std::mem::take(&mut ranking.dense_matches),
+                ranked: ranking.candidates.iter().map(|c| c.id.clone()).collect(),
+                sort: req.sort,
+                offset: req.offset,
+                k: req.k.min(room),
+                facets: req.facets.clone(),
+                facet_size: req.facet_size,
+            };
+            let res = self.text().browse(&query)?;
+            let mut ranked: HashMap<DocId, Candidate> =
+                ranking.candidates.drain(..).map(|c| (c.id.clone(), c)).collect();
+            let page: Vec<Candidate> = res
+                .hits
+                .into_iter()
+                .map(|h| {
+                    ranked.remove(&h.id).unwrap_or_else(|| {
+                        let mut c = Candidate::new(h.id);
+                        c.score = h.bm25;
+                        c
+                    })
+                })
+                .collect();
+            ranking.time("browse", t.elapsed());
+            (res.total as usize, (!req.facets.is_empty()).then_some(res.facets), page)
+        } else {
+            let total = ranking.candidates.len();
+            let mut facets = None;
+            if !req.facets.is_empty() {
+                let t = Instant::now();
+                let ids: Vec<DocId> = ranking.candidates.iter().map(|c| c.id.clone()).collect();
+                facets = Some(self.text().facets_of(&ids, &req.facets, req.facet_size)?);
+                ranking.time("facets", t.elapsed());
+            }
+            let mut page = std::mem::take(&mut ranking.candidates);
+            page.drain(..req.offset.min(page.len()));
+            page.truncate(req.k.min(room));
+            (total, facets, page)
+        };
         if req.with_documents {
             let t = Instant::now();
             let ids: Vec<DocId> = page.iter().map(|c| c.id.clone()).collect();

@@ -21,6 +21,9 @@ use crate::{PipelineError, SearchRequest};
 /// [`sieve_text::TextIndex::code_carriers`]).
 pub const MAX_CODE_CARRIERS: usize = 3;
 
+/// The most dense matches a sorted search takes into its set (the nearest first).
+pub const MAX_DENSE_MATCHES: usize = 10_000;
+
 /// What the legs found.
 #[derive(Debug)]
 pub struct Recall {
@@ -46,6 +49,9 @@ pub struct Bm25Leg {
 #[derive(Debug)]
 pub struct DenseLeg {
     pub hits: Vec<VectorHit>,
+    /// For a sorted search: the slots of every document whose similarity reaches the index's dense threshold
+    /// (up to [`MAX_DENSE_MATCHES`]); empty otherwise.
+    pub matches: Vec<u64>,
     pub strategy: SearchStrategy,
     pub candidates: usize,
 }
@@ -156,12 +162,7 @@ impl Engine {
         q.with_documents = false;
         q.params = req.bm25_params;
         q.exhaustive = req.exhaustive;
-        if req.typos.is_some() || req.prefix.is_some() {
-            let mut t = self.text().settings().tolerance;
-            t.typos = req.typos.unwrap_or(t.typos);
-            t.prefix = req.prefix.unwrap_or(t.prefix);
-            q.tolerance = Some(t);
-        }
+        q.tolerance = tolerance(self, req);
         let res = self.text().search(&q)?;
         let report = Bm25Report {
             matched: res.matched,
@@ -192,9 +193,35 @@ impl Engine {
             .with_graph(|graph| graph.search(&query, &search))
             .ok_or_else(|| DenseFailure::Degraded("the vector graph is not loaded".into()))?
             .map_err(|e| DenseFailure::Error(e.into()))?;
-        let times = vec![timing("embed", embed), timing("embed_queue", call.queued), timing("ann", t.elapsed())];
-        Ok((DenseLeg { hits: res.hits, strategy: res.strategy, candidates: res.candidates }, times))
+        let mut times = vec![timing("embed", embed), timing("embed_queue", call.queued), timing("ann", t.elapsed())];
+        let mut matches = Vec::new();
+        if req.sort.is_some() {
+            // a sorted search orders every match: every document this similar, not the leg's top `depth`
+            let t = Instant::now();
+            let threshold = self.search_settings().dense_threshold;
+            let wide =
+                VectorSearch { k: MAX_DENSE_MATCHES, ef: Some(MAX_DENSE_MATCHES), only: only.as_deref(), exact: false };
+            let all = self
+                .with_graph(|graph| graph.search(&query, &wide))
+                .ok_or_else(|| DenseFailure::Degraded("the vector graph is not loaded".into()))?
+                .map_err(|e| DenseFailure::Error(e.into()))?;
+            matches = all.hits.iter().filter(|h| h.similarity >= threshold).map(|h| h.slot).collect();
+            times.push(timing("dense_matches", t.elapsed()));
+        }
+        Ok((DenseLeg { hits: res.hits, matches, strategy: res.strategy, candidates: res.candidates }, times))
     }
+}
+
+/// The index's typo tolerance and prefix matching with what `req` turns on or off (`None`: as the index has
+/// them).
+pub(crate) fn tolerance(engine: &Engine, req: &SearchRequest) -> Option<sieve_text::Tolerance> {
+    if req.typos.is_none() && req.prefix.is_none() {
+        return None;
+    }
+    let mut t = engine.text().settings().tolerance;
+    t.typos = req.typos.unwrap_or(t.typos);
+    t.prefix = req.prefix.unwrap_or(t.prefix);
+    Some(t)
 }
 
 /// The query's language for the dense leg: the request's `lang` when given, else `zh`, `ja` or `ko` when the
