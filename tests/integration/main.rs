@@ -2,7 +2,7 @@
 //!
 //! One binary, a module per area (tantivy's and meilisearch's habit): `ingest` (bad input, idempotence,
 //! upsert, delete, formats), `catalog` (browsing the product set), `durability` (SIGKILL during ingest), `demo` (the main job), `search` (the CLI's
-//! search output), `models` (rerank, embed, model files), `eval` (the evaluation harness), `serve` (`sieve serve` beside other processes writing to its index).
+//! search output), `models` (rerank, embed, model files), `eval` (the evaluation harness), `serve` (`sieve serve` beside other processes writing to its index), `tune` (fitting fusion settings).
 
 mod catalog;
 mod demo;
@@ -12,6 +12,7 @@ mod ingest;
 mod models;
 mod search;
 mod serve;
+mod tune;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

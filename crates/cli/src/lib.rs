@@ -13,6 +13,7 @@ mod models;
 mod progress;
 mod search;
 mod serve;
+mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,10 @@ enum Command {
     Embed(models::EmbedArgs),
     /// Manage models: pull the defaults into the cache, list it, write random-weight test checkpoints.
     Models(models::ModelsArgs),
+    /// Fit an index's fusion settings on labelled queries by k-fold cross-validation and store them in it.
+    Tune(tune::TuneArgs),
+    /// Completions of a half-typed query and the best-matching products (what `POST /v1/suggest` answers).
+    Suggest(search::SuggestArgs),
     /// Serve the HTTP API (search, rerank, embeddings, documents, tasks, metrics) over one or more indexes.
     Serve(serve::ServeArgs),
 }
@@ -124,6 +129,8 @@ pub fn main() -> ExitCode {
         Command::Embed(args) => models::embed(args),
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Tune(args) => tune::run(args),
+        Command::Suggest(args) => search::suggest(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

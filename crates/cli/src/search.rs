@@ -446,6 +446,27 @@ pub fn stats(index_dir: &Path) -> Result<()> {
             }
         }
     }
+    let search = sieve_pipeline::SearchSettings::load(index_dir)?;
+    let fusion = match search.fusion {
+        Fusion::Rrf { k, bm25_weight, dense_weight } => format!("rrf k={k} bm25:dense={bm25_weight}:{dense_weight}"),
+        Fusion::Linear { bm25_weight, dense_weight } => format!("linear bm25:dense={bm25_weight}:{dense_weight}"),
+    };
+    let tuned = search.tuned.as_ref().map_or_else(
+        || " (defaults)".to_owned(),
+        |t| {
+            format!(
+                " (tuned on {}, {} queries: {} {:.4} cross-validated, {:.4} in sample, {:.4} with the defaults)",
+                t.dataset, t.queries, t.metric, t.cross_validated, t.in_sample, t.default
+            )
+        },
+    );
+    println!(
+        "search settings: {fusion}, recall_k={}, dense threshold {} for sorted searches{tuned}",
+        search.recall_k, search.dense_threshold
+    );
+    if let Some(sort) = settings.default_sort {
+        println!("default order of an empty query: {sort}");
+    }
     for s in index.checkpoint()?.sources {
         println!(
             "source {}: {} docs, {} rejected, through line {}{}",
@@ -492,4 +513,55 @@ mod tests {
         let err = pick(Some(Mode::Bm25), true).unwrap_err().to_string();
         assert!(err.contains("found --mode bm25"), "{err}");
     }
+}
+
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    /// Index directory.
+    #[arg(long, short = 'i')]
+    pub index: PathBuf,
+    /// What the search box holds (a trailing space means the last word is finished).
+    pub query: String,
+    /// Completions, and products, to show.
+    #[arg(long, short = 'k', default_value_t = 5)]
+    pub limit: usize,
+    /// A filter the products must pass (repeatable), as in `sieve search`.
+    #[arg(long = "filter", short = 'f', value_parser = parse_filter)]
+    pub filters: Vec<Filter>,
+    /// Print the JSON `POST /v1/suggest` answers.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sieve suggest`: the text index's suggestions, as a list or as `/v1/suggest`'s JSON.
+pub fn suggest(args: SuggestArgs) -> Result<()> {
+    if args.limit == 0 || args.limit > sieve_api::MAX_SUGGESTIONS {
+        bail!("--limit {}: expected 1..={}", args.limit, sieve_api::MAX_SUGGESTIONS);
+    }
+    let text = sieve_text::TextIndex::open(&args.index)?;
+    let q = sieve_text::SuggestQuery {
+        text: args.query.clone(),
+        lang: None,
+        filters: args.filters.clone(),
+        limit: args.limit,
+    };
+    let t = std::time::Instant::now();
+    let found = text.suggest(&q)?;
+    let took = t.elapsed();
+    let name = args.index.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let res = sieve_server::convert::suggest_result(&name, &args.query, found, took);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&res)?);
+        return Ok(());
+    }
+    for c in &res.completions {
+        let kind = serde_json::to_value(c.kind)?;
+        println!("  {:<40} {:<6} {}", c.text, kind.as_str().unwrap_or(""), c.count);
+    }
+    for p in &res.products {
+        let price = p.price.map_or(String::new(), |p| format!("  {p}"));
+        println!("  → {:<18} {}{price}", p.id, p.title);
+    }
+    println!("{:.2} ms", took.as_secs_f64() * 1000.0);
+    Ok(())
 }

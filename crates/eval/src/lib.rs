@@ -11,6 +11,7 @@ pub mod chart;
 mod dataset;
 pub mod metrics;
 mod report;
+pub mod tune;
 pub mod variants;
 
 pub use dataset::{beir_row_to_document, Dataset, DatasetError, Layout, Query};

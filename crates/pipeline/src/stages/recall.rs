@@ -25,7 +25,7 @@ pub const MAX_CODE_CARRIERS: usize = 3;
 pub const MAX_DENSE_MATCHES: usize = 10_000;
 
 /// What the legs found.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Recall {
     pub bm25: Option<Bm25Leg>,
     pub dense: Option<DenseLeg>,
@@ -39,14 +39,14 @@ pub struct Recall {
 }
 
 /// The BM25 leg's candidates, best first.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Bm25Leg {
     pub hits: Vec<Hit>,
     pub report: Bm25Report,
 }
 
 /// The dense leg's candidates, best first, and how it searched.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DenseLeg {
     pub hits: Vec<VectorHit>,
     /// For a sorted search: the slots of every document whose similarity reaches the index's dense threshold
