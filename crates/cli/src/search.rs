@@ -461,8 +461,14 @@ pub fn stats(index_dir: &Path) -> Result<()> {
         },
     );
     println!(
-        "search settings: {fusion}, recall_k={}, dense threshold {} for sorted searches{tuned}",
-        search.recall_k, search.dense_threshold
+        "search settings: {fusion}{}, recall_k={}, dense threshold {} for sorted searches{tuned}",
+        if search.adapt > 0.0 {
+            format!(" (weights adapted per query, strength {})", search.adapt)
+        } else {
+            String::new()
+        },
+        search.recall_k,
+        search.dense_threshold
     );
     if let Some(sort) = settings.default_sort {
         println!("default order of an empty query: {sort}");

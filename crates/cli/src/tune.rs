@@ -13,7 +13,7 @@ use clap::Args;
 use sieve_eval::metrics::ndcg_at_k;
 use sieve_eval::tune::{cross_validate, folds};
 use sieve_eval::Dataset;
-use sieve_pipeline::stages::fuse::fuse;
+use sieve_pipeline::stages::fuse::{fuse, fuse_adapted};
 use sieve_pipeline::stages::recall::Recall;
 use sieve_pipeline::{Fusion, Mode, SearchRequest, SearchSettings, TuneRecord};
 
@@ -25,6 +25,8 @@ const RECALL_KS: [usize; 3] = [100, 50, 200];
 const RRF_KS: [f32; 5] = [10.0, 20.0, 40.0, 60.0, 100.0];
 const DENSE_WEIGHTS: [f32; 6] = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0];
 const LINEAR_BM25: [f32; 7] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+/// How strongly the weights follow each query's BM25 evidence (`sieve_pipeline::fusion::adapt_weights`).
+const ADAPT: [f32; 3] = [0.0, 0.5, 1.0];
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -44,29 +46,35 @@ pub struct TuneArgs {
     pub engine: EngineArgs,
 }
 
-/// The grid, the default setting first (ties go to it).
-fn grid() -> Vec<(Fusion, usize)> {
-    let mut out = vec![(Fusion::default(), sieve_pipeline::DEFAULT_RECALL_K)];
-    for recall_k in RECALL_KS {
-        for k in RRF_KS {
-            for dense_weight in DENSE_WEIGHTS {
-                out.push((Fusion::Rrf { k, bm25_weight: 1.0, dense_weight }, recall_k));
+/// One point of the grid: fusion, candidates per leg, adaptation strength.
+type Setting = (Fusion, usize, f32);
+
+/// The grid, the default setting first (ties go to it), fixed weights before adapted ones.
+fn grid() -> Vec<Setting> {
+    let mut out = vec![(Fusion::default(), sieve_pipeline::DEFAULT_RECALL_K, 0.0)];
+    for adapt in ADAPT {
+        for recall_k in RECALL_KS {
+            for k in RRF_KS {
+                for dense_weight in DENSE_WEIGHTS {
+                    out.push((Fusion::Rrf { k, bm25_weight: 1.0, dense_weight }, recall_k, adapt));
+                }
             }
-        }
-        for b in LINEAR_BM25 {
-            out.push((Fusion::Linear { bm25_weight: b, dense_weight: 1.0 - b }, recall_k));
+            for b in LINEAR_BM25 {
+                out.push((Fusion::Linear { bm25_weight: b, dense_weight: 1.0 - b }, recall_k, adapt));
+            }
         }
     }
     out
 }
 
-fn describe((fusion, recall_k): &(Fusion, usize)) -> String {
+fn describe((fusion, recall_k, adapt): &Setting) -> String {
+    let adapt = if *adapt > 0.0 { format!(" adapt={adapt}") } else { String::new() };
     match fusion {
         Fusion::Rrf { k, bm25_weight, dense_weight } => {
-            format!("rrf k={k} bm25:dense={bm25_weight}:{dense_weight} recall_k={recall_k}")
+            format!("rrf k={k} bm25:dense={bm25_weight}:{dense_weight} recall_k={recall_k}{adapt}")
         }
         Fusion::Linear { bm25_weight, dense_weight } => {
-            format!("linear bm25:dense={bm25_weight:.1}:{dense_weight:.1} recall_k={recall_k}")
+            format!("linear bm25:dense={bm25_weight:.1}:{dense_weight:.1} recall_k={recall_k}{adapt}")
         }
     }
 }
@@ -114,9 +122,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     };
     let settings = grid();
     let mut scores = vec![vec![0.0; queries.len()]; settings.len()];
-    for (s, (fusion, recall_k)) in settings.iter().enumerate() {
+    for (s, (fusion, recall_k, adapt)) in settings.iter().enumerate() {
         for (q, recall) in recalls.iter().enumerate() {
-            let ranking = fuse(cut(recall, *recall_k), *fusion);
+            let ranking = fuse_adapted(cut(recall, *recall_k), *fusion, *adapt);
             let ids = ranking.candidates.iter().take(10).map(|c| c.id.to_string()).collect();
             scores[s][q] = ndcg(ids, q);
         }
@@ -163,10 +171,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let per_fold: Vec<String> = cv.chosen_per_fold.iter().map(|&s| describe(&settings[s])).collect();
     println!("chosen per fold: {}", per_fold.join("; "));
 
-    let (fusion, recall_k) = settings[cv.chosen];
+    let (fusion, recall_k, adapt) = settings[cv.chosen];
     let mut stored = SearchSettings::load(&args.index)?;
     stored.fusion = fusion;
     stored.recall_k = recall_k;
+    stored.adapt = adapt;
     stored.tuned = Some(TuneRecord {
         dataset: args.dataset.display().to_string(),
         queries: queries.len(),

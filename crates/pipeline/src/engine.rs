@@ -15,7 +15,7 @@ use sieve_vector::HnswParams;
 use crate::cache::{LruScoreCache, ScoreCache};
 use crate::graph::{SavePolicy, VectorSettings, VectorState};
 use crate::models::{EmbedJob, EmbedderHandle, RerankerHandle};
-use crate::stages::fuse::fuse;
+use crate::stages::fuse::fuse_adapted;
 use crate::stages::Ranking;
 use crate::tuning::SearchSettings;
 use crate::worker::{CallTiming, CancelToken, WorkerError};
@@ -270,7 +270,7 @@ impl Engine {
         if req.browses_all() {
             return self.present(req, Ranking::empty(std::time::Instant::now()));
         }
-        let mut ranking = fuse(self.recall(req)?, req.fusion_or_default());
+        let mut ranking = fuse_adapted(self.recall(req)?, req.fusion_or_default(), req.adapt.unwrap_or(0.0));
         match (&req.rerank, req.sort) {
             (Some(_), Some(sort)) => {
                 ranking.notes.push(format!("not reranked: the results are sorted by {sort}, not by relevance"))
@@ -290,6 +290,7 @@ impl Engine {
         let mut req = req.clone();
         req.fusion = req.fusion.or(Some(self.search_settings.fusion));
         req.recall_k = req.recall_k.or(Some(self.search_settings.recall_k));
+        req.adapt = req.adapt.or(Some(self.search_settings.adapt));
         req
     }
 }

@@ -200,6 +200,9 @@ pub struct SearchRequest {
     pub recall_k: Option<usize>,
     /// How the legs' lists are merged (`None`: the index's setting).
     pub fusion: Option<Fusion>,
+    /// How strongly the fusion weights follow the query's BM25 evidence (`None`: the index's setting; see
+    /// [`crate::fusion::adapt_weights`]).
+    pub adapt: Option<f32>,
     pub rerank: Option<RerankRequest>,
     /// HNSW candidate list size for this request.
     pub ef: Option<usize>,
@@ -239,6 +242,7 @@ impl SearchRequest {
             legs: Mode::Hybrid.legs(),
             recall_k: None,
             fusion: None,
+            adapt: None,
             rerank: None,
             ef: None,
             with_documents: true,
@@ -321,6 +325,9 @@ impl SearchRequest {
             }
             Ok(())
         };
+        if let Some(a) = self.adapt {
+            non_negative("adapt", a)?;
+        }
         match self.fusion_or_default() {
             Fusion::Rrf { k, bm25_weight, dense_weight } => {
                 non_negative("fusion.k", k)?;

@@ -27,6 +27,10 @@ pub struct SearchSettings {
     /// match).
     #[serde(default = "default_threshold")]
     pub dense_threshold: f32,
+    /// How strongly the legs' weights follow each query's BM25 evidence
+    /// ([`crate::fusion::adapt_weights`]); 0: fixed weights.
+    #[serde(default)]
+    pub adapt: f32,
     /// How `fusion` and `recall_k` were fitted, when `sieve tune` fitted them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuned: Option<TuneRecord>,
@@ -42,6 +46,7 @@ impl Default for SearchSettings {
             fusion: Fusion::default(),
             recall_k: DEFAULT_RECALL_K,
             dense_threshold: DEFAULT_DENSE_THRESHOLD,
+            adapt: 0.0,
             tuned: None,
         }
     }
@@ -101,6 +106,9 @@ impl SearchSettings {
         req.fusion = Some(self.fusion);
         req.recall_k = Some(self.recall_k);
         req.validate().map_err(|e| e.to_string())?;
+        if !(self.adapt.is_finite() && (0.0..=10.0).contains(&self.adapt)) {
+            return Err(format!("`adapt` expected a strength in 0..=10, found {}", self.adapt));
+        }
         if !(self.dense_threshold.is_finite() && (-1.0..=1.0).contains(&self.dense_threshold)) {
             return Err(format!("`dense_threshold` expected a similarity in -1..=1, found {}", self.dense_threshold));
         }
@@ -120,6 +128,7 @@ mod tests {
             fusion: Fusion::Linear { bm25_weight: 0.7, dense_weight: 0.3 },
             recall_k: 200,
             dense_threshold: 0.4,
+            adapt: 0.5,
             tuned: None,
         };
         s.save(dir.path()).unwrap();

@@ -25,6 +25,12 @@ use crate::Fusion;
 /// Merges the recalled lists into one ranking (pure: no index, no model). The legs' hits are moved, not
 /// copied: a one-leg request costs no more than the leg itself.
 pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
+    fuse_adapted(recall, method, 0.0)
+}
+
+/// [`fuse`] with the legs' weights adapted to this query's BM25 evidence ([`fusion::adapt_weights`], by
+/// `strength`; 0 is [`fuse`]).
+pub fn fuse_adapted(recall: Recall, method: Fusion, strength: f32) -> Ranking {
     let t = Instant::now();
     let Recall { bm25, dense, codes, reasons, notes, mut timings, started } = recall;
     let (bm25_hits, bm25_report) = bm25.map_or((None, None), |l| (Some(l.hits), Some(l.report)));
@@ -35,6 +41,26 @@ pub fn fuse(recall: Recall, method: Fusion) -> Ranking {
     });
     let candidates = match (bm25_hits, dense_hits) {
         (Some(b), Some(d)) => {
+            let method = if strength != 0.0 {
+                let scores: Vec<f32> = b.iter().take(10).map(|h| h.score).collect();
+                let (words, corrected) = bm25_report.as_ref().map_or((0, 0), |r| {
+                    let typos = r.expansions.iter().filter(|e| e.kind == sieve_text::ExpansionKind::Typo).count();
+                    (r.terms.len(), typos)
+                });
+                let c = fusion::bm25_confidence(&scores, words, corrected);
+                match method {
+                    Fusion::Rrf { k, bm25_weight, dense_weight } => {
+                        let (bm25_weight, dense_weight) = fusion::adapt_weights(bm25_weight, dense_weight, c, strength);
+                        Fusion::Rrf { k, bm25_weight, dense_weight }
+                    }
+                    Fusion::Linear { bm25_weight, dense_weight } => {
+                        let (bm25_weight, dense_weight) = fusion::adapt_weights(bm25_weight, dense_weight, c, strength);
+                        Fusion::Linear { bm25_weight, dense_weight }
+                    }
+                }
+            } else {
+                method
+            };
             let merged = merge(b, d, method);
             timings.push(timing("fuse", t.elapsed()));
             merged

@@ -45,6 +45,28 @@ pub fn linear<K: Clone + Eq + Hash>(lists: &[(f32, &[(K, f32)])]) -> Vec<(K, f32
     acc.finish()
 }
 
+/// How much to trust the BM25 leg on this query, in 0..=1: the mean of how far its top score stands above its
+/// 10th (`(s_1 − s_10) / s_1`, with `s_10 = 0` when it matched fewer than 10 documents: a selective match)
+/// and the share of query words it matched as written (not only through a typo correction). 0.5 is neutral.
+pub fn bm25_confidence(scores: &[f32], words: usize, corrected: usize) -> f32 {
+    let gap = match scores.first() {
+        Some(&top) if top > 0.0 => (top - scores.get(9).copied().unwrap_or(0.0)).max(0.0) / top,
+        _ => 0.0,
+    };
+    let exact = if words == 0 { 0.0 } else { 1.0 - corrected.min(words) as f32 / words as f32 };
+    0.5 * gap + 0.5 * exact
+}
+
+/// Weights adapted to one query's evidence: `(w_bm25 · m, w_dense / m)` with `m = exp(strength · (2c − 1))`,
+/// `c` from [`bm25_confidence`]. A confident lexical match (a clear winner, every word found) leans on BM25, a
+/// flat or corrected one on the dense leg; `strength` 0 leaves the weights as they are. Sieve's own rule (a
+/// log-linear shift of the legs' weights by a confidence signal, in the spirit of query-performance-prediction
+/// weighting in hybrid retrieval); `sieve tune` chooses `strength` by cross-validation, 0 included.
+pub fn adapt_weights(bm25_weight: f32, dense_weight: f32, confidence: f32, strength: f32) -> (f32, f32) {
+    let m = (strength * (2.0 * confidence.clamp(0.0, 1.0) - 1.0)).exp();
+    (bm25_weight * m, dense_weight / m)
+}
+
 /// Sums contributions per item and remembers the best (position, list) seen, for tie-breaking.
 struct Accumulator<K> {
     items: Vec<(K, f32, (usize, usize))>,
@@ -175,5 +197,23 @@ mod tests {
                 assert!(close(*gs, *es), "case {i}: {gk} {gs} vs {es}");
             }
         }
+    }
+
+    #[test]
+    fn weights_lean_on_bm25_when_it_is_confident_and_on_dense_when_it_is_not() {
+        // a clear winner and every word found: confidence near 1
+        let sure = bm25_confidence(&[10.0, 2.0, 1.0], 2, 0);
+        assert!((sure - 1.0).abs() < 1e-6, "{sure}");
+        // ten flat scores and one of two words only through a correction
+        let flat = [5.0; 12];
+        let unsure = bm25_confidence(&flat, 2, 1);
+        assert!((unsure - 0.25).abs() < 1e-6, "{unsure}");
+        assert_eq!(bm25_confidence(&[], 0, 0), 0.0);
+        let (b, d) = adapt_weights(1.0, 1.0, sure, 1.0);
+        assert!(b > 2.7 && d < 0.37, "{b} {d}");
+        let (b, d) = adapt_weights(1.0, 1.0, unsure, 1.0);
+        assert!(b < 1.0 && d > 1.0);
+        assert_eq!(adapt_weights(0.6, 0.4, unsure, 0.0), (0.6, 0.4), "strength 0 changes nothing");
+        assert_eq!(adapt_weights(0.6, 0.4, 0.5, 3.0), (0.6, 0.4), "neutral evidence changes nothing");
     }
 }
