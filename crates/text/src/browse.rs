@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use sieve_core::{DocId, FacetCount, FacetField, FacetTally, Filter, Lang, SortBy, SortField, SortOrder};
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::schema::IndexRecordOption;
-use tantivy::{DocSet, Term, TERMINATED};
 
 use crate::expand::{Expansion, Tolerance};
 use crate::filter;
@@ -156,26 +154,6 @@ impl TextIndex {
             }
         }
         self.tally(&searcher, &members, fields, max_values)
-    }
-
-    /// Where the live document with this id is.
-    fn address_of(&self, searcher: &tantivy::Searcher, id: &str) -> Result<Option<(u32, u32)>, TextError> {
-        let term = Term::from_field_text(self.fields.id, id);
-        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
-            let inverted = segment.inverted_index(self.fields.id).map_err(engine("read ids"))?;
-            if let Some(mut postings) =
-                inverted.read_postings(&term, IndexRecordOption::Basic).map_err(io_engine("read ids"))?
-            {
-                let mut doc = postings.doc();
-                while doc != TERMINATED {
-                    if !segment.is_deleted(doc) {
-                        return Ok(Some((ord as u32, doc)));
-                    }
-                    doc = postings.advance();
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Every live document that passes `filters`.

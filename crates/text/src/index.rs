@@ -279,6 +279,14 @@ impl TextIndex {
     /// The stored document with this id, if any.
     pub fn get(&self, id: &str) -> Result<Option<Document>, TextError> {
         let searcher = self.reader.searcher();
+        match self.address_of(&searcher, id)? {
+            Some((seg, doc)) => self.load(DocAddress::new(seg, doc)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the live document with this id is.
+    pub(crate) fn address_of(&self, searcher: &tantivy::Searcher, id: &str) -> Result<Option<(u32, u32)>, TextError> {
         let term = Term::from_field_text(self.fields.id, id);
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
             let inverted = segment.inverted_index(self.fields.id).map_err(engine("read ids"))?;
@@ -288,7 +296,7 @@ impl TextIndex {
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
                     if !segment.is_deleted(doc) {
-                        return self.load(DocAddress::new(ord as u32, doc)).map(Some);
+                        return Ok(Some((ord as u32, doc)));
                     }
                     doc = postings.advance();
                 }
