@@ -360,3 +360,39 @@ fn the_first_copy_of_a_duplicate_id_wins_with_or_without_a_resume() {
     assert_eq!((rows[1]["code"].as_str(), rows[1]["line"].as_u64()), (Some("duplicate_id"), Some(3)));
     assert!(rows[1]["reason"].as_str().unwrap().contains("already given on line 1"), "{rows:?}");
 }
+
+#[test]
+fn html_in_titles_and_bodies_becomes_text_unless_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = concat!(
+        r#"{"id": "n1", "title": "Markets &amp; bonds", "body": "<p>Stocks <b>rose</b>.</p><script>track()</script><p>Oil &lt;$80&gt;</p>"}"#,
+        "\n",
+        r#"{"id": "n2", "title": "price < 200", "body": "plain text, a<5"}"#,
+        "\n"
+    );
+    let index = crate::ingested(dir.path(), "news.jsonl", rows);
+    let out: serde_json::Value =
+        serde_json::from_str(&ok(&["search", "--index", s(&index), "stocks", "--json"])).unwrap();
+    let doc = &out["hits"][0]["document"];
+    assert_eq!(
+        (doc["title"].as_str(), doc["body"].as_str()),
+        (Some("Markets & bonds"), Some("Stocks rose.\nOil <$80>"))
+    );
+    assert!(doc.get("body_html").is_none(), "the raw field is kept only when asked");
+    assert!(search_ids(&index, "track", &[]).is_empty(), "a script's text is not indexed");
+    let plain: serde_json::Value =
+        serde_json::from_str(&ok(&["search", "--index", s(&index), "plain", "--json"])).unwrap();
+    assert_eq!(plain["hits"][0]["document"]["body"], "plain text, a<5", "text with `<` is left alone");
+
+    // per ingest: keep the raw field, or leave markup as it is
+    let more = write(dir.path(), "more.jsonl", "{\"id\": \"n3\", \"title\": \"t\", \"body\": \"<i>kept</i> raw\"}\n");
+    ok(&["ingest", "--index", s(&index), s(&more), "--keep-raw-html", "true", "--progress", "none"]);
+    let out: serde_json::Value =
+        serde_json::from_str(&ok(&["search", "--index", s(&index), "kept", "--json"])).unwrap();
+    let doc = &out["hits"][0]["document"];
+    assert_eq!((doc["body"].as_str(), doc["body_html"].as_str()), (Some("kept raw"), Some("<i>kept</i> raw")));
+    let raw = write(dir.path(), "raw.jsonl", "{\"id\": \"n4\", \"title\": \"t\", \"body\": \"<em>as is</em>\"}\n");
+    ok(&["ingest", "--index", s(&index), s(&raw), "--html-clean", "false", "--progress", "none"]);
+    let out: serde_json::Value = serde_json::from_str(&ok(&["search", "--index", s(&index), "em", "--json"])).unwrap();
+    assert_eq!(out["hits"][0]["document"]["body"], "<em>as is</em>");
+}

@@ -99,6 +99,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             report: default_report_path(&dir),
             report_history: Some(default_report_dir(&dir)),
             threads: None,
+            html: None,
         };
         let mut reporter = Reporter::new(args.progress);
         let totals = ingest_all(&index, &plan, &mut reporter)?;

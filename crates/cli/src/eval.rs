@@ -183,6 +183,7 @@ fn eval_one(dir: &std::path::Path, args: &EvalArgs) -> Result<Vec<Report>> {
         report: index_dir.join("rejected.jsonl"),
         report_history: None,
         threads: Some(args.threads),
+        html: None,
     };
     let totals = ingest_all(&engine, &plan, &mut Reporter::new(ProgressMode::Log))?;
     let fresh_docs = totals.docs;

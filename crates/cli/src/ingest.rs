@@ -13,7 +13,9 @@ use sieve_pipeline::{
     DenseSide, EmbedderHandle, Engine, EngineOptions, OpenOptions, SyncReport, VectorSettings, WorkerOptions,
     EMBED_BATCH_TOKENS,
 };
-use sieve_text::{Bm25Params, FieldBoosts, IndexSettings, TextError, TextIndex, Tolerance, WriterOptions};
+use sieve_text::{
+    Bm25Params, FieldBoosts, HtmlSettings, IndexSettings, TextError, TextIndex, Tolerance, WriterOptions,
+};
 
 use crate::engine::{check_embedder, load_embedder, VectorArgs};
 use crate::progress::{ProgressMode, Reporter};
@@ -91,6 +93,25 @@ pub struct SettingsArgs {
     /// published_at:asc or published_at:desc. Default: by id.
     #[arg(long, value_parser = parse_sort)]
     pub default_sort: Option<SortBy>,
+    /// Turn titles and bodies that contain HTML into text (a real HTML parser: scripts and styles dropped,
+    /// entities decoded, blocks ending lines): true or false. Sets a new index's default (true); given for an
+    /// existing index, applies to this ingest only.
+    #[arg(long)]
+    pub html_clean: Option<bool>,
+    /// Keep the raw HTML of cleaned fields as `title_html` / `body_html`: true or false. Default false; like
+    /// --html-clean, a new index's default or this ingest's choice.
+    #[arg(long)]
+    pub keep_raw_html: Option<bool>,
+}
+
+impl SettingsArgs {
+    /// The markup handling these flags ask of this ingest, over `have` (the index's); `None` when none is given.
+    pub fn html_over(&self, have: HtmlSettings) -> Option<HtmlSettings> {
+        (self.html_clean.is_some() || self.keep_raw_html.is_some()).then(|| HtmlSettings {
+            clean: self.html_clean.unwrap_or(have.clean),
+            keep_raw: self.keep_raw_html.unwrap_or(have.keep_raw),
+        })
+    }
 }
 
 fn parse_sort(s: &str) -> Result<SortBy, String> {
@@ -122,6 +143,10 @@ impl SettingsArgs {
                 prefix: self.prefix.unwrap_or(t.prefix),
             },
             default_sort: self.default_sort,
+            html: HtmlSettings {
+                clean: self.html_clean.unwrap_or(true),
+                keep_raw: self.keep_raw_html.unwrap_or(false),
+            },
         })
     }
 
@@ -185,6 +210,8 @@ pub struct Plan<'a> {
     /// not report again the rows the killed run reported past its last commit.
     pub report_history: Option<PathBuf>,
     pub threads: Option<usize>,
+    /// Markup handling for this ingest (`None`: the index's setting).
+    pub html: Option<HtmlSettings>,
 }
 
 /// Totals of one ingest run.
@@ -234,6 +261,9 @@ pub fn ingest_all(engine: &Engine, plan: &Plan<'_>, progress: &mut dyn Progress)
         options.memory_bytes = 64 * 1024 * 1024 * options.threads;
     }
     let mut sink = engine.sink(options).context("opening the index for writing")?;
+    if let Some(html) = plan.html {
+        sink.set_html(html);
+    }
     let mut report = RejectReport::new(&plan.report);
     if let Some(dir) = plan.report_history.as_ref() {
         report = report.with_history(dir);
@@ -322,6 +352,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         report: args.report.clone().unwrap_or_else(|| default_report_path(&args.index)),
         report_history: args.report.is_none().then(|| default_report_dir(&args.index)),
         threads: args.threads,
+        html: args.settings.html_over(engine.text().settings().html),
     };
     let mut reporter = Reporter::new(args.progress);
     let result = ingest_all(&engine, &plan, &mut reporter);

@@ -470,6 +470,14 @@ pub fn stats(index_dir: &Path) -> Result<()> {
         search.recall_k,
         search.dense_threshold
     );
+    println!(
+        "html: {}",
+        match (settings.html.clean, settings.html.keep_raw) {
+            (false, _) => "left as it is",
+            (true, false) => "titles and bodies with markup become text",
+            (true, true) => "titles and bodies with markup become text, the raw field kept as title_html/body_html",
+        }
+    );
     if let Some(sort) = settings.default_sort {
         println!("default order of an empty query: {sort}");
     }

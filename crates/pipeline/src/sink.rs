@@ -4,7 +4,7 @@
 
 use sieve_core::{Checkpoint, DocId, Document};
 use sieve_ingest::BatchSink;
-use sieve_text::{TextWriter, WriterOptions};
+use sieve_text::{HtmlSettings, TextWriter, WriterOptions};
 
 use crate::engine::{doc_text, Engine};
 use crate::PipelineError;
@@ -18,7 +18,12 @@ impl Engine {
                 reason: format!("the index stores {model} embeddings; load that model to ingest into it"),
             });
         }
-        Ok(EngineSink { engine: self, writer: self.text.writer(options)?, embed: self.settings.is_some() })
+        Ok(EngineSink {
+            engine: self,
+            writer: self.text.writer(options)?,
+            embed: self.settings.is_some(),
+            html: self.text.settings().html,
+        })
     }
 }
 
@@ -28,6 +33,16 @@ pub struct EngineSink<'e> {
     engine: &'e Engine,
     writer: TextWriter,
     embed: bool,
+    /// Markup in titles and bodies becomes text before anything else sees the document
+    /// ([`sieve_text::clean_document`]); the index's setting unless [`EngineSink::set_html`] says otherwise.
+    html: HtmlSettings,
+}
+
+impl EngineSink<'_> {
+    /// Treats markup as `html` says for this ingest, whatever the index's setting.
+    pub fn set_html(&mut self, html: HtmlSettings) {
+        self.html = html;
+    }
 }
 
 impl std::fmt::Debug for EngineSink<'_> {
@@ -57,6 +72,20 @@ impl BatchSink for EngineSink<'_> {
     }
 
     fn upsert(&mut self, docs: &[Document]) -> Result<(), PipelineError> {
+        let cleaned: Vec<Document>;
+        let docs = if self.html.clean && docs.iter().any(has_markup) {
+            cleaned = docs
+                .iter()
+                .cloned()
+                .map(|mut d| {
+                    sieve_text::clean_document(&mut d, self.html);
+                    d
+                })
+                .collect();
+            &cleaned[..]
+        } else {
+            docs
+        };
         if !self.embed {
             self.writer.upsert_batch(docs)?;
             return Ok(());
@@ -82,4 +111,8 @@ impl BatchSink for EngineSink<'_> {
         self.writer.commit(Some(checkpoint))?;
         Ok(())
     }
+}
+
+fn has_markup(d: &Document) -> bool {
+    [&d.title, &d.body].iter().any(|f| f.as_deref().is_some_and(sieve_text::looks_like_html))
 }

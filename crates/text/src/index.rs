@@ -89,6 +89,9 @@ pub struct IndexSettings {
     /// defaults).
     #[serde(default)]
     pub tolerance: Tolerance,
+    /// What ingest does with markup in titles and bodies (absent from older manifests: clean, keep no raw).
+    #[serde(default)]
+    pub html: crate::HtmlSettings,
     /// The order of a blank query's documents when the request names none (`None`: by id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_sort: Option<sieve_core::SortBy>,
