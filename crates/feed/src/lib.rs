@@ -3,6 +3,7 @@
 //!
 //! - [`decay`]: Elasticsearch's `function_score` decay functions (gauss, exp, linear) on a document's age;
 //! - [`diversify`]: maximal marginal relevance over the final feed score, with a per-source cap;
+//! - [`signature`]: MinHash signatures of articles (gaoya) for near-duplicate stories;
 //! - [`cursor`]: opaque page cursors signed with HMAC-SHA256, refused with a reason when altered.
 //!
 //! The feed itself (issue 22: `POST /v1/feed`, near-duplicate clusters, stable cursors) builds on these; it
@@ -11,6 +12,7 @@
 pub mod cursor;
 pub mod decay;
 pub mod diversify;
+pub mod signature;
 
 pub use cursor::CursorError;
 pub use decay::{Decay, DecayError, DecayShape};
