@@ -91,7 +91,7 @@ pub struct SettingsArgs {
     pub prefix: Option<bool>,
     /// The order of a blank query's documents when a search names none: price:asc, price:desc,
     /// published_at:asc or published_at:desc. Default: by id.
-    #[arg(long, value_parser = parse_sort)]
+    #[arg(long, value_parser = crate::search::parse_sort)]
     pub default_sort: Option<SortBy>,
     /// Turn titles and bodies that contain HTML into text (a real HTML parser: scripts and styles dropped,
     /// entities decoded, blocks ending lines): true or false. Sets a new index's default (true); given for an
@@ -112,10 +112,6 @@ impl SettingsArgs {
             keep_raw: self.keep_raw_html.unwrap_or(have.keep_raw),
         })
     }
-}
-
-fn parse_sort(s: &str) -> Result<SortBy, String> {
-    s.parse::<SortBy>().map_err(|e| e.to_string())
 }
 
 impl SettingsArgs {

@@ -100,7 +100,7 @@ fn parse_fusion(s: &str) -> Result<FusionMethod, String> {
     s.parse::<FusionMethod>().map_err(|_| format!("expected one of {}, found {s:?}", FusionMethod::NAMES.join(", ")))
 }
 
-fn parse_sort(s: &str) -> Result<SortBy, String> {
+pub(crate) fn parse_sort(s: &str) -> Result<SortBy, String> {
     s.parse::<SortBy>().map_err(|e| e.to_string())
 }
 

@@ -36,8 +36,6 @@ pub fn mode(mode: SearchMode) -> Mode {
 /// sort that does not parse) are refused here; every limit is checked by [`SearchRequest::validate`].
 /// `rerank_by_default`: whether a body that does not say reranks (it does when a reranker is loaded).
 pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<SearchRequest, ApiError> {
-    let invalid =
-        |field: &str, e: &dyn std::fmt::Display| ApiError::new(ErrorCode::InvalidRequest, format!("`{field}`: {e}"));
     let mut req = SearchRequest::new(body.query.clone());
     req.legs = mode(body.mode).legs();
     req.k = body.limit.unwrap_or(req.k);
@@ -45,11 +43,7 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
     req.recall_k = body.recall_k;
     req.facet_size = body.facet_size.unwrap_or(req.facet_size);
     req.facets = body.facets.clone();
-    req.filters = body
-        .filters
-        .iter()
-        .map(|f| f.parse::<Filter>().map_err(|e| invalid("filters", &e)))
-        .collect::<Result<_, _>>()?;
+    req.filters = parse_filters(&body.filters)?;
     req.sort = body
         .sort
         .as_deref()
@@ -59,7 +53,7 @@ pub fn search_request(body: &SearchBody, rerank_by_default: bool) -> Result<Sear
             })
         })
         .transpose()?;
-    req.lang = body.lang.as_deref().map(|l| Lang::parse(l).map_err(|e| invalid("lang", &e))).transpose()?;
+    req.lang = parse_lang(body.lang.as_deref())?;
     req.ef = body.ef;
     if let Some(f) = &body.fusion {
         let method = match f.method {
@@ -179,22 +173,25 @@ pub fn model_info(m: &sieve_models::ModelInfo) -> ModelInfo {
     }
 }
 
+/// A body's `filters`, each parsed (a bad one is refused, named).
+fn parse_filters(filters: &[String]) -> Result<Vec<Filter>, ApiError> {
+    let invalid = |e: sieve_core::FilterError| ApiError::new(ErrorCode::InvalidRequest, format!("`filters`: {e}"));
+    filters.iter().map(|f| f.parse::<Filter>().map_err(invalid)).collect()
+}
+
+/// A body's `lang`, parsed.
+fn parse_lang(lang: Option<&str>) -> Result<Option<Lang>, ApiError> {
+    let invalid = |e: sieve_core::DocumentError| ApiError::new(ErrorCode::InvalidRequest, format!("`lang`: {e}"));
+    lang.map(|l| Lang::parse(l).map_err(invalid)).transpose()
+}
+
 /// The text index's suggest query for a suggest body (limits checked here: `limit` 1..=20).
 pub fn suggest_query(body: &sieve_api::SuggestBody) -> Result<sieve_text::SuggestQuery, ApiError> {
     let limit = body.limit.unwrap_or(5);
     if limit == 0 || limit > sieve_api::MAX_SUGGESTIONS {
         return Err(ApiError::invalid("limit", "1..=20", limit));
     }
-    let filters = body
-        .filters
-        .iter()
-        .map(|f| f.parse::<Filter>().map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("`filters`: {e}"))))
-        .collect::<Result<_, _>>()?;
-    let lang = body
-        .lang
-        .as_deref()
-        .map(|l| Lang::parse(l).map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("`lang`: {e}"))))
-        .transpose()?;
+    let (filters, lang) = (parse_filters(&body.filters)?, parse_lang(body.lang.as_deref())?);
     Ok(sieve_text::SuggestQuery { text: body.query.clone(), lang, filters, limit })
 }
 

@@ -11,7 +11,6 @@ use sieve_core::{DocId, FacetCount, FacetField, FacetTally, Filter, Lang, SortBy
 use tantivy::columnar::{Column, StrColumn};
 
 use crate::expand::{Expansion, Tolerance};
-use crate::filter;
 use crate::index::{engine, io_engine, TextError, TextIndex};
 use crate::slots::SegmentIds;
 use crate::topk::Member;
@@ -158,12 +157,7 @@ impl TextIndex {
 
     /// Every live document that passes `filters`.
     fn every_live(&self, searcher: &tantivy::Searcher, filters: &[Filter]) -> Result<Vec<Member>, TextError> {
-        let bits = if filters.is_empty() {
-            None
-        } else {
-            let q = filter::to_query(&self.fields, filters);
-            Some(filter::matching_docs(searcher, q.as_ref()).map_err(engine("filter"))?)
-        };
+        let bits = self.filter_bits(searcher, filters)?;
         let mut out = Vec::new();
         for (seg, segment) in searcher.segment_readers().iter().enumerate() {
             for doc in segment.doc_ids_alive() {
@@ -186,12 +180,7 @@ impl TextIndex {
     ) -> Result<(), TextError> {
         let wanted: std::collections::HashSet<u64> = slots.iter().copied().collect();
         let present: std::collections::HashSet<(u32, u32)> = members.iter().map(|m| (m.seg, m.doc)).collect();
-        let bits = if filters.is_empty() {
-            None
-        } else {
-            let q = filter::to_query(&self.fields, filters);
-            Some(filter::matching_docs(searcher, q.as_ref()).map_err(engine("filter"))?)
-        };
+        let bits = self.filter_bits(searcher, filters)?;
         for (seg, segment) in searcher.segment_readers().iter().enumerate() {
             let Ok(vids) = segment.fast_fields().u64("_vid") else { continue };
             for doc in segment.doc_ids_alive() {

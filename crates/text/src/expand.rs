@@ -108,27 +108,40 @@ impl Dictionary<'_> {
 
     /// Indexed terms that begin with `prefix` (other than `prefix` itself), with their df.
     fn completions(&self, prefix: &str) -> Result<HashMap<String, u64>, TextError> {
-        let mut found: [HashMap<String, u64>; 2] = Default::default();
-        let upper = successor(prefix.as_bytes());
-        for (f, &field) in self.fields.iter().enumerate() {
-            for segment in self.searcher.segment_readers() {
-                let inverted = segment.inverted_index(field).map_err(engine("read terms"))?;
-                let mut range = inverted.terms().range().gt(prefix.as_bytes());
-                if let Some(upper) = &upper {
-                    range = range.lt(upper);
-                }
-                let mut stream = range.into_stream().map_err(io_engine("read terms"))?;
-                let mut read = 0;
-                while read < MAX_PREFIX_SCAN && stream.advance() {
-                    read += 1;
-                    if let Ok(term) = std::str::from_utf8(stream.key()) {
-                        *found[f].entry(term.to_owned()).or_default() += stream.value().doc_freq as u64;
-                    }
-                }
+        let [title, body] = self.fields;
+        Ok(max_over_fields([
+            terms_beginning(self.searcher, title, prefix, MAX_PREFIX_SCAN)?,
+            terms_beginning(self.searcher, body, prefix, MAX_PREFIX_SCAN)?,
+        ]))
+    }
+}
+
+/// The terms of `field` that begin with `prefix` (other than `prefix` itself), with their df summed over the
+/// segments: a range of the term dictionary, at most `max_scan` terms read per segment.
+pub(crate) fn terms_beginning(
+    searcher: &tantivy::Searcher,
+    field: Field,
+    prefix: &str,
+    max_scan: usize,
+) -> Result<HashMap<String, u64>, TextError> {
+    let mut found = HashMap::new();
+    let upper = successor(prefix.as_bytes());
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(field).map_err(engine("read terms"))?;
+        let mut range = inverted.terms().range().gt(prefix.as_bytes());
+        if let Some(upper) = &upper {
+            range = range.lt(upper);
+        }
+        let mut stream = range.into_stream().map_err(io_engine("read terms"))?;
+        let mut read = 0;
+        while read < max_scan && stream.advance() {
+            read += 1;
+            if let Ok(term) = std::str::from_utf8(stream.key()) {
+                *found.entry(term.to_owned()).or_default() += stream.value().doc_freq as u64;
             }
         }
-        Ok(max_over_fields(found))
     }
+    Ok(found)
 }
 
 fn max_over_fields(found: [HashMap<String, u64>; 2]) -> HashMap<String, u64> {
@@ -141,7 +154,7 @@ fn max_over_fields(found: [HashMap<String, u64>; 2]) -> HashMap<String, u64> {
 }
 
 /// The smallest byte string greater than every string that begins with `prefix` (None: there is none).
-pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut s = prefix.to_vec();
     while let Some(last) = s.pop() {
         if last < 0xFF {

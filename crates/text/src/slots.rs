@@ -110,6 +110,19 @@ impl TextIndex {
         Ok(out)
     }
 
+    /// The documents of each segment that pass every filter, as bit sets; `None` when there is no filter.
+    pub(crate) fn filter_bits(
+        &self,
+        searcher: &tantivy::Searcher,
+        filters: &[Filter],
+    ) -> Result<Option<Vec<filter::DocBits>>, TextError> {
+        if filters.is_empty() {
+            return Ok(None);
+        }
+        let q = filter::to_query(&self.fields, filters);
+        Ok(Some(filter::matching_docs(searcher, q.as_ref()).map_err(engine("filter"))?))
+    }
+
     /// The embedding slots of the live documents that pass every filter, sorted (for filtered dense search).
     pub fn filter_slots(&self, filters: &[Filter]) -> Result<Vec<u64>, TextError> {
         let searcher = self.reader.searcher();

@@ -9,7 +9,7 @@
 use sieve_core::{DocId, Filter, Lang};
 
 use crate::expand::{self, Tolerance};
-use crate::index::{engine, io_engine, FieldBoosts, TextError, TextIndex};
+use crate::index::{FieldBoosts, TextError, TextIndex};
 use crate::topk::{is_product_code, Bm25Query};
 
 /// How many matching products are read for completions.
@@ -180,26 +180,11 @@ impl TextIndex {
         Ok(Suggestions { completions, documents })
     }
 
-    /// The brand names (as indexed: lowercased) that begin with `prefix`, most documents first, with their
+    /// The brand names (as indexed: lowercased) that begin with `prefix` (longer than it), most documents first, with their
     /// document frequency (deleted documents included until a merge drops them).
     fn brands_starting(&self, prefix: &str, limit: usize) -> Result<Vec<(String, u64)>, TextError> {
-        let searcher = self.reader.searcher();
-        let mut found: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-        for segment in searcher.segment_readers() {
-            let inverted = segment.inverted_index(self.fields.brand).map_err(engine("read brands"))?;
-            let mut range = inverted.terms().range().ge(prefix.as_bytes());
-            if let Some(end) = expand::successor(prefix.as_bytes()) {
-                range = range.lt(end);
-            }
-            let mut stream = range.into_stream().map_err(io_engine("read brands"))?;
-            let mut read = 0;
-            while read < MAX_BRAND_SCAN && stream.advance() {
-                read += 1;
-                let brand = String::from_utf8_lossy(stream.key()).into_owned();
-                *found.entry(brand).or_default() += stream.value().doc_freq as u64;
-            }
-        }
-        let mut out: Vec<(String, u64)> = found.into_iter().filter(|(b, _)| b.as_str() != prefix).collect();
+        let found = expand::terms_beginning(&self.reader.searcher(), self.fields.brand, prefix, MAX_BRAND_SCAN)?;
+        let mut out: Vec<(String, u64)> = found.into_iter().collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out.truncate(limit);
         Ok(out)

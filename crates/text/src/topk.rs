@@ -17,7 +17,7 @@ use tantivy::{DocAddress, DocSet, Term, TERMINATED};
 use crate::analyzer::Analysis;
 use crate::bm25::{self, Bm25Params};
 use crate::expand::{self, Dictionary, Expansion, ExpansionKind, Tolerance};
-use crate::filter::{self, DocBits};
+use crate::filter::DocBits;
 use crate::schema::TEXT_FIELDS;
 
 use crate::index::{engine, io_engine, FieldBoosts, TextError, TextIndex};
@@ -268,12 +268,7 @@ impl TextIndex {
             let args: (&Dictionary<'_>, u64, &GroupOf<'_>) = (&dict, total_docs, &group);
             push_completions(args, &word, exact_idf, terms, &mut query_terms, &mut expansions)?;
         }
-        let filter_bits = if filters.is_empty() {
-            None
-        } else {
-            let q = filter::to_query(&self.fields, filters);
-            Some(filter::matching_docs(searcher, q.as_ref()).map_err(engine("filter"))?)
-        };
+        let filter_bits = self.filter_bits(searcher, filters)?;
         // Terms by upper bound, highest first; rest[i] bounds what terms i.. can still add to any document.
         // BM25F saturation never exceeds k1 + 1, so idf·(k1 + 1) bounds a term's contribution.
         let mut order: Vec<usize> = (0..query_terms.len()).collect();

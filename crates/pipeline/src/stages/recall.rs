@@ -188,26 +188,28 @@ impl Engine {
         } else {
             Some(self.text().filter_slots(&req.filters).map_err(|e| DenseFailure::Error(e.into()))?)
         };
-        let search = VectorSearch { k: depth, ef: req.ef, only: only.as_deref(), exact: false };
-        let res = self
+        // a sorted search orders every match: one walk wide enough for every document this similar, whose
+        // first `depth` are the leg's hits
+        let search = match req.sort {
+            Some(_) => VectorSearch {
+                k: MAX_DENSE_MATCHES.max(depth),
+                ef: Some(MAX_DENSE_MATCHES.max(depth)),
+                only: only.as_deref(),
+                exact: false,
+            },
+            None => VectorSearch { k: depth, ef: req.ef, only: only.as_deref(), exact: false },
+        };
+        let mut res = self
             .with_graph(|graph| graph.search(&query, &search))
             .ok_or_else(|| DenseFailure::Degraded("the vector graph is not loaded".into()))?
             .map_err(|e| DenseFailure::Error(e.into()))?;
-        let mut times = vec![timing("embed", embed), timing("embed_queue", call.queued), timing("ann", t.elapsed())];
         let mut matches = Vec::new();
         if req.sort.is_some() {
-            // a sorted search orders every match: every document this similar, not the leg's top `depth`
-            let t = Instant::now();
             let threshold = self.search_settings().dense_threshold;
-            let wide =
-                VectorSearch { k: MAX_DENSE_MATCHES, ef: Some(MAX_DENSE_MATCHES), only: only.as_deref(), exact: false };
-            let all = self
-                .with_graph(|graph| graph.search(&query, &wide))
-                .ok_or_else(|| DenseFailure::Degraded("the vector graph is not loaded".into()))?
-                .map_err(|e| DenseFailure::Error(e.into()))?;
-            matches = all.hits.iter().filter(|h| h.similarity >= threshold).map(|h| h.slot).collect();
-            times.push(timing("dense_matches", t.elapsed()));
+            matches = res.hits.iter().filter(|h| h.similarity >= threshold).map(|h| h.slot).collect();
+            res.hits.truncate(depth);
         }
+        let times = vec![timing("embed", embed), timing("embed_queue", call.queued), timing("ann", t.elapsed())];
         Ok((DenseLeg { hits: res.hits, matches, strategy: res.strategy, candidates: res.candidates }, times))
     }
 }
