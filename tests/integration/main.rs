@@ -8,6 +8,7 @@ mod catalog;
 mod demo;
 mod durability;
 mod eval;
+mod feed;
 mod ingest;
 mod models;
 mod search;

@@ -12,6 +12,7 @@
 
 pub mod embeddings;
 pub mod error;
+pub mod feed;
 pub mod int;
 pub mod rerank;
 pub mod search;
@@ -21,6 +22,7 @@ pub mod tasks;
 
 pub use embeddings::*;
 pub use error::{ErrorBody, ErrorCode};
+pub use feed::*;
 pub use rerank::*;
 pub use search::*;
 pub use suggest::*;

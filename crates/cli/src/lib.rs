@@ -8,6 +8,7 @@
 mod demo;
 mod engine;
 mod eval;
+mod feed;
 mod ingest;
 mod models;
 mod progress;
@@ -55,6 +56,9 @@ enum Command {
     Tune(tune::TuneArgs),
     /// Completions of a half-typed query and the best-matching products (what `POST /v1/suggest` answers).
     Suggest(search::SuggestArgs),
+    /// One page of a news feed for a topic or a reader's profile: fresh, each story once with its sources,
+    /// sources diverse, the next page by cursor (what `POST /v1/feed` answers).
+    Feed(feed::FeedArgs),
     /// Serve the HTTP API (search, rerank, embeddings, documents, tasks, metrics) over one or more indexes.
     Serve(serve::ServeArgs),
 }
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Tune(args) => tune::run(args),
         Command::Suggest(args) => search::suggest(args),
+        Command::Feed(args) => feed::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -295,7 +295,7 @@ fn print_table(args: &SearchArgs, mode: Mode, res: &SearchResponse) {
 /// hybrid when the index has embeddings, else bm25. A model named beside a search that would not use it (a
 /// reranker in a mode that does not rerank, an embedder for an index without embeddings or in bm25 mode) is an
 /// error rather than a flag quietly ignored.
-fn pick_mode(
+pub(crate) fn pick_mode(
     asked: Option<Mode>,
     index: &Path,
     has_vectors: bool,

@@ -27,6 +27,9 @@ pub enum TermField {
 pub enum RangeField {
     Price,
     PublishedAt,
+    /// The ingest sequence number every stored document gets (`_seq`): not a filter a user writes (the parser
+    /// knows no such name) but the news feed's snapshot, "documents stored before this page's first".
+    Seq,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +81,7 @@ impl RangeField {
         match self {
             RangeField::Price => "price",
             RangeField::PublishedAt => "published_at",
+            RangeField::Seq => "_seq",
         }
     }
 }
@@ -185,7 +189,7 @@ impl FromStr for Filter {
 fn parse_range_value(field: RangeField, raw: &str, found: &str) -> Result<RangeValue, FilterError> {
     let raw = raw.trim();
     match field {
-        RangeField::Price => match raw.parse::<f64>() {
+        RangeField::Price | RangeField::Seq => match raw.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(RangeValue::Number(v)),
             _ => Err(FilterError::BadValue {
                 found: found.into(),

@@ -10,6 +10,7 @@
 pub mod chart;
 mod dataset;
 pub mod metrics;
+pub mod news;
 mod report;
 pub mod tune;
 pub mod variants;

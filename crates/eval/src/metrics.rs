@@ -55,6 +55,47 @@ pub fn recall_at_k(ranked: &[&str], judged: &Judgments, k: usize) -> f64 {
     found as f64 / relevant as f64
 }
 
+/// α-nDCG@k (Clarke et al., "Novelty and Diversity in Information Retrieval Evaluation", SIGIR 2008) for
+/// documents that each cover one subtopic: `subtopic` maps every relevant id to its subtopic (for the feed: its
+/// story); others gain nothing. The document at rank i gains `(1 − α)^c`, c being the documents above it that
+/// cover its subtopic, discounted by log2(i + 1); the ideal list takes one document of each subtopic before a
+/// second of any (greedy, exact when each document covers one subtopic). 0 when nothing is relevant.
+pub fn alpha_ndcg_at_k(ranked: &[&str], subtopic: &HashMap<String, String>, alpha: f64, k: usize) -> f64 {
+    let mut seen: HashMap<&str, i32> = HashMap::new();
+    let mut dcg = 0.0;
+    for (i, id) in ranked.iter().take(k).enumerate() {
+        if let Some(s) = subtopic.get(*id) {
+            let c = seen.entry(s.as_str()).or_default();
+            dcg += (1.0 - alpha).powi(*c) / discount(i + 1);
+            *c += 1;
+        }
+    }
+    let mut sizes: HashMap<&str, usize> = HashMap::new();
+    for s in subtopic.values() {
+        *sizes.entry(s.as_str()).or_default() += 1;
+    }
+    let sizes: Vec<usize> = sizes.into_values().collect();
+    let mut ideal = 0.0;
+    let mut round = 0;
+    let mut rank = 0;
+    while rank < k && sizes.iter().any(|&n| n > round) {
+        let here = sizes.iter().filter(|&&n| n > round).count();
+        for _ in 0..here {
+            if rank == k {
+                break;
+            }
+            rank += 1;
+            ideal += (1.0 - alpha).powi(round as i32) / discount(rank);
+        }
+        round += 1;
+    }
+    if ideal == 0.0 {
+        0.0
+    } else {
+        dcg / ideal
+    }
+}
+
 /// The `q`-quantile (0..=1) of `values` by the nearest-rank method; `None` when empty.
 pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
     if values.is_empty() {
@@ -64,6 +105,32 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
     sorted.sort_by(f64::total_cmp);
     let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     Some(sorted[rank - 1])
+}
+
+#[cfg(test)]
+mod alpha_tests {
+    use super::*;
+
+    #[test]
+    fn alpha_ndcg_rewards_covering_new_stories_first() {
+        // stories: a (a1, a2), b (b1); α = 0.5
+        let sub: HashMap<String, String> =
+            [("a1", "a"), ("a2", "a"), ("b1", "b")].iter().map(|(d, s)| (d.to_string(), s.to_string())).collect();
+        // ideal: a1, b1, a2 → 1/log2 2 + 1/log2 3 + 0.5/log2 4 = 1 + 0.63093 + 0.25
+        let ideal = 1.0 + 1.0 / 3f64.log2() + 0.25;
+        let diverse = alpha_ndcg_at_k(&["a1", "b1", "a2"], &sub, 0.5, 10);
+        assert!((diverse - 1.0).abs() < 1e-12);
+        // a1, a2, b1: 1 + 0.5/log2 3 + 1/log2 4
+        let repeated = alpha_ndcg_at_k(&["a1", "a2", "b1"], &sub, 0.5, 10);
+        assert!((repeated - (1.0 + 0.5 / 3f64.log2() + 0.5) / ideal).abs() < 1e-12, "{repeated}");
+        assert!(repeated < diverse);
+        // cut at k, unjudged documents gain nothing, nothing relevant gives 0
+        assert!((alpha_ndcg_at_k(&["x", "a1"], &sub, 0.5, 1)).abs() < 1e-12);
+        assert_eq!(alpha_ndcg_at_k(&["a1"], &HashMap::new(), 0.5, 10), 0.0);
+        // α = 0 is plain nDCG with binary gains
+        let plain = alpha_ndcg_at_k(&["a1", "a2", "b1"], &sub, 0.0, 10);
+        assert!((plain - 1.0).abs() < 1e-12);
+    }
 }
 
 #[cfg(test)]

@@ -124,3 +124,47 @@ mod tests {
         assert!(matches!(bad(1.0, 0.0, f64::NAN), Err(DecayError::Decay(_))));
     }
 }
+
+/// Seconds in a span written as Elasticsearch writes time units: a number and one of `ms`, `s`, `m`, `h`, `d`,
+/// `w` (`12h`, `1.5d`, `90m`); a bare number is seconds. `None` for anything else.
+pub fn parse_span(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.trim().parse().ok()?;
+    let unit_secs = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        "w" => 604_800.0,
+        _ => return None,
+    };
+    let secs = n * unit_secs;
+    secs.is_finite().then_some(secs)
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::parse_span;
+
+    #[test]
+    fn spans_read_as_elasticsearch_time_units() {
+        // | written | seconds |
+        for (text, secs) in [
+            ("12h", 43_200.0),
+            ("1.5d", 129_600.0),
+            ("90m", 5_400.0),
+            ("30", 30.0),
+            ("2w", 1_209_600.0),
+            ("500ms", 0.5),
+            (" 1d ", 86_400.0),
+        ] {
+            assert_eq!(parse_span(text), Some(secs), "{text}");
+        }
+        for bad in ["", "d", "1y", "1 day", "abc", "1e400s"] {
+            assert_eq!(parse_span(bad), None, "{bad}");
+        }
+    }
+}

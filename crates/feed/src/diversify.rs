@@ -11,15 +11,18 @@
 //! similarity that MMR implementations usually take, and `sim` is document–document similarity in 0..1.
 //! `diversity` 0 is the score order; 1 picks by novelty alone. Ties go to the earlier item (the input order).
 //! Items held back by the cap are not lost: they come after the page, in score order, for the next one.
+//! An item picked while the cap held back an item of higher value is marked `promoted`: the cap put it there.
 
 /// One pick: the input index, the MMR penalty it carried (`diversity · max sim` to what was picked before it),
-/// and whether the source cap passed over it before it was picked.
+/// and what the source cap did to it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Picked {
     pub index: usize,
     pub penalty: f64,
-    /// It was held back by its source's cap at some step (and picked later, or after the page).
-    pub capped: bool,
+    /// Picked while the cap held back an item of higher value (of a source that had reached the cap).
+    pub promoted: bool,
+    /// Held back by its source's cap (so it comes after the page).
+    pub held_back: bool,
 }
 
 /// The first `page` picks of `scores` (input order: best first), then the rest in their input order.
@@ -42,24 +45,26 @@ pub fn diversify(
     let mut out = Vec::with_capacity(n);
     while out.len() < page.min(n) {
         let mut best: Option<(usize, f64)> = None;
+        let mut best_held = f64::NEG_INFINITY;
         for i in 0..n {
             if taken[i] {
                 continue;
             }
+            let value = (1.0 - diversity) * scores[i] - diversity * nearest[i];
             if let (Some(cap), Some(s)) = (max_per_source, source(i)) {
                 if per_source.get(&s).copied().unwrap_or(0) >= cap {
                     capped[i] = true;
+                    best_held = best_held.max(value);
                     continue;
                 }
             }
-            let value = (1.0 - diversity) * scores[i] - diversity * nearest[i];
             if best.is_none_or(|(_, v)| value > v) {
                 best = Some((i, value));
             }
         }
-        let Some((i, _)) = best else { break };
+        let Some((i, value)) = best else { break };
         taken[i] = true;
-        out.push(Picked { index: i, penalty: diversity * nearest[i], capped: capped[i] });
+        out.push(Picked { index: i, penalty: diversity * nearest[i], promoted: best_held > value, held_back: false });
         if let Some(s) = source(i) {
             *per_source.entry(s).or_default() += 1;
         }
@@ -71,7 +76,7 @@ pub fn diversify(
     }
     for i in 0..n {
         if !taken[i] {
-            out.push(Picked { index: i, penalty: 0.0, capped: capped[i] });
+            out.push(Picked { index: i, penalty: 0.0, promoted: false, held_back: capped[i] });
         }
     }
     out
@@ -89,7 +94,7 @@ mod tests {
     fn no_diversity_and_no_cap_keep_the_score_order() {
         let p = diversify(&[0.9, 0.8, 0.7], 3, 0.0, None, |_| None, |_, _| 1.0);
         assert_eq!(order(&p), [0, 1, 2]);
-        assert!(p.iter().all(|p| p.penalty == 0.0 && !p.capped));
+        assert!(p.iter().all(|p| p.penalty == 0.0 && !p.promoted && !p.held_back));
     }
 
     #[test]
@@ -107,6 +112,8 @@ mod tests {
         let sources = ["a", "a", "a", "b", "c"];
         let p = diversify(&[0.9, 0.8, 0.7, 0.6, 0.5], 4, 0.0, Some(2), |i| Some(sources[i].to_owned()), |_, _| 0.0);
         assert_eq!(order(&p), [0, 1, 3, 4, 2], "the third `a` waits past the page");
-        assert!(p[4].capped && !p[0].capped);
+        assert!(p[4].held_back && !p[0].held_back);
+        // 3 (b) took the third place because the cap held back 2 (a), of higher score
+        assert!(p[2].promoted && !p[1].promoted && !p[3].promoted, "{p:?}");
     }
 }

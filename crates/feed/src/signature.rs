@@ -41,6 +41,15 @@ pub fn shingles(text: &str) -> Vec<String> {
     out
 }
 
+/// An article's MinHash signature and the size of the shingle set it summarises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// [`NUM_HASHES`] minima.
+    pub minima: Vec<u64>,
+    /// Distinct shingles of the text.
+    pub shingles: u32,
+}
+
 /// Makes signatures; one per process is enough (it holds the hash functions' coefficients).
 pub struct Signer {
     hasher: MinHasher64V1<fnv::FnvBuildHasher>,
@@ -59,20 +68,35 @@ impl Default for Signer {
 }
 
 impl Signer {
-    /// The signature of `text` ([`NUM_HASHES`] minima); `None` for a text without shingles.
-    pub fn sign(&self, text: &str) -> Option<Vec<u64>> {
-        let sh = shingles(text);
-        (!sh.is_empty()).then(|| self.hasher.create_signature(sh.iter()))
+    /// The signature of `text`; `None` for a text without shingles.
+    pub fn sign(&self, text: &str) -> Option<Signature> {
+        let mut sh = shingles(text);
+        if sh.is_empty() {
+            return None;
+        }
+        let minima = self.hasher.create_signature(sh.iter());
+        sh.sort_unstable();
+        sh.dedup();
+        Some(Signature { minima, shingles: sh.len() as u32 })
     }
 }
 
-/// The estimated Jaccard similarity of two signatures' shingle sets, in 0..=1 (0 for signatures of different
-/// lengths).
+/// The estimated Jaccard similarity `|A ∩ B| / |A ∪ B|` of two signatures' shingle sets, in 0..=1 (0 for
+/// signatures of different lengths): the share of equal minima.
 pub fn similarity(a: &[u64], b: &[u64]) -> f64 {
     if a.len() != b.len() || a.is_empty() {
         return 0.0;
     }
     compute_minhash_similarity(a, b)
+}
+
+/// The estimated containment of the smaller shingle set in the larger, `|A ∩ B| / min(|A|, |B|)`, in 0..=1:
+/// from the Jaccard estimate J and the set sizes, `|A ∩ B| = J · (|A| + |B|) / (1 + J)`. A copy with a sentence
+/// dropped is contained in its original whatever their Jaccard similarity.
+pub fn containment(a: &Signature, b: &Signature) -> f64 {
+    let j = similarity(&a.minima, &b.minima);
+    let small = a.shingles.min(b.shingles).max(1) as f64;
+    (j * (a.shingles as f64 + b.shingles as f64) / (1.0 + j) / small).min(1.0)
 }
 
 #[cfg(test)]
@@ -97,13 +121,13 @@ mod tests {
                     and easing inflation across the region, and signalled further cuts could follow this year.";
         let other = "A new smartphone with a larger battery and a faster chip goes on sale next week in twelve \
                      countries, the company said at its launch event in the capital.";
-        let (sa, sc, so) = (s.sign(a).unwrap(), s.sign(copy).unwrap(), s.sign(other).unwrap());
+        let (sa, sc, so) = (s.sign(a).unwrap().minima, s.sign(copy).unwrap().minima, s.sign(other).unwrap().minima);
         assert_eq!(sa.len(), NUM_HASHES);
         assert!(similarity(&sa, &sc) > 0.7, "{}", similarity(&sa, &sc));
         assert!(similarity(&sa, &so) < 0.1, "{}", similarity(&sa, &so));
         let zh = "国家统计局今天发布数据显示，十月份全国居民消费价格同比上涨百分之零点二，环比下降百分之零点一。";
         let zh_copy = "国家统计局今天发布数据显示，十月份全国居民消费价格同比上涨百分之零点二，环比下降百分之零点三。";
-        let (z1, z2) = (s.sign(zh).unwrap(), s.sign(zh_copy).unwrap());
+        let (z1, z2) = (s.sign(zh).unwrap().minima, s.sign(zh_copy).unwrap().minima);
         assert!(similarity(&z1, &z2) > 0.7, "{}", similarity(&z1, &z2));
         assert!(similarity(&z1, &so) < 0.1);
         assert_eq!(s.sign(""), None);
@@ -112,11 +136,25 @@ mod tests {
     #[test]
     fn signatures_do_not_change_between_signers_or_processes() {
         // a stored signature must compare with one computed later: same coefficients, same hashing
-        let one = Signer::default().sign("stable signatures across processes").unwrap();
-        let two = Signer::default().sign("stable signatures across processes").unwrap();
+        let one = Signer::default().sign("stable signatures across processes").unwrap().minima;
+        let two = Signer::default().sign("stable signatures across processes").unwrap().minima;
         assert_eq!(one, two);
         // pinned: a change of gaoya's hashing or seed would make stored signatures useless, and fails here
         assert_eq!(one[0], PINNED_FIRST_MINIMUM, "{}", one[0]);
+    }
+
+    #[test]
+    fn a_copy_with_a_part_dropped_is_contained_in_its_original() {
+        let s = Signer::default();
+        let original = "国家统计局今天发布数据显示，十月份全国居民消费价格同比上涨百分之零点二，环比下降百分之零点一。\
+                        分析人士认为，食品价格回落是主要原因，预计年底前物价将保持平稳运行，全年目标可以实现。";
+        let part = "国家统计局今天发布数据显示，十月份全国居民消费价格同比上涨百分之零点二。";
+        let (o, p) = (s.sign(original).unwrap(), s.sign(part).unwrap());
+        assert_eq!(o.shingles as usize, shingles(original).into_iter().collect::<std::collections::HashSet<_>>().len());
+        let j = similarity(&o.minima, &p.minima);
+        assert!(j < 0.5, "{j}");
+        assert!(containment(&o, &p) > 0.8, "{}", containment(&o, &p));
+        assert_eq!(containment(&o, &p), containment(&p, &o));
     }
 
     const PINNED_FIRST_MINIMUM: u64 = 49_156_898_559_987_547;

@@ -119,6 +119,8 @@ pub struct Engine {
     /// The BM25 commit the engine was last brought up to date with (`u64::MAX` before the first sync).
     pub(crate) synced_commit: AtomicU64,
     search_settings: SearchSettings,
+    /// The key feed cursors are signed with (`cursor.key` beside the index, made on first use).
+    pub(crate) cursor_key: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -197,6 +199,7 @@ impl Engine {
             sync_lock: Mutex::new(()),
             synced_commit: AtomicU64::new(u64::MAX),
             search_settings,
+            cursor_key: std::sync::OnceLock::new(),
         })
     }
 

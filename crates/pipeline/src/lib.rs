@@ -11,6 +11,7 @@
 
 pub mod cache;
 mod engine;
+mod feed;
 mod graph;
 pub mod models;
 mod request;
@@ -25,6 +26,9 @@ pub use stages::fusion;
 
 pub use cache::{CacheError, CacheKey, CacheReport, CachedScore, LruScoreCache, RedisScoreCache, ScoreCache};
 pub use engine::{doc_text, DenseSide, Engine, EngineOptions, OpenOptions};
+pub use feed::{
+    FeedCluster, FeedExplain, FeedHit, FeedRequest, FeedResponse, DEFAULT_DECAY, FEED_POOL, MAX_FEED_LIMIT,
+};
 pub use graph::{SavePolicy, SyncReport, VectorSettings};
 pub use models::{
     CachedRerank, EmbedJob, EmbedderHandle, ModelHandle, RerankJob, RerankerHandle, EMBED_BATCH_TOKENS,

@@ -229,6 +229,9 @@ pub struct SearchRequest {
     pub typos: Option<bool>,
     /// Turns prefix matching of the word being typed and of codes on or off for this search.
     pub prefix: Option<bool>,
+    /// The dense leg's query vector, given by the caller instead of embedding `query` (the news feed's reader
+    /// profile: the centroid of liked documents); a unit vector of the index's dimension.
+    pub vector: Option<Vec<f32>>,
 }
 
 impl SearchRequest {
@@ -256,6 +259,7 @@ impl SearchRequest {
             exhaustive: false,
             typos: None,
             prefix: None,
+            vector: None,
         }
     }
 

@@ -151,6 +151,7 @@ pub fn router(state: SharedState) -> Router {
     let mut app = Router::new()
         .route("/v1/search", post(routes::search))
         .route("/v1/suggest", post(routes::suggest))
+        .route("/v1/feed", post(routes::feed))
         .route("/v1/rerank", post(routes::rerank))
         .route("/v2/rerank", post(routes::rerank))
         .route("/rerank", post(routes::rerank))

@@ -233,6 +233,132 @@ pub fn suggest_result(
     }
 }
 
+/// The engine's feed request for a feed body (every limit checked by [`sieve_pipeline::FeedRequest::validate`]).
+/// `rerank_by_default`: whether a body that does not say reranks (it does when a reranker is loaded).
+pub fn feed_request(
+    body: &sieve_api::FeedBody,
+    rerank_by_default: bool,
+) -> Result<sieve_pipeline::FeedRequest, ApiError> {
+    use sieve_api::{DecayShapeName, Span};
+    use sieve_feed::{Decay, DecayShape};
+    let mut m = mode(body.mode);
+    if m == Mode::Hybrid && body.rerank.unwrap_or(rerank_by_default) {
+        m = Mode::HybridRerank;
+    }
+    let mut req = sieve_pipeline::FeedRequest::new(body.query.clone().unwrap_or_default(), m);
+    if let Some(p) = &body.profile {
+        req.liked = p
+            .liked
+            .iter()
+            .map(|id| {
+                sieve_core::DocId::parse(id, 512).map_err(|e| ApiError::invalid("profile.liked", "document ids", e))
+            })
+            .collect::<Result<_, _>>()?;
+        req.keywords = p.keywords.clone();
+    }
+    let time = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| {
+                sieve_core::Timestamp::parse(t).ok_or_else(|| {
+                    ApiError::invalid(field, "an RFC 3339 date-time or a date YYYY-MM-DD", format!("{t:?}"))
+                })
+            })
+            .transpose()
+    };
+    req.since = time("since", &body.since)?;
+    req.until = time("until", &body.until)?;
+    req.filters = parse_filters(&body.filters)?;
+    req.limit = body.limit.unwrap_or(req.limit);
+    req.cursor = body.cursor.clone();
+    req.max_per_source = body.max_per_source;
+    req.diversity = body.diversity.unwrap_or(req.diversity);
+    req.collapse = body.collapse.unwrap_or(true);
+    req.explain = body.explain;
+    req.lang = parse_lang(body.lang.as_deref())?;
+    if let Some(d) = &body.decay {
+        let span = |field: &str, s: &Option<Span>, default: f64| match s {
+            None => Ok(default),
+            Some(Span::Seconds(v)) => Ok(*v),
+            Some(Span::Text(t)) => sieve_feed::parse_span(t).ok_or_else(|| {
+                ApiError::invalid(field, "seconds, or a number with ms, s, m, h, d or w (`12h`)", format!("{t:?}"))
+            }),
+        };
+        let default = sieve_pipeline::DEFAULT_DECAY;
+        let shape = match d.shape.unwrap_or(DecayShapeName::Gauss) {
+            DecayShapeName::Gauss => Some(DecayShape::Gauss),
+            DecayShapeName::Exp => Some(DecayShape::Exp),
+            DecayShapeName::Linear => Some(DecayShape::Linear),
+            DecayShapeName::None => None,
+        };
+        req.decay = match shape {
+            None => None,
+            Some(shape) => Some(Decay {
+                shape,
+                scale: span("decay.scale", &d.scale, default.scale)?,
+                offset: span("decay.offset", &d.offset, default.offset)?,
+                decay: d.decay.unwrap_or(default.decay),
+            }),
+        };
+        match d.origin.as_deref().map(str::trim) {
+            None | Some("now") => {}
+            Some(t) => {
+                let at = sieve_core::Timestamp::parse(t).ok_or_else(|| {
+                    ApiError::invalid("decay.origin", "`now`, an RFC 3339 date-time or a date", format!("{t:?}"))
+                })?;
+                req.origin = Some(at.unix_seconds());
+            }
+        }
+    }
+    req.validate().map_err(|e| match e {
+        PipelineError::BadRequest { field, expected, found } => ApiError::invalid(field, expected, found),
+        e => e.into(),
+    })?;
+    Ok(req)
+}
+
+/// The wire answer for a feed page of `index`.
+pub fn feed_result(index: &str, res: sieve_pipeline::FeedResponse) -> sieve_api::FeedResult {
+    let origin = sieve_core::Timestamp::from_unix_seconds(res.origin).map(|t| t.to_rfc3339()).unwrap_or_default();
+    sieve_api::FeedResult {
+        index: index.to_owned(),
+        items: res
+            .items
+            .into_iter()
+            .map(|h| sieve_api::FeedItem {
+                id: h.id.as_str().to_owned(),
+                rank: h.rank,
+                score: h.score,
+                document: h.document.map(|d| d.to_json()),
+                cluster: sieve_api::FeedCluster {
+                    id: h.cluster.id.as_str().to_owned(),
+                    size: h.cluster.size,
+                    members: h.cluster.members.iter().map(|m| m.as_str().to_owned()).collect(),
+                    sources: h.cluster.sources,
+                },
+                explain: h.explain.map(|e| sieve_api::FeedExplain {
+                    relevance: e.relevance,
+                    relevance_from: e.relevance_from.to_owned(),
+                    freshness: e.freshness,
+                    age_secs: e.age_secs,
+                    mmr_penalty: e.mmr_penalty,
+                    promoted_by_cap: e.promoted_by_cap,
+                    scores: e.scores,
+                }),
+            })
+            .collect(),
+        next_cursor: res.next_cursor,
+        origin,
+        candidates: res.candidates,
+        clusters: res.clusters,
+        held_back: res.held_back.iter().map(|id| id.as_str().to_owned()).collect(),
+        degraded: !res.reasons.is_empty(),
+        reasons: res.reasons,
+        notes: res.notes,
+        timings: res.timings,
+        reranked: res.reranked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

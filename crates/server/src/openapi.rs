@@ -27,7 +27,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Sieve", description = "Two-stage semantic search: BM25 + dense recall, fusion, cross-encoder reranking."),
     paths(
-        routes::search, routes::suggest, routes::rerank, routes::embeddings, routes::add_documents, routes::get_document,
+        routes::search, routes::suggest, routes::feed, routes::rerank, routes::embeddings, routes::add_documents, routes::get_document,
         routes::delete_document, routes::get_task, routes::list_tasks, routes::health, routes::ready, routes::info,
         routes::metrics, serve_document
     ),
@@ -37,7 +37,8 @@ impl Modify for BearerAuth {
         InputType, EncodingFormat, EmbeddingsResult, EmbeddingItem, EmbeddingVector, Task, TaskKind, TaskStatus,
         RowFailure, ErrorBody, ErrorCode, Health, Ready, IndexReady, Info, IndexInfo, Limits, ModelInfo, DenseInfo,
         DenseStrategy, Correction, CorrectionKind, sieve_core::CacheReport, SuggestBody, SuggestResult, Completion,
-        CompletionKind, SuggestedProduct
+        CompletionKind, SuggestedProduct, FeedBody, FeedProfile, FeedDecay, DecayShapeName, Span, FeedResult, FeedItem,
+        FeedCluster, FeedExplain
     )),
     modifiers(&BearerAuth),
     tags((name = "search"), (name = "models"), (name = "documents"), (name = "system"))

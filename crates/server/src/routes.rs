@@ -132,6 +132,40 @@ pub async fn suggest(
     Ok(Json(convert::suggest_result(&index.name, &body.query, found, took)).into_response())
 }
 
+/// A news feed for a topic or a reader's profile: the search's recall, fusion and reranking, then freshness
+/// (a decay on `published_at`), near-duplicate stories collapsed into clusters, MMR over the final score and a
+/// per-source cap; pages follow a signed cursor over a snapshot, so none repeats or skips an item while
+/// articles keep arriving.
+#[utoipa::path(post, path = "/v1/feed", request_body = FeedBody, tag = "search",
+    responses(
+        (status = 200, description = "One page of the feed", body = FeedResult),
+        (status = 400, description = "A malformed request, or a cursor that was altered or belongs to another request", body = ErrorBody),
+        (status = 404, description = "No such index", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "The embedder's queue is full", body = ErrorBody)))]
+pub async fn feed(State(state): State<SharedState>, ApiJson(body): ApiJson<FeedBody>) -> Result<Response, ApiError> {
+    let index = state.index(body.index.as_deref())?.clone();
+    let limit = state.config.max_document_chars;
+    check_chars("the query", body.query.as_deref().unwrap_or(""), limit)?;
+    for k in body.profile.iter().flat_map(|p| &p.keywords) {
+        check_chars("a keyword", k, limit)?;
+    }
+    let mut req = convert::feed_request(&body, state.models.reranker.is_some())?;
+    let engine = index.engine.clone();
+    let res = blocking(move |cancel| {
+        req.cancel = Some(cancel);
+        engine.feed(&req).map_err(ApiError::from)
+    })
+    .await?;
+    for t in &res.timings {
+        state.metrics.stage(&t.stage, t.micros as f64 / 1e6);
+    }
+    if !res.reasons.is_empty() {
+        state.metrics.degraded();
+    }
+    Ok(Json(convert::feed_result(&index.name, res)).into_response())
+}
+
 /// Reranks documents against a query with the cross-encoder (Cohere, Jina, vLLM and TEI request shapes).
 #[utoipa::path(post, path = "/v1/rerank", request_body = RerankBody, tag = "models",
     responses(

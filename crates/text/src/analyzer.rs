@@ -395,7 +395,7 @@ fn script_runs(text: &str) -> Vec<(Script, &str)> {
 }
 
 /// Folds full-width ASCII (`ＡＢＣ１２３`) and the ideographic space to their ASCII forms.
-fn fold_width(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn fold_width(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(|c| ('\u{FF01}'..='\u{FF5E}').contains(&c) || c == '\u{3000}') {
         return std::borrow::Cow::Borrowed(text);
     }

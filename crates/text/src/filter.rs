@@ -45,6 +45,8 @@ fn one(fields: &Fields, filter: &Filter) -> Box<dyn Query> {
                 (RangeField::PublishedAt, RangeValue::Number(n)) => {
                     Term::from_field_date(fields.published_at, DateTime::from_timestamp_secs(*n as i64))
                 }
+                (RangeField::Seq, RangeValue::Number(n)) => Term::from_field_u64(fields.seq, n.max(0.0) as u64),
+                (RangeField::Seq, RangeValue::Time(_)) => Term::from_field_u64(fields.seq, u64::MAX),
             };
             let map = |b: &Bound<RangeValue>| match b {
                 Bound::Included(v) => Bound::Included(to_term(v)),
@@ -61,6 +63,7 @@ fn one(fields: &Fields, filter: &Filter) -> Box<dyn Query> {
                     RangeField::PublishedAt => {
                         (Bound::Included(Term::from_field_date(fields.published_at, DateTime::MIN)), Bound::Unbounded)
                     }
+                    RangeField::Seq => (Bound::Included(Term::from_field_u64(fields.seq, 0)), Bound::Unbounded),
                 },
                 pair => pair,
             };

@@ -97,11 +97,15 @@ pub struct IndexSettings {
     pub default_sort: Option<sieve_core::SortBy>,
 }
 
-/// What a commit stores besides the documents: the ingest checkpoint and the next unused vector slot.
+/// What a commit stores besides the documents: the ingest checkpoint, the next unused vector slot and the next
+/// document sequence number.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Payload {
     pub(crate) checkpoint: Checkpoint,
     pub(crate) next_slot: u64,
+    /// The sequence number the next stored document gets (`_seq`).
+    #[serde(default)]
+    pub(crate) next_seq: u64,
 }
 
 impl Payload {

@@ -7,7 +7,7 @@ use tantivy::schema::{
 
 /// Bumped whenever the schema or the analysis changes incompatibly; an index records the version it was built
 /// with and refuses to open under another.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Handles to every field of the schema.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,12 @@ pub(crate) struct Fields {
     pub vid: Field,
     /// The embedding, little-endian f32, stored so that a graph rebuild never re-runs the model.
     pub vec: Field,
+    /// The ingest sequence number: every stored document (and every new version of one) gets the next, so
+    /// "stored before" is a range on it (the news feed's snapshot).
+    pub seq: Field,
+    /// The MinHash signature of the document's text ([`crate::story`]), one value per minimum with its
+    /// position in the top bits, so the column's order within a document does not matter.
+    pub sig: Field,
 }
 
 /// The analyzed fields BM25 scores, in the order of their boosts.
@@ -64,6 +70,8 @@ pub(crate) fn build() -> (Schema, Fields) {
         ),
         vid: s.add_u64_field("_vid", NumericOptions::default().set_fast()),
         vec: s.add_bytes_field("_vec", STORED),
+        seq: s.add_u64_field("_seq", NumericOptions::default().set_indexed().set_fast()),
+        sig: s.add_u64_field("_sig", NumericOptions::default().set_fast()),
     };
     (s.build(), fields)
 }

@@ -47,6 +47,7 @@ impl TextIndex {
             analyzer: self.analyzer.clone(),
             checkpoint: payload.checkpoint,
             next_slot: payload.next_slot,
+            next_seq: payload.next_seq,
             analysis_threads: threads,
         })
     }
@@ -60,6 +61,8 @@ pub struct TextWriter {
     checkpoint: Checkpoint,
     /// The slot the next embedding gets; committed with the documents, so a slot is never handed out twice.
     next_slot: u64,
+    /// The sequence number the next stored document gets; committed like `next_slot`.
+    next_seq: u64,
     /// Threads that analyze a batch in [`TextWriter::upsert_batch`].
     analysis_threads: usize,
 }
@@ -115,6 +118,8 @@ impl TextWriter {
                 tantivy_doc.add_bytes(self.fields.vec, &bytes);
                 self.next_slot += 1;
             }
+            tantivy_doc.add_u64(self.fields.seq, self.next_seq);
+            self.next_seq += 1;
             self.writer.delete_term(Term::from_field_text(self.fields.id, doc.id.as_str()));
             self.writer.add_document(tantivy_doc).map_err(engine("add document"))?;
         }
@@ -137,7 +142,8 @@ impl TextWriter {
         if let Some(cp) = checkpoint {
             self.checkpoint = cp;
         }
-        let payload = Payload { checkpoint: self.checkpoint.clone(), next_slot: self.next_slot };
+        let payload =
+            Payload { checkpoint: self.checkpoint.clone(), next_slot: self.next_slot, next_seq: self.next_seq };
         let payload = serde_json::to_string(&payload).expect("payload serializes");
         let mut prepared = self.writer.prepare_commit().map_err(engine("commit"))?;
         prepared.set_payload(&payload);
@@ -203,6 +209,11 @@ fn to_tantivy(f: &Fields, analyzer: &Analyzer, doc: &Document) -> TantivyDocumen
     }
     if let Some(ts) = doc.published_at {
         out.add_date(f.published_at, DateTime::from_timestamp_secs(ts.unix_seconds()));
+    }
+    if let Some(signature) = crate::story::signature(doc) {
+        for value in crate::story::encode_signature(&signature) {
+            out.add_u64(f.sig, value);
+        }
     }
     out
 }

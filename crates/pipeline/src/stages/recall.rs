@@ -177,10 +177,16 @@ impl Engine {
     fn dense_leg(&self, req: &SearchRequest, depth: usize) -> Result<(DenseLeg, Vec<StageTiming>), DenseFailure> {
         let _span = tracing::debug_span!("dense").entered();
         let t = Instant::now();
-        let (query, call) = self.embed_query(&req.query, req.cancel.as_ref()).map_err(|e| match e {
-            WorkerError::Cancelled { .. } => DenseFailure::Error(e.into()),
-            e => DenseFailure::Degraded(e.to_string()),
-        })?;
+        let (query, queued) = match &req.vector {
+            Some(v) => (v.clone(), Duration::ZERO),
+            None => {
+                let (v, call) = self.embed_query(&req.query, req.cancel.as_ref()).map_err(|e| match e {
+                    WorkerError::Cancelled { .. } => DenseFailure::Error(e.into()),
+                    e => DenseFailure::Degraded(e.to_string()),
+                })?;
+                (v, call.queued)
+            }
+        };
         let embed = t.elapsed();
         let t = Instant::now();
         let only = if req.filters.is_empty() {
@@ -209,7 +215,7 @@ impl Engine {
             matches = res.hits.iter().filter(|h| h.similarity >= threshold).map(|h| h.slot).collect();
             res.hits.truncate(depth);
         }
-        let times = vec![timing("embed", embed), timing("embed_queue", call.queued), timing("ann", t.elapsed())];
+        let times = vec![timing("embed", embed), timing("embed_queue", queued), timing("ann", t.elapsed())];
         Ok((DenseLeg { hits: res.hits, matches, strategy: res.strategy, candidates: res.candidates }, times))
     }
 }
