@@ -22,7 +22,7 @@ use sieve_core::{DocId, Document, Limits};
 use sieve_eval::metrics::{alpha_ndcg_at_k, ndcg_at_k, percentile};
 use sieve_eval::news::{plant, PlantedNews};
 use sieve_feed::{FeedCandidate, FeedParams, Thresholds};
-use sieve_pipeline::{Engine, FeedRequest, Mode, OpenOptions};
+use sieve_pipeline::{Engine, FeedRequest, Mode, OpenOptions, SearchRequest};
 use sieve_text::{Bm25Query, IndexSettings, WriterOptions};
 
 const ORIGIN: i64 = 1_764_892_800;
@@ -89,9 +89,38 @@ fn main() {
         engine.text().reload().unwrap();
     }
 
+    signing(&docs);
     thresholds(&engine, &set, &docs);
     quality(&engine, &set);
     latency(&engine, rounds);
+}
+
+/// What signing adds to ingest: each article's signature against its analysis (the terms the index stores),
+/// per article, interleaved, over the whole set three times.
+fn signing(docs: &[Document]) {
+    let analyzer = sieve_text::Analyzer::shared();
+    let (mut sign, mut analyze) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for d in docs {
+            let t = Instant::now();
+            std::hint::black_box(sieve_text::signature(d));
+            sign.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            for text in [d.title.as_deref(), d.body.as_deref()].into_iter().flatten() {
+                std::hint::black_box(analyzer.terms(text, sieve_text::Analysis::Auto));
+            }
+            analyze.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let (s50, a50) = (percentile(&sign, 0.5).unwrap(), percentile(&analyze, 0.5).unwrap());
+    println!(
+        "\n## Signing at ingest, per article\n\n| step | p50 µs | p99 µs |\n|---|---|---|\n| MinHash signature | {:.1} | {:.1} |\n| analysis (jieba) | {:.1} | {:.1} |\n\nsignature / analysis at p50: {:.2}×",
+        s50 * 1e6,
+        percentile(&sign, 0.99).unwrap() * 1e6,
+        a50 * 1e6,
+        percentile(&analyze, 0.99).unwrap() * 1e6,
+        s50 / a50
+    );
 }
 
 fn thresholds(engine: &Engine, set: &PlantedNews, docs: &[Document]) {
@@ -197,21 +226,33 @@ fn quality(engine: &Engine, set: &PlantedNews) {
 }
 
 fn latency(engine: &Engine, rounds: usize) {
-    let topics = ["手机", "银行", "互联网", "市场", "公司", "美国"];
-    let mut page = Vec::new();
-    let mut stage = Vec::new();
-    let mut candidates = Vec::new();
-    for topic in topics {
-        for _ in 0..rounds {
-            let mut req = FeedRequest::new(topic, Mode::Bm25);
-            req.origin = Some(ORIGIN);
-            req.max_per_source = Some(3);
-            let t = Instant::now();
-            let res = engine.feed(&req).unwrap();
-            page.push(t.elapsed().as_secs_f64());
-            candidates.push(res.candidates as f64);
+    // topic words (tens of candidates) and broad queries (a full pool of 500)
+    let narrow = ["手机", "银行", "互联网", "市场", "公司", "美国"];
+    let broad = ["中国 公司 市场 发展 今天 表示", "记者 企业 用户 政府 经济 北京"];
+    // each feed page beside a plain search of the same query for 20 hits (`Engine::search`), interleaved
+    let time_pages = |queries: &[&str]| {
+        let (mut took, mut pool, mut search) = (Vec::new(), Vec::new(), Vec::new());
+        for q in queries {
+            for _ in 0..rounds {
+                let mut req = FeedRequest::new(*q, Mode::Bm25);
+                req.origin = Some(ORIGIN);
+                req.max_per_source = Some(3);
+                let t = Instant::now();
+                let res = engine.feed(&req).unwrap();
+                took.push(t.elapsed().as_secs_f64());
+                pool.push(res.candidates as f64);
+                let mut plain = SearchRequest::in_mode(*q, Mode::Bm25);
+                plain.k = 20;
+                let t = Instant::now();
+                std::hint::black_box(engine.search(&plain).unwrap());
+                search.push(t.elapsed().as_secs_f64());
+            }
         }
-    }
+        (took, pool, search)
+    };
+    let (page, candidates, search) = time_pages(&narrow);
+    let (broad_page, broad_candidates, broad_search) = time_pages(&broad);
+    let mut stage = Vec::new();
     // the feed's own stage over 500 candidates: the facts of a broad query's 500 best
     let found = engine.text().search(&Bm25Query::new("中国 公司 市场 发展 今天 表示", 500)).unwrap();
     let ids: Vec<DocId> = found.hits.iter().map(|h| h.id.clone()).collect();
@@ -243,7 +284,7 @@ fn latency(engine: &Engine, rounds: usize) {
         limit: 20,
         thresholds: Thresholds::default(),
     };
-    for _ in 0..rounds * topics.len() {
+    for _ in 0..rounds * narrow.len() {
         let t = Instant::now();
         let out = sieve_feed::rank(&cands, &params);
         stage.push(t.elapsed().as_secs_f64());
@@ -253,13 +294,23 @@ fn latency(engine: &Engine, rounds: usize) {
         "\n## Feed latency ({} runs each, one thread)\n\n| what | candidates | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|",
         page.len()
     );
-    println!(
-        "| a page of 20 (`Engine::feed`, bm25) | {:.0} (median) | {:.2} | {:.2} | {:.2} |",
-        percentile(&candidates, 0.5).unwrap(),
-        ms(&page, 0.5),
-        ms(&page, 0.95),
-        ms(&page, 0.99)
-    );
+    for (what, took, pool, plain) in
+        [("topic words", &page, &candidates, &search), ("broad queries", &broad_page, &broad_candidates, &broad_search)]
+    {
+        println!(
+            "| a page of 20, {what} (`Engine::feed`, bm25) | {:.0} (median) | {:.2} | {:.2} | {:.2} |",
+            percentile(pool, 0.5).unwrap(),
+            ms(took, 0.5),
+            ms(took, 0.95),
+            ms(took, 0.99)
+        );
+        println!(
+            "| the same queries, `Engine::search` for 20 hits | | {:.2} | {:.2} | {:.2} |",
+            ms(plain, 0.5),
+            ms(plain, 0.95),
+            ms(plain, 0.99)
+        );
+    }
     println!(
         "| the feed's stage alone (decay, clusters, MMR, cap) | {} | {:.2} | {:.2} | {:.2} |",
         cands.len(),

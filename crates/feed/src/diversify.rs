@@ -23,9 +23,12 @@ pub struct Picked {
     pub promoted: bool,
     /// Held back by its source's cap (so it comes after the page).
     pub held_back: bool,
+    /// On the page; false for the items after it (a page is short when the cap leaves no source to take).
+    pub on_page: bool,
 }
 
-/// The first `page` picks of `scores` (input order: best first), then the rest in their input order.
+/// The picks for a page of `page` items of `scores` (input order: best first), then the rest in their input
+/// order. The page is shorter when the cap leaves no source to take from.
 /// `source(i)` names item i's source; `sim(i, j)` is their similarity in 0..=1.
 pub fn diversify(
     scores: &[f64],
@@ -64,7 +67,13 @@ pub fn diversify(
         }
         let Some((i, value)) = best else { break };
         taken[i] = true;
-        out.push(Picked { index: i, penalty: diversity * nearest[i], promoted: best_held > value, held_back: false });
+        out.push(Picked {
+            index: i,
+            penalty: diversity * nearest[i],
+            promoted: best_held > value,
+            held_back: false,
+            on_page: true,
+        });
         if let Some(s) = source(i) {
             *per_source.entry(s).or_default() += 1;
         }
@@ -76,7 +85,7 @@ pub fn diversify(
     }
     for i in 0..n {
         if !taken[i] {
-            out.push(Picked { index: i, penalty: 0.0, promoted: false, held_back: capped[i] });
+            out.push(Picked { index: i, penalty: 0.0, promoted: false, held_back: capped[i], on_page: false });
         }
     }
     out
@@ -113,7 +122,12 @@ mod tests {
         let p = diversify(&[0.9, 0.8, 0.7, 0.6, 0.5], 4, 0.0, Some(2), |i| Some(sources[i].to_owned()), |_, _| 0.0);
         assert_eq!(order(&p), [0, 1, 3, 4, 2], "the third `a` waits past the page");
         assert!(p[4].held_back && !p[0].held_back);
-        // 3 (b) took the third place because the cap held back 2 (a), of higher score
-        assert!(p[2].promoted && !p[1].promoted && !p[3].promoted, "{p:?}");
+        assert_eq!(p.iter().map(|p| p.on_page).collect::<Vec<_>>(), [true, true, true, true, false]);
+        // 3 (b) and 4 (c) took the third and fourth places because the cap held back 2 (a), of higher score
+        assert!(p[2].promoted && p[3].promoted && !p[1].promoted, "{p:?}");
+        // with every source at its cap the page ends short: the second `b` is not put on it
+        let p = diversify(&[0.9, 0.8, 0.7], 3, 0.0, Some(1), |i| Some(["a", "b", "b"][i].to_owned()), |_, _| 0.0);
+        assert_eq!(p.iter().filter(|p| p.on_page).map(|p| p.index).collect::<Vec<_>>(), [0, 1]);
+        assert!(p[2].held_back && !p[2].on_page);
     }
 }

@@ -157,7 +157,7 @@ pub fn rank(candidates: &[FeedCandidate<'_>], params: &FeedParams) -> FeedPage {
     );
     let items: Vec<FeedItem> = picks
         .iter()
-        .take(params.limit)
+        .filter(|p| p.on_page)
         .map(|p| {
             let members = open[p.index].clone();
             let r = members[0];
@@ -174,7 +174,7 @@ pub fn rank(candidates: &[FeedCandidate<'_>], params: &FeedParams) -> FeedPage {
             }
         })
         .collect();
-    let held_back = picks.iter().skip(params.limit).filter(|p| p.held_back).map(|p| reps[p.index]).collect();
+    let held_back = picks.iter().filter(|p| !p.on_page && p.held_back).map(|p| reps[p.index]).collect();
     FeedPage { remaining: open.len() - items.len(), items, held_back, clusters }
 }
 
@@ -293,5 +293,11 @@ mod tests {
         assert_eq!(page.remaining, 2);
         assert_eq!(page.held_back, [2, 4], "the third and fourth `a` wait for the next page");
         assert_eq!(page.items.iter().map(|i| i.promoted).collect::<Vec<_>>(), [false, false, true, true]);
+        // a cap of one over two sources leaves a page of two, never a third from a full source
+        p.max_per_source = Some(1);
+        let two: Vec<FeedCandidate> = cands.iter().copied().filter(|c| c.source != Some("c")).collect();
+        let page = rank(&two, &p);
+        assert_eq!(page.items.iter().map(|i| i.representative).collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(page.remaining, 3);
     }
 }
