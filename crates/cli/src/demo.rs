@@ -137,6 +137,26 @@ pub fn run(args: DemoArgs) -> Result<()> {
         }
         print_hits(&res.hits, dense);
     }
+    // the news index as a feed: each story once, with how many articles report it
+    let engine =
+        crate::engine::open_engine(&args.indexes.join("news"), &EngineArgs::new(None, None, "auto"), false, false)?;
+    let mut req = sieve_pipeline::FeedRequest::new("手机", Mode::Bm25);
+    req.limit = 5;
+    let page = engine.feed(&req)?;
+    let total = page.timings.iter().find(|t| t.stage == "total").map_or(0, |t| t.micros);
+    println!(
+        "\n[news feed] \"手机\" — {} stories from {} candidates, {:.2} ms (POST /v1/feed, `sieve feed`)",
+        page.clusters,
+        page.candidates,
+        total as f64 / 1000.0
+    );
+    for item in &page.items {
+        let body: String =
+            item.document.as_ref().and_then(|d| d.body.clone()).unwrap_or_default().chars().take(40).collect();
+        let more =
+            if item.cluster.size > 1 { format!("  (+{} similar)", item.cluster.size - 1) } else { String::new() };
+        println!("  {:>2}. {:<8} {body}…{more}", item.rank, item.id.as_str());
+    }
     if !args.serve {
         return Ok(());
     }

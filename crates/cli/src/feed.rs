@@ -161,7 +161,10 @@ pub fn run(args: FeedArgs) -> Result<()> {
         }
     }
     if !res.held_back.is_empty() {
-        println!("held back by the source cap for later pages: {}", res.held_back.join(", "));
+        let shown: Vec<&str> = res.held_back.iter().map(String::as_str).take(8).collect();
+        let more = res.held_back.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        println!("held back by the source cap for later pages: {}{more}", shown.join(", "));
     }
     for r in res.reasons.iter().chain(&res.notes) {
         eprintln!("note: {r}");

@@ -24,4 +24,6 @@ pub use facet::{
 };
 pub use filter::{Filter, FilterError, RangeField, RangeValue, TermField};
 pub use hit::{Bm25Score, CacheReport, DenseScore, FusedScore, Hit, RerankScore, ScoreBreakdown, StageTiming};
-pub use patterns::{filter_pattern, id_pattern, LANG_PATTERN, SORT_PATTERN};
+pub use patterns::{
+    filter_pattern, id_pattern, time_pattern, LANG_PATTERN, POSITIVE_SPAN_PATTERN, SORT_PATTERN, SPAN_PATTERN,
+};

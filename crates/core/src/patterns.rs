@@ -33,6 +33,17 @@ pub fn filter_pattern() -> String {
 /// A sort ([`crate::SortBy`]'s `FromStr`).
 pub const SORT_PATTERN: &str = r"^\s*(price|published_at)\s*(:\s*(asc|desc)\s*)?$";
 
+/// A point in time ([`crate::Timestamp::parse`]): a date, or an RFC 3339 date-time.
+pub fn time_pattern() -> String {
+    format!("^{DATE}$")
+}
+
+/// A positive time span in Elasticsearch's units (`12h`, `1.5d`; a bare number is seconds), as the feed's
+/// `decay.scale` takes it (`sieve_feed::parse_span`, and not zero).
+pub const POSITIVE_SPAN_PATTERN: &str = r"^\s*(0*[1-9]\d*(\.\d+)?|0*\.\d*[1-9]\d*)\s*(ms|s|m|h|d|w)?\s*$";
+/// A time span that may be zero (`decay.offset`).
+pub const SPAN_PATTERN: &str = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$";
+
 /// A language tag ([`crate::Lang::parse`]).
 pub const LANG_PATTERN: &str = r"^\s*[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*\s*$";
 
@@ -44,6 +55,32 @@ mod tests {
         let re = regex::Regex::new(pattern).unwrap();
         for s in samples {
             assert_eq!(re.is_match(s), parses(s), "pattern {pattern} and parser disagree on {s:?}");
+        }
+    }
+
+    #[test]
+    fn the_time_pattern_takes_only_what_timestamps_parse() {
+        let re = regex::Regex::new(&time_pattern()).unwrap();
+        for ok in ["2025-12-05", "2025-12-05T10:00:00Z", "2025-02-28T23:59:59.5+08:00"] {
+            assert!(re.is_match(ok) && crate::Timestamp::parse(ok).is_some(), "{ok}");
+        }
+        for bad in ["2025-13-01", "yesterday", "2025-12-05 10:00"] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_span_patterns_take_positive_spans_and_zero_where_allowed() {
+        let positive = regex::Regex::new(POSITIVE_SPAN_PATTERN).unwrap();
+        let any = regex::Regex::new(SPAN_PATTERN).unwrap();
+        for ok in ["12h", "1.5d", " 30 ", "0.5ms", "2w", "007m"] {
+            assert!(positive.is_match(ok) && any.is_match(ok), "{ok}");
+        }
+        for zero in ["0", "0d", "0.0h"] {
+            assert!(!positive.is_match(zero) && any.is_match(zero), "{zero}");
+        }
+        for bad in ["", "d", "1y", "1 day", "-1h", "1e3s"] {
+            assert!(!positive.is_match(bad) && !any.is_match(bad), "{bad}");
         }
     }
 

@@ -77,8 +77,9 @@ impl Decay {
                 (lambda * d).exp()
             }
             DecayShape::Linear => {
+                // `1 − d / s`, not `(s − d) / s`: the same, and finite for a scale near f64's limit
                 let s = self.scale / (1.0 - self.decay);
-                ((s - d) / s).max(0.0)
+                (1.0 - d / s).max(0.0)
             }
         }
     }

@@ -96,8 +96,25 @@ pub fn document() -> serde_json::Value {
         props["filters"]["items"]["pattern"] = json!(sieve_core::filter_pattern());
         props["lang"]["pattern"] = json!(sieve_core::LANG_PATTERN);
     }
+    if let Some(props) = doc.pointer_mut("/components/schemas/FeedBody/properties") {
+        props["filters"]["items"]["pattern"] = json!(sieve_core::filter_pattern());
+        props["lang"]["pattern"] = json!(sieve_core::LANG_PATTERN);
+        props["since"]["pattern"] = json!(sieve_core::time_pattern());
+        props["until"]["pattern"] = json!(sieve_core::time_pattern());
+    }
+    if let Some(p) = doc.pointer_mut("/components/schemas/FeedProfile/properties/liked/items") {
+        p["pattern"] = json!(sieve_core::id_pattern());
+    }
+    if let Some(props) = doc.pointer_mut("/components/schemas/FeedDecay/properties") {
+        props["origin"]["pattern"] = json!(format!("^\\s*now\\s*$|{}", sieve_core::time_pattern()));
+        let span = |number: Value, pattern: &str| json!({"oneOf": [number, {"type": "string", "pattern": pattern}, {"type": "null"}]});
+        props["scale"] = span(json!({"type": "number", "exclusiveMinimum": 0}), sieve_core::POSITIVE_SPAN_PATTERN);
+        props["offset"] = span(json!({"type": "number", "minimum": 0}), sieve_core::SPAN_PATTERN);
+        props["decay"]["exclusiveMinimum"] = json!(0);
+        props["decay"]["exclusiveMaximum"] = json!(1);
+    }
     // counts arrive through `sieve_api::int`, which takes integral floats only while they are exact
-    for body in ["SearchBody", "SuggestBody", "FusionBody", "RerankBody", "EmbeddingsBody"] {
+    for body in ["SearchBody", "SuggestBody", "FusionBody", "RerankBody", "EmbeddingsBody", "FeedBody"] {
         let props = doc.pointer_mut(&format!("/components/schemas/{body}/properties")).and_then(Value::as_object_mut);
         for p in props.into_iter().flat_map(|p| p.values_mut()) {
             let integer = p["type"] == "integer" || p["type"].as_array().is_some_and(|t| t.contains(&json!("integer")));
