@@ -238,10 +238,11 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         let addr = listener.local_addr()?;
         let names: Vec<&str> = state.indexes.keys().map(String::as_str).collect();
         eprintln!(
-            "sieve: serving {} on http://{addr} (API: /v1/search, /v1/rerank, /v1/embeddings; /openapi.json)",
+            "sieve: serving {} on http://{addr} (API: /v1/search, /v1/feed, /v1/rerank, /v1/embeddings; /openapi.json)",
             names.join(", ")
         );
-        sieve_server::serve(listener, state, shutdown_signal()).await.context("serving")
+        eprintln!("sieve: web UI at http://{addr}/ (search) and http://{addr}/feed");
+        sieve_server::serve_with(listener, state, Some(sieve_web::routes()), shutdown_signal()).await.context("serving")
     })?;
     eprintln!("sieve: stopped");
     Ok(())

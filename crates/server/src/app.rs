@@ -148,7 +148,13 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// The router over `state`.
 pub fn router(state: SharedState) -> Router {
-    let mut app = Router::new()
+    router_with(state, None)
+}
+
+/// The router over `state`, with other routes (the web UI's) beside the API's, behind the same middleware.
+pub fn router_with(state: SharedState, ui: Option<Router<SharedState>>) -> Router {
+    let mut app = ui
+        .unwrap_or_default()
         .route("/v1/search", post(routes::search))
         .route("/v1/suggest", post(routes::suggest))
         .route("/v1/feed", post(routes::feed))
@@ -199,9 +205,19 @@ pub async fn serve(
     state: SharedState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// [`serve`] with other routes (the web UI's) beside the API's.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: SharedState,
+    ui: Option<Router<SharedState>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state.clone());
+    let app = router_with(state.clone(), ui);
     let st = state.clone();
     let signal = async move {
         shutdown.await;

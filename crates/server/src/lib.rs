@@ -28,9 +28,10 @@ mod routes;
 pub mod state;
 pub mod tasks;
 
-pub use app::{router, serve};
+pub use app::{router, router_with, serve, serve_with};
 pub use config::{ConfigError, IndexConfig, ServerConfig};
 pub use error::{ApiError, ErrorCode};
+pub use extract::blocking;
 pub use openapi::document as openapi_document;
 pub use sieve_api as api;
 pub use state::{open_index, AppState, Models, SharedState};

@@ -1,0 +1,50 @@
+//! The page shell every page shares: the document head, a skip link, the site header with its navigation,
+//! the main landmark and a footer.
+
+use leptos::prelude::*;
+use leptos::tachys::view::RenderHtml;
+
+/// Which page is current (marked in the navigation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Search,
+    Feed,
+}
+
+/// The whole document around `main`, as HTML text.
+pub fn document(title: &str, tab: Tab, main: impl IntoView + 'static) -> String {
+    let css = crate::css_path();
+    let nav = |t: Tab, href: &'static str, label: &'static str| {
+        let current = (t == tab).then_some("page");
+        view! { <li><a href=href aria-current=current>{label}</a></li> }
+    };
+    let page = view! {
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <title>{format!("{title} · Sieve")}</title>
+                <link rel="stylesheet" href=css/>
+            </head>
+            <body>
+                <a class="skip" href="#main">"Skip to results"</a>
+                <header class="site">
+                    <a class="brand" href="/">"Sieve"</a>
+                    <nav aria-label="Pages">
+                        <ul>
+                            {nav(Tab::Search, "/", "Search")}
+                            {nav(Tab::Feed, "/feed", "Feed")}
+                        </ul>
+                    </nav>
+                </header>
+                <main id="main">{main}</main>
+                <footer class="site">
+                    <p>"Sieve: BM25 and dense recall, fusion, cross-encoder reranking. "
+                        <a href="/openapi.json">"API"</a></p>
+                </footer>
+            </body>
+        </html>
+    };
+    format!("<!DOCTYPE html>{}", page.to_html())
+}

@@ -1,0 +1,435 @@
+//! The search page (`/`): the catalog site's and the news page's search, browsing with an empty query.
+//! The URL holds the state (`q`, `index`, `mode`, `sort`, `page`, `brand`, `source`, `category`,
+//! `price_min`, `price_max`); the page builds a `/v1/search` body from it and runs it through the same
+//! conversion and engine call as the API.
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use leptos::prelude::*;
+use serde_json::json;
+use sieve_api::{SearchBody, SearchResult};
+use sieve_core::{Document, Hit};
+use sieve_server::{convert, ApiError, SharedState};
+
+use crate::layout::{document, Tab};
+use crate::params::Params;
+use crate::parts;
+
+/// Hits per page.
+pub const PAGE: usize = 10;
+const MODES: [&str; 4] = ["bm25", "dense", "hybrid", "hybrid+rerank"];
+const SORTS: [(&str, &str); 4] = [
+    ("", "Relevance"),
+    ("price:asc", "Price, low to high"),
+    ("price:desc", "Price, high to low"),
+    ("published_at:desc", "Newest"),
+];
+
+/// What the form offers for the index being searched.
+struct Choices {
+    indexes: Vec<String>,
+    index: String,
+    modes: Vec<&'static str>,
+    mode: &'static str,
+}
+
+pub async fn page(State(state): State<SharedState>, RawQuery(raw): RawQuery) -> Response {
+    let p = Params::parse(raw.as_deref());
+    let index = match state.index(p.get("index")) {
+        Ok(i) => i.clone(),
+        Err(e) => return crate::html(StatusCode::NOT_FOUND, document("Not found", Tab::Search, error_view(&e))),
+    };
+    let engine = index.engine.clone();
+    let dense = engine.dense_ready();
+    let rerank = state.models.reranker.is_some();
+    // bm25 always; the dense modes where the index has embeddings and a model; reranking with a reranker
+    let modes: Vec<&'static str> = MODES
+        .into_iter()
+        .filter(|m| match *m {
+            "bm25" => true,
+            "hybrid+rerank" => rerank,
+            _ => dense,
+        })
+        .collect();
+    let best = *modes.last().unwrap_or(&"bm25");
+    let mode = p.get("mode").and_then(|m| modes.iter().find(|x| **x == m).copied()).unwrap_or(best);
+    let choices = Choices { indexes: state.indexes.keys().cloned().collect(), index: index.name.clone(), modes, mode };
+    let page_no: usize = p.get("page").and_then(|n| n.parse().ok()).filter(|n| (1..=100).contains(n)).unwrap_or(1);
+
+    let body = match search_body(&p, &index.name, mode, page_no) {
+        Ok(b) => b,
+        Err(message) => {
+            return render(&p, &choices, Err(ApiError::new(sieve_server::ErrorCode::InvalidRequest, message)))
+        }
+    };
+    let req = match convert::search_request(&body, rerank) {
+        Ok(r) => r,
+        Err(e) => return render(&p, &choices, Err(e)),
+    };
+    let name = index.name.clone();
+    let result = sieve_server::blocking(move |cancel| {
+        let mut req = req;
+        req.cancel = Some(cancel);
+        let res = engine.search(&req).map_err(ApiError::from)?;
+        Ok(convert::search_result(&name, &req, res))
+    })
+    .await;
+    render(&p, &choices, result)
+}
+
+/// The `/v1/search` body the page's URL asks for.
+fn search_body(p: &Params, index: &str, mode: &str, page_no: usize) -> Result<SearchBody, String> {
+    let mut filters: Vec<String> = Vec::new();
+    for field in ["brand", "source"] {
+        let values = p.all(field);
+        if !values.is_empty() {
+            filters.push(format!("{field}={}", values.join("|")));
+        }
+    }
+    if let Some(c) = p.get("category") {
+        filters.push(format!("category={c}"));
+    }
+    for (key, op) in [("price_min", ">="), ("price_max", "<=")] {
+        if let Some(v) = p.get(key) {
+            let n: f64 = v.trim().parse().map_err(|_| format!("`{key}`: expected a number, found {v:?}"))?;
+            filters.push(format!("price{op}{n}"));
+        }
+    }
+    let (search_mode, rerank) = match mode {
+        "hybrid+rerank" => ("hybrid", true),
+        m => (m, false),
+    };
+    let body = json!({
+        "query": p.get("q").unwrap_or(""),
+        "index": index,
+        "mode": search_mode,
+        "rerank": rerank,
+        "limit": PAGE,
+        "offset": (page_no - 1) * PAGE,
+        "filters": filters,
+        "facets": ["brand", "category", "source", "price"],
+        "sort": p.get("sort"),
+        "explain": true,
+        "with_documents": true,
+    });
+    serde_json::from_value(body).map_err(|e| e.to_string())
+}
+
+fn error_view(e: &ApiError) -> impl IntoView {
+    view! { <div class="banner error" role="alert"><strong>"The search could not run: "</strong>{e.message.clone()}</div> }
+}
+
+fn render(p: &Params, choices: &Choices, result: Result<SearchResult, ApiError>) -> Response {
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+    };
+    let q = p.get("q").unwrap_or("").to_owned();
+    let title = if q.is_empty() { "Browse".to_owned() } else { q.clone() };
+    let main = view! {
+        <h1 class="visually-hidden">"Search"</h1>
+        {form(p, choices)}
+        {match result {
+            Ok(r) => results(p, r).into_any(),
+            Err(e) => error_view(&e).into_any(),
+        }}
+    };
+    crate::html(status, document(&title, Tab::Search, main))
+}
+
+fn form(p: &Params, c: &Choices) -> impl IntoView {
+    let q = p.get("q").unwrap_or("").to_owned();
+    let index_options = c
+        .indexes
+        .iter()
+        .map(|i| view! { <option value=i.clone() selected=*i == c.index>{i.clone()}</option> })
+        .collect_view();
+    let mode_options =
+        c.modes.iter().map(|m| view! { <option value=*m selected=*m == c.mode>{*m}</option> }).collect_view();
+    let sort = p.get("sort").unwrap_or("").to_owned();
+    let sort_options =
+        SORTS.iter().map(|(v, label)| view! { <option value=*v selected=*v == sort>{*label}</option> }).collect_view();
+    // the filters chosen by facet links stay when the form is sent again
+    let kept = ["brand", "source", "category"]
+        .iter()
+        .flat_map(|k| p.all(k).into_iter().map(move |v| (*k, v.to_owned())))
+        .map(|(k, v)| view! { <input type="hidden" name=k value=v/> })
+        .collect_view();
+    view! {
+        <form class="search" role="search" action="/" method="get">
+            <div class="row">
+                <label for="q">"Search"</label>
+                <input id="q" name="q" type="search" value=q placeholder="sony turntable, 智能手机 …" autocomplete="off"/>
+                <button type="submit">"Search"</button>
+            </div>
+            <div class="row options">
+                <label>"Index " <select name="index">{index_options}</select></label>
+                <label>"Mode " <select name="mode">{mode_options}</select></label>
+                <label>"Sort " <select name="sort">{sort_options}</select></label>
+                <label>"Price from " <input name="price_min" type="number" min="0" step="any" inputmode="decimal" value=p.get("price_min").unwrap_or("").to_owned()/></label>
+                <label>"to " <input name="price_max" type="number" min="0" step="any" inputmode="decimal" value=p.get("price_max").unwrap_or("").to_owned()/></label>
+            </div>
+            {kept}
+        </form>
+    }
+}
+
+fn results(p: &Params, r: SearchResult) -> impl IntoView {
+    let page_no = r.offset / PAGE + 1;
+    let pages = r.total.div_ceil(PAGE).max(1);
+    let count = if r.total == 1 { "1 result".to_owned() } else { format!("{} results", r.total) };
+    let corrections = (!r.corrections.is_empty()).then(|| {
+        let words: Vec<String> = r.corrections.iter().map(|c| format!("{} → {}", c.word, c.terms.join(", "))).collect();
+        view! { <p class="corrections">"Showing results for: " {words.join("; ")}</p> }
+    });
+    let facets = r.facets.clone().unwrap_or_default();
+    let facet_view = facets
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(field, counts)| facet(p, &field, counts))
+        .collect_view();
+    let max = Max::of(&r.hits);
+    let hits = r.hits.iter().map(|h| hit(h, &max)).collect_view();
+    let prev = (page_no > 1).then(|| {
+        let url = p.with("page", Some(&(page_no - 1).to_string())).url("/");
+        view! { <a rel="prev" href=url>"← Previous"</a> }
+    });
+    let next = (page_no < pages && page_no < 100).then(|| {
+        let url = p.with("page", Some(&(page_no + 1).to_string())).url("/");
+        view! { <a rel="next" href=url>"Next →"</a> }
+    });
+    view! {
+        {parts::degraded(&r.reasons)}
+        <div class="summary">
+            <p aria-live="polite"><strong>{count}</strong>{r.reranked.then_some(" · reranked by the cross-encoder")}</p>
+            {corrections}
+            {parts::notes(&r.notes)}
+            {parts::timings(&r.timings)}
+        </div>
+        <div class="layout">
+            <aside class="facets" aria-label="Filters">{facet_view}</aside>
+            <section class="hits" aria-label="Results">
+                <ol start=(r.offset + 1).to_string()>{hits}</ol>
+                <nav class="pages" aria-label="Pages of results">
+                    {prev}
+                    <span>{format!("Page {page_no} of {pages}")}</span>
+                    {next}
+                </nav>
+            </section>
+        </div>
+    }
+}
+
+/// One facet's values as links that add or remove the filter (counts from the final ranked set).
+fn facet(p: &Params, field: &str, counts: Vec<sieve_core::FacetCount>) -> impl IntoView {
+    let items = counts
+        .into_iter()
+        .map(|c| {
+            let (selected, url, depth) = match field {
+                "price" => {
+                    let (lo, hi) = price_range(&c.value);
+                    let on = p.get("price_min") == lo.as_deref() && p.get("price_max") == hi.as_deref();
+                    let next = if on {
+                        p.with("price_min", None).with("price_max", None)
+                    } else {
+                        p.with("price_min", lo.as_deref()).with("price_max", hi.as_deref())
+                    };
+                    (on, next.with("page", None).url("/"), 0)
+                }
+                "category" => {
+                    let on = p.get("category") == Some(c.value.as_str());
+                    let next = p.with("category", (!on).then_some(c.value.as_str()));
+                    (on, next.with("page", None).url("/"), c.value.matches('/').count())
+                }
+                f => (p.has(f, &c.value), p.toggle(f, &c.value).with("page", None).url("/"), 0),
+            };
+            let label = c.value.rsplit('/').next().unwrap_or(&c.value).to_owned();
+            let class = format!("facet depth{}", depth.min(3));
+            view! {
+                <li class=class>
+                    <a href=url aria-current=selected.then_some("true")>
+                        <span class="box" aria-hidden="true">{if selected { "☑" } else { "☐" }}</span>
+                        {label}
+                        {selected.then_some(view! { <span class="visually-hidden">" (selected)"</span> })}
+                        <span class="count">{c.count}</span>
+                    </a>
+                </li>
+            }
+        })
+        .collect_view();
+    let heading = match field {
+        "brand" => "Brand",
+        "category" => "Category",
+        "source" => "Source",
+        "price" => "Price",
+        other => other,
+    }
+    .to_owned();
+    view! {
+        <section class="facet-group">
+            <h2>{heading}</h2>
+            <ul>{items}</ul>
+        </section>
+    }
+}
+
+/// A price bucket (`<10`, `10-50`, `>=1000`) as (from, to).
+fn price_range(bucket: &str) -> (Option<String>, Option<String>) {
+    if let Some(hi) = bucket.strip_prefix('<') {
+        return (None, Some(hi.to_owned()));
+    }
+    if let Some(lo) = bucket.strip_prefix(">=") {
+        return (Some(lo.to_owned()), None);
+    }
+    match bucket.split_once('-') {
+        Some((lo, hi)) => (Some(lo.to_owned()), Some(hi.to_owned())),
+        None => (None, None),
+    }
+}
+
+/// The largest score of each stage on the page: the bars' scale.
+struct Max {
+    bm25: f32,
+    fused: f32,
+}
+
+impl Max {
+    fn of(hits: &[Hit]) -> Max {
+        let m = |f: &dyn Fn(&Hit) -> Option<f32>| hits.iter().filter_map(f).fold(0f32, f32::max).max(f32::MIN_POSITIVE);
+        Max {
+            bm25: m(&|h| h.scores.bm25.as_ref().map(|s| s.score)),
+            fused: m(&|h| h.scores.fused.as_ref().map(|s| s.score)),
+        }
+    }
+}
+
+fn title_of(d: &Document) -> String {
+    d.title
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| parts::snippet(d.body.as_deref().unwrap_or(""), 60))
+}
+
+fn hit(h: &Hit, max: &Max) -> impl IntoView {
+    let doc = h.document.as_deref();
+    let title = doc.map(title_of).unwrap_or_else(|| h.id.as_str().to_owned());
+    let url = doc.and_then(|d| d.url.clone());
+    let heading = match url {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+            view! { <h3><a href=u>{title}</a></h3> }.into_any()
+        }
+        _ => view! { <h3>{title}</h3> }.into_any(),
+    };
+    let body = doc
+        .and_then(|d| d.body.clone())
+        .filter(|_| doc.is_some_and(|d| d.title.as_deref().is_some_and(|t| !t.trim().is_empty())));
+    let snippet = body.map(|b| view! { <p class="snippet">{parts::snippet(&b, 220)}</p> });
+    let meta = doc.map(meta);
+    let codes =
+        h.scores.exact_codes.clone().map(|c| view! { <p class="badge">{format!("exact code: {}", c.join(", "))}</p> });
+    view! {
+        <li>
+            <article class="card">
+                {heading}
+                {snippet}
+                {meta}
+                {codes}
+                {why(h, max)}
+            </article>
+        </li>
+    }
+}
+
+/// Price and brand for a product; source and age for an article.
+fn meta(d: &Document) -> impl IntoView {
+    let mut bits: Vec<String> = Vec::new();
+    if let Some(p) = d.price {
+        bits.push(format!("${p:.2}"));
+    }
+    if let Some(b) = &d.brand {
+        bits.push(b.clone());
+    }
+    if let Some(s) = &d.source {
+        bits.push(s.clone());
+    }
+    if let Some(t) = d.published_at {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        bits.push(parts::age(now - t.unix_seconds()));
+    }
+    if let Some(c) = &d.category {
+        bits.push(c.path());
+    }
+    view! { <p class="meta">{bits.join(" · ")}</p> }
+}
+
+/// "Why here?": every stage's raw score and rank, with bars normalised within the page.
+fn why(h: &Hit, max: &Max) -> impl IntoView {
+    let s = &h.scores;
+    let bar = |value: f32, scale: f32, label: String| {
+        view! { <meter min="0" max=format!("{scale}") value=format!("{value}") aria-label=label></meter> }
+    };
+    let bm25 = s.bm25.as_ref().map(|b| {
+        let parts: Vec<String> = b.fields.iter().map(|(f, v)| format!("{f} {v:.3}")).collect();
+        view! {
+            <tr><th scope="row">"BM25"</th><td>{format!("{:.3}", b.score)}</td><td>{format!("#{}", b.rank)}</td>
+                <td>{bar(b.score, max.bm25, format!("BM25 {:.3}", b.score))}<span class="parts">{parts.join(", ")}</span></td></tr>
+        }
+    });
+    let dense = s.dense.as_ref().map(|d| {
+        view! {
+            <tr><th scope="row">"Dense (cosine)"</th><td>{format!("{:.3}", d.similarity)}</td><td>{format!("#{}", d.rank)}</td>
+                <td>{bar(d.similarity.max(0.0), 1.0, format!("cosine {:.3}", d.similarity))}</td></tr>
+        }
+    });
+    let fused = s.fused.as_ref().map(|f| {
+        view! {
+            <tr><th scope="row">"Fused"</th><td>{format!("{:.4}", f.score)}</td><td>{format!("#{}", f.rank)}</td>
+                <td>{bar(f.score, max.fused, format!("fused {:.4}", f.score))}</td></tr>
+        }
+    });
+    let rerank = s.rerank.as_ref().map(|r| {
+        let cached = if r.cached { " (cached)" } else { "" };
+        view! {
+            <tr><th scope="row">"Rerank"</th><td>{format!("{:.4}", r.score)}</td><td>{format!("#{}", r.rank)}</td>
+                <td>{bar(r.score, 1.0, format!("probability {:.4}", r.score))}<span class="parts">{format!("logit {:.3}{cached}", r.raw)}</span></td></tr>
+        }
+    });
+    let legs = [
+        s.bm25.as_ref().map(|b| format!("BM25 alone: #{}", b.rank)),
+        s.dense.as_ref().map(|d| format!("dense alone: #{}", d.rank)),
+    ];
+    let legs: Vec<String> = legs.into_iter().flatten().collect();
+    view! {
+        <details class="why">
+            <summary>"Why here?"</summary>
+            <table>
+                <caption>{format!("Rank {}, score {:.4}. {}", h.rank, h.score, legs.join(", "))}</caption>
+                <thead><tr><th scope="col">"Stage"</th><th scope="col">"Score"</th><th scope="col">"Rank"</th><th scope="col">"Within this page"</th></tr></thead>
+                <tbody>{bm25}{dense}{fused}{rerank}</tbody>
+            </table>
+        </details>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn price_buckets_become_ranges() {
+        assert_eq!(price_range("<10"), (None, Some("10".into())));
+        assert_eq!(price_range("10-50"), (Some("10".into()), Some("50".into())));
+        assert_eq!(price_range(">=1000"), (Some("1000".into()), None));
+    }
+
+    #[test]
+    fn the_url_becomes_a_search_body_with_its_filters() {
+        let p = Params::parse(Some("q=tv&brand=sony&brand=lg&category=electronics&price_min=10&page=3&sort=price:asc"));
+        let b = search_body(&p, "products", "hybrid+rerank", 3).unwrap();
+        assert_eq!(b.filters, ["brand=sony|lg", "category=electronics", "price>=10"]);
+        assert_eq!(b.offset, Some(20));
+        assert_eq!(b.rerank, Some(true));
+        assert!(search_body(&Params::parse(Some("price_max=ten")), "p", "bm25", 1).unwrap_err().contains("price_max"));
+    }
+}
