@@ -120,7 +120,8 @@ fn items(p: &Params, r: FeedResult) -> impl IntoView {
         view! { <a rel="next" href=url>"Next page →"</a> }
     });
     let first = r.items.first().map_or(0, |i| i.rank);
-    let list = r.items.iter().map(item).collect_view();
+    let q = p.get("q").unwrap_or("").to_owned();
+    let list = r.items.iter().map(|i| item(i, &q)).collect_view();
     let held = (!r.held_back.is_empty())
         .then(|| view! { <p class="notes">{format!("{} stories held back by the source cap for the next pages", r.held_back.len())}</p> });
     view! {
@@ -142,12 +143,14 @@ fn text(doc: Option<&serde_json::Value>, key: &str) -> String {
     doc.and_then(|d| d.get(key)).and_then(|v| v.as_str()).unwrap_or("").trim().to_owned()
 }
 
-fn item(i: &FeedItem) -> impl IntoView {
+fn item(i: &FeedItem, q: &str) -> impl IntoView {
     let doc = i.document.as_ref();
-    let title =
-        Some(text(doc, "title")).filter(|t| !t.is_empty()).unwrap_or_else(|| parts::snippet(&text(doc, "body"), 60));
-    let body = (!text(doc, "title").is_empty())
-        .then(|| view! { <p class="snippet">{parts::snippet(&text(doc, "body"), 220)}</p> });
+    let lang = Some(text(doc, "lang")).filter(|l| !l.is_empty());
+    let has_title = !text(doc, "title").is_empty();
+    let heading = if has_title { text(doc, "title") } else { text(doc, "body") };
+    let title = parts::marked(&heading, q, lang.as_deref(), if has_title { 200 } else { 80 });
+    let body = has_title
+        .then(|| view! { <p class="snippet">{parts::marked(&text(doc, "body"), q, lang.as_deref(), 220)}</p> });
     let source = text(doc, "source");
     let age = i.explain.as_ref().and_then(|e| e.age_secs).map(parts::age);
     let meta: Vec<String> = [Some(source).filter(|s| !s.is_empty()), age].into_iter().flatten().collect();

@@ -190,7 +190,8 @@ fn results(p: &Params, r: SearchResult) -> impl IntoView {
         .map(|(field, counts)| facet(p, &field, counts))
         .collect_view();
     let max = Max::of(&r.hits);
-    let hits = r.hits.iter().map(|h| hit(h, &max)).collect_view();
+    let q = p.get("q").unwrap_or("").to_owned();
+    let hits = r.hits.iter().map(|h| hit(h, &max, &q)).collect_view();
     let prev = (page_no > 1).then(|| {
         let url = p.with("page", Some(&(page_no - 1).to_string())).url("/");
         view! { <a rel="prev" href=url>"← Previous"</a> }
@@ -304,16 +305,19 @@ impl Max {
     }
 }
 
-fn title_of(d: &Document) -> String {
-    d.title
-        .clone()
-        .filter(|t| !t.trim().is_empty())
-        .unwrap_or_else(|| parts::snippet(d.body.as_deref().unwrap_or(""), 60))
+/// A document's heading: its title, or the start of its body (news posts often have none).
+fn title_of(d: &Document) -> (String, bool) {
+    match d.title.clone().filter(|t| !t.trim().is_empty()) {
+        Some(t) => (t, true),
+        None => (d.body.clone().unwrap_or_default(), false),
+    }
 }
 
-fn hit(h: &Hit, max: &Max) -> impl IntoView {
+fn hit(h: &Hit, max: &Max, q: &str) -> impl IntoView {
     let doc = h.document.as_deref();
-    let title = doc.map(title_of).unwrap_or_else(|| h.id.as_str().to_owned());
+    let lang = doc.and_then(|d| d.lang.as_ref()).map(|l| l.primary().to_owned());
+    let (title, has_title) = doc.map(title_of).unwrap_or_else(|| (h.id.as_str().to_owned(), true));
+    let title = parts::marked(&title, q, lang.as_deref(), if has_title { 200 } else { 80 });
     let url = doc.and_then(|d| d.url.clone());
     let heading = match url {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
@@ -321,10 +325,8 @@ fn hit(h: &Hit, max: &Max) -> impl IntoView {
         }
         _ => view! { <h3>{title}</h3> }.into_any(),
     };
-    let body = doc
-        .and_then(|d| d.body.clone())
-        .filter(|_| doc.is_some_and(|d| d.title.as_deref().is_some_and(|t| !t.trim().is_empty())));
-    let snippet = body.map(|b| view! { <p class="snippet">{parts::snippet(&b, 220)}</p> });
+    let body = doc.and_then(|d| d.body.clone()).filter(|_| has_title);
+    let snippet = body.map(|b| view! { <p class="snippet">{parts::marked(&b, q, lang.as_deref(), 220)}</p> });
     let meta = doc.map(meta);
     let codes =
         h.scores.exact_codes.clone().map(|c| view! { <p class="badge">{format!("exact code: {}", c.join(", "))}</p> });

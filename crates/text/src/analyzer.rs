@@ -229,6 +229,116 @@ impl Analyzer {
         out
     }
 
+    /// Where `text` holds the terms of `query`, as byte ranges of `text` (on character boundaries, sorted,
+    /// not overlapping): the spans whose analysis yields a query term, found by the analysis that indexing runs,
+    /// so a highlight marks what matched. `PS-LX350H` in a title is marked for the query `PSLX350H` (the code
+    /// join), `running` for `run` (the stem), `電腦` for `电脑` (the Traditional fold), and a Han word where
+    /// jieba cuts it.
+    pub fn marks(&self, text: &str, query: &str, analysis: Analysis) -> Vec<std::ops::Range<usize>> {
+        let wanted: HashSet<String> = self.terms(query, analysis).into_iter().collect();
+        if wanted.is_empty() || text.is_empty() {
+            return Vec::new();
+        }
+        // fold_width maps character to character, so a character index is the same in both texts
+        let offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+        let folded = fold_width(text);
+        let mut char_at = vec![0usize; folded.len() + 1];
+        let mut n = 0;
+        for (i, (b, _)) in folded.char_indices().enumerate() {
+            char_at[b] = i;
+            n = i + 1;
+        }
+        char_at[folded.len()] = n;
+        let mut spans: Vec<(usize, usize)> = Vec::new(); // character ranges
+        let stemmer = Stemmer::create(Algorithm::English);
+        for (script, run) in script_runs(&folded) {
+            let base = char_at[run.as_ptr() as usize - folded.as_ptr() as usize];
+            match (script, analysis) {
+                (Script::Han, Analysis::Auto) => {
+                    let simplified = fast2s::convert(run);
+                    if simplified.chars().count() != run.chars().count() {
+                        continue; // not a character-for-character fold: no reliable positions
+                    }
+                    for token in self.jieba.cut_for_search(&simplified, true) {
+                        if wanted.contains(token.word.trim()) {
+                            spans.push((base + token.start, base + token.end));
+                        }
+                    }
+                }
+                (Script::Han, Analysis::CjkBigram) | (Script::OtherCjk, _) => {
+                    let chars: Vec<char> = run.chars().collect();
+                    for i in 0..chars.len() {
+                        let one = chars[i].to_string();
+                        if chars.len() == 1 && wanted.contains(&one) {
+                            spans.push((base + i, base + i + 1));
+                        }
+                        if i + 1 < chars.len() && wanted.contains(&format!("{}{}", chars[i], chars[i + 1])) {
+                            spans.push((base + i, base + i + 2));
+                        }
+                    }
+                }
+                (Script::Other, _) => self.word_marks(run, base, &wanted, &stemmer, &mut spans),
+            }
+        }
+        spans.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        merged.into_iter().map(|(a, b)| offsets[a]..offsets[b.min(n)]).collect()
+    }
+
+    /// [`Analyzer::marks`] for a run of words: each word whose term (lowercased, stemmed) is wanted, and each
+    /// code joined across connectors or a space whose join is.
+    fn word_marks(
+        &self,
+        run: &str,
+        base: usize,
+        wanted: &HashSet<String>,
+        stemmer: &Stemmer,
+        spans: &mut Vec<(usize, usize)>,
+    ) {
+        // (first char, end char, lowercased word, what came before it)
+        let mut words: Vec<(usize, usize, String, Gap)> = Vec::new();
+        let mut gap = Gap::Start;
+        let mut chars_before = 0;
+        for piece in run.split_word_bounds() {
+            let len = piece.chars().count();
+            if piece.chars().any(char::is_alphanumeric) {
+                words.push((base + chars_before, base + chars_before + len, piece.to_lowercase(), gap));
+                gap = Gap::Connector;
+            } else if piece.chars().all(char::is_whitespace) {
+                gap = if gap == Gap::Start { Gap::Start } else { Gap::Space };
+            } else if gap == Gap::Connector && piece.chars().all(is_connector) {
+            } else {
+                gap = Gap::Other;
+            }
+            chars_before += len;
+        }
+        let mut chunk_start = 0;
+        for (i, (start, end, word, gap)) in words.iter().enumerate() {
+            let term = if word.chars().all(char::is_alphabetic) { stem_cached(stemmer, word) } else { word.clone() };
+            if !self.stopwords.contains(word.as_str()) && wanted.contains(&term) {
+                spans.push((*start, *end));
+            }
+            if *gap != Gap::Connector {
+                chunk_start = i;
+            } else if i > chunk_start {
+                // a code joined across connectors, from the chunk's first word to this one
+                let joined: String = words[chunk_start..=i].iter().map(|w| w.2.as_str()).collect();
+                if wanted.contains(&joined) {
+                    spans.push((words[chunk_start].0, *end));
+                }
+            }
+            if *gap == Gap::Space && i > 0 && wanted.contains(&format!("{}{word}", words[i - 1].2)) {
+                spans.push((words[i - 1].0, *end));
+            }
+        }
+    }
+
     /// `space_joins`: the longest first word of a space join (`MAX_JOIN_PART_CHARS` for every join).
     fn analyze_with(&self, text: &str, analysis: Analysis, space_joins: usize, out: &mut Vec<String>) {
         let folded = fold_width(text);
@@ -457,6 +567,26 @@ mod tests {
     #[test]
     fn chinese_uses_jieba_search_mode() {
         has_all("中华人民共和国成立", &["中华", "人民", "共和国", "中华人民共和国", "成立"]);
+    }
+
+    #[test]
+    fn marks_fall_on_what_the_analysis_matched() {
+        let a = Analyzer::shared();
+        let marked = |text: &str, query: &str| -> Vec<String> {
+            a.marks(text, query, Analysis::Auto).into_iter().map(|r| text[r].to_owned()).collect()
+        };
+        assert_eq!(marked("Sony Turntable - PS-LX350H", "pslx350h"), ["PS-LX350H"]);
+        assert_eq!(marked("Sony PS LX350H turntable", "PSLX350H"), ["PS LX350H"]);
+        assert_eq!(marked("Running shoes for runners", "run"), ["Running"]);
+        assert_eq!(marked("The cat and the hat", "the cat"), ["cat"], "stopwords are not marked");
+        // Chinese: jieba's words, Traditional folded, offsets on character boundaries
+        assert_eq!(marked("苹果发布新款智能手机", "智能手机"), ["智能手机"]);
+        assert_eq!(marked("蘋果發佈新款電腦，售價不變", "电脑"), ["電腦"]);
+        assert_eq!(marked("ＰＳ－ＬＸ３５０Ｈ 唱机", "PSLX350H"), ["ＰＳ－ＬＸ３５０Ｈ"], "full-width forms");
+        assert!(marked("nothing here", "sony").is_empty());
+        assert!(a.marks("", "sony", Analysis::Auto).is_empty());
+        // Japanese and Korean: bigrams
+        assert_eq!(a.marks("東京タワー", "タワー", Analysis::CjkBigram).len(), 1);
     }
 
     #[test]
