@@ -302,22 +302,8 @@ impl Analyzer {
         spans: &mut Vec<(usize, usize)>,
     ) {
         // (first char, end char, lowercased word, what came before it)
-        let mut words: Vec<(usize, usize, String, Gap)> = Vec::new();
-        let mut gap = Gap::Start;
-        let mut chars_before = 0;
-        for piece in run.split_word_bounds() {
-            let len = piece.chars().count();
-            if piece.chars().any(char::is_alphanumeric) {
-                words.push((base + chars_before, base + chars_before + len, piece.to_lowercase(), gap));
-                gap = Gap::Connector;
-            } else if piece.chars().all(char::is_whitespace) {
-                gap = if gap == Gap::Start { Gap::Start } else { Gap::Space };
-            } else if gap == Gap::Connector && piece.chars().all(is_connector) {
-            } else {
-                gap = Gap::Other;
-            }
-            chars_before += len;
-        }
+        let words: Vec<(usize, usize, String, Gap)> =
+            split_words(run).into_iter().map(|(a, b, w, g)| (base + a, base + b, w, g)).collect();
         let mut chunk_start = 0;
         for (i, (start, end, word, gap)) in words.iter().enumerate() {
             let term = if word.chars().all(char::is_alphabetic) { stem_cached(stemmer, word) } else { word.clone() };
@@ -364,20 +350,7 @@ impl Analyzer {
 
     fn words(&self, run: &str, stemmer: &Stemmer, space_joins: usize, out: &mut Vec<String>) {
         // Words with what separates each from the previous one.
-        let mut words: Vec<(String, Gap)> = Vec::new();
-        let mut gap = Gap::Start;
-        for piece in run.split_word_bounds() {
-            if piece.chars().any(char::is_alphanumeric) {
-                words.push((piece.to_lowercase(), gap));
-                gap = Gap::Connector;
-            } else if piece.chars().all(char::is_whitespace) {
-                gap = if gap == Gap::Start { Gap::Start } else { Gap::Space };
-            } else if gap == Gap::Connector && piece.chars().all(is_connector) {
-                // stays a connector: `PS-LX350H`, `1/3`, `a.b`
-            } else {
-                gap = Gap::Other;
-            }
-        }
+        let words: Vec<(String, Gap)> = split_words(run).into_iter().map(|(_, _, w, g)| (w, g)).collect();
         let mut chunk: Vec<&str> = Vec::new();
         for (i, (word, gap)) in words.iter().enumerate() {
             if *gap != Gap::Connector {
@@ -428,6 +401,30 @@ fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
         cache.insert(word.to_owned(), stem.clone());
         stem
     })
+}
+
+/// The words of a run (UAX #29 word boundaries), lowercased, each with its character range in the run and
+/// what separates it from the word before: what indexing ([`Analyzer::analyze_into`]) and highlighting
+/// ([`Analyzer::marks`]) both read.
+fn split_words(run: &str) -> Vec<(usize, usize, String, Gap)> {
+    let mut words = Vec::new();
+    let mut gap = Gap::Start;
+    let mut at = 0;
+    for piece in run.split_word_bounds() {
+        let len = piece.chars().count();
+        if piece.chars().any(char::is_alphanumeric) {
+            words.push((at, at + len, piece.to_lowercase(), gap));
+            gap = Gap::Connector;
+        } else if piece.chars().all(char::is_whitespace) {
+            gap = if gap == Gap::Start { Gap::Start } else { Gap::Space };
+        } else if gap == Gap::Connector && piece.chars().all(is_connector) {
+            // stays a connector: `PS-LX350H`, `1/3`, `a.b`
+        } else {
+            gap = Gap::Other;
+        }
+        at += len;
+    }
+    words
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
