@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use serde_json::json;
 use sieve_api::{SearchBody, SearchResult};
 use sieve_core::{Document, Hit};
-use sieve_server::{convert, ApiError, SharedState};
+use sieve_server::{ApiError, SharedState};
 
 use crate::layout::{document, Tab};
 use crate::params::Params;
@@ -63,18 +63,7 @@ pub async fn page(State(state): State<SharedState>, RawQuery(raw): RawQuery) -> 
             return render(&p, &choices, Err(ApiError::new(sieve_server::ErrorCode::InvalidRequest, message)))
         }
     };
-    let req = match convert::search_request(&body, rerank) {
-        Ok(r) => r,
-        Err(e) => return render(&p, &choices, Err(e)),
-    };
-    let name = index.name.clone();
-    let result = sieve_server::blocking(move |cancel| {
-        let mut req = req;
-        req.cancel = Some(cancel);
-        let res = engine.search(&req).map_err(ApiError::from)?;
-        Ok(convert::search_result(&name, &req, res))
-    })
-    .await;
+    let result = sieve_server::run_search(&state, body).await;
     render(&p, &choices, result)
 }
 
@@ -112,6 +101,8 @@ fn search_body(p: &Params, index: &str, mode: &str, page_no: usize) -> Result<Se
         "sort": p.get("sort"),
         "explain": true,
         "with_documents": true,
+        // a tuning knob the page passes on: a short budget shows what a degraded answer looks like
+        "rerank_timeout_ms": p.get("rerank_timeout_ms").and_then(|t| t.parse::<u64>().ok()),
     });
     serde_json::from_value(body).map_err(|e| e.to_string())
 }

@@ -6,6 +6,10 @@
 //!   nDCG@k = DCG@k / IDCG@k, where IDCG sorts *all* judged grades of the query descending;
 //! - MRR@k = 1 / rank of the first relevant document within the top k, else 0;
 //! - Recall@k = relevant documents in the top k / all relevant documents.
+//! - overlap@k = |top k of A ∩ top k of B| / k;
+//! - RBO (rank-biased overlap, Webber, Moffat & Zobel 2010, eq. 32, "RBO_ext" for two lists seen to the same
+//!   depth k): RBO = (X_k/k)·p^k + ((1−p)/p)·Σ_{d=1..k} (X_d/d)·p^d, where X_d is the overlap of the two
+//!   top-d prefixes; p = 0.9 weighs the top 10 at about 86%.
 //! - Queries with no relevant judgment are skipped by the caller (all metrics would be undefined or 0).
 //!
 //! The ranked list is taken as given: ties in score must already be broken by the engine, deterministically.
@@ -21,6 +25,39 @@ fn gain(judged: &Judgments, id: &str) -> f64 {
 
 fn discount(rank_1_based: usize) -> f64 {
     ((rank_1_based + 1) as f64).log2()
+}
+
+/// The share of the first `k` ids two rankings have in common (overlap@k), over `k`.
+pub fn overlap_at_k(a: &[&str], b: &[&str], k: usize) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    let top_b: std::collections::HashSet<&str> = b.iter().take(k).copied().collect();
+    a.iter().take(k).filter(|id| top_b.contains(*id)).count() as f64 / k as f64
+}
+
+/// Rank-biased overlap of two rankings seen to the same depth (the shorter one's length), extrapolated
+/// (`RBO_ext`); 1 for identical lists, 0 for disjoint ones. `p` in (0, 1): the persistence.
+pub fn rbo(a: &[&str], b: &[&str], p: f64) -> f64 {
+    let k = a.len().min(b.len());
+    if k == 0 || !(p > 0.0 && p < 1.0) {
+        return if a.is_empty() && b.is_empty() { 1.0 } else { 0.0 };
+    }
+    let (mut seen_a, mut seen_b) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    let (mut overlap, mut sum, mut weight) = (0usize, 0.0, 1.0);
+    for d in 1..=k {
+        let (x, y) = (a[d - 1], b[d - 1]);
+        if x == y {
+            overlap += 1;
+        } else {
+            overlap += usize::from(seen_b.contains(x)) + usize::from(seen_a.contains(y));
+        }
+        seen_a.insert(x);
+        seen_b.insert(y);
+        weight *= p;
+        sum += overlap as f64 / d as f64 * weight;
+    }
+    overlap as f64 / k as f64 * weight + (1.0 - p) / p * sum
 }
 
 /// DCG of the first `k` ids.
@@ -206,5 +243,20 @@ mod tests {
         assert_eq!(percentile(&v, 1.0), Some(100.0));
         assert_eq!(percentile(&[7.0], 0.5), Some(7.0));
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn overlap_and_rbo_agree_with_hand_worked_lists() {
+        let a = ["a", "b", "c", "d"];
+        assert_eq!(overlap_at_k(&a, &["d", "c", "x", "y"], 4), 0.5);
+        assert!((rbo(&a, &a, 0.9) - 1.0).abs() < 1e-12);
+        assert_eq!(rbo(&a, &["w", "x", "y", "z"], 0.9), 0.0);
+        // two lists of depth 2, swapped: X_1 = 0, X_2 = 2 → (2/2)·p² + ((1−p)/p)·(0 + 1·p²) = p² + (1−p)·p
+        let p: f64 = 0.9;
+        assert!((rbo(&["a", "b"], &["b", "a"], p) - (p * p + (1.0 - p) * p)).abs() < 1e-12);
+        // a change at the top costs more than the same change at the bottom
+        let top = rbo(&a, &["x", "b", "c", "d"], 0.9);
+        let bottom = rbo(&a, &["a", "b", "c", "x"], 0.9);
+        assert!(top < bottom && bottom < 1.0, "{top} {bottom}");
     }
 }

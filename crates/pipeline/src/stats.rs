@@ -63,9 +63,51 @@ impl Histogram {
     }
 }
 
+impl HistogramSnapshot {
+    /// The `q`-quantile (0 ≤ q ≤ 1) estimated from the buckets as Prometheus' `histogram_quantile` does:
+    /// find the bucket holding rank `q·count` and interpolate linearly inside it (the first bucket starts at
+    /// 0). A rank in the `+Inf` bucket answers the largest finite bound. `None` without observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * self.count as f64;
+        let mut below = (0.0, 0u64); // (lower bound, cumulative count before this bucket)
+        for &(bound, cumulative) in &self.buckets {
+            if cumulative as f64 >= rank && cumulative > below.1 {
+                if bound.is_infinite() {
+                    return Some(below.0);
+                }
+                let inside = (rank - below.1 as f64) / (cumulative - below.1) as f64;
+                return Some(below.0 + (bound - below.0) * inside.clamp(0.0, 1.0));
+            }
+            if bound.is_finite() {
+                below = (bound, cumulative);
+            }
+        }
+        Some(below.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_interpolate_inside_the_bucket_like_prometheus() {
+        let h = Histogram::new(&[1.0, 2.0, 4.0]);
+        for v in [0.5, 1.5, 1.5, 3.0] {
+            h.observe(v);
+        }
+        let s = h.snapshot();
+        // rank 2 of 4 falls half-way into (1, 2], which holds ranks 2..=3
+        assert_eq!(s.quantile(0.5), Some(1.5));
+        assert_eq!(s.quantile(1.0), Some(4.0));
+        assert_eq!(s.quantile(0.25), Some(1.0));
+        h.observe(100.0); // in +Inf: the largest finite bound
+        assert_eq!(h.snapshot().quantile(1.0), Some(4.0));
+        assert_eq!(Histogram::new(&[1.0]).snapshot().quantile(0.5), None);
+    }
 
     #[test]
     fn buckets_are_cumulative_and_bounds_inclusive() {

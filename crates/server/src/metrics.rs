@@ -126,6 +126,16 @@ impl Metrics {
         self.refused_connections.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Search latency by stage, `(stage, histogram)`, for the dashboard's chart.
+    pub fn stage_histograms(&self) -> Vec<(String, HistogramSnapshot)> {
+        by_label(&self.stage_seconds)
+    }
+
+    /// Rerank probabilities by route (`search`, `rerank`), for the dashboard's chart.
+    pub fn rerank_score_histograms(&self) -> Vec<(String, HistogramSnapshot)> {
+        by_label(&self.rerank_scores)
+    }
+
     /// The text exposition format; `extra` adds gauges the caller knows (documents per index, tasks).
     pub fn render(&self, extra: &[ExtraGauge<'_>]) -> String {
         let mut out = String::new();
@@ -278,6 +288,18 @@ fn gauge_rows(out: &mut String, name: &str, kind: &str, help: &str, rows: Vec<(S
 fn counter_family(out: &mut String, name: &str, help: &str, family: &Family<AtomicU64>) {
     let rows = family.snapshot().into_iter().map(|(l, v)| (l, v.load(Ordering::Relaxed) as f64)).collect();
     gauge_rows(out, name, "counter", help, rows);
+}
+
+/// A one-label family's histograms by the label's value.
+fn by_label(family: &Family<Histogram>) -> Vec<(String, HistogramSnapshot)> {
+    family
+        .snapshot()
+        .into_iter()
+        .map(|(labels, h)| {
+            let value = labels.split_once('=').map_or(labels.as_str(), |(_, v)| v).trim_matches('"').to_owned();
+            (value, h.snapshot())
+        })
+        .collect()
 }
 
 fn histogram_family(out: &mut String, name: &str, help: &str, family: &Family<Histogram>) {

@@ -78,8 +78,17 @@ pub async fn search(
     State(state): State<SharedState>,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Response, ApiError> {
+    let result = run_search(&state, body).await?;
+    let queue = stage(&result.timings, "embed_queue") + stage(&result.timings, "rerank_queue");
+    let inference = (stage(&result.timings, "embed") + stage(&result.timings, "rerank")).saturating_sub(queue);
+    Ok(with_time(StatusCode::OK, Json(result), ModelTime { queue, inference }))
+}
+
+/// One search as `/v1/search` runs it: the body checked and converted, the engine called off the async
+/// threads (cancelled when the caller goes away), the metrics recorded. The web UI's pages call this too.
+pub async fn run_search(state: &SharedState, body: SearchBody) -> Result<SearchResult, ApiError> {
     let index = state.index(body.index.as_deref())?.clone();
-    let mut req = search_request(&state, &body)?;
+    let mut req = search_request(state, &body)?;
     let engine = index.engine.clone();
     let (req, res) = blocking(move |cancel| {
         req.cancel = Some(cancel);
@@ -101,10 +110,7 @@ pub async fn search(
             state.metrics.rerank_score("search", r.score);
         }
     }
-    let queue = stage(&res.timings, "embed_queue") + stage(&res.timings, "rerank_queue");
-    let inference = (stage(&res.timings, "embed") + stage(&res.timings, "rerank")).saturating_sub(queue);
-    let result = convert::search_result(&index.name, &req, res);
-    Ok(with_time(StatusCode::OK, Json(result), ModelTime { queue, inference }))
+    Ok(convert::search_result(&index.name, &req, res))
 }
 
 /// Completions of what a search box holds (title words, product codes, brands) and the best-matching
@@ -178,8 +184,61 @@ pub async fn rerank(
     State(state): State<SharedState>,
     ApiJson(body): ApiJson<RerankBody>,
 ) -> Result<Response, ApiError> {
-    let limits = &state.config;
     let tei = body.texts.is_some() && body.documents.is_none();
+    let RerankRun { texts, scores, cached, order, time, model } = run_rerank(&state, &body).await?;
+    let keep_text = body.return_documents.or(body.return_text).unwrap_or(false);
+    let raw = body.raw_scores.unwrap_or(false);
+    if tei {
+        let out: Vec<TeiRank> = order
+            .iter()
+            .map(|&i| TeiRank {
+                index: i,
+                score: if raw { scores[i].raw } else { scores[i].score },
+                text: keep_text.then(|| texts[i].clone()),
+            })
+            .collect();
+        return Ok(with_time(StatusCode::OK, Json(out), time));
+    }
+    let tokens: usize = scores.iter().map(|s| s.tokens).sum();
+    let results = order
+        .iter()
+        .map(|&i| RerankResultItem {
+            index: i,
+            relevance_score: scores[i].score,
+            raw_score: scores[i].raw,
+            truncated: scores[i].truncated,
+            cached: cached[i],
+            document: keep_text.then(|| DocumentText { text: texts[i].clone() }),
+        })
+        .collect();
+    let out = RerankResult {
+        id: format!("rerank-{}", state.next_request_id()),
+        model: body.model.clone().unwrap_or(model),
+        results,
+        usage: Usage { prompt_tokens: tokens, total_tokens: tokens },
+        meta: RerankMeta { billed_units: BilledUnits { search_units: 1 } },
+    };
+    Ok(with_time(StatusCode::OK, Json(out), time))
+}
+
+/// A rerank as `/v1/rerank` runs it, in document order, with the order by score cut to `top_n`.
+#[derive(Debug, Clone)]
+pub struct RerankRun {
+    /// The documents as sent.
+    pub texts: Vec<String>,
+    pub scores: Vec<sieve_models::RerankScore>,
+    /// Whether each score came from the score cache.
+    pub cached: Vec<bool>,
+    /// Indexes into `texts`, best first, at most `top_n`.
+    pub order: Vec<usize>,
+    pub time: ModelTime,
+    pub model: String,
+}
+
+/// One rerank as `/v1/rerank` runs it: the limits checked, the cache read and filled, the model called off
+/// the async threads, the score metrics recorded. The web UI's playground calls this too.
+pub async fn run_rerank(state: &SharedState, body: &RerankBody) -> Result<RerankRun, ApiError> {
+    let limits = &state.config;
     let texts: Vec<&str> = match (&body.documents, &body.texts) {
         (Some(d), None) => d.iter().map(RerankDocument::text).collect(),
         (None, Some(t)) => t.iter().map(String::as_str).collect(),
@@ -241,7 +300,6 @@ pub async fn rerank(
         ));
     }
     let model = reranker.name().to_owned();
-    let keep_text = body.return_documents.or(body.return_text).unwrap_or(false);
     let n_docs = docs.len();
     let job = RerankJob { query: body.query.clone(), instruction: body.instruction.clone(), docs, max_length };
     let timeout = Duration::from_millis(limits.model_timeout_ms);
@@ -274,38 +332,7 @@ pub async fn rerank(
         state.metrics.rerank_score("rerank", s.score);
     }
     let time = ModelTime { queue: timing.queued, inference: timing.compute };
-    let raw = body.raw_scores.unwrap_or(false);
-    if tei {
-        let out: Vec<TeiRank> = order
-            .iter()
-            .map(|&i| TeiRank {
-                index: i,
-                score: if raw { scores[i].raw } else { scores[i].score },
-                text: keep_text.then(|| texts[i].to_owned()),
-            })
-            .collect();
-        return Ok(with_time(StatusCode::OK, Json(out), time));
-    }
-    let tokens: usize = scores.iter().map(|s| s.tokens).sum();
-    let results = order
-        .iter()
-        .map(|&i| RerankResultItem {
-            index: i,
-            relevance_score: scores[i].score,
-            raw_score: scores[i].raw,
-            truncated: scores[i].truncated,
-            cached: cached[i],
-            document: keep_text.then(|| DocumentText { text: texts[i].to_owned() }),
-        })
-        .collect();
-    let out = RerankResult {
-        id: format!("rerank-{}", state.next_request_id()),
-        model: body.model.clone().unwrap_or(model),
-        results,
-        usage: Usage { prompt_tokens: tokens, total_tokens: tokens },
-        meta: RerankMeta { billed_units: BilledUnits { search_units: 1 } },
-    };
-    Ok(with_time(StatusCode::OK, Json(out), time))
+    Ok(RerankRun { texts: texts.into_iter().map(str::to_owned).collect(), scores, cached, order, time, model })
 }
 
 /// Embeds texts (OpenAI shape, plus `input_type` for query instructions).
@@ -490,17 +517,33 @@ pub async fn add_documents(
             ))
         }
     };
+    let task = submit_upsert(&state, &index.name, ndjson, rows, sieve_ingest::Format::Jsonl).await?;
+    Ok(answer_task(&state, task, params.wait.unwrap_or(false)).await)
+}
+
+/// Stores an upsert of `rows` rows (JSON lines, or CSV with a header row) as a durable task on `index` and
+/// hands it to the index's ingest thread, as `POST /v1/documents` does; the web UI's upload page calls this
+/// too.
+pub async fn submit_upsert(
+    state: &SharedState,
+    index: &str,
+    body: Vec<u8>,
+    rows: u64,
+    format: sieve_ingest::Format,
+) -> Result<Task, ApiError> {
+    unavailable_if_stopping(state)?;
+    let index = state.index(Some(index))?.clone();
     if rows == 0 {
         return Err(ApiError::invalid("body", "at least one document", "none"));
     }
     let tasks = state.tasks.clone();
     let name = index.name.clone();
-    let task = tokio::task::spawn_blocking(move || tasks.create_upsert(&name, &ndjson, rows))
+    let task = tokio::task::spawn_blocking(move || tasks.create_upsert_as(&name, &body, rows, format))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(task_error)?;
     index.enqueue(task.id)?;
-    Ok(answer_task(&state, task, params.wait.unwrap_or(false)).await)
+    Ok(task)
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

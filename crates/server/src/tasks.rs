@@ -146,7 +146,12 @@ impl TaskStore {
         self.dirs.get(index).expect("index known to the store")
     }
 
+    /// Where task `id`'s body is stored: `{id}.ndjson`, or `{id}.csv` for a CSV upload.
     pub fn payload_path(&self, index: &str, id: u64) -> PathBuf {
+        let csv = self.dir(index).join(format!("{id}.csv"));
+        if csv.is_file() {
+            return csv;
+        }
         self.dir(index).join(format!("{id}.ndjson"))
     }
 
@@ -189,13 +194,20 @@ impl TaskStore {
 
     /// Records a new upsert whose NDJSON body (`rows` lines) is written durably first.
     pub fn create_upsert(&self, index: &str, ndjson: &[u8], rows: u64) -> Result<Task, TaskError> {
+        self.create_upsert_as(index, ndjson, rows, Format::Jsonl)
+    }
+
+    /// An upsert whose body is JSON lines or CSV with a header row (the web UI's uploads), stored in that
+    /// format and read by the same row reader as `sieve ingest`, so a bad row is named by its line.
+    pub fn create_upsert_as(&self, index: &str, body: &[u8], rows: u64, format: Format) -> Result<Task, TaskError> {
         if self.shutting_down() {
             return Err(TaskError::ShuttingDown);
         }
         let id = self.next_id.fetch_add(1, Ordering::AcqRel);
-        let path = self.payload_path(index, id);
+        let ext = if format == Format::Csv { "csv" } else { "ndjson" };
+        let path = self.dir(index).join(format!("{id}.{ext}"));
         let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
-        f.write_all(ndjson).and_then(|_| f.sync_all()).map_err(io_err(&path))?;
+        f.write_all(body).and_then(|_| f.sync_all()).map_err(io_err(&path))?;
         self.create(new_task(id, index, TaskKind::Upsert, rows, None))
     }
 
@@ -325,7 +337,8 @@ impl TaskStore {
         let key = std::fs::canonicalize(&payload).map_err(|e| e.to_string())?.display().to_string();
         let mut inner = engine.sink(WriterOptions { threads: 1, memory_bytes: 64 << 20 }).map_err(RunError::sink)?;
         let mut sink = Pruned::new(&mut inner, self.dir(&task.index));
-        let options = IngestOptions { batch_size, format: Some(Format::Jsonl), ..IngestOptions::default() };
+        let format = if payload.extension().is_some_and(|e| e == "csv") { Format::Csv } else { Format::Jsonl };
+        let options = IngestOptions { batch_size, format: Some(format), ..IngestOptions::default() };
         let rejects = self.rejects_path(&task.index, task.id);
         let mut report = RejectReport::new(&rejects);
         let mut progress = TaskProgress { store: self, id: task.id, base: (0, 0) };
