@@ -9,6 +9,10 @@ use leptos::tachys::view::RenderHtml;
 pub enum Tab {
     Search,
     Feed,
+    Compare,
+    Playground,
+    Ingest,
+    Dashboard,
 }
 
 /// The whole document around `main`, as HTML text.
@@ -26,15 +30,20 @@ pub fn document(title: &str, tab: Tab, main: impl IntoView + 'static) -> String 
                 <meta name="color-scheme" content="light dark"/>
                 <title>{format!("{title} · Sieve")}</title>
                 <link rel="stylesheet" href=css/>
+                <script src=crate::js_path() defer=true></script>
             </head>
             <body>
-                <a class="skip" href="#main">"Skip to results"</a>
+                <a class="skip" href="#main">"Skip to content"</a>
                 <header class="site">
                     <a class="brand" href="/">"Sieve"</a>
                     <nav aria-label="Pages">
                         <ul>
                             {nav(Tab::Search, "/", "Search")}
                             {nav(Tab::Feed, "/feed", "Feed")}
+                            {nav(Tab::Compare, "/compare", "Compare")}
+                            {nav(Tab::Playground, "/playground", "Rerank")}
+                            {nav(Tab::Ingest, "/ingest", "Ingest")}
+                            {nav(Tab::Dashboard, "/dashboard", "Dashboard")}
                         </ul>
                     </nav>
                 </header>

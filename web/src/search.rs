@@ -353,7 +353,7 @@ fn meta(d: &Document) -> impl IntoView {
     if let Some(c) = &d.category {
         bits.push(c.path());
     }
-    view! { <p class="meta">{bits.join(" · ")}</p> }
+    (!bits.is_empty()).then(|| view! { <p class="meta">{bits.join(" · ")}</p> })
 }
 
 /// "Why here?": every stage's raw score and rank, with bars normalised within the page.

@@ -18,8 +18,20 @@ struct Page {
 }
 
 fn get(addr: SocketAddr, path: &str) -> Page {
+    request(addr, "GET", path, &[], b"")
+}
+
+/// One request; `headers` as `Name: value` lines.
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[String], body: &[u8]) -> Page {
     let mut c = TcpStream::connect(addr).unwrap();
-    write!(c, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(body).unwrap();
     let mut raw = Vec::new();
     c.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -104,14 +116,20 @@ impl Drop for Served {
 }
 
 fn serve(reranker: Option<Behaviour>) -> Served {
+    serve_with(reranker, None, sieve_web::UiOptions::default())
+}
+
+fn serve_with(reranker: Option<Behaviour>, api_key: Option<&str>, ui: sieve_web::UiOptions) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         indexes: vec![
             IndexConfig { name: "products".into(), path: dir.path().join("products") },
             IndexConfig { name: "news".into(), path: dir.path().join("news") },
         ],
+        api_key: api_key.map(str::to_owned),
         ..ServerConfig::default()
     };
+    let ui = sieve_web::routes(&ui).unwrap();
     let reranker = reranker.map(|b| {
         let options = config.worker_options(config.rerank_batch_tokens);
         RerankerHandle::spawn("words-reranker", Box::new(WordsReranker::new(b)), options)
@@ -136,7 +154,7 @@ fn serve(reranker: Option<Behaviour>) -> Served {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            sieve_server::serve_with(listener, state, Some(sieve_web::routes()), async move {
+            sieve_server::serve_with(listener, state, Some(ui), async move {
                 let _ = stopped.await;
             })
             .await
@@ -227,4 +245,159 @@ fn the_feed_page_shows_each_story_once_with_its_sources_and_a_next_page() {
     let bad = get(s.addr, "/feed?index=news&q=%E5%A4%AE%E8%A1%8C&cursor=forged.cursor");
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert!(bad.body.contains("cursor"));
+}
+
+/// The form token a page's form carries, and the cookie that goes with it.
+fn token(page: &Page) -> (String, String) {
+    let value = page.body.split("name=\"csrf\" value=\"").nth(1).map(|r| r[..r.find('"').unwrap()].to_owned());
+    let value = value.unwrap_or_else(|| panic!("a form token: {}", page.body));
+    assert!(
+        page.head.contains(&format!("set-cookie: sieve_csrf={value}; path=/; httponly; samesite=strict")),
+        "{}",
+        page.head
+    );
+    (value.clone(), format!("Cookie: sieve_csrf={value}"))
+}
+
+fn header<'a>(page: &'a Page, name: &str) -> &'a str {
+    let at = page.head.find(&format!("\r\n{name}: ")).unwrap_or_else(|| panic!("{name} in {}", page.head));
+    let rest = &page.head[at + name.len() + 4..];
+    &rest[..rest.find("\r\n").unwrap_or(rest.len())]
+}
+
+fn multipart(fields: &[(&str, Option<&str>, &str)]) -> (String, Vec<u8>) {
+    let boundary = "----sievetestboundary";
+    let mut body = Vec::new();
+    for (name, file, value) in fields {
+        let file = file.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+        write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n{value}\r\n")
+            .unwrap();
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    (format!("Content-Type: multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn an_upload_becomes_a_task_whose_page_lists_the_rejected_row_and_cross_site_posts_are_refused() {
+    let s = serve(None);
+    let form = get(s.addr, "/ingest");
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("enctype=\"multipart/form-data\""));
+    let (csrf, cookie) = token(&form);
+    let rows = "{\"id\": \"u1\", \"title\": \"Uploaded turntable\"}\n{\"id\": \"u2\", \"price\": \"cheap\"\n{\"id\": \"u3\", \"title\": \"Another upload\"}\n";
+    let (ct, body) = multipart(&[
+        ("csrf", None, &csrf),
+        ("index", None, "products"),
+        ("format", None, "auto"),
+        ("file", Some("rows.jsonl"), rows),
+    ]);
+    let sent = request(s.addr, "POST", "/ingest", &[ct.clone(), cookie.clone(), "Origin: http://t".into()], &body);
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let task = header(&sent, "location").to_owned();
+    assert!(task.starts_with("/tasks/"), "{task}");
+    let mut page = get(s.addr, &task);
+    for _ in 0..200 {
+        if page.body.contains("data-done=\"true\"") {
+            break;
+        }
+        assert!(page.body.contains("http-equiv=\"refresh\""), "a running task refreshes itself without JS");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        page = get(s.addr, &task);
+    }
+    assert!(page.body.contains("succeeded"), "{}", page.body);
+    assert!(page.body.contains("Rejected rows") && page.body.contains("<td>2</td>"), "line 2 is listed: {}", page.body);
+    assert!(page.body.contains("Recent tasks"));
+    let found = get(s.addr, "/?index=products&q=uploaded");
+    assert!(found.body.contains("<mark>Uploaded</mark> turntable"), "{}", found.body);
+    // pasted CSV rows, the format told by the first character
+    let (ct2, body2) = multipart(&[
+        ("csrf", None, &csrf),
+        ("index", None, "products"),
+        ("rows", None, "id,title\nc1,CSV pasted lamp\n"),
+    ]);
+    let sent = request(s.addr, "POST", "/ingest", &[ct2, cookie.clone()], &body2);
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    // another site's form, or one without the token, is refused and adds nothing
+    let evil =
+        request(s.addr, "POST", "/ingest", &[ct.clone(), cookie.clone(), "Origin: https://evil.example".into()], &body);
+    assert_eq!(evil.status, 403, "{}", evil.body);
+    assert!(evil.body.contains("evil.example"));
+    let (ct3, no_token) = multipart(&[("index", None, "products"), ("rows", None, rows)]);
+    assert_eq!(request(s.addr, "POST", "/ingest", &[ct3, cookie], &no_token).status, 403);
+    assert_eq!(get(s.addr, "/tasks/999").status, 404);
+}
+
+#[test]
+fn with_an_api_key_the_write_pages_ask_for_it_once_and_keep_it_in_an_httponly_cookie() {
+    let s = serve_with(None, Some("s3cret"), sieve_web::UiOptions::default());
+    let login = get(s.addr, "/ingest");
+    assert!(login.body.contains("type=\"password\"") && !login.body.contains("multipart"), "{}", login.body);
+    let (csrf, cookie) = token(&login);
+    let form = |key: &str| format!("csrf={csrf}&next=%2Fingest&key={key}");
+    let ct = "Content-Type: application/x-www-form-urlencoded".to_owned();
+    let wrong = request(s.addr, "POST", "/login", &[ct.clone(), cookie.clone()], form("nope").as_bytes());
+    assert_eq!(wrong.status, 401);
+    let right = request(s.addr, "POST", "/login", &[ct, cookie.clone()], form("s3cret").as_bytes());
+    assert_eq!(right.status, 303, "{}", right.body);
+    assert!(right.head.contains("set-cookie: sieve_key=s3cret; path=/; httponly; samesite=strict"), "{}", right.head);
+    let keyed = format!("{cookie}; sieve_key=s3cret");
+    let page = request(s.addr, "GET", "/ingest", std::slice::from_ref(&keyed), b"");
+    assert!(page.body.contains("multipart/form-data"), "{}", page.body);
+    // a post without the key cookie asks for it instead of writing
+    let (ct, body) = multipart(&[("csrf", None, &csrf), ("rows", None, "{\"id\": \"k1\", \"title\": \"x\"}")]);
+    let refused = request(s.addr, "POST", "/ingest", &[ct.clone(), cookie], &body);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(request(s.addr, "POST", "/ingest", &[ct, keyed], &body).status, 303);
+}
+
+#[test]
+fn the_playground_reranks_pasted_documents_and_shows_the_request_as_curl() {
+    let s = serve(Some(Behaviour::Good));
+    let form = get(s.addr, "/playground");
+    assert_eq!(form.status, 200);
+    let (csrf, cookie) = token(&form);
+    let body = format!("csrf={csrf}&query=vinyl+turntable&documents=a+kettle%0Aa+vinyl+turntable%0A%7B%22text%22%3A+%22%3Cb%3Eturntable%3C%2Fb%3E%22%7D&top_n=2&max_length=");
+    let ct = "Content-Type: application/x-www-form-urlencoded".to_owned();
+    let page = request(s.addr, "POST", "/playground", &[ct.clone(), cookie.clone()], body.as_bytes());
+    assert_eq!(page.status, 200, "{}", page.body);
+    let table = &page.body[page.body.find("<tbody>").unwrap()..page.body.find("</tbody>").unwrap()];
+    let vinyl = table.find("a vinyl turntable").expect("the best document listed");
+    assert!(!table.contains("a kettle"), "top_n 2 leaves the third out");
+    assert!(table.contains("&lt;b&gt;turntable&lt;/b&gt;") && vinyl < table.find("&lt;b&gt;").unwrap());
+    assert!(page.body.contains("curl -s http://t/v1/rerank"), "{}", page.body);
+    assert!(page.body.contains("Logit") && page.body.contains("Cached"));
+    let again = request(s.addr, "POST", "/playground", &[ct.clone(), cookie], body.as_bytes());
+    assert!(again.body.contains("<td>yes</td>"), "the second round comes from the score cache");
+    assert_eq!(request(s.addr, "POST", "/playground", &[ct], body.as_bytes()).status, 403, "no token cookie");
+    let none = serve(None);
+    assert!(get(none.addr, "/playground").body.contains("No reranker is loaded"));
+}
+
+#[test]
+fn compare_marks_rank_moves_and_overlays_judgments_and_the_dashboard_draws_its_charts() {
+    let set = tempfile::tempdir().unwrap();
+    std::fs::write(set.path().join("corpus.jsonl"), "").unwrap();
+    std::fs::write(set.path().join("queries.jsonl"), "{\"id\": \"q1\", \"text\": \"sony turntable reviews\"}\n")
+        .unwrap();
+    std::fs::write(set.path().join("qrels.tsv"), "q1\tp0\t2\nq1\tp2\t0\n").unwrap();
+    let ui = sieve_web::UiOptions { judgments: vec![("products".into(), set.path().to_path_buf())] };
+    let s = serve_with(Some(Behaviour::Good), None, ui);
+    let page = get(s.addr, "/compare?index=products&qid=q1&a=bm25&b=hybrid%2Brerank");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("nDCG@10"), "{}", page.body);
+    assert!(page.body.contains("grade 2") && page.body.contains("grade 0") && page.body.contains("unjudged"));
+    assert!(page.body.contains("overlap@10 1.00 · RBO"), "{}", page.body);
+    assert!(page.body.contains("class=\"move "), "{}", page.body);
+    assert!(page.body.contains("q1: sony turntable reviews"), "the picker lists the set's queries");
+    assert!(page.body.contains("BM25 #"), "each hit's rank in the other column");
+    let bad = get(s.addr, "/compare?index=products&q=tv&a=magic");
+    assert!(bad.body.contains("expected one of"), "{}", bad.body);
+    let dash = get(s.addr, "/dashboard");
+    assert_eq!(dash.status, 200);
+    assert!(dash.body.contains("<svg") && dash.body.contains("Latency per stage"), "{}", dash.body);
+    assert!(dash.body.contains("Rerank probabilities, "), "the reranked column filled the score chart");
+    assert!(dash.body.contains("k1 0.9, b 0.4"), "{}", dash.body);
+    let missing =
+        sieve_web::routes(&sieve_web::UiOptions { judgments: vec![("products".into(), "/nonexistent".into())] });
+    assert!(missing.unwrap_err().to_string().contains("/nonexistent"));
 }

@@ -165,6 +165,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if server.embedder.is_none() && !embedded.is_empty() {
         server.embedder = Some("minilm".into());
     }
+    // the product set's labelled queries, for the compare view's judgments overlay
+    if server.judgments.is_empty() {
+        server.judgments = vec![format!("products={}", args.data.join("abt-buy-products").display())];
+    }
     println!();
-    crate::serve::serve(server.resolve()?)
+    let config = server.resolve()?;
+    let ui = server.ui_options(&config)?;
+    crate::serve::serve(config, ui)
 }

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// exist is created empty (with embeddings when an embedder is loaded).
     #[arg(id = "serve_index", long = "index", value_name = "NAME=DIR", env = "SIEVE_INDEXES", value_delimiter = ',')]
     pub indexes: Vec<String>,
+    /// A labelled query set (the `shared/data` layout) for the web UI's compare view to overlay on an index,
+    /// as NAME=DIR: its queries in a picker, grades on judged documents, nDCG@10 per column (repeatable).
+    #[arg(long = "judgments", value_name = "NAME=DIR", env = "SIEVE_JUDGMENTS", value_delimiter = ',')]
+    pub judgments: Vec<String>,
     /// Embedding model (cache name such as `minilm`, or a directory) [default: the first index's own].
     #[arg(long, env = "SIEVE_EMBEDDER")]
     pub embedder: Option<String>,
@@ -227,9 +231,30 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Serves `config` until SIGINT or SIGTERM.
-pub fn serve(config: ServerConfig) -> Result<()> {
+impl ServeArgs {
+    /// The web UI's options: `--judgments NAME=DIR`, each naming a served index.
+    pub fn ui_options(&self, config: &ServerConfig) -> Result<sieve_web::UiOptions> {
+        let mut judgments = Vec::new();
+        for j in &self.judgments {
+            let Some((name, dir)) = j.split_once('=') else {
+                anyhow::bail!(
+                    "--judgments: expected NAME=DIR (an index name and a labelled set's folder), found {j:?}"
+                );
+            };
+            if !config.indexes.iter().any(|i| i.name == name) {
+                let served: Vec<&str> = config.indexes.iter().map(|i| i.name.as_str()).collect();
+                anyhow::bail!("--judgments {j}: expected a served index ({}), found {name:?}", served.join(", "));
+            }
+            judgments.push((name.to_owned(), PathBuf::from(dir)));
+        }
+        Ok(sieve_web::UiOptions { judgments })
+    }
+}
+
+/// Serves `config` (with the web UI's `ui` options) until SIGINT or SIGTERM.
+pub fn serve(config: ServerConfig, ui: sieve_web::UiOptions) -> Result<()> {
     let listen = config.listen.clone();
+    let ui = sieve_web::routes(&ui).context("loading the web UI's judgments")?;
     let state = Arc::new(build_state(config)?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
@@ -241,15 +266,17 @@ pub fn serve(config: ServerConfig) -> Result<()> {
             "sieve: serving {} on http://{addr} (API: /v1/search, /v1/feed, /v1/rerank, /v1/embeddings; /openapi.json)",
             names.join(", ")
         );
-        eprintln!("sieve: web UI at http://{addr}/ (search) and http://{addr}/feed");
-        sieve_server::serve_with(listener, state, Some(sieve_web::routes()), shutdown_signal()).await.context("serving")
+        eprintln!("sieve: web UI at http://{addr}/ (search; also /feed, /compare, /playground, /ingest, /dashboard)");
+        sieve_server::serve_with(listener, state, Some(ui), shutdown_signal()).await.context("serving")
     })?;
     eprintln!("sieve: stopped");
     Ok(())
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    serve(args.resolve()?)
+    let config = args.resolve()?;
+    let ui = args.ui_options(&config)?;
+    serve(config, ui)
 }
 
 #[cfg(test)]

@@ -27,13 +27,15 @@ fn discount(rank_1_based: usize) -> f64 {
     ((rank_1_based + 1) as f64).log2()
 }
 
-/// The share of the first `k` ids two rankings have in common (overlap@k), over `k`.
+/// The share of the first `k` ids two rankings have in common (overlap@k): |A@k ∩ B@k| / d, with
+/// d = min(k, the longer list's length), so two identical lists shorter than `k` overlap fully.
 pub fn overlap_at_k(a: &[&str], b: &[&str], k: usize) -> f64 {
-    if k == 0 {
-        return 0.0;
+    let d = k.min(a.len().max(b.len()));
+    if d == 0 {
+        return if k == 0 { 0.0 } else { 1.0 };
     }
     let top_b: std::collections::HashSet<&str> = b.iter().take(k).copied().collect();
-    a.iter().take(k).filter(|id| top_b.contains(*id)).count() as f64 / k as f64
+    a.iter().take(k).filter(|id| top_b.contains(*id)).count() as f64 / d as f64
 }
 
 /// Rank-biased overlap of two rankings seen to the same depth (the shorter one's length), extrapolated
@@ -249,6 +251,9 @@ mod tests {
     fn overlap_and_rbo_agree_with_hand_worked_lists() {
         let a = ["a", "b", "c", "d"];
         assert_eq!(overlap_at_k(&a, &["d", "c", "x", "y"], 4), 0.5);
+        // short lists count against the longer one's length, not k
+        assert_eq!(overlap_at_k(&["a", "b"], &["b", "a"], 10), 1.0);
+        assert_eq!(overlap_at_k(&["a", "b"], &["a", "b", "c", "d"], 10), 0.5);
         assert!((rbo(&a, &a, 0.9) - 1.0).abs() < 1e-12);
         assert_eq!(rbo(&a, &["w", "x", "y", "z"], 0.9), 0.0);
         // two lists of depth 2, swapped: X_1 = 0, X_2 = 2 → (2/2)·p² + ((1−p)/p)·(0 + 1·p²) = p² + (1−p)·p

@@ -35,4 +35,4 @@ pub use extract::{blocking, ModelTime};
 pub use openapi::document as openapi_document;
 pub use routes::{run_rerank, run_search, submit_upsert, RerankRun};
 pub use sieve_api as api;
-pub use state::{open_index, AppState, Models, SharedState};
+pub use state::{open_index, AppState, IndexHandle, Models, SharedState};
