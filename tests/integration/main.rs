@@ -1,9 +1,10 @@
 //! Sieve's integration tests: the real `sieve` binary on real files in temporary directories.
 //!
-//! One binary, a module per area (tantivy's and meilisearch's habit): `ingest` (bad input, idempotence,
+//! One binary, a module per area (tantivy's and meilisearch's habit): `browser` (the web UI in Chromium), `ingest` (bad input, idempotence,
 //! upsert, delete, formats), `catalog` (browsing the product set), `durability` (SIGKILL during ingest), `demo` (the main job), `search` (the CLI's
 //! search output), `models` (rerank, embed, model files), `eval` (the evaluation harness), `serve` (`sieve serve` beside other processes writing to its index), `tune` (fitting fusion settings).
 
+mod browser;
 mod catalog;
 mod demo;
 mod durability;

@@ -29,6 +29,7 @@ pub fn document(title: &str, tab: Tab, main: impl IntoView + 'static) -> String 
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <title>{format!("{title} · Sieve")}</title>
+                <link rel="icon" href="data:,"/>
                 <link rel="stylesheet" href=css/>
                 <script src=crate::js_path() defer=true></script>
             </head>
