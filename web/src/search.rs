@@ -63,8 +63,18 @@ pub async fn page(State(state): State<SharedState>, RawQuery(raw): RawQuery) -> 
             return render(&p, &choices, Err(ApiError::new(sieve_server::ErrorCode::InvalidRequest, message)))
         }
     };
+    let started = std::time::Instant::now();
     let result = sieve_server::run_search(&state, body).await;
-    render(&p, &choices, result)
+    let searched = started.elapsed();
+    let mut res = render(&p, &choices, result);
+    // what the page cost beyond the search (BENCHMARKS.md, "Web UI"), for browsers' devtools and the bench
+    let rendered = started.elapsed() - searched;
+    let timing =
+        format!("search;dur={:.3}, render;dur={:.3}", searched.as_secs_f64() * 1000.0, rendered.as_secs_f64() * 1000.0);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&timing) {
+        res.headers_mut().insert("server-timing", v);
+    }
+    res
 }
 
 /// The `/v1/search` body the page's URL asks for.

@@ -173,6 +173,7 @@ fn a_search_page_renders_hits_facets_and_why_here_with_document_text_escaped() {
     assert!(page.head.contains("content-type: text/html; charset=utf-8"));
     assert!(page.head.contains("content-security-policy: default-src 'none'; style-src 'self'"), "{}", page.head);
     assert!(page.body.starts_with("<!DOCTYPE html>"));
+    assert!(page.head.contains("server-timing: search;dur=") && page.head.contains(", render;dur="), "{}", page.head);
     assert!(page.body.contains("3 results"), "{}", page.body);
     // the title that holds markup is text, never markup
     assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt; <mark>Turntable</mark>"), "{}", page.body);
