@@ -1,6 +1,6 @@
 //! The search page (`/`): the catalog site's and the news page's search, browsing with an empty query.
 //! The URL holds the state (`q`, `index`, `mode`, `sort`, `page`, `brand`, `source`, `category`,
-//! `price_min`, `price_max`); the page builds a `/v1/search` body from it and runs it through the same
+//! `price_min`, `price_max`, `date_from`, `date_to`); the page builds a `/v1/search` body from it and runs it through the same
 //! conversion and engine call as the API.
 
 use axum::extract::{RawQuery, State};
@@ -95,6 +95,18 @@ fn search_body(p: &Params, index: &str, mode: &str, page_no: usize) -> Result<Se
             filters.push(format!("price{op}{n}"));
         }
     }
+    // a date range by calendar day, UTC: from the start of the first day to the end of the last
+    for (key, op, suffix) in [("date_from", ">=", "T00:00:00Z"), ("date_to", "<=", "T23:59:59Z")] {
+        if let Some(v) = p.get(key) {
+            let v = v.trim();
+            let ok = v.len() == 10
+                && v.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            if !ok {
+                return Err(format!("`{key}`: expected a date YYYY-MM-DD, found {v:?}"));
+            }
+            filters.push(format!("published_at{op}{v}{suffix}"));
+        }
+    }
     let (search_mode, rerank) = match mode {
         "hybrid+rerank" => ("hybrid", true),
         m => (m, false),
@@ -170,6 +182,8 @@ fn form(p: &Params, c: &Choices) -> impl IntoView {
                 <label>"Sort " <select name="sort">{sort_options}</select></label>
                 <label>"Price from " <input name="price_min" type="number" min="0" step="any" inputmode="decimal" value=p.get("price_min").unwrap_or("").to_owned()/></label>
                 <label>"to " <input name="price_max" type="number" min="0" step="any" inputmode="decimal" value=p.get("price_max").unwrap_or("").to_owned()/></label>
+                <label>"Published from " <input name="date_from" type="date" value=p.get("date_from").unwrap_or("").to_owned()/></label>
+                <label>"to " <input name="date_to" type="date" value=p.get("date_to").unwrap_or("").to_owned()/></label>
             </div>
             {kept}
         </form>
@@ -434,5 +448,13 @@ mod tests {
         assert_eq!(b.offset, Some(20));
         assert_eq!(b.rerank, Some(true));
         assert!(search_body(&Params::parse(Some("price_max=ten")), "p", "bm25", 1).unwrap_err().contains("price_max"));
+        let dated =
+            search_body(&Params::parse(Some("date_from=2026-11-01&date_to=2026-11-30")), "n", "bm25", 1).unwrap();
+        assert_eq!(dated.filters, ["published_at>=2026-11-01T00:00:00Z", "published_at<=2026-11-30T23:59:59Z"]);
+        for f in &dated.filters {
+            f.parse::<sieve_core::Filter>().unwrap();
+        }
+        let bad = search_body(&Params::parse(Some("date_to=30/11/2026")), "n", "bm25", 1).unwrap_err();
+        assert!(bad.contains("YYYY-MM-DD") && bad.contains("30/11/2026"), "{bad}");
     }
 }

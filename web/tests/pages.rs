@@ -209,6 +209,11 @@ fn an_empty_query_browses_in_price_order_and_bad_input_is_said_on_the_page() {
     let bad = get(s.addr, "/?index=products&q=x&price_min=ten");
     assert_eq!(bad.status, 422);
     assert!(bad.body.contains("price_min") && bad.body.contains("role=\"alert\""), "{}", bad.body);
+    // a date range by calendar day (UTC): the article from 3 December is left out
+    let dated = get(s.addr, "/?index=news&date_from=2025-12-04&date_to=2025-12-04");
+    assert!(dated.body.contains("3 results") && !dated.body.contains("国家统计局"), "{}", dated.body);
+    assert!(dated.body.contains("value=\"2025-12-04\""), "the inputs keep the range");
+    assert_eq!(get(s.addr, "/?index=news&date_to=yesterday").status, 422);
     let missing = get(s.addr, "/?index=nope");
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("nope"));
