@@ -104,10 +104,11 @@ pub async fn page(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let p = Params::parse(raw.as_deref());
-    let index = match state.index(p.get("index")) {
-        Ok(i) => i.name.clone(),
+    let (index, dense) = match state.index(p.get("index")) {
+        Ok(i) => (i.name.clone(), i.engine.dense_ready()),
         Err(e) => {
-            return crate::html(StatusCode::NOT_FOUND, document("Not found", Tab::Compare, crate::error_view(&e)))
+            let main = crate::error_view("The comparison could not run", &e);
+            return crate::html(StatusCode::NOT_FOUND, document("Not found", Tab::Compare, main));
         }
     };
     let judged = ui.judgments.get(&index);
@@ -117,7 +118,6 @@ pub async fn page(
     let judgments: Option<&Judgments> = picked.and_then(|pq| judged.and_then(|d| d.qrels.get(&pq.id)));
 
     let rerank = state.models.reranker.is_some();
-    let dense = state.index(Some(&index)).map(|i| i.engine.dense_ready()).unwrap_or(false);
     let defaults = if rerank && dense {
         ["bm25", "hybrid", "hybrid+rerank"]
     } else if dense {

@@ -73,7 +73,7 @@ fn feed_body(p: &Params, index: &str) -> Result<FeedBody, String> {
 }
 
 fn error_view(e: &ApiError) -> impl IntoView {
-    view! { <div class="banner error" role="alert"><strong>"The feed could not run: "</strong>{e.message.clone()}</div> }
+    crate::error_view("The feed could not run", e)
 }
 
 fn form(p: &Params, indexes: &[String], index: &str) -> impl IntoView {

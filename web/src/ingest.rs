@@ -31,13 +31,16 @@ fn see_other(to: &str) -> Response {
 
 /// The login form, for a server with an API key and a browser without it.
 fn login(headers: &HeaderMap, next: &str, problem: Option<&str>) -> Response {
-    let (token, fresh) = ui::token(headers);
+    ui::with_token(headers, |token| login_page(token, next, problem))
+}
+
+fn login_page(token: &str, next: &str, problem: Option<&str>) -> Response {
     let main = view! {
         <h1>"API key"</h1>
         <p>"This server takes writes only with its API key. It is kept in this browser as an HttpOnly cookie for the write pages."</p>
         {problem.map(|p| view! { <div class="banner error" role="alert">{p.to_owned()}</div> })}
         <form class="login" action="/login" method="post">
-            <input type="hidden" name="csrf" value=token.clone()/>
+            <input type="hidden" name="csrf" value=token.to_owned()/>
             <input type="hidden" name="next" value=next.to_owned()/>
             <label for="key">"API key"</label>
             <input id="key" name="key" type="password" autocomplete="current-password" required=true/>
@@ -45,11 +48,7 @@ fn login(headers: &HeaderMap, next: &str, problem: Option<&str>) -> Response {
         </form>
     };
     let status = if problem.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
-    let mut res = crate::html(status, document("API key", Tab::Ingest, main));
-    if fresh {
-        ui::set_cookie(&mut res, ui::CSRF_COOKIE, &token, 86_400);
-    }
-    res
+    crate::html(status, document("API key", Tab::Ingest, main))
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +67,7 @@ pub async fn login_post(State(state): State<SharedState>, headers: HeaderMap, Fo
     // only this site's own pages as the place to go back to
     let next = if f.next.starts_with('/') && !f.next.starts_with("//") { f.next.as_str() } else { "/ingest" };
     match &state.config.api_key {
-        Some(key) if ui::same(f.key.as_bytes(), key.as_bytes()) => {
+        Some(key) if sieve_server::same_key(f.key.as_bytes(), key.as_bytes()) => {
             let mut res = see_other(next);
             // the key as given: a cookie value must not hold `;` or spaces, which a key might
             if f.key.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
@@ -91,14 +90,17 @@ pub async fn get(State(state): State<SharedState>, headers: HeaderMap) -> Respon
 }
 
 fn form_page(state: &SharedState, headers: &HeaderMap, problem: Option<String>, status: StatusCode) -> Response {
-    let (token, fresh) = ui::token(headers);
+    ui::with_token(headers, |token| upload_page(state, token, problem, status))
+}
+
+fn upload_page(state: &SharedState, token: &str, problem: Option<String>, status: StatusCode) -> Response {
     let indexes = state.indexes.keys().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view();
     let limit_mb = state.config.max_body_bytes as f64 / (1024.0 * 1024.0);
     let main = view! {
         <h1>"Add documents"</h1>
         {problem.map(|p| view! { <div class="banner error" role="alert"><strong>"Nothing was added: "</strong>{p}</div> })}
         <form class="ingest" action="/ingest" method="post" enctype="multipart/form-data">
-            <input type="hidden" name="csrf" value=token.clone()/>
+            <input type="hidden" name="csrf" value=token.to_owned()/>
             <div class="row options">
                 <label>"Index " <select name="index">{indexes}</select></label>
                 <label>"Format "
@@ -117,11 +119,7 @@ fn form_page(state: &SharedState, headers: &HeaderMap, problem: Option<String>, 
         </form>
         {recent(state)}
     };
-    let mut res = crate::html(status, document("Add documents", Tab::Ingest, main));
-    if fresh {
-        ui::set_cookie(&mut res, ui::CSRF_COOKIE, &token, 86_400);
-    }
-    res
+    crate::html(status, document("Add documents", Tab::Ingest, main))
 }
 
 /// What an upload form sent.
@@ -299,7 +297,7 @@ pub async fn task(State(state): State<SharedState>, headers: HeaderMap, Path(id)
     let found = id.parse::<u64>().ok().and_then(|n| state.tasks.get(n));
     let Some(t) = found else {
         let e = ApiError::not_found(format!("no task {id:?}; the recent ones are listed below"));
-        let main = view! { {crate::error_view(&e)} {recent(&state)} };
+        let main = view! { {crate::error_view("The task could not be shown", &e)} {recent(&state)} };
         return crate::html(StatusCode::NOT_FOUND, document("No such task", Tab::Ingest, main));
     };
     let done = t.status.finished();
@@ -351,11 +349,7 @@ pub async fn task(State(state): State<SharedState>, headers: HeaderMap, Path(id)
         <p><a href="/ingest">"Add more documents"</a></p>
         {recent(&state)}
     };
-    let mut res = crate::html(StatusCode::OK, document(&format!("Task {}", t.id), Tab::Ingest, main));
-    if !done {
-        res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    }
-    res
+    crate::html(StatusCode::OK, document(&format!("Task {}", t.id), Tab::Ingest, main))
 }
 
 /// The recent tasks, newest first.

@@ -100,9 +100,9 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
     res
 }
 
-/// An error as a page's banner.
-pub(crate) fn error_view(e: &ApiError) -> impl IntoView {
-    view! { <div class="banner error" role="alert"><strong>"The request could not run: "</strong>{e.message.clone()}</div> }
+/// An error as a page's banner: `what` failed, and the error's message.
+pub(crate) fn error_view(what: &str, e: &ApiError) -> impl IntoView {
+    view! { <div class="banner error" role="alert"><strong>{format!("{what}: ")}</strong>{e.message.clone()}</div> }
 }
 
 /// A 403 page for a form post from another site (or with a stale token).

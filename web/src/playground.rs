@@ -136,7 +136,10 @@ pub async fn post(State(state): State<SharedState>, headers: HeaderMap, Form(inp
 type Outcome = Result<(RerankBody, RerankRun, std::time::Duration), ApiError>;
 
 fn render(state: &SharedState, headers: &HeaderMap, input: &Input, outcome: Option<Outcome>) -> Response {
-    let (token, fresh) = ui::token(headers);
+    ui::with_token(headers, |token| page(state, headers, token, input, outcome))
+}
+
+fn page(state: &SharedState, headers: &HeaderMap, token: &str, input: &Input, outcome: Option<Outcome>) -> Response {
     let status = match &outcome {
         Some(Err(e)) => StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
         _ => StatusCode::OK,
@@ -165,7 +168,7 @@ fn render(state: &SharedState, headers: &HeaderMap, input: &Input, outcome: Opti
         <p class="meta">{model.map(|m| format!("Model: {m}"))}</p>
         {missing}
         <form class="playground" action="/playground" method="post">
-            <input type="hidden" name="csrf" value=token.clone()/>
+            <input type="hidden" name="csrf" value=token.to_owned()/>
             <label for="instruction">"Instruction (optional)"</label>
             <input id="instruction" name="instruction" value=input.instruction.clone()
                 placeholder="Given a web search query, retrieve relevant passages that answer the query"/>
@@ -181,11 +184,7 @@ fn render(state: &SharedState, headers: &HeaderMap, input: &Input, outcome: Opti
         </form>
         {answer}
     };
-    let mut res = crate::html(status, document("Rerank playground", Tab::Playground, main));
-    if fresh {
-        ui::set_cookie(&mut res, ui::CSRF_COOKIE, &token, 86_400);
-    }
-    res
+    crate::html(status, document("Rerank playground", Tab::Playground, main))
 }
 
 fn result(host: &str, b: &RerankBody, run: &RerankRun, took: std::time::Duration) -> impl IntoView {

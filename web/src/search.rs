@@ -130,7 +130,7 @@ fn search_body(p: &Params, index: &str, mode: &str, page_no: usize) -> Result<Se
 }
 
 fn error_view(e: &ApiError) -> impl IntoView {
-    view! { <div class="banner error" role="alert"><strong>"The search could not run: "</strong>{e.message.clone()}</div> }
+    crate::error_view("The search could not run", e)
 }
 
 fn render(p: &Params, choices: &Choices, result: Result<SearchResult, ApiError>) -> Response {

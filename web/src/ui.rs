@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use sieve_eval::Dataset;
-use sieve_server::SharedState;
+use sieve_server::{same_key, SharedState};
 
 /// How `sieve serve` configures the UI.
 #[derive(Debug, Clone, Default)]
@@ -107,9 +107,15 @@ pub fn token(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-/// Compares without an early exit.
-pub fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A page whose form carries the form token: `page` gets the token; the answer sets the cookie when the
+/// browser had none.
+pub fn with_token(headers: &HeaderMap, page: impl FnOnce(&str) -> Response) -> Response {
+    let (token, fresh) = token(headers);
+    let mut res = page(&token);
+    if fresh {
+        set_cookie(&mut res, CSRF_COOKIE, &token, 86_400);
+    }
+    res
 }
 
 /// Why a form post is refused as cross-site, if it is: the `Origin` header (when sent) must be this host, and
@@ -124,7 +130,7 @@ pub fn cross_site(headers: &HeaderMap, form_token: Option<&str>) -> Option<Strin
     }
     let cookie = cookie(headers, CSRF_COOKIE).unwrap_or("");
     match form_token {
-        Some(t) if !cookie.is_empty() && same(t.as_bytes(), cookie.as_bytes()) => None,
+        Some(t) if !cookie.is_empty() && same_key(t.as_bytes(), cookie.as_bytes()) => None,
         _ => Some("the form's token does not match this browser's: reload the page and send it again".to_owned()),
     }
 }
@@ -133,7 +139,7 @@ pub fn cross_site(headers: &HeaderMap, form_token: Option<&str>) -> Option<Strin
 pub fn authorised(state: &SharedState, headers: &HeaderMap) -> bool {
     match &state.config.api_key {
         None => true,
-        Some(key) => cookie(headers, KEY_COOKIE).is_some_and(|given| same(given.as_bytes(), key.as_bytes())),
+        Some(key) => cookie(headers, KEY_COOKIE).is_some_and(|given| same_key(given.as_bytes(), key.as_bytes())),
     }
 }
 

@@ -28,8 +28,9 @@ fn protected(method: &Method, route: &str) -> bool {
     }
 }
 
-/// Compares without an early exit, so a wrong key's timing says nothing about the right one.
-fn same_key(a: &[u8], b: &[u8]) -> bool {
+/// Compares without an early exit, so a wrong key's timing says nothing about the right one (the web UI's key
+/// cookie and form tokens use it too).
+pub fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -28,7 +28,7 @@ mod routes;
 pub mod state;
 pub mod tasks;
 
-pub use app::{router, router_with, serve, serve_with};
+pub use app::{router, router_with, same_key, serve, serve_with};
 pub use config::{ConfigError, IndexConfig, ServerConfig};
 pub use error::{ApiError, ErrorCode};
 pub use extract::{blocking, ModelTime};
