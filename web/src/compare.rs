@@ -206,6 +206,7 @@ fn form(
 }
 
 fn results(columns: &[Column], judgments: Option<&Judgments>, q: &str) -> impl IntoView {
+    let marks = crate::parts::QueryMarks::new(q);
     let base: Vec<&str> = columns[0].ids();
     let base_rank: HashMap<&str, usize> = base.iter().enumerate().map(|(i, id)| (*id, i + 1)).collect();
     // each document's rank in every column, for the "elsewhere" line
@@ -257,6 +258,7 @@ fn results(columns: &[Column], judgments: Option<&Judgments>, q: &str) -> impl I
                                 .as_deref()
                                 .and_then(|d| d.title.clone().or_else(|| d.body.clone()))
                                 .unwrap_or_else(|| id.to_owned());
+                            let lang = h.document.as_deref().and_then(|d| d.lang.as_ref()).map(|l| l.primary().to_owned());
                             let grade = judgments.map(|j| {
                                 let g = j.get(id).copied();
                                 let (text, cls) = match g {
@@ -271,7 +273,7 @@ fn results(columns: &[Column], judgments: Option<&Judgments>, q: &str) -> impl I
                             view! {
                                 <li title=tip>
                                     {(ci > 0).then(|| view! { <span class=format!("move {class}")>{mark.clone()}</span> })}
-                                    <span class="t">{crate::parts::marked(&title, q, None, 90)}</span>
+                                    <span class="t">{crate::parts::marked(&title, marks.for_lang(lang.as_deref()), 90)}</span>
                                     {grade}
                                     <span class="elsewhere">{elsewhere_text}</span>
                                 </li>

@@ -120,8 +120,8 @@ fn items(p: &Params, r: FeedResult) -> impl IntoView {
         view! { <a rel="next" href=url>"Next page →"</a> }
     });
     let first = r.items.first().map_or(0, |i| i.rank);
-    let q = p.get("q").unwrap_or("").to_owned();
-    let list = r.items.iter().map(|i| item(i, &q)).collect_view();
+    let marks = parts::QueryMarks::new(p.get("q").unwrap_or(""));
+    let list = r.items.iter().map(|i| item(i, &marks)).collect_view();
     let held = (!r.held_back.is_empty())
         .then(|| view! { <p class="notes">{format!("{} stories held back by the source cap for the next pages", r.held_back.len())}</p> });
     view! {
@@ -143,14 +143,14 @@ fn text(doc: Option<&serde_json::Value>, key: &str) -> String {
     doc.and_then(|d| d.get(key)).and_then(|v| v.as_str()).unwrap_or("").trim().to_owned()
 }
 
-fn item(i: &FeedItem, q: &str) -> impl IntoView {
+fn item(i: &FeedItem, marks: &parts::QueryMarks) -> impl IntoView {
     let doc = i.document.as_ref();
     let lang = Some(text(doc, "lang")).filter(|l| !l.is_empty());
     let has_title = !text(doc, "title").is_empty();
     let heading = if has_title { text(doc, "title") } else { text(doc, "body") };
-    let title = parts::marked(&heading, q, lang.as_deref(), if has_title { 200 } else { 80 });
-    let body = has_title
-        .then(|| view! { <p class="snippet">{parts::marked(&text(doc, "body"), q, lang.as_deref(), 220)}</p> });
+    let marker = marks.for_lang(lang.as_deref());
+    let title = parts::marked(&heading, marker, if has_title { 200 } else { 80 });
+    let body = has_title.then(|| view! { <p class="snippet">{parts::marked(&text(doc, "body"), marker, 220)}</p> });
     let source = text(doc, "source");
     let age = i.explain.as_ref().and_then(|e| e.age_secs).map(parts::age);
     let meta: Vec<String> = [Some(source).filter(|s| !s.is_empty()), age].into_iter().flatten().collect();

@@ -57,14 +57,16 @@ fn hash(text: &str) -> u32 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) as u32
 }
 
-/// The stylesheet's URL: its content hash in the name, so a new build never meets a stale cache.
-pub fn css_path() -> String {
-    format!("/assets/sieve-{:08x}.css", hash(CSS))
+/// The stylesheet's URL: its content hash in the name, so a new build never meets a stale cache (hashed once).
+pub fn css_path() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| format!("/assets/sieve-{:08x}.css", hash(CSS)))
 }
 
 /// The script's URL, hashed the same way.
-pub fn js_path() -> String {
-    format!("/assets/sieve-{:08x}.js", hash(JS))
+pub fn js_path() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| format!("/assets/sieve-{:08x}.js", hash(JS)))
 }
 
 /// The UI's routes, for `sieve serve` to merge beside the API; fails when a labelled set cannot be read.

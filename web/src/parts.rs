@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 use sieve_core::StageTiming;
-use sieve_text::{Analysis, Analyzer};
+use sieve_text::{Analysis, Analyzer, Marker};
 
 /// The banner a degraded answer gets, with the reasons (nothing when there are none).
 pub fn degraded(reasons: &[String]) -> impl IntoView {
@@ -70,15 +70,71 @@ pub fn age(secs: i64) -> String {
     }
 }
 
-/// `text` (at most `max_chars` characters of it) with the query's terms in `<mark>`: the analyzer's own
-/// matches ([`Analyzer::marks`]), cut on character boundaries. The window starts a little before the first
-/// mark, so a match deep in a long body shows.
-pub fn marked(text: &str, query: &str, lang: Option<&str>, max_chars: usize) -> impl IntoView {
-    let ranges = Analyzer::shared().marks(text, query, Analysis::for_lang(lang));
-    let first = ranges.first().map_or(0, |r| text[..r.start].chars().count());
+/// A page's query, analysed once for all the texts it marks: the analysis by script (every document but
+/// Japanese and Korean ones), and the bigram analysis, made the first time a Japanese or Korean document asks.
+pub struct QueryMarks {
+    query: String,
+    auto: Marker,
+    bigram: std::cell::OnceCell<Marker>,
+}
+
+impl QueryMarks {
+    pub fn new(query: &str) -> QueryMarks {
+        QueryMarks {
+            query: query.to_owned(),
+            auto: Analyzer::shared().marker(query, Analysis::Auto),
+            bigram: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The marker for a document in `lang` (its primary subtag).
+    pub fn for_lang(&self, lang: Option<&str>) -> &Marker {
+        match Analysis::for_lang(lang) {
+            Analysis::Auto => &self.auto,
+            Analysis::CjkBigram => {
+                self.bigram.get_or_init(|| Analyzer::shared().marker(&self.query, Analysis::CjkBigram))
+            }
+        }
+    }
+}
+
+/// Where the window of `max_chars` characters starts (in characters) when the first mark is at `first`: a
+/// little before it, so a match deep in a long body shows; at the start when the match is near it.
+fn window_start(first: usize, max_chars: usize) -> usize {
     let lead = max_chars / 4;
-    let from_char = first.saturating_sub(lead).min(first);
-    let from_char = if first > max_chars.saturating_sub(lead) { from_char } else { 0 };
+    if first > max_chars.saturating_sub(lead) {
+        first - lead
+    } else {
+        0
+    }
+}
+
+/// The marks [`marked`] needs. A long text is marked over a prefix of four windows first (cut at a space, so
+/// its last word is whole), and over its whole only when the prefix has no mark or the window would reach
+/// past it: a page's cost stays bounded by its windows, not by its documents' lengths.
+fn window_marks(text: &str, marker: &Marker, max_chars: usize) -> Vec<std::ops::Range<usize>> {
+    let Some((limit, _)) = text.char_indices().nth(max_chars * 4) else {
+        return marker.marks(text);
+    };
+    let cut = text[..limit].rfind(char::is_whitespace).filter(|&b| b > limit / 2).unwrap_or(limit);
+    let prefix = marker.marks(&text[..cut]);
+    if let Some(first) = prefix.first() {
+        let end = window_start(text[..first.start].chars().count(), max_chars) + max_chars;
+        // a margin, so a word cut at the prefix's end never decides what the window shows
+        if end + 8 <= text[..cut].chars().count() {
+            return prefix;
+        }
+    }
+    marker.marks(text)
+}
+
+/// `text` (at most `max_chars` characters of it) with the query's terms in `<mark>`: the analyzer's own
+/// matches ([`Marker::marks`]), cut on character boundaries. The window starts a little before the first
+/// mark, so a match deep in a long body shows.
+pub fn marked(text: &str, marker: &Marker, max_chars: usize) -> impl IntoView {
+    let ranges = window_marks(text, marker, max_chars);
+    let first = ranges.first().map_or(0, |r| text[..r.start].chars().count());
+    let from_char = window_start(first, max_chars);
     let byte_at = |c: usize| text.char_indices().nth(c).map_or(text.len(), |(b, _)| b);
     let (from, to) = (byte_at(from_char), byte_at(from_char + max_chars));
     let mut pieces: Vec<AnyView> = Vec::new();
@@ -119,7 +175,9 @@ mod tests {
     fn marks_are_the_analyzers_and_text_stays_escaped() {
         use leptos::tachys::view::RenderHtml;
         // Leptos marks a list's end with an empty comment (`<!>`), which a browser ignores
-        let html = |text: &str, q: &str, n: usize| marked(text, q, None, n).to_html().replace("<!>", "");
+        let html = |text: &str, q: &str, n: usize| {
+            marked(text, QueryMarks::new(q).for_lang(None), n).to_html().replace("<!>", "")
+        };
         assert_eq!(html("Sony Turntable PS-LX350H", "pslx350h", 100), "Sony Turntable <mark>PS-LX350H</mark>");
         assert_eq!(html("<b>智能手机</b>市场", "智能手机", 100), "&lt;b&gt;<mark>智能手机</mark>&lt;/b&gt;市场");
         // a match deep in a long text: the window moves to it, with ellipses
@@ -127,5 +185,49 @@ mod tests {
         let out = html(&long, "央行", 40);
         assert!(out.starts_with('…') && out.ends_with('…') && out.contains("<mark>央行</mark>"), "{out}");
         assert_eq!(out.chars().filter(|c| *c == '前' || *c == '后').count() + 6, 40);
+    }
+
+    #[test]
+    fn a_long_text_marked_over_its_prefix_shows_what_marking_it_whole_shows() {
+        let whole = |text: &str, q: &str, n: usize| {
+            // the reference: the whole text's marks, the same window
+            let m = QueryMarks::new(q);
+            let ranges = m.for_lang(None).marks(text);
+            let first = ranges.first().map_or(0, |r| text[..r.start].chars().count());
+            let from = window_start(first, n);
+            let in_window: Vec<String> = ranges
+                .iter()
+                .map(|r| (text[..r.start].chars().count(), &text[r.clone()]))
+                .filter(|(c, _)| *c >= from && *c < from + n)
+                .map(|(_, t)| t.to_owned())
+                .collect();
+            (from, in_window)
+        };
+        let windowed = |text: &str, q: &str, n: usize| {
+            let m = QueryMarks::new(q);
+            let ranges = window_marks(text, m.for_lang(None), n);
+            let first = ranges.first().map_or(0, |r| text[..r.start].chars().count());
+            let from = window_start(first, n);
+            let in_window: Vec<String> = ranges
+                .iter()
+                .map(|r| (text[..r.start].chars().count(), &text[r.clone()]))
+                .filter(|(c, _)| *c >= from && *c < from + n)
+                .map(|(_, t)| t.to_owned())
+                .collect();
+            (from, in_window)
+        };
+        let filler = "a plain sentence about nothing in particular. ".repeat(40);
+        let texts = [
+            format!("Sony turntable PS-LX350H. {filler} sony again at the end"),
+            format!("{filler} the turntable only comes late, then Sony"),
+            format!("{} Sony turntable", "x".repeat(2000)),
+            format!("{}央行宣布降息{}", "前".repeat(900), "后".repeat(900)),
+            format!("央行宣布降息{}央行", "后".repeat(900)),
+        ];
+        for text in &texts {
+            for (q, n) in [("sony turntable", 220), ("pslx350h", 200), ("央行", 80), ("nothing", 40)] {
+                assert_eq!(windowed(text, q, n), whole(text, q, n), "{q} in {}…", &text[..40]);
+            }
+        }
     }
 }

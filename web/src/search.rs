@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use serde_json::json;
 use sieve_api::{SearchBody, SearchResult};
 use sieve_core::{Document, Hit};
+use sieve_pipeline::SnippetLimits;
 use sieve_server::{ApiError, SharedState};
 
 use crate::layout::{document, Tab};
@@ -60,21 +61,70 @@ pub async fn page(State(state): State<SharedState>, RawQuery(raw): RawQuery) -> 
     let body = match search_body(&p, &index.name, mode, page_no) {
         Ok(b) => b,
         Err(message) => {
-            return render(&p, &choices, Err(ApiError::new(sieve_server::ErrorCode::InvalidRequest, message)))
+            let e = ApiError::new(sieve_server::ErrorCode::InvalidRequest, message);
+            return render(&p, &choices, Err(e), &Closest::default());
         }
     };
     let started = std::time::Instant::now();
-    let result = sieve_server::run_search(&state, body).await;
+    let mut result = sieve_server::run_search(&state, body).await;
     let searched = started.elapsed();
-    let mut res = render(&p, &choices, result);
+    let sentences = match &mut result {
+        Ok(r) if dense => closest_sentences(&engine, p.get("q").unwrap_or(""), r).await,
+        _ => Closest::default(),
+    };
+    let snippets = started.elapsed() - searched;
+    let mut res = render(&p, &choices, result, &sentences);
     // what the page cost beyond the search (BENCHMARKS.md, "Web UI"), for browsers' devtools and the bench
-    let rendered = started.elapsed() - searched;
+    let rendered = started.elapsed() - searched - snippets;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let timing =
-        format!("search;dur={:.3}, render;dur={:.3}", searched.as_secs_f64() * 1000.0, rendered.as_secs_f64() * 1000.0);
+        format!("search;dur={:.3}, snippets;dur={:.3}, render;dur={:.3}", ms(searched), ms(snippets), ms(rendered));
     if let Ok(v) = axum::http::HeaderValue::from_str(&timing) {
         res.headers_mut().insert("server-timing", v);
     }
     res
+}
+
+/// Dense-only hits' closest sentences by id: (the sentence, its cosine to the query).
+type Closest = std::collections::HashMap<String, (String, f32)>;
+
+/// The closest sentence to the query of each hit that only the dense leg found (no query term to mark), by
+/// the embedder, within [`SnippetLimits`]' budget (BENCHMARKS.md, "Web UI"). When the embedder cannot answer,
+/// the hits keep their usual snippet and the page says why.
+async fn closest_sentences(engine: &std::sync::Arc<sieve_pipeline::Engine>, q: &str, r: &mut SearchResult) -> Closest {
+    let wanted: Vec<(String, String)> = r
+        .hits
+        .iter()
+        // a hit the dense leg scored at or below 0 is no nearer the query than noise: no sentence will explain it
+        .filter(|h| h.scores.bm25.is_none() && h.scores.dense.as_ref().is_some_and(|d| d.similarity > 0.0))
+        .filter_map(|h| {
+            let body = h.document.as_deref()?.body.clone()?;
+            Some((h.id.as_str().to_owned(), body))
+        })
+        .collect();
+    if wanted.is_empty() || q.trim().is_empty() {
+        return Closest::default();
+    }
+    let (engine, query) = (engine.clone(), q.to_owned());
+    let job = tokio::task::spawn_blocking(move || {
+        let texts: Vec<&str> = wanted.iter().map(|(_, b)| b.as_str()).collect();
+        let best = engine.best_sentences(&query, &texts, SnippetLimits::default())?;
+        Ok::<_, sieve_pipeline::PipelineError>(
+            wanted
+                .iter()
+                .zip(best)
+                .filter_map(|((id, body), b)| b.filter(|b| b.similarity > 0.0).map(|b| (id.clone(), b, body)))
+                .map(|(id, b, body)| (id, (body[b.range].to_owned(), b.similarity)))
+                .collect(),
+        )
+    });
+    let why = match job.await {
+        Ok(Ok(found)) => return found,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    r.notes.push(format!("closest-sentence snippets skipped: {why}"));
+    Closest::default()
 }
 
 /// The `/v1/search` body the page's URL asks for.
@@ -133,7 +183,7 @@ fn error_view(e: &ApiError) -> impl IntoView {
     crate::error_view("The search could not run", e)
 }
 
-fn render(p: &Params, choices: &Choices, result: Result<SearchResult, ApiError>) -> Response {
+fn render(p: &Params, choices: &Choices, result: Result<SearchResult, ApiError>, closest: &Closest) -> Response {
     let status = match &result {
         Ok(_) => StatusCode::OK,
         Err(e) => StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
@@ -144,7 +194,7 @@ fn render(p: &Params, choices: &Choices, result: Result<SearchResult, ApiError>)
         <h1 class="visually-hidden">"Search"</h1>
         {form(p, choices)}
         {match result {
-            Ok(r) => results(p, r).into_any(),
+            Ok(r) => results(p, r, closest).into_any(),
             Err(e) => error_view(&e).into_any(),
         }}
     };
@@ -190,7 +240,7 @@ fn form(p: &Params, c: &Choices) -> impl IntoView {
     }
 }
 
-fn results(p: &Params, r: SearchResult) -> impl IntoView {
+fn results(p: &Params, r: SearchResult, closest: &Closest) -> impl IntoView {
     let page_no = r.offset / PAGE + 1;
     let pages = r.total.div_ceil(PAGE).max(1);
     let count = if r.total == 1 { "1 result".to_owned() } else { format!("{} results", r.total) };
@@ -205,8 +255,8 @@ fn results(p: &Params, r: SearchResult) -> impl IntoView {
         .map(|(field, counts)| facet(p, &field, counts))
         .collect_view();
     let max = Max::of(&r.hits);
-    let q = p.get("q").unwrap_or("").to_owned();
-    let hits = r.hits.iter().map(|h| hit(h, &max, &q)).collect_view();
+    let marks = parts::QueryMarks::new(p.get("q").unwrap_or(""));
+    let hits = r.hits.iter().map(|h| hit(h, &max, &marks, closest.get(h.id.as_str()))).collect_view();
     let prev = (page_no > 1).then(|| {
         let url = p.with("page", Some(&(page_no - 1).to_string())).url("/");
         view! { <a rel="prev" href=url>"← Previous"</a> }
@@ -328,11 +378,12 @@ fn title_of(d: &Document) -> (String, bool) {
     }
 }
 
-fn hit(h: &Hit, max: &Max, q: &str) -> impl IntoView {
+fn hit(h: &Hit, max: &Max, marks: &parts::QueryMarks, closest: Option<&(String, f32)>) -> impl IntoView {
     let doc = h.document.as_deref();
     let lang = doc.and_then(|d| d.lang.as_ref()).map(|l| l.primary().to_owned());
     let (title, has_title) = doc.map(title_of).unwrap_or_else(|| (h.id.as_str().to_owned(), true));
-    let title = parts::marked(&title, q, lang.as_deref(), if has_title { 200 } else { 80 });
+    let marker = marks.for_lang(lang.as_deref());
+    let title = parts::marked(&title, marker, if has_title { 200 } else { 80 });
     let url = doc.and_then(|d| d.url.clone());
     let heading = match url {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
@@ -341,7 +392,19 @@ fn hit(h: &Hit, max: &Max, q: &str) -> impl IntoView {
         _ => view! { <h3>{title}</h3> }.into_any(),
     };
     let body = doc.and_then(|d| d.body.clone()).filter(|_| has_title);
-    let snippet = body.map(|b| view! { <p class="snippet">{parts::marked(&b, q, lang.as_deref(), 220)}</p> });
+    let snippet = match closest {
+        // found by meaning alone: the sentence the embedder puts closest, said so
+        Some((sentence, cosine)) => Some(
+            view! {
+                <p class="snippet closest">
+                    <span class="label">{format!("Closest sentence by meaning (cosine {cosine:.2}): ")}</span>
+                    {parts::marked(sentence, marker, 300)}
+                </p>
+            }
+            .into_any(),
+        ),
+        None => body.map(|b| view! { <p class="snippet">{parts::marked(&b, marker, 220)}</p> }.into_any()),
+    };
     let meta = doc.map(meta);
     let codes =
         h.scores.exact_codes.clone().map(|c| view! { <p class="badge">{format!("exact code: {}", c.join(", "))}</p> });

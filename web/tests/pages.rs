@@ -7,8 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use sieve_core::{DocId, Document, Timestamp};
-use sieve_models::standin::{Behaviour, WordsReranker};
-use sieve_pipeline::{RerankerHandle, WriterOptions};
+use sieve_ingest::BatchSink;
+use sieve_models::standin::{Behaviour, WordsEmbedder, WordsReranker};
+use sieve_pipeline::{EmbedderHandle, RerankerHandle, WriterOptions};
 use sieve_server::{AppState, IndexConfig, Models, ServerConfig};
 
 struct Page {
@@ -120,6 +121,12 @@ fn serve(reranker: Option<Behaviour>) -> Served {
 }
 
 fn serve_with(reranker: Option<Behaviour>, api_key: Option<&str>, ui: sieve_web::UiOptions) -> Served {
+    serve_models(reranker, api_key, ui, false)
+}
+
+/// `dense`: a stand-in embedder (bag of words, `notebook` near `laptop`), and the products embedded, with a
+/// notebook whose text never says `laptop`.
+fn serve_models(reranker: Option<Behaviour>, api_key: Option<&str>, ui: sieve_web::UiOptions, dense: bool) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         indexes: vec![
@@ -134,12 +141,30 @@ fn serve_with(reranker: Option<Behaviour>, api_key: Option<&str>, ui: sieve_web:
         let options = config.worker_options(config.rerank_batch_tokens);
         RerankerHandle::spawn("words-reranker", Box::new(WordsReranker::new(b)), options)
     });
-    let models = Models { embedder: None, reranker };
+    let embedder = dense.then(|| {
+        let options = config.worker_options(config.embed_batch_tokens);
+        EmbedderHandle::spawn("words", Box::new(WordsEmbedder::new(256)), options)
+    });
+    let models = Models { embedder, reranker };
     let cache: Arc<dyn sieve_pipeline::ScoreCache> = Arc::new(sieve_pipeline::LruScoreCache::new(100));
     let engines: Vec<_> =
         config.indexes.iter().map(|i| sieve_server::open_index(i, &models, cache.clone(), &config).unwrap()).collect();
     let state = Arc::new(AppState::new(config, engines, models, cache).unwrap());
-    for (name, docs) in [("products", products()), ("news", news())] {
+    let mut catalog = products();
+    if dense {
+        let body = "Ships in a blue box. A light notebook for travel and work. Two year warranty.";
+        catalog.push(doc("p9", "Dell XPS 13", body));
+    }
+    for (name, docs) in [("products", catalog), ("news", news())] {
+        if dense && name == "products" {
+            let engine = &state.indexes[name].engine;
+            let mut sink = engine.sink(WriterOptions { threads: 1, memory_bytes: 30 << 20 }).unwrap();
+            sink.upsert(&docs).unwrap();
+            sink.commit(Default::default()).unwrap();
+            sink.finish().unwrap();
+            engine.sync_vectors().unwrap();
+            continue;
+        }
         let text = state.indexes[name].engine.text();
         let mut w = text.writer(WriterOptions { threads: 1, memory_bytes: 30 << 20 }).unwrap();
         w.upsert_batch(&docs).unwrap();
@@ -190,8 +215,8 @@ fn a_search_page_renders_hits_facets_and_why_here_with_document_text_escaped() {
     assert!(sony.body.contains("☑"), "the chosen facet shows as chosen");
     // the stylesheet is the server's own, cached for good
     let css = sieve_web::css_path();
-    assert!(page.body.contains(&css));
-    let asset = get(s.addr, &css);
+    assert!(page.body.contains(css));
+    let asset = get(s.addr, css);
     assert_eq!(asset.status, 200);
     assert!(asset.head.contains("text/css") && asset.head.contains("immutable"));
     assert_eq!(get(s.addr, "/assets/other.css").status, 404);
@@ -406,4 +431,22 @@ fn compare_marks_rank_moves_and_overlays_judgments_and_the_dashboard_draws_its_c
     let missing =
         sieve_web::routes(&sieve_web::UiOptions { judgments: vec![("products".into(), "/nonexistent".into())] });
     assert!(missing.unwrap_err().to_string().contains("/nonexistent"));
+}
+
+/// A hit only the dense leg found shares no word with the query: its snippet is its sentence closest to the
+/// query by the embedder, labelled, and the page times the work apart from the search and the render.
+#[test]
+fn a_dense_only_hit_shows_its_closest_sentence_by_meaning() {
+    let s = serve_models(None, None, sieve_web::UiOptions::default(), true);
+    let page = get(s.addr, "/?index=products&q=laptop&mode=hybrid");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Dell XPS 13"), "{}", page.body);
+    let card = page.body.split("<article").find(|c| c.contains("Dell XPS 13")).unwrap();
+    assert!(card.contains("Closest sentence by meaning (cosine "), "{card}");
+    assert!(card.contains("A light notebook for travel and work."), "{card}");
+    assert!(!card.contains("Ships in a blue box"), "only the closest sentence: {card}");
+    assert!(page.head.contains("snippets;dur="), "{}", page.head);
+    // a hit BM25 found keeps the marked window of its body
+    let page = get(s.addr, "/?index=products&q=turntable&mode=hybrid");
+    assert!(page.body.contains("<mark>Turntable</mark>") && !page.body.contains("Closest sentence"), "{}", page.body);
 }

@@ -237,6 +237,11 @@ impl Engine {
         &self.cache
     }
 
+    /// The embedder's time budget per call that a request waits for.
+    pub fn embed_timeout(&self) -> Duration {
+        self.embed_timeout
+    }
+
     /// The reranker's time budget per request (a request's own `timeout` overrides it).
     pub fn rerank_timeout(&self) -> Duration {
         self.rerank_timeout

@@ -664,3 +664,30 @@ fn a_query_the_embedder_does_not_cover_skips_the_dense_leg_in_hybrid() {
     dense.legs = Legs { bm25: false, dense: true };
     assert!(engine.search(&dense).unwrap().dense.is_some());
 }
+
+/// A dense-only hit's snippet: the sentence the embedder puts closest to the query, within the page's budget.
+#[test]
+fn the_best_sentence_is_the_embedders_closest_and_the_budget_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, models) = build(dir.path(), None);
+    let texts = [
+        "Ships in a blue box. A light notebook for travel and work. Two year warranty.",
+        "Noise cancelling earphones. Charges over USB-C.",
+        "",
+    ];
+    let before = models.embed_calls.load(Ordering::SeqCst);
+    let best = engine.best_sentences("laptop for travel", &texts, SnippetLimits::default()).unwrap();
+    let picked: Vec<Option<&str>> =
+        best.iter().zip(&texts).map(|(b, t)| b.as_ref().map(|b| &t[b.range.clone()])).collect();
+    assert_eq!(picked, [Some("A light notebook for travel and work."), Some("Noise cancelling earphones."), None]);
+    assert!(best[0].as_ref().unwrap().similarity > best[1].as_ref().unwrap().similarity);
+    // one call for the query, one batch for every sentence
+    assert_eq!(models.embed_calls.load(Ordering::SeqCst) - before, 2);
+    // past the page's budget a text gets no sentence rather than more model time
+    let tight = SnippetLimits { sentences_per_doc: 2, chars_per_sentence: 300, total_sentences: 3 };
+    let best = engine.best_sentences("laptop for travel", &texts[..2], tight).unwrap();
+    assert_eq!(best[0].as_ref().map(|b| &texts[0][b.range.clone()]), Some("A light notebook for travel and work."));
+    assert_eq!(best[1].as_ref().map(|b| &texts[1][b.range.clone()]), Some("Noise cancelling earphones."));
+    let none_left = SnippetLimits { total_sentences: 2, ..tight };
+    assert!(engine.best_sentences("laptop for travel", &texts[..2], none_left).unwrap()[1].is_none());
+}

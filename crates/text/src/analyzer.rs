@@ -233,9 +233,38 @@ impl Analyzer {
     /// not overlapping): the spans whose analysis yields a query term, found by the analysis that indexing runs,
     /// so a highlight marks what matched. `PS-LX350H` in a title is marked for the query `PSLX350H` (the code
     /// join), `running` for `run` (the stem), `電腦` for `电脑` (the Traditional fold), and a Han word where
-    /// jieba cuts it.
+    /// jieba cuts it. To mark many texts for one query, analyse the query once with [`Analyzer::marker`].
     pub fn marks(&self, text: &str, query: &str, analysis: Analysis) -> Vec<std::ops::Range<usize>> {
-        let wanted: HashSet<String> = self.terms(query, analysis).into_iter().collect();
+        self.marker(query, analysis).marks(text)
+    }
+
+    /// The query's terms, analysed once, for marking many texts ([`Marker::marks`]).
+    pub fn marker(&self, query: &str, analysis: Analysis) -> Marker {
+        let wanted: HashSet<String, foldhash::fast::RandomState> = self.terms(query, analysis).into_iter().collect();
+        let longest = wanted.iter().map(String::len).max().unwrap_or(0);
+        Marker { analyzer: self.clone(), analysis, wanted, longest }
+    }
+}
+
+/// A query's terms ready to mark texts with ([`Analyzer::marker`]): a page of hits analyses its query once.
+#[derive(Debug)]
+pub struct Marker {
+    analyzer: Analyzer,
+    analysis: Analysis,
+    wanted: HashSet<String, foldhash::fast::RandomState>,
+    /// The longest wanted term in bytes: a join longer than it cannot be wanted.
+    longest: usize,
+}
+
+impl Marker {
+    /// Whether the query has no term to mark.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
+    /// [`Analyzer::marks`] of `text` for this marker's query.
+    pub fn marks(&self, text: &str) -> Vec<std::ops::Range<usize>> {
+        let wanted = &self.wanted;
         if wanted.is_empty() || text.is_empty() {
             return Vec::new();
         }
@@ -253,13 +282,13 @@ impl Analyzer {
         let stemmer = Stemmer::create(Algorithm::English);
         for (script, run) in script_runs(&folded) {
             let base = char_at[run.as_ptr() as usize - folded.as_ptr() as usize];
-            match (script, analysis) {
+            match (script, self.analysis) {
                 (Script::Han, Analysis::Auto) => {
                     let simplified = fast2s::convert(run);
                     if simplified.chars().count() != run.chars().count() {
                         continue; // not a character-for-character fold: no reliable positions
                     }
-                    for token in self.jieba.cut_for_search(&simplified, true) {
+                    for token in self.analyzer.jieba.cut_for_search(&simplified, true) {
                         if wanted.contains(token.word.trim()) {
                             spans.push((base + token.start, base + token.end));
                         }
@@ -267,17 +296,22 @@ impl Analyzer {
                 }
                 (Script::Han, Analysis::CjkBigram) | (Script::OtherCjk, _) => {
                     let chars: Vec<char> = run.chars().collect();
+                    let mut pair = String::new();
                     for i in 0..chars.len() {
-                        let one = chars[i].to_string();
-                        if chars.len() == 1 && wanted.contains(&one) {
+                        pair.clear();
+                        pair.push(chars[i]);
+                        if chars.len() == 1 && wanted.contains(pair.as_str()) {
                             spans.push((base + i, base + i + 1));
                         }
-                        if i + 1 < chars.len() && wanted.contains(&format!("{}{}", chars[i], chars[i + 1])) {
-                            spans.push((base + i, base + i + 2));
+                        if i + 1 < chars.len() {
+                            pair.push(chars[i + 1]);
+                            if wanted.contains(pair.as_str()) {
+                                spans.push((base + i, base + i + 2));
+                            }
                         }
                     }
                 }
-                (Script::Other, _) => self.word_marks(run, base, &wanted, &stemmer, &mut spans),
+                (Script::Other, _) => self.word_marks(run, base, &stemmer, &mut spans),
             }
         }
         spans.sort_unstable();
@@ -291,40 +325,52 @@ impl Analyzer {
         merged.into_iter().map(|(a, b)| offsets[a]..offsets[b.min(n)]).collect()
     }
 
-    /// [`Analyzer::marks`] for a run of words: each word whose term (lowercased, stemmed) is wanted, and each
+    /// [`Marker::marks`] for a run of words: each word whose term (lowercased, stemmed) is wanted, and each
     /// code joined across connectors or a space whose join is.
-    fn word_marks(
-        &self,
-        run: &str,
-        base: usize,
-        wanted: &HashSet<String>,
-        stemmer: &Stemmer,
-        spans: &mut Vec<(usize, usize)>,
-    ) {
+    fn word_marks(&self, run: &str, base: usize, stemmer: &Stemmer, spans: &mut Vec<(usize, usize)>) {
+        let wanted = &self.wanted;
         // (first char, end char, lowercased word, what came before it)
         let words: Vec<(usize, usize, String, Gap)> =
             split_words(run).into_iter().map(|(a, b, w, g)| (base + a, base + b, w, g)).collect();
         let mut chunk_start = 0;
+        let mut joined = String::new();
         for (i, (start, end, word, gap)) in words.iter().enumerate() {
-            let term = if word.chars().all(char::is_alphabetic) { stem_cached(stemmer, word) } else { word.clone() };
-            if !self.stopwords.contains(word.as_str()) && wanted.contains(&term) {
+            let wanted_term = if word.chars().all(char::is_alphabetic) {
+                wanted.contains(stem_cached(stemmer, word).as_str())
+            } else {
+                wanted.contains(word.as_str())
+            };
+            if wanted_term && !self.analyzer.stopwords.contains(word.as_str()) {
                 spans.push((*start, *end));
             }
             if *gap != Gap::Connector {
                 chunk_start = i;
             } else if i > chunk_start {
                 // a code joined across connectors, from the chunk's first word to this one
-                let joined: String = words[chunk_start..=i].iter().map(|w| w.2.as_str()).collect();
-                if wanted.contains(&joined) {
+                joined.clear();
+                for w in &words[chunk_start..=i] {
+                    joined.push_str(&w.2);
+                    if joined.len() > self.longest {
+                        break;
+                    }
+                }
+                if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
                     spans.push((words[chunk_start].0, *end));
                 }
             }
-            if *gap == Gap::Space && i > 0 && wanted.contains(&format!("{}{word}", words[i - 1].2)) {
-                spans.push((words[i - 1].0, *end));
+            if *gap == Gap::Space && i > 0 && words[i - 1].2.len() + word.len() <= self.longest {
+                joined.clear();
+                joined.push_str(&words[i - 1].2);
+                joined.push_str(word);
+                if wanted.contains(joined.as_str()) {
+                    spans.push((words[i - 1].0, *end));
+                }
             }
         }
     }
+}
 
+impl Analyzer {
     /// `space_joins`: the longest first word of a space join (`MAX_JOIN_PART_CHARS` for every join).
     fn analyze_with(&self, text: &str, analysis: Analysis, space_joins: usize, out: &mut Vec<String>) {
         let folded = fold_width(text);
@@ -387,7 +433,8 @@ fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
     use std::collections::HashMap;
     const CAPACITY: usize = 200_000;
     thread_local! {
-        static STEMS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+        // foldhash: several times faster than SipHash on short words, and still seeded per process
+        static STEMS: RefCell<HashMap<String, String, foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
     }
     STEMS.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -407,13 +454,23 @@ fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
 /// what separates it from the word before: what indexing ([`Analyzer::analyze_into`]) and highlighting
 /// ([`Analyzer::marks`]) both read.
 fn split_words(run: &str) -> Vec<(usize, usize, String, Gap)> {
+    // ASCII text (most of a catalog) takes the same rules without the Unicode tables' lookups
+    if run.is_ascii() {
+        words_of(AsciiWordBounds { text: run, at: 0 }, run)
+    } else {
+        words_of(run.split_word_bounds(), run)
+    }
+}
+
+fn words_of<'a>(pieces: impl Iterator<Item = &'a str>, run: &str) -> Vec<(usize, usize, String, Gap)> {
+    let ascii = run.is_ascii();
     let mut words = Vec::new();
     let mut gap = Gap::Start;
     let mut at = 0;
-    for piece in run.split_word_bounds() {
-        let len = piece.chars().count();
+    for piece in pieces {
+        let len = if ascii { piece.len() } else { piece.chars().count() };
         if piece.chars().any(char::is_alphanumeric) {
-            words.push((at, at + len, piece.to_lowercase(), gap));
+            words.push((at, at + len, if ascii { piece.to_ascii_lowercase() } else { piece.to_lowercase() }, gap));
             gap = Gap::Connector;
         } else if piece.chars().all(char::is_whitespace) {
             gap = if gap == Gap::Start { Gap::Start } else { Gap::Space };
@@ -425,6 +482,101 @@ fn split_words(run: &str) -> Vec<(usize, usize, String, Gap)> {
         at += len;
     }
     words
+}
+
+/// UAX #29 word boundaries for ASCII text: the pieces `unicode_segmentation`'s `split_word_bounds` gives for
+/// it (tested against it), without its table lookups. In ASCII the rules that apply are WB3–WB3d (line breaks,
+/// runs of spaces), WB5–WB12 (letters and digits joined, also across `.` `'` `:` between letters and `.` `'`
+/// `,` `;` between digits) and WB13a/b (`_`); everything else breaks (WB999).
+struct AsciiWordBounds<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wb {
+    Cr,
+    Lf,
+    Newline,
+    Space,
+    Letter,
+    Digit,
+    Underscore,
+    /// `:`
+    MidLetter,
+    /// `.` and `'` (MidNumLet and Single_Quote, which act alike here)
+    MidNumLetQ,
+    /// `,` and `;`
+    MidNum,
+    Other,
+}
+
+#[inline]
+fn wb(b: u8) -> Wb {
+    WB[b as usize]
+}
+
+/// [`Wb`] of every byte (only ASCII reaches it), looked up rather than matched: it runs 3 times a byte.
+static WB: [Wb; 256] = {
+    let mut t = [Wb::Other; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'\r' => Wb::Cr,
+            b'\n' => Wb::Lf,
+            0x0b | 0x0c => Wb::Newline,
+            b' ' => Wb::Space,
+            b'a'..=b'z' | b'A'..=b'Z' => Wb::Letter,
+            b'0'..=b'9' => Wb::Digit,
+            b'_' => Wb::Underscore,
+            b':' => Wb::MidLetter,
+            b'.' | b'\'' => Wb::MidNumLetQ,
+            b',' | b';' => Wb::MidNum,
+            _ => Wb::Other,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Whether UAX #29 breaks between `bytes[i - 1]` and `bytes[i]`.
+#[inline]
+fn ascii_word_break(bytes: &[u8], i: usize) -> bool {
+    use Wb::*;
+    let (l, r) = (wb(bytes[i - 1]), wb(bytes[i]));
+    let before = if i >= 2 { Some(wb(bytes[i - 2])) } else { None };
+    let after = bytes.get(i + 1).map(|&b| wb(b));
+    match (l, r) {
+        (Cr, Lf) => false,                                                                 // WB3
+        (Cr | Lf | Newline, _) | (_, Cr | Lf | Newline) => true,                           // WB3a, WB3b
+        (Space, Space) => false,                                                           // WB3d
+        (Letter, Letter) => false,                                                         // WB5
+        (Letter, MidLetter | MidNumLetQ) if after == Some(Letter) => false,                // WB6
+        (MidLetter | MidNumLetQ, Letter) if before == Some(Letter) => false,               // WB7
+        (Digit, Digit) | (Letter, Digit) | (Digit, Letter) => false,                       // WB8, WB9, WB10
+        (MidNum | MidNumLetQ, Digit) if before == Some(Digit) => false,                    // WB11
+        (Digit, MidNum | MidNumLetQ) if after == Some(Digit) => false,                     // WB12
+        (Letter | Digit | Underscore, Underscore) | (Underscore, Letter | Digit) => false, // WB13a, WB13b
+        _ => true,                                                                         // WB999
+    }
+}
+
+impl<'a> Iterator for AsciiWordBounds<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        if self.at >= bytes.len() {
+            return None;
+        }
+        let start = self.at;
+        let mut end = start + 1;
+        while end < bytes.len() && !ascii_word_break(bytes, end) {
+            end += 1;
+        }
+        self.at = end;
+        Some(&self.text[start..end])
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -528,6 +680,41 @@ mod tests {
         let got = terms(text);
         for e in expected {
             assert!(got.iter().any(|t| t == e), "{text:?}: expected term {e:?} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_word_bounds_are_unicode_segmentations() {
+        // every pair and triple of the classes that matter, then random strings of them
+        let alphabet: &[u8] = b"aZ09_.',:;\" -\t\n\r\x0b\x0c/#$%";
+        let same = |text: &str| {
+            let fast: Vec<&str> = AsciiWordBounds { text, at: 0 }.collect();
+            let reference: Vec<&str> = text.split_word_bounds().collect();
+            assert_eq!(fast, reference, "{text:?}");
+        };
+        for &a in alphabet {
+            for &b in alphabet {
+                for &c in alphabet {
+                    same(std::str::from_utf8(&[a, b, c]).unwrap());
+                }
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let text: Vec<u8> =
+                (0..len).map(|i| alphabet[((x >> (i * 2)) as usize ^ (i * 7)) % alphabet.len()]).collect();
+            same(std::str::from_utf8(&text).unwrap());
+        }
+        for text in [
+            "Sony PS-LX350H turntable, 33 1/3 rpm; 1,000.50 USD",
+            "a.b.c 1.2.3 a'b 'a b' x_1 __ 1_a e.g. U.S.A.",
+            "  \r\n\n x  y\t\tz",
+        ] {
+            same(text);
         }
     }
 

@@ -39,7 +39,7 @@ mod suggest;
 mod topk;
 mod writer;
 
-pub use analyzer::{Analysis, Analyzer};
+pub use analyzer::{Analysis, Analyzer, Marker};
 pub use bm25::{Bm25Params, ParamError};
 pub use browse::{BrowseHit, BrowseQuery, BrowseResults};
 pub use expand::{Expansion, ExpansionKind, Tolerance, PREFIX_WEIGHT, TYPO_WEIGHT};
