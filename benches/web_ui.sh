@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/release/sieve}
 DATA=${SIEVE_SHARED_DATA:-../shared/data}
 W=$(mktemp -d)
+SERVER= SERVER2=
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$W"' EXIT
 "$BIN" ingest --index "$W/products" "$DATA/abt-buy-products/corpus.jsonl" --progress none >/dev/null
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -38,19 +39,25 @@ HTML=$(curl -s "$PAGE" | wc -c)
 GZ=$(curl -s "$PAGE" | gzip -9 | wc -c)
 HITS=$(curl -s "$PAGE" | grep -o '<article class="card">' | wc -l)
 echo "HTML weight of the $HITS-hit page: $HTML bytes ($GZ gzipped); stylesheet $(wc -c <web/assets/sieve.css) bytes, script $(wc -c <web/assets/sieve.js) bytes, both cached for a year"
-printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' "'$BODY'" >"$W/post.lua"
-for round in 1 2 3; do
-  P=$(wrk -t2 -c16 -d10s "$PAGE" | awk '/Requests\/sec/ {print $2}')
-  A=$(wrk -t2 -c16 -d10s -s "$W/post.lua" "http://127.0.0.1:$PORT/v1/search" | awk '/Requests\/sec/ {print $2}')
-  echo "round $round: page $P req/s, /v1/search $A req/s, ratio $(python3 -c "print(f'{$P/$A:.3f}')")"
-done | tee "$W/wrk.txt"
-python3 - "$W/wrk.txt" <<'PY'
+# wrk_rounds LABEL PAGE_URL BODY API_URL: 3 alternating 10 s rounds of the page and of POST API_URL with BODY,
+# each round's ratio, then the medians
+wrk_rounds() {
+  local label=$1 page=$2 body=$3 api=$4
+  printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' "'$body'" >"$W/post-$label.lua"
+  for round in 1 2 3; do
+    P=$(wrk -t2 -c16 -d10s "$page" | awk '/Requests\/sec/ {print $2}')
+    A=$(wrk -t2 -c16 -d10s -s "$W/post-$label.lua" "$api" | awk '/Requests\/sec/ {print $2}')
+    echo "$label round $round: page $P req/s, /v1/search $A req/s, ratio $(python3 -c "print(f'{$P/$A:.3f}')")"
+  done | tee "$W/wrk-$label.txt"
+  python3 - "$W/wrk-$label.txt" "$label" <<'PY'
 import re, statistics, sys
 rows = [re.findall(r"([\d.]+) req/s", l) for l in open(sys.argv[1])]
 page = statistics.median(float(r[0]) for r in rows); api = statistics.median(float(r[1]) for r in rows)
 ratios = [float(r[0]) / float(r[1]) for r in rows]
-print(f"median: page {page:.0f} req/s, /v1/search {api:.0f} req/s; median ratio {statistics.median(ratios):.3f}")
+print(f"{sys.argv[2]} median: page {page:.0f} req/s, /v1/search {api:.0f} req/s; median ratio {statistics.median(ratios):.3f}")
 PY
+}
+wrk_rounds bm25 "$PAGE" "$BODY" "http://127.0.0.1:$PORT/v1/search"
 
 # Part 2 (BENCHMARKS.md, "Closest-sentence snippets"): an index with MiniLM vectors (the first 2,000 products),
 # served with MiniLM. For the first 40 labelled queries, in `dense` mode (every hit found by the dense leg
@@ -91,16 +98,5 @@ for mode in ["dense", "hybrid"]:
 PY
 PAGE2="http://127.0.0.1:$PORT2/?index=products&q=sony+turntable&mode=hybrid"
 BODY2=${BODY/\"mode\":\"bm25\"/\"mode\":\"hybrid\"}
-printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' "'$BODY2'" >"$W/post2.lua"
 echo "hybrid page, closest sentences on it: $(curl -s "$PAGE2" | grep -o 'class="snippet closest"' | wc -l)"
-for round in 1 2 3; do
-  P=$(wrk -t2 -c16 -d10s "$PAGE2" | awk '/Requests\/sec/ {print $2}')
-  A=$(wrk -t2 -c16 -d10s -s "$W/post2.lua" "http://127.0.0.1:$PORT2/v1/search" | awk '/Requests\/sec/ {print $2}')
-  echo "hybrid round $round: page $P req/s, /v1/search $A req/s, ratio $(python3 -c "print(f'{$P/$A:.3f}')")"
-done | tee "$W/wrk2.txt"
-python3 - "$W/wrk2.txt" <<'PY'
-import re, statistics, sys
-rows = [re.findall(r"([\d.]+) req/s", l) for l in open(sys.argv[1])]
-ratios = [float(r[0]) / float(r[1]) for r in rows]
-print(f"hybrid median: page {statistics.median(float(r[0]) for r in rows):.0f} req/s, /v1/search {statistics.median(float(r[1]) for r in rows):.0f} req/s; median ratio {statistics.median(ratios):.3f}")
-PY
+wrk_rounds hybrid "$PAGE2" "$BODY2" "http://127.0.0.1:$PORT2/v1/search"

@@ -189,10 +189,8 @@ mod tests {
 
     #[test]
     fn a_long_text_marked_over_its_prefix_shows_what_marking_it_whole_shows() {
-        let whole = |text: &str, q: &str, n: usize| {
-            // the reference: the whole text's marks, the same window
-            let m = QueryMarks::new(q);
-            let ranges = m.for_lang(None).marks(text);
+        // where the window starts and the marked words inside it, from a text's marks
+        let shown = |text: &str, ranges: Vec<std::ops::Range<usize>>, n: usize| {
             let first = ranges.first().map_or(0, |r| text[..r.start].chars().count());
             let from = window_start(first, n);
             let in_window: Vec<String> = ranges
@@ -203,19 +201,10 @@ mod tests {
                 .collect();
             (from, in_window)
         };
-        let windowed = |text: &str, q: &str, n: usize| {
-            let m = QueryMarks::new(q);
-            let ranges = window_marks(text, m.for_lang(None), n);
-            let first = ranges.first().map_or(0, |r| text[..r.start].chars().count());
-            let from = window_start(first, n);
-            let in_window: Vec<String> = ranges
-                .iter()
-                .map(|r| (text[..r.start].chars().count(), &text[r.clone()]))
-                .filter(|(c, _)| *c >= from && *c < from + n)
-                .map(|(_, t)| t.to_owned())
-                .collect();
-            (from, in_window)
-        };
+        // the reference marks the whole text
+        let whole = |text: &str, q: &str, n: usize| shown(text, QueryMarks::new(q).for_lang(None).marks(text), n);
+        let windowed =
+            |text: &str, q: &str, n: usize| shown(text, window_marks(text, QueryMarks::new(q).for_lang(None), n), n);
         let filler = "a plain sentence about nothing in particular. ".repeat(40);
         let texts = [
             format!("Sony turntable PS-LX350H. {filler} sony again at the end"),

@@ -252,9 +252,14 @@ impl Engine {
         let Some(handle) = &self.embedder else {
             return Err(PipelineError::DenseUnavailable { reason: "no embedding model is loaded".into() });
         };
-        let options = EmbedOptions { dimensions: self.settings.as_ref().and_then(|s| s.dimensions), max_length: None };
+        let options = self.embed_options();
         let job = EmbedJob { texts, query: false, instruction: None, options };
         Ok(handle.embed(job, None, None)?.0.vectors)
+    }
+
+    /// How this index embeds: at its vectors' dimensions (Matryoshka models may be cut), the model's length.
+    pub(crate) fn embed_options(&self) -> EmbedOptions {
+        EmbedOptions { dimensions: self.settings.as_ref().and_then(|s| s.dimensions), max_length: None }
     }
 
     pub(crate) fn embed_query(
@@ -263,7 +268,7 @@ impl Engine {
         cancel: Option<&CancelToken>,
     ) -> Result<(Vec<f32>, CallTiming), WorkerError> {
         let handle = self.embedder.as_ref().expect("checked by the caller");
-        let options = EmbedOptions { dimensions: self.settings.as_ref().and_then(|s| s.dimensions), max_length: None };
+        let options = self.embed_options();
         let job = EmbedJob { texts: vec![text.to_owned()], query: true, instruction: None, options };
         let (mut out, timing) = handle.embed(job, Some(self.embed_timeout), cancel)?;
         Ok((out.vectors.pop().unwrap_or_default(), timing))

@@ -14,7 +14,6 @@ use unicode_segmentation::UnicodeSegmentation;
 use crate::engine::Engine;
 use crate::models::EmbedJob;
 use crate::PipelineError;
-use sieve_models::EmbedOptions;
 
 /// How much of a page's documents the sentence snippets may embed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,8 +125,7 @@ impl Engine {
         }
         let (query_vector, _) = self.embed_query(query, None)?;
         let handle = self.embedder().expect("checked above");
-        let options = EmbedOptions { dimensions: self.settings().and_then(|s| s.dimensions), max_length: None };
-        let job = EmbedJob { texts: batch, query: false, instruction: None, options };
+        let job = EmbedJob { texts: batch, query: false, instruction: None, options: self.embed_options() };
         let (embedded, _) = handle.embed(job, Some(self.embed_timeout()), None)?;
         let similarities: Vec<f32> = embedded.vectors.iter().map(|v| dot(&query_vector, v)).collect();
         let mut at = 0;

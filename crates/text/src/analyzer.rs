@@ -257,11 +257,6 @@ pub struct Marker {
 }
 
 impl Marker {
-    /// Whether the query has no term to mark.
-    pub fn is_empty(&self) -> bool {
-        self.wanted.is_empty()
-    }
-
     /// [`Analyzer::marks`] of `text` for this marker's query.
     pub fn marks(&self, text: &str) -> Vec<std::ops::Range<usize>> {
         let wanted = &self.wanted;
@@ -456,14 +451,14 @@ fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
 fn split_words(run: &str) -> Vec<(usize, usize, String, Gap)> {
     // ASCII text (most of a catalog) takes the same rules without the Unicode tables' lookups
     if run.is_ascii() {
-        words_of(AsciiWordBounds { text: run, at: 0 }, run)
+        words_of(AsciiWordBounds { text: run, at: 0 }, true)
     } else {
-        words_of(run.split_word_bounds(), run)
+        words_of(run.split_word_bounds(), false)
     }
 }
 
-fn words_of<'a>(pieces: impl Iterator<Item = &'a str>, run: &str) -> Vec<(usize, usize, String, Gap)> {
-    let ascii = run.is_ascii();
+/// [`split_words`] over the run's pieces; `ascii`: the run is ASCII (a character is a byte).
+fn words_of<'a>(pieces: impl Iterator<Item = &'a str>, ascii: bool) -> Vec<(usize, usize, String, Gap)> {
     let mut words = Vec::new();
     let mut gap = Gap::Start;
     let mut at = 0;
