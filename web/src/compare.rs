@@ -273,7 +273,7 @@ fn results(columns: &[Column], judgments: Option<&Judgments>, q: &str) -> impl I
                             view! {
                                 <li title=tip>
                                     {(ci > 0).then(|| view! { <span class=format!("move {class}")>{mark.clone()}</span> })}
-                                    <span class="t">{crate::parts::marked(&title, marks.for_lang(lang.as_deref()), 90)}</span>
+                                    <span class="t" inner_html=crate::parts::marked_html(&title, marks.for_lang(lang.as_deref()), 90)></span>
                                     {grade}
                                     <span class="elsewhere">{elsewhere_text}</span>
                                 </li>

@@ -149,8 +149,9 @@ fn item(i: &FeedItem, marks: &parts::QueryMarks) -> impl IntoView {
     let has_title = !text(doc, "title").is_empty();
     let heading = if has_title { text(doc, "title") } else { text(doc, "body") };
     let marker = marks.for_lang(lang.as_deref());
-    let title = parts::marked(&heading, marker, if has_title { 200 } else { 80 });
-    let body = has_title.then(|| view! { <p class="snippet">{parts::marked(&text(doc, "body"), marker, 220)}</p> });
+    let title = parts::marked_html(&heading, marker, if has_title { 200 } else { 80 });
+    let body = has_title
+        .then(|| view! { <p class="snippet" inner_html=parts::marked_html(&text(doc, "body"), marker, 220)></p> });
     let source = text(doc, "source");
     let age = i.explain.as_ref().and_then(|e| e.age_secs).map(parts::age);
     let meta: Vec<String> = [Some(source).filter(|s| !s.is_empty()), age].into_iter().flatten().collect();
@@ -185,7 +186,7 @@ fn item(i: &FeedItem, marks: &parts::QueryMarks) -> impl IntoView {
     view! {
         <li>
             <article class="card">
-                <h3>{title}</h3>
+                <h3 inner_html=title></h3>
                 {body}
                 <p class="meta">{meta.join(" · ")}</p>
                 {cluster}

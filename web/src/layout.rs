@@ -56,5 +56,11 @@ pub fn document(title: &str, tab: Tab, main: impl IntoView + 'static) -> String 
             </body>
         </html>
     };
-    format!("<!DOCTYPE html>{}", page.to_html())
+    const DOCTYPE: &str = "<!DOCTYPE html>";
+    // Leptos's length estimate leaves out what `inner_html` adds (the marked snippets): room for it up front
+    // saves the buffer's regrowth and copies
+    let mut html = String::with_capacity(DOCTYPE.len() + page.html_len() * 5 / 4 + 2048);
+    html.push_str(DOCTYPE);
+    page.to_html_with_buf(&mut html, &mut leptos::tachys::view::Position::FirstChild, true, false, vec![]);
+    html
 }

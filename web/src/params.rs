@@ -25,33 +25,59 @@ impl Params {
         self.0.iter().any(|(k, v)| k == key && v == value)
     }
 
-    /// These params with `key` set to `value` (every other value of it removed; `None` removes it).
-    pub fn with(&self, key: &str, value: Option<&str>) -> Params {
-        let mut out: Vec<(String, String)> = self.0.iter().filter(|(k, _)| k != key).cloned().collect();
+    /// The same page's URL with some things changed: see [`Link`].
+    pub fn link(&self) -> Link<'_> {
+        Link(self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+    }
+
+    /// [`Link::with`] on these params.
+    pub fn with<'a>(&'a self, key: &'a str, value: Option<&'a str>) -> Link<'a> {
+        self.link().with(key, value)
+    }
+
+    /// [`Link::toggle`] on these params.
+    pub fn toggle<'a>(&'a self, key: &'a str, value: &'a str) -> Link<'a> {
+        self.link().toggle(key, value)
+    }
+}
+
+/// A page's params with some things changed, borrowed from the [`Params`] and the changes: a page builds
+/// dozens of these (a facet value's link each), so none copies a pair, and the URL is encoded once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Link<'a> {
+    /// `key` set to `value` (every other value of it removed; `None` removes it).
+    pub fn with(mut self, key: &'a str, value: Option<&'a str>) -> Link<'a> {
+        self.0.retain(|(k, _)| *k != key);
         if let Some(v) = value {
-            out.push((key.to_owned(), v.to_owned()));
+            self.0.push((key, v));
         }
-        Params(out)
+        self
     }
 
-    /// These params with `key=value` added, or removed if present (a facet link).
-    pub fn toggle(&self, key: &str, value: &str) -> Params {
-        if self.has(key, value) {
-            Params(self.0.iter().filter(|(k, v)| !(k == key && v == value)).cloned().collect())
+    /// `key=value` added, or removed if present (a facet link).
+    pub fn toggle(mut self, key: &'a str, value: &'a str) -> Link<'a> {
+        if self.0.contains(&(key, value)) {
+            self.0.retain(|p| *p != (key, value));
         } else {
-            let mut out = self.0.clone();
-            out.push((key.to_owned(), value.to_owned()));
-            Params(out)
+            self.0.push((key, value));
         }
+        self
     }
 
-    /// `path?query`, with blank values left out.
+    /// `path?query` (`application/x-www-form-urlencoded`), with blank values left out.
     pub fn url(&self, path: &str) -> String {
-        let pairs: Vec<&(String, String)> = self.0.iter().filter(|(_, v)| !v.is_empty()).collect();
-        if pairs.is_empty() {
+        let mut pairs = self.0.iter().filter(|(_, v)| !v.is_empty()).peekable();
+        if pairs.peek().is_none() {
             return path.to_owned();
         }
-        format!("{path}?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+        let mut out = String::with_capacity(path.len() + 96);
+        out.push_str(path);
+        out.push('?');
+        let mut query = form_urlencoded::Serializer::for_suffix(out, path.len() + 1);
+        query.extend_pairs(pairs);
+        query.finish()
     }
 }
 
@@ -67,10 +93,11 @@ mod tests {
         assert_eq!(p.get("empty"), None);
         let off = p.toggle("brand", "sony").with("page", None);
         assert_eq!(off.url("/"), "/?q=sony+tv&brand=bose");
-        let on = off.toggle("brand", "lg");
-        assert_eq!(on.all("brand"), ["bose", "lg"]);
+        assert_eq!(off.clone().toggle("brand", "lg").url("/"), "/?q=sony+tv&brand=bose&brand=lg");
+        assert_eq!(off.toggle("brand", "bose").with("q", Some("a&b=c 手")).url("/"), "/?q=a%26b%3Dc+%E6%89%8B");
+        assert_eq!(p.with("q", None).with("brand", None).with("page", None).url("/x"), "/x");
         let _ = Params::parse(Some("%zz=1&&q=%FF")); // malformed: read as far as it goes, never a panic
-        assert_eq!(Params::default().url("/feed"), "/feed");
+        assert_eq!(Params::default().link().url("/feed"), "/feed");
         assert_eq!(Params::parse(Some("q=%E6%89%8B%E6%9C%BA")).get("q"), Some("手机"));
     }
 }

@@ -109,54 +109,89 @@ fn window_start(first: usize, max_chars: usize) -> usize {
     }
 }
 
-/// The marks [`marked`] needs. A long text is marked over a prefix of four windows first (cut at a space, so
-/// its last word is whole), and over its whole only when the prefix has no mark or the window would reach
-/// past it: a page's cost stays bounded by its windows, not by its documents' lengths.
-fn window_marks(text: &str, marker: &Marker, max_chars: usize) -> Vec<std::ops::Range<usize>> {
-    let Some((limit, _)) = text.char_indices().nth(max_chars * 4) else {
-        return marker.marks(text);
-    };
-    let cut = text[..limit].rfind(char::is_whitespace).filter(|&b| b > limit / 2).unwrap_or(limit);
-    let prefix = marker.marks(&text[..cut]);
-    if let Some(first) = prefix.first() {
-        let end = window_start(text[..first.start].chars().count(), max_chars) + max_chars;
-        // a margin, so a word cut at the prefix's end never decides what the window shows
-        if end + 8 <= text[..cut].chars().count() {
-            return prefix;
-        }
-    }
-    marker.marks(text)
+/// Positions in a text by character, cheap when the text is ASCII (a character is a byte).
+#[derive(Clone, Copy)]
+struct Chars<'a> {
+    text: &'a str,
+    ascii: bool,
 }
 
-/// `text` (at most `max_chars` characters of it) with the query's terms in `<mark>`: the analyzer's own
-/// matches ([`Marker::marks`]), cut on character boundaries. The window starts a little before the first
-/// mark, so a match deep in a long body shows.
-pub fn marked(text: &str, marker: &Marker, max_chars: usize) -> impl IntoView {
-    let ranges = window_marks(text, marker, max_chars);
-    let first = ranges.first().map_or(0, |r| text[..r.start].chars().count());
-    let from_char = window_start(first, max_chars);
-    let byte_at = |c: usize| text.char_indices().nth(c).map_or(text.len(), |(b, _)| b);
-    let (from, to) = (byte_at(from_char), byte_at(from_char + max_chars));
-    let mut pieces: Vec<AnyView> = Vec::new();
+impl<'a> Chars<'a> {
+    fn new(text: &'a str) -> Chars<'a> {
+        Chars { text, ascii: text.is_ascii() }
+    }
+
+    /// The byte where character `c` starts (from byte `from`), or the text's end.
+    fn byte_at(self, from: usize, c: usize) -> Option<usize> {
+        if self.ascii {
+            Some(from + c).filter(|&b| b < self.text.len())
+        } else {
+            self.text[from..].char_indices().nth(c).map(|(b, _)| from + b)
+        }
+    }
+
+    /// How many characters the text's first `bytes` bytes hold.
+    fn count(self, bytes: usize) -> usize {
+        if self.ascii {
+            bytes
+        } else {
+            self.text[..bytes].chars().count()
+        }
+    }
+}
+
+/// The marks [`marked_html`] needs. A long text is marked over a prefix first, cut at a space so its last
+/// word is whole: one window and a margin, then four windows. The whole text is marked only when the prefix
+/// has no mark or the window would reach past it. A page's cost stays bounded by its windows, not by its
+/// documents' lengths.
+fn window_marks(text: Chars, marker: &Marker, max_chars: usize) -> Vec<std::ops::Range<usize>> {
+    for prefix_chars in [max_chars + 40, max_chars * 4] {
+        let Some(limit) = text.byte_at(0, prefix_chars) else {
+            return marker.marks(text.text);
+        };
+        let cut = text.text[..limit].rfind(char::is_whitespace).filter(|&b| b > limit / 2).unwrap_or(limit);
+        let prefix = marker.marks(&text.text[..cut]);
+        if let Some(first) = prefix.first() {
+            let end = window_start(text.count(first.start), max_chars) + max_chars;
+            // a margin, so a word cut at the prefix's end never decides what the window shows
+            if end + 8 <= text.count(cut) {
+                return prefix;
+            }
+        }
+    }
+    marker.marks(text.text)
+}
+
+/// `text` (at most `max_chars` characters of it), escaped, with the query's terms in `<mark>`: the
+/// analyzer's own matches ([`Marker::marks`]), cut on character boundaries. The window starts a little before
+/// the first mark, so a match deep in a long body shows. The result is HTML for an element's `inner_html`:
+/// every piece of the text goes through the escaping Leptos uses for text (`html_escape::encode_text`), and
+/// the only markup is `<mark>`; writing it as one string rather than a view per piece keeps a page's cards
+/// cheap (BENCHMARKS.md, "The web UI's search page").
+pub fn marked_html(text: &str, marker: &Marker, max_chars: usize) -> String {
+    let chars = Chars::new(text);
+    let ranges = window_marks(chars, marker, max_chars);
+    let from_char = window_start(ranges.first().map_or(0, |r| chars.count(r.start)), max_chars);
+    let from = chars.byte_at(0, from_char).unwrap_or(text.len());
+    let to = chars.byte_at(from, max_chars).unwrap_or(text.len());
+    let mut out = String::with_capacity(to - from + 16 * ranges.len() + 8);
     if from > 0 {
-        pieces.push("…".into_any());
+        out.push('…');
     }
     let mut at = from;
     for r in ranges.iter().filter(|r| r.end > from && r.start < to) {
         let (a, b) = (r.start.max(from), r.end.min(to));
-        if a > at {
-            pieces.push(text[at..a].to_owned().into_any());
-        }
-        pieces.push(view! { <mark>{text[a..b].to_owned()}</mark> }.into_any());
+        html_escape::encode_text_to_string(&text[at..a], &mut out);
+        out.push_str("<mark>");
+        html_escape::encode_text_to_string(&text[a..b], &mut out);
+        out.push_str("</mark>");
         at = b;
     }
-    if at < to {
-        pieces.push(text[at..to].to_owned().into_any());
-    }
+    html_escape::encode_text_to_string(&text[at..to], &mut out);
     if to < text.len() {
-        pieces.push("…".into_any());
+        out.push('…');
     }
-    pieces
+    out
 }
 
 #[cfg(test)]
@@ -173,13 +208,15 @@ mod tests {
 
     #[test]
     fn marks_are_the_analyzers_and_text_stays_escaped() {
-        use leptos::tachys::view::RenderHtml;
-        // Leptos marks a list's end with an empty comment (`<!>`), which a browser ignores
-        let html = |text: &str, q: &str, n: usize| {
-            marked(text, QueryMarks::new(q).for_lang(None), n).to_html().replace("<!>", "")
-        };
+        let html = |text: &str, q: &str, n: usize| marked_html(text, QueryMarks::new(q).for_lang(None), n);
         assert_eq!(html("Sony Turntable PS-LX350H", "pslx350h", 100), "Sony Turntable <mark>PS-LX350H</mark>");
         assert_eq!(html("<b>智能手机</b>市场", "智能手机", 100), "&lt;b&gt;<mark>智能手机</mark>&lt;/b&gt;市场");
+        // escaped as Leptos escapes a text node, inside and outside the marks
+        let text = "Tom & Jerry's <script>alert(1)</script> \"sony\" & co";
+        let leptos_text = leptos::tachys::view::RenderHtml::to_html(text.to_owned());
+        assert_eq!(html(text, "nothing", 100), leptos_text);
+        assert_eq!(html(text, "sony", 100), leptos_text.replace("sony", "<mark>sony</mark>"));
+        assert_eq!(html("<sony>", "sony", 100), "&lt;<mark>sony</mark>&gt;");
         // a match deep in a long text: the window moves to it, with ellipses
         let long = format!("{}央行宣布降息{}", "前".repeat(300), "后".repeat(300));
         let out = html(&long, "央行", 40);
@@ -203,8 +240,9 @@ mod tests {
         };
         // the reference marks the whole text
         let whole = |text: &str, q: &str, n: usize| shown(text, QueryMarks::new(q).for_lang(None).marks(text), n);
-        let windowed =
-            |text: &str, q: &str, n: usize| shown(text, window_marks(text, QueryMarks::new(q).for_lang(None), n), n);
+        let windowed = |text: &str, q: &str, n: usize| {
+            shown(text, window_marks(Chars::new(text), QueryMarks::new(q).for_lang(None), n), n)
+        };
         let filler = "a plain sentence about nothing in particular. ".repeat(40);
         let texts = [
             format!("Sony turntable PS-LX350H. {filler} sony again at the end"),
@@ -212,9 +250,16 @@ mod tests {
             format!("{} Sony turntable", "x".repeat(2000)),
             format!("{}央行宣布降息{}", "前".repeat(900), "后".repeat(900)),
             format!("央行宣布降息{}央行", "后".repeat(900)),
-        ];
+        ]
+        .into_iter()
+        // the first mark before, across and after the end of the first prefix (one window and a margin)
+        .chain((0..60).step_by(3).map(|k| format!("{}Sony PS LX350H turntable {filler}", "word ".repeat(k))))
+        .chain((0..90).step_by(7).map(|k| format!("{}央行宣布降息{}", "前".repeat(k), "后".repeat(900))))
+        .collect::<Vec<_>>();
         for text in &texts {
-            for (q, n) in [("sony turntable", 220), ("pslx350h", 200), ("央行", 80), ("nothing", 40)] {
+            for (q, n) in
+                [("sony turntable", 220), ("pslx350h", 200), ("央行", 80), ("nothing", 40), ("turntable", 120)]
+            {
                 assert_eq!(windowed(text, q, n), whole(text, q, n), "{q} in {}…", &text[..40]);
             }
         }

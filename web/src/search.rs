@@ -371,43 +371,41 @@ impl Max {
 }
 
 /// A document's heading: its title, or the start of its body (news posts often have none).
-fn title_of(d: &Document) -> (String, bool) {
-    match d.title.clone().filter(|t| !t.trim().is_empty()) {
+fn title_of(d: &Document) -> (&str, bool) {
+    match d.title.as_deref().filter(|t| !t.trim().is_empty()) {
         Some(t) => (t, true),
-        None => (d.body.clone().unwrap_or_default(), false),
+        None => (d.body.as_deref().unwrap_or_default(), false),
     }
 }
 
 fn hit(h: &Hit, max: &Max, marks: &parts::QueryMarks, closest: Option<&(String, f32)>) -> impl IntoView {
+    use leptos::either::Either;
     let doc = h.document.as_deref();
-    let lang = doc.and_then(|d| d.lang.as_ref()).map(|l| l.primary().to_owned());
-    let (title, has_title) = doc.map(title_of).unwrap_or_else(|| (h.id.as_str().to_owned(), true));
-    let marker = marks.for_lang(lang.as_deref());
-    let title = parts::marked(&title, marker, if has_title { 200 } else { 80 });
-    let url = doc.and_then(|d| d.url.clone());
-    let heading = match url {
+    let (title, has_title) = doc.map(title_of).unwrap_or((h.id.as_str(), true));
+    let marker = marks.for_lang(doc.and_then(|d| d.lang.as_ref()).map(|l| l.primary()));
+    let title = parts::marked_html(title, marker, if has_title { 200 } else { 80 });
+    let heading = match doc.and_then(|d| d.url.as_deref()) {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-            view! { <h3><a href=u>{title}</a></h3> }.into_any()
+            Either::Left(view! { <h3><a href=u.to_owned() inner_html=title></a></h3> })
         }
-        _ => view! { <h3>{title}</h3> }.into_any(),
+        _ => Either::Right(view! { <h3 inner_html=title></h3> }),
     };
-    let body = doc.and_then(|d| d.body.clone()).filter(|_| has_title);
+    let body = doc.and_then(|d| d.body.as_deref()).filter(|_| has_title);
     let snippet = match closest {
         // found by meaning alone: the sentence the embedder puts closest, said so
-        Some((sentence, cosine)) => Some(
-            view! {
-                <p class="snippet closest">
-                    <span class="label">{format!("Closest sentence by meaning (cosine {cosine:.2}): ")}</span>
-                    {parts::marked(sentence, marker, 300)}
-                </p>
-            }
-            .into_any(),
-        ),
-        None => body.map(|b| view! { <p class="snippet">{parts::marked(&b, marker, 220)}</p> }.into_any()),
+        Some((sentence, cosine)) => Either::Left(view! {
+            <p class="snippet closest">
+                <span class="label">{format!("Closest sentence by meaning (cosine {cosine:.2}): ")}</span>
+                <span inner_html=parts::marked_html(sentence, marker, 300)></span>
+            </p>
+        }),
+        None => {
+            Either::Right(body.map(|b| view! { <p class="snippet" inner_html=parts::marked_html(b, marker, 220)></p> }))
+        }
     };
     let meta = doc.map(meta);
     let codes =
-        h.scores.exact_codes.clone().map(|c| view! { <p class="badge">{format!("exact code: {}", c.join(", "))}</p> });
+        h.scores.exact_codes.as_ref().map(|c| view! { <p class="badge">{format!("exact code: {}", c.join(", "))}</p> });
     view! {
         <li>
             <article class="card">

@@ -242,7 +242,10 @@ impl Analyzer {
     pub fn marker(&self, query: &str, analysis: Analysis) -> Marker {
         let wanted: HashSet<String, foldhash::fast::RandomState> = self.terms(query, analysis).into_iter().collect();
         let longest = wanted.iter().map(String::len).max().unwrap_or(0);
-        Marker { analyzer: self.clone(), analysis, wanted, longest }
+        let mut firsts: Vec<char> = wanted.iter().filter_map(|t| t.chars().next()).collect();
+        firsts.sort_unstable();
+        firsts.dedup();
+        Marker { analyzer: self.clone(), analysis, wanted, longest, firsts: Some(firsts) }
     }
 }
 
@@ -254,6 +257,12 @@ pub struct Marker {
     wanted: HashSet<String, foldhash::fast::RandomState>,
     /// The longest wanted term in bytes: a join longer than it cannot be wanted.
     longest: usize,
+    /// The first characters of the wanted terms. A word's term starts with the word's own first character
+    /// (lowercased): Snowball English stems only suffixes, a word with digits is its own term, and a join
+    /// starts with its first word. So a word whose first character is not here is neither stemmed nor
+    /// looked up, and no join starts at it: most of a text's words cost only their splitting. `None`
+    /// checks every word (the reference the tests compare with).
+    firsts: Option<Vec<char>>,
 }
 
 impl Marker {
@@ -262,6 +271,12 @@ impl Marker {
         let wanted = &self.wanted;
         if wanted.is_empty() || text.is_empty() {
             return Vec::new();
+        }
+        if text.is_ascii() && self.firsts.is_some() {
+            // one run of words, nothing to fold, and a character index is a byte index
+            let mut spans: Vec<(usize, usize)> = Vec::new();
+            self.word_marks(text, 0, &Stemmer::create(Algorithm::English), &mut spans);
+            return merge_spans(spans).into_iter().map(|(a, b)| a..b).collect();
         }
         // fold_width maps character to character, so a character index is the same in both texts
         let offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
@@ -309,59 +324,94 @@ impl Marker {
                 (Script::Other, _) => self.word_marks(run, base, &stemmer, &mut spans),
             }
         }
-        spans.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::new();
-        for (a, b) in spans {
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        merged.into_iter().map(|(a, b)| offsets[a]..offsets[b.min(n)]).collect()
+        merge_spans(spans).into_iter().map(|(a, b)| offsets[a]..offsets[b.min(n)]).collect()
+    }
+
+    /// Whether a word can start a wanted term or join (see [`Marker::firsts`]).
+    fn may_start(&self, piece: &str, ascii: bool) -> bool {
+        let Some(firsts) = &self.firsts else { return true };
+        let first = if ascii {
+            piece.as_bytes().first().map(|b| b.to_ascii_lowercase() as char)
+        } else {
+            piece.chars().next().and_then(|c| c.to_lowercase().next())
+        };
+        first.is_some_and(|c| firsts.contains(&c))
     }
 
     /// [`Marker::marks`] for a run of words: each word whose term (lowercased, stemmed) is wanted, and each
     /// code joined across connectors or a space whose join is.
     fn word_marks(&self, run: &str, base: usize, stemmer: &Stemmer, spans: &mut Vec<(usize, usize)>) {
         let wanted = &self.wanted;
-        // (first char, end char, lowercased word, what came before it)
-        let words: Vec<(usize, usize, String, Gap)> =
-            split_words(run).into_iter().map(|(a, b, w, g)| (base + a, base + b, w, g)).collect();
+        let ascii = run.is_ascii();
+        // (first char, end char, the word as written, what came before it, whether it may start a term)
+        let words: Vec<(usize, usize, &str, Gap, bool)> = word_pieces(run, ascii)
+            .into_iter()
+            .map(|(a, b, w, g)| (base + a, base + b, w, g, self.may_start(w, ascii)))
+            .collect();
         let mut chunk_start = 0;
+        let mut word = String::new();
         let mut joined = String::new();
-        for (i, (start, end, word, gap)) in words.iter().enumerate() {
-            let wanted_term = if word.chars().all(char::is_alphabetic) {
-                wanted.contains(stem_cached(stemmer, word).as_str())
-            } else {
-                wanted.contains(word.as_str())
-            };
-            if wanted_term && !self.analyzer.stopwords.contains(word.as_str()) {
-                spans.push((*start, *end));
+        for (i, &(start, end, piece, gap, starts)) in words.iter().enumerate() {
+            if starts {
+                word.clear();
+                push_lowercase(&mut word, piece, ascii);
+                let wanted_term = if word.chars().all(char::is_alphabetic) {
+                    wanted.contains(stem_cached(stemmer, &word).as_str())
+                } else {
+                    wanted.contains(word.as_str())
+                };
+                if wanted_term && !self.analyzer.stopwords.contains(word.as_str()) {
+                    spans.push((start, end));
+                }
             }
-            if *gap != Gap::Connector {
+            if gap != Gap::Connector {
                 chunk_start = i;
-            } else if i > chunk_start {
+            } else if i > chunk_start && words[chunk_start].4 {
                 // a code joined across connectors, from the chunk's first word to this one
                 joined.clear();
                 for w in &words[chunk_start..=i] {
-                    joined.push_str(&w.2);
+                    push_lowercase(&mut joined, w.2, ascii);
                     if joined.len() > self.longest {
                         break;
                     }
                 }
                 if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
-                    spans.push((words[chunk_start].0, *end));
+                    spans.push((words[chunk_start].0, end));
                 }
             }
-            if *gap == Gap::Space && i > 0 && words[i - 1].2.len() + word.len() <= self.longest {
+            if gap == Gap::Space && i > 0 && words[i - 1].4 {
                 joined.clear();
-                joined.push_str(&words[i - 1].2);
-                joined.push_str(word);
-                if wanted.contains(joined.as_str()) {
-                    spans.push((words[i - 1].0, *end));
+                push_lowercase(&mut joined, words[i - 1].2, ascii);
+                push_lowercase(&mut joined, piece, ascii);
+                if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
+                    spans.push((words[i - 1].0, end));
                 }
             }
         }
+    }
+}
+
+/// Sorted spans with the overlapping ones merged.
+fn merge_spans(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// Appends `piece` lowercased, as [`split_words`] lowercases it.
+fn push_lowercase(out: &mut String, piece: &str, ascii: bool) {
+    if ascii {
+        let at = out.len();
+        out.push_str(piece);
+        out[at..].make_ascii_lowercase();
+    } else {
+        out.push_str(&piece.to_lowercase());
     }
 }
 
@@ -446,26 +496,32 @@ fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
 }
 
 /// The words of a run (UAX #29 word boundaries), lowercased, each with its character range in the run and
-/// what separates it from the word before: what indexing ([`Analyzer::analyze_into`]) and highlighting
-/// ([`Analyzer::marks`]) both read.
+/// what separates it from the word before: what indexing ([`Analyzer::analyze_into`]) reads, and
+/// highlighting ([`Analyzer::marks`]) reads before lowercasing ([`word_pieces`]).
 fn split_words(run: &str) -> Vec<(usize, usize, String, Gap)> {
-    // ASCII text (most of a catalog) takes the same rules without the Unicode tables' lookups
-    if run.is_ascii() {
-        words_of(AsciiWordBounds { text: run, at: 0 }, true)
+    let ascii = run.is_ascii();
+    let lower = |w: &str| if ascii { w.to_ascii_lowercase() } else { w.to_lowercase() };
+    word_pieces(run, ascii).into_iter().map(|(a, b, w, g)| (a, b, lower(w), g)).collect()
+}
+
+/// [`split_words`] before lowercasing: each word as written. `ascii`: the run is ASCII, so a character is a
+/// byte and the splitting takes the same rules without the Unicode tables' lookups.
+fn word_pieces(run: &str, ascii: bool) -> Vec<(usize, usize, &str, Gap)> {
+    if ascii {
+        pieces_of(AsciiWordBounds { text: run, at: 0 }, true)
     } else {
-        words_of(run.split_word_bounds(), false)
+        pieces_of(run.split_word_bounds(), false)
     }
 }
 
-/// [`split_words`] over the run's pieces; `ascii`: the run is ASCII (a character is a byte).
-fn words_of<'a>(pieces: impl Iterator<Item = &'a str>, ascii: bool) -> Vec<(usize, usize, String, Gap)> {
+fn pieces_of<'a>(pieces: impl Iterator<Item = &'a str>, ascii: bool) -> Vec<(usize, usize, &'a str, Gap)> {
     let mut words = Vec::new();
     let mut gap = Gap::Start;
     let mut at = 0;
     for piece in pieces {
         let len = if ascii { piece.len() } else { piece.chars().count() };
         if piece.chars().any(char::is_alphanumeric) {
-            words.push((at, at + len, if ascii { piece.to_ascii_lowercase() } else { piece.to_lowercase() }, gap));
+            words.push((at, at + len, piece, gap));
             gap = Gap::Connector;
         } else if piece.chars().all(char::is_whitespace) {
             gap = if gap == Gap::Start { Gap::Start } else { Gap::Space };
@@ -566,7 +622,16 @@ impl<'a> Iterator for AsciiWordBounds<'a> {
         }
         let start = self.at;
         let mut end = start + 1;
-        while end < bytes.len() && !ascii_word_break(bytes, end) {
+        loop {
+            // letters and digits never break between them (WB5, WB8-WB10): a run of them takes one test a byte
+            if bytes[end - 1].is_ascii_alphanumeric() {
+                while end < bytes.len() && bytes[end].is_ascii_alphanumeric() {
+                    end += 1;
+                }
+            }
+            if end >= bytes.len() || ascii_word_break(bytes, end) {
+                break;
+            }
             end += 1;
         }
         self.at = end;
@@ -766,6 +831,47 @@ mod tests {
         assert!(a.marks("", "sony", Analysis::Auto).is_empty());
         // Japanese and Korean: bigrams
         assert_eq!(a.marks("東京タワー", "タワー", Analysis::CjkBigram).len(), 1);
+    }
+
+    #[test]
+    fn marks_skipping_words_that_cannot_start_a_term_are_the_marks_of_every_word() {
+        let a = Analyzer::shared();
+        let texts = [
+            "Sony Turntable - PS-LX350H/ Belt Drive System/ 33-1/3 and 45 RPM Speeds/ Servo Speed Control",
+            "Sony PS LX350H turntable, sonys and SONY's turntables; iPhone 15 cases for the iphone15",
+            "Running shoes for runners who run: ran, runs, running-shoes, RUN_FAST x-run",
+            "Yellow yachts, skies and dying lying tying; the news of the innings, gently ugly early only",
+            "Éclair écrans ÉCOLE, İstanbul straße STRASSE, ﬁne ﬂat, Ωmega 7737A-001 7737a001",
+            "苹果发布iPhone15手机，售价5999元 ＰＳ－ＬＸ３５０Ｈ 唱机 Sony",
+            "a.b.c 1,000.50 don't won't can't _under_score__ 12:30 x.y:z",
+        ];
+        let queries = [
+            "sony turntable",
+            "pslx350h",
+            "PS LX350H",
+            "iphone 15",
+            "iphone15",
+            "run",
+            "sky die lie tie news inning gentl ugli earli",
+            "yellow yacht",
+            "éclair école istanbul strasse straße fine",
+            "7737a001 7737A-001",
+            "手机 sony 5999",
+            "under_score dont 12 a.b.c",
+            "ωmega",
+        ];
+        for q in queries {
+            let fast = a.marker(q, Analysis::Auto);
+            let mut every = a.marker(q, Analysis::Auto);
+            every.firsts = None;
+            for text in texts {
+                assert_eq!(fast.marks(text), every.marks(text), "{q:?} in {text:?}");
+            }
+        }
+        // the fast path found what it should
+        let m = a.marker("pslx350h sony", Analysis::Auto);
+        let t = texts[0];
+        assert_eq!(m.marks(t).into_iter().map(|r| &t[r]).collect::<Vec<_>>(), ["Sony", "PS-LX350H"]);
     }
 
     #[test]
