@@ -272,6 +272,7 @@ impl Marker {
         if wanted.is_empty() || text.is_empty() {
             return Vec::new();
         }
+        // the reference (`firsts: None`) takes the general path below, so the tests hold this one to it too
         if text.is_ascii() && self.firsts.is_some() {
             // one run of words, nothing to fold, and a character index is a byte index
             let mut spans: Vec<(usize, usize)> = Vec::new();
@@ -404,7 +405,7 @@ fn merge_spans(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     merged
 }
 
-/// Appends `piece` lowercased, as [`split_words`] lowercases it.
+/// Appends `piece` lowercased: the one lowercasing of words, for indexing ([`split_words`]) and marking.
 fn push_lowercase(out: &mut String, piece: &str, ascii: bool) {
     if ascii {
         let at = out.len();
@@ -500,7 +501,11 @@ fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
 /// highlighting ([`Analyzer::marks`]) reads before lowercasing ([`word_pieces`]).
 fn split_words(run: &str) -> Vec<(usize, usize, String, Gap)> {
     let ascii = run.is_ascii();
-    let lower = |w: &str| if ascii { w.to_ascii_lowercase() } else { w.to_lowercase() };
+    let lower = |w: &str| {
+        let mut out = String::with_capacity(w.len());
+        push_lowercase(&mut out, w, ascii);
+        out
+    };
     word_pieces(run, ascii).into_iter().map(|(a, b, w, g)| (a, b, lower(w), g)).collect()
 }
 
