@@ -193,9 +193,10 @@ fn render(p: &Params, choices: &Choices, result: Result<SearchResult, ApiError>,
     let main = view! {
         <h1 class="visually-hidden">"Search"</h1>
         {form(p, choices)}
+        // `Either`, not `into_any`: erasing the type first moves the whole tree through `into_owned`
         {match result {
-            Ok(r) => results(p, r, closest).into_any(),
-            Err(e) => error_view(&e).into_any(),
+            Ok(r) => leptos::either::Either::Left(results(p, r, closest)),
+            Err(e) => leptos::either::Either::Right(error_view(&e)),
         }}
     };
     crate::html(status, document(&title, Tab::Search, main))
@@ -240,7 +241,7 @@ fn form(p: &Params, c: &Choices) -> impl IntoView {
     }
 }
 
-fn results(p: &Params, r: SearchResult, closest: &Closest) -> impl IntoView {
+fn results(p: &Params, mut r: SearchResult, closest: &Closest) -> impl IntoView {
     let page_no = r.offset / PAGE + 1;
     let pages = r.total.div_ceil(PAGE).max(1);
     let count = if r.total == 1 { "1 result".to_owned() } else { format!("{} results", r.total) };
@@ -248,7 +249,7 @@ fn results(p: &Params, r: SearchResult, closest: &Closest) -> impl IntoView {
         let words: Vec<String> = r.corrections.iter().map(|c| format!("{} → {}", c.word, c.terms.join(", "))).collect();
         view! { <p class="corrections">"Showing results for: " {words.join("; ")}</p> }
     });
-    let facets = r.facets.clone().unwrap_or_default();
+    let facets = r.facets.take().unwrap_or_default();
     let facet_view = facets
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -311,7 +312,7 @@ fn facet(p: &Params, field: &str, counts: Vec<sieve_core::FacetCount>) -> impl I
                 f => (p.has(f, &c.value), p.toggle(f, &c.value).with("page", None).url("/"), 0),
             };
             let label = c.value.rsplit('/').next().unwrap_or(&c.value).to_owned();
-            let class = format!("facet depth{}", depth.min(3));
+            let class = ["facet depth0", "facet depth1", "facet depth2", "facet depth3"][depth.min(3)];
             view! {
                 <li class=class>
                     <a href=url aria-current=selected.then_some("true")>
@@ -423,7 +424,7 @@ fn hit(h: &Hit, max: &Max, marks: &parts::QueryMarks, closest: Option<&(String, 
 fn meta(d: &Document) -> impl IntoView {
     let mut bits: Vec<String> = Vec::new();
     if let Some(p) = d.price {
-        bits.push(format!("${p:.2}"));
+        bits.push(parts::fixed("$", p, 2));
     }
     if let Some(b) = &d.brand {
         bits.push(b.clone());
@@ -441,53 +442,79 @@ fn meta(d: &Document) -> impl IntoView {
     (!bits.is_empty()).then(|| view! { <p class="meta">{bits.join(" · ")}</p> })
 }
 
-/// "Why here?": every stage's raw score and rank, with bars normalised within the page.
+/// "Why here?": every stage's raw score and rank, with bars normalised within the page. Numbers are written
+/// with [`parts::push_fixed`]: a page shows about ten of them a hit.
 fn why(h: &Hit, max: &Max) -> impl IntoView {
+    use parts::fixed;
     let s = &h.scores;
     let bar = |value: f32, scale: f32, label: String| {
-        view! { <meter min="0" max=format!("{scale}") value=format!("{value}") aria-label=label></meter> }
+        let (max, value) = (fixed("", scale.into(), 6), fixed("", value.into(), 6));
+        view! { <meter min="0" max=max value=value aria-label=label></meter> }
     };
     let bm25 = s.bm25.as_ref().map(|b| {
-        let parts: Vec<String> = b.fields.iter().map(|(f, v)| format!("{f} {v:.3}")).collect();
+        let mut parts = String::with_capacity(16 * b.fields.len());
+        for (i, (f, v)) in b.fields.iter().enumerate() {
+            parts.push_str(if i == 0 { "" } else { ", " });
+            parts.push_str(f);
+            parts.push(' ');
+            parts::push_fixed(&mut parts, (*v).into(), 3);
+        }
         view! {
-            <tr><th scope="row">"BM25"</th><td>{format!("{:.3}", b.score)}</td><td>{format!("#{}", b.rank)}</td>
-                <td>{bar(b.score, max.bm25, format!("BM25 {:.3}", b.score))}<span class="parts">{parts.join(", ")}</span></td></tr>
+            <tr><th scope="row">"BM25"</th><td>{fixed("", b.score.into(), 3)}</td><td>{ranked("#", b.rank)}</td>
+                <td>{bar(b.score, max.bm25, fixed("BM25 ", b.score.into(), 3))}<span class="parts">{parts}</span></td></tr>
         }
     });
     let dense = s.dense.as_ref().map(|d| {
         view! {
-            <tr><th scope="row">"Dense (cosine)"</th><td>{format!("{:.3}", d.similarity)}</td><td>{format!("#{}", d.rank)}</td>
-                <td>{bar(d.similarity.max(0.0), 1.0, format!("cosine {:.3}", d.similarity))}</td></tr>
+            <tr><th scope="row">"Dense (cosine)"</th><td>{fixed("", d.similarity.into(), 3)}</td><td>{ranked("#", d.rank)}</td>
+                <td>{bar(d.similarity.max(0.0), 1.0, fixed("cosine ", d.similarity.into(), 3))}</td></tr>
         }
     });
     let fused = s.fused.as_ref().map(|f| {
         view! {
-            <tr><th scope="row">"Fused"</th><td>{format!("{:.4}", f.score)}</td><td>{format!("#{}", f.rank)}</td>
-                <td>{bar(f.score, max.fused, format!("fused {:.4}", f.score))}</td></tr>
+            <tr><th scope="row">"Fused"</th><td>{fixed("", f.score.into(), 4)}</td><td>{ranked("#", f.rank)}</td>
+                <td>{bar(f.score, max.fused, fixed("fused ", f.score.into(), 4))}</td></tr>
         }
     });
     let rerank = s.rerank.as_ref().map(|r| {
-        let cached = if r.cached { " (cached)" } else { "" };
+        let mut logit = fixed("logit ", r.raw.into(), 3);
+        if r.cached {
+            logit.push_str(" (cached)");
+        }
         view! {
-            <tr><th scope="row">"Rerank"</th><td>{format!("{:.4}", r.score)}</td><td>{format!("#{}", r.rank)}</td>
-                <td>{bar(r.score, 1.0, format!("probability {:.4}", r.score))}<span class="parts">{format!("logit {:.3}{cached}", r.raw)}</span></td></tr>
+            <tr><th scope="row">"Rerank"</th><td>{fixed("", r.score.into(), 4)}</td><td>{ranked("#", r.rank)}</td>
+                <td>{bar(r.score, 1.0, fixed("probability ", r.score.into(), 4))}<span class="parts">{logit}</span></td></tr>
         }
     });
-    let legs = [
-        s.bm25.as_ref().map(|b| format!("BM25 alone: #{}", b.rank)),
-        s.dense.as_ref().map(|d| format!("dense alone: #{}", d.rank)),
-    ];
-    let legs: Vec<String> = legs.into_iter().flatten().collect();
+    let mut caption = ranked("Rank ", h.rank);
+    caption.push_str(", score ");
+    parts::push_fixed(&mut caption, h.score.into(), 4);
+    caption.push_str(". ");
+    if let Some(b) = &s.bm25 {
+        caption.push_str(&ranked("BM25 alone: #", b.rank));
+    }
+    if let Some(d) = &s.dense {
+        caption.push_str(if s.bm25.is_some() { ", " } else { "" });
+        caption.push_str(&ranked("dense alone: #", d.rank));
+    }
     view! {
         <details class="why">
             <summary>"Why here?"</summary>
             <table>
-                <caption>{format!("Rank {}, score {:.4}. {}", h.rank, h.score, legs.join(", "))}</caption>
+                <caption>{caption}</caption>
                 <thead><tr><th scope="col">"Stage"</th><th scope="col">"Score"</th><th scope="col">"Rank"</th><th scope="col">"Within this page"</th></tr></thead>
                 <tbody>{bm25}{dense}{fused}{rerank}</tbody>
             </table>
         </details>
     }
+}
+
+/// `prefix` then `n`.
+fn ranked(prefix: &str, n: u32) -> String {
+    let mut out = String::with_capacity(prefix.len() + 10);
+    out.push_str(prefix);
+    out.push_str(itoa::Buffer::new().format(n));
+    out
 }
 
 #[cfg(test)]

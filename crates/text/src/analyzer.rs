@@ -245,7 +245,8 @@ impl Analyzer {
         let mut firsts: Vec<char> = wanted.iter().filter_map(|t| t.chars().next()).collect();
         firsts.sort_unstable();
         firsts.dedup();
-        Marker { analyzer: self.clone(), analysis, wanted, longest, firsts: Some(firsts) }
+        let ascii_firsts = firsts.iter().filter(|c| c.is_ascii()).fold(0u128, |bits, &c| bits | 1 << c as u32);
+        Marker { analyzer: self.clone(), analysis, wanted, longest, firsts: Some(firsts), ascii_firsts }
     }
 }
 
@@ -263,6 +264,8 @@ pub struct Marker {
     /// looked up, and no join starts at it: most of a text's words cost only their splitting. `None`
     /// checks every word (the reference the tests compare with).
     firsts: Option<Vec<char>>,
+    /// [`Marker::firsts`]' ASCII characters as bits, for [`Marker::ascii_word_marks`].
+    ascii_firsts: u128,
 }
 
 impl Marker {
@@ -275,8 +278,8 @@ impl Marker {
         // the reference (`firsts: None`) takes the general path below, so the tests hold this one to it too
         if text.is_ascii() && self.firsts.is_some() {
             // one run of words, nothing to fold, and a character index is a byte index
-            let mut spans: Vec<(usize, usize)> = Vec::new();
-            self.word_marks(text, 0, &Stemmer::create(Algorithm::English), &mut spans);
+            let mut spans: Vec<(usize, usize)> = Vec::with_capacity(8);
+            self.ascii_word_marks(text, &Stemmer::create(Algorithm::English), &mut spans);
             return merge_spans(spans).into_iter().map(|(a, b)| a..b).collect();
         }
         // fold_width maps character to character, so a character index is the same in both texts
@@ -328,6 +331,104 @@ impl Marker {
         merge_spans(spans).into_iter().map(|(a, b)| offsets[a]..offsets[b.min(n)]).collect()
     }
 
+    /// [`Marker::word_marks`] for ASCII text in one pass over its bytes, with no list of pieces: the same
+    /// words, gaps and joins. Only a word piece (letters, digits, `_`, joined by [`AsciiWordBounds`]'s rules)
+    /// can span several bytes and hold a letter or digit: a run of spaces or `\r\n` is whitespace throughout,
+    /// and every other piece is one byte, because a `.` `:` `'` `,` `;` that joins is taken into its word.
+    /// So the bytes between words are classified one at a time. A join across connectors grows with each
+    /// word of its chunk instead of being rebuilt.
+    fn ascii_word_marks(&self, text: &str, stemmer: &Stemmer, spans: &mut Vec<(usize, usize)>) {
+        let wanted = &self.wanted;
+        let bytes = text.as_bytes();
+        let may_start = |b: u8| self.ascii_firsts >> (b.to_ascii_lowercase() & 0x7f) & 1 != 0;
+        let mut gap = Gap::Start;
+        // the previous word (start, end, whether it may start a term) and the current chunk of words joined
+        // by connectors: its start, its join so far (lowercased), and whether that join may still be wanted
+        // (its first word may start a term, and it is no longer than the longest wanted term)
+        let mut prev: Option<(usize, usize, bool)> = None;
+        let mut chunk_start = 0;
+        let mut chunk = String::new();
+        let mut chunk_live = false;
+        let mut word = String::new();
+        let mut joined = String::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if !(ALNUM[b as usize] || b == b'_') {
+                gap = match b {
+                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => {
+                        if gap == Gap::Start {
+                            Gap::Start
+                        } else {
+                            Gap::Space
+                        }
+                    }
+                    b'-' | b'/' | b'.' | b':' | b'+' | b'#' | b'\'' if gap == Gap::Connector => Gap::Connector,
+                    _ => Gap::Other,
+                };
+                i += 1;
+                continue;
+            }
+            let (start, mut end) = (i, i + 1);
+            loop {
+                end += bytes[end..].iter().position(|&b| !ALNUM[b as usize]).unwrap_or(bytes.len() - end);
+                // after letters, digits or `_`, only these may continue a word (WB6, WB7, WB11-WB13b)
+                let joins = |b: u8| matches!(b, b'.' | b'\'' | b':' | b',' | b';' | b'_');
+                if end >= bytes.len() || !joins(bytes[end]) && !joins(bytes[end - 1]) || ascii_word_break(bytes, end) {
+                    break;
+                }
+                end += 1;
+            }
+            i = end;
+            let piece = &text[start..end];
+            if !piece.bytes().any(|b| b.is_ascii_alphanumeric()) {
+                // underscores only: a connector
+                if gap != Gap::Connector {
+                    gap = Gap::Other;
+                }
+                continue;
+            }
+            let starts = may_start(b);
+            if starts {
+                word.clear();
+                push_lowercase(&mut word, piece, true);
+                let wanted_term = if word.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    with_stem(stemmer, &word, |stem| wanted.contains(stem))
+                } else {
+                    wanted.contains(word.as_str())
+                };
+                if wanted_term && !self.analyzer.stopwords.contains(word.as_str()) {
+                    spans.push((start, end));
+                }
+            }
+            if gap != Gap::Connector {
+                chunk_start = start;
+                chunk_live = starts;
+                if starts {
+                    chunk.clear();
+                    chunk.push_str(&word);
+                }
+            } else if chunk_live {
+                push_lowercase(&mut chunk, piece, true);
+                if chunk.len() > self.longest {
+                    chunk_live = false;
+                } else if wanted.contains(chunk.as_str()) {
+                    spans.push((chunk_start, end));
+                }
+            }
+            if let (Gap::Space, Some((prev_start, prev_end, true))) = (gap, prev) {
+                joined.clear();
+                push_lowercase(&mut joined, &text[prev_start..prev_end], true);
+                push_lowercase(&mut joined, piece, true);
+                if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
+                    spans.push((prev_start, end));
+                }
+            }
+            prev = Some((start, end, starts));
+            gap = Gap::Connector;
+        }
+    }
+
     /// Whether a word can start a wanted term or join (see [`Marker::firsts`]).
     fn may_start(&self, piece: &str, ascii: bool) -> bool {
         let Some(firsts) = &self.firsts else { return true };
@@ -357,7 +458,7 @@ impl Marker {
                 word.clear();
                 push_lowercase(&mut word, piece, ascii);
                 let wanted_term = if word.chars().all(char::is_alphabetic) {
-                    wanted.contains(stem_cached(stemmer, &word).as_str())
+                    with_stem(stemmer, &word, |stem| wanted.contains(stem))
                 } else {
                     wanted.contains(word.as_str())
                 };
@@ -392,17 +493,21 @@ impl Marker {
     }
 }
 
-/// Sorted spans with the overlapping ones merged.
+/// Sorted spans with the overlapping ones merged, in place.
 fn merge_spans(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     spans.sort_unstable();
-    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
-    for (a, b) in spans {
-        match merged.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
+    let mut kept = 0;
+    for i in 0..spans.len() {
+        let (a, b) = spans[i];
+        if kept > 0 && a <= spans[kept - 1].1 {
+            spans[kept - 1].1 = spans[kept - 1].1.max(b);
+        } else {
+            spans[kept] = (a, b);
+            kept += 1;
         }
     }
-    merged
+    spans.truncate(kept);
+    spans
 }
 
 /// Appends `piece` lowercased: the one lowercasing of words, for indexing ([`split_words`]) and marking.
@@ -475,6 +580,12 @@ impl Analyzer {
 
 /// Stems through a per-thread cache: word frequencies are Zipfian, so most words were stemmed before.
 fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
+    with_stem(stemmer, word, str::to_owned)
+}
+
+/// `f` of `word`'s stem, through the cache [`stem_cached`] reads, without copying the stem out of it: marking
+/// only asks whether the stem is wanted.
+fn with_stem<R>(stemmer: &Stemmer, word: &str, f: impl FnOnce(&str) -> R) -> R {
     use std::cell::RefCell;
     use std::collections::HashMap;
     const CAPACITY: usize = 200_000;
@@ -485,14 +596,15 @@ fn stem_cached(stemmer: &Stemmer, word: &str) -> String {
     STEMS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(stem) = cache.get(word) {
-            return stem.clone();
+            return f(stem);
         }
         let stem = stemmer.stem(word).into_owned();
         if cache.len() >= CAPACITY {
             cache.clear();
         }
-        cache.insert(word.to_owned(), stem.clone());
-        stem
+        let r = f(&stem);
+        cache.insert(word.to_owned(), stem);
+        r
     })
 }
 
@@ -571,6 +683,17 @@ enum Wb {
 fn wb(b: u8) -> Wb {
     WB[b as usize]
 }
+
+/// Whether a byte is an ASCII letter or digit, looked up: [`Marker::ascii_word_marks`] asks it of every byte.
+static ALNUM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    t
+};
 
 /// [`Wb`] of every byte (only ASCII reaches it), looked up rather than matched: it runs 3 times a byte.
 static WB: [Wb; 256] = {
@@ -877,6 +1000,84 @@ mod tests {
         let m = a.marker("pslx350h sony", Analysis::Auto);
         let t = texts[0];
         assert_eq!(m.marks(t).into_iter().map(|r| &t[r]).collect::<Vec<_>>(), ["Sony", "PS-LX350H"]);
+    }
+
+    #[test]
+    fn ascii_marks_in_one_pass_are_the_marks_of_every_word_on_random_texts() {
+        // texts glued from pieces that exercise every rule of the one-pass scanner: joins across `.` `:` `'`
+        // between letters and `,` `;` `.` between digits, underscores, connectors, every ASCII whitespace
+        // and control characters that are not whitespace
+        let pieces = [
+            "sony",
+            "Sony",
+            "SONY's",
+            "turn",
+            "table",
+            "turntables",
+            "PS",
+            "LX350H",
+            "ps",
+            "lx",
+            "350h",
+            "x1",
+            "y2",
+            "a",
+            "b",
+            "12",
+            "3",
+            "don",
+            "t",
+            "the",
+            "running",
+            "_",
+            "__",
+            "-",
+            "/",
+            ".",
+            ":",
+            "'",
+            ",",
+            ";",
+            "+",
+            "#",
+            "!",
+            "(",
+            " ",
+            "  ",
+            "\t",
+            "\r\n",
+            "\n",
+            "\r",
+            "\x0b",
+            "\x0c",
+            "\x1c",
+            "\x00",
+        ];
+        let queries =
+            ["sony turntable", "pslx350h", "PS LX350H", "a_b x1", "12 3", "don't", "a.b", "run", "ps lx 350h"];
+        let a = Analyzer::shared();
+        let markers: Vec<(Marker, Marker)> = queries
+            .iter()
+            .map(|q| {
+                let mut every = a.marker(q, Analysis::Auto);
+                every.firsts = None;
+                (a.marker(q, Analysis::Auto), every)
+            })
+            .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let len = 1 + next() % 14;
+            let text: String = (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+            for (q, (fast, every)) in queries.iter().zip(&markers) {
+                assert_eq!(fast.marks(&text), every.marks(&text), "{q:?} in {text:?}");
+            }
+        }
     }
 
     #[test]
