@@ -264,7 +264,7 @@ pub struct Marker {
     /// looked up, and no join starts at it: most of a text's words cost only their splitting. `None`
     /// checks every word (the reference the tests compare with).
     firsts: Option<Vec<char>>,
-    /// [`Marker::firsts`]' ASCII characters as bits, for [`Marker::ascii_word_marks`].
+    /// [`Marker::firsts`]' ASCII characters as bits, for [`Marker::may_start`] on ASCII words.
     ascii_firsts: u128,
 }
 
@@ -279,7 +279,8 @@ impl Marker {
         if text.is_ascii() && self.firsts.is_some() {
             // one run of words, nothing to fold, and a character index is a byte index
             let mut spans: Vec<(usize, usize)> = Vec::with_capacity(8);
-            self.ascii_word_marks(text, &Stemmer::create(Algorithm::English), &mut spans);
+            let words = AsciiWords { text, at: 0, gap: Gap::Start };
+            self.word_marks(words, true, 0, &Stemmer::create(Algorithm::English), &mut spans);
             return merge_spans(spans).into_iter().map(|(a, b)| a..b).collect();
         }
         // fold_width maps character to character, so a character index is the same in both texts
@@ -325,74 +326,52 @@ impl Marker {
                         }
                     }
                 }
-                (Script::Other, _) => self.word_marks(run, base, &stemmer, &mut spans),
+                (Script::Other, _) => {
+                    let ascii = run.is_ascii();
+                    self.word_marks(word_pieces(run, ascii).into_iter(), ascii, base, &stemmer, &mut spans)
+                }
             }
         }
         merge_spans(spans).into_iter().map(|(a, b)| offsets[a]..offsets[b.min(n)]).collect()
     }
 
-    /// [`Marker::word_marks`] for ASCII text in one pass over its bytes, with no list of pieces: the same
-    /// words, gaps and joins. Only a word piece (letters, digits, `_`, joined by [`AsciiWordBounds`]'s rules)
-    /// can span several bytes and hold a letter or digit: a run of spaces or `\r\n` is whitespace throughout,
-    /// and every other piece is one byte, because a `.` `:` `'` `,` `;` that joins is taken into its word.
-    /// So the bytes between words are classified one at a time. A join across connectors grows with each
-    /// word of its chunk instead of being rebuilt.
-    fn ascii_word_marks(&self, text: &str, stemmer: &Stemmer, spans: &mut Vec<(usize, usize)>) {
+    /// Whether a word can start a wanted term or join (see [`Marker::firsts`]).
+    fn may_start(&self, piece: &str, ascii: bool) -> bool {
+        let Some(firsts) = &self.firsts else { return true };
+        if ascii {
+            piece.as_bytes().first().is_some_and(|b| self.ascii_firsts >> (b.to_ascii_lowercase() & 0x7f) & 1 != 0)
+        } else {
+            piece.chars().next().and_then(|c| c.to_lowercase().next()).is_some_and(|c| firsts.contains(&c))
+        }
+    }
+
+    /// [`Marker::marks`] for a run's words (`(first char, end char, the word as written, what came before
+    /// it)`, in order, from [`word_pieces`] or [`AsciiWords`]): each word whose term (lowercased, stemmed) is
+    /// wanted, and each code joined across connectors or a space whose join is. One pass, no list: a join
+    /// across connectors grows word by word, and is dropped once its first word cannot start a term or it is
+    /// longer than any wanted term.
+    fn word_marks<'a>(
+        &self,
+        words: impl Iterator<Item = (usize, usize, &'a str, Gap)>,
+        ascii: bool,
+        base: usize,
+        stemmer: &Stemmer,
+        spans: &mut Vec<(usize, usize)>,
+    ) {
         let wanted = &self.wanted;
-        let bytes = text.as_bytes();
-        let may_start = |b: u8| self.ascii_firsts >> (b.to_ascii_lowercase() & 0x7f) & 1 != 0;
-        let mut gap = Gap::Start;
-        // the previous word (start, end, whether it may start a term) and the current chunk of words joined
-        // by connectors: its start, its join so far (lowercased), and whether that join may still be wanted
-        // (its first word may start a term, and it is no longer than the longest wanted term)
-        let mut prev: Option<(usize, usize, bool)> = None;
-        let mut chunk_start = 0;
-        let mut chunk = String::new();
-        let mut chunk_live = false;
+        // the previous word (start, end, as written, whether it may start a term), and the current chunk of
+        // words joined by connectors: its start, its join so far (lowercased), whether it may still be wanted
+        let mut prev: Option<(usize, usize, &str, bool)> = None;
+        let (mut chunk_start, mut chunk, mut chunk_live) = (0, String::new(), false);
         let mut word = String::new();
         let mut joined = String::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if !(ALNUM[b as usize] || b == b'_') {
-                gap = match b {
-                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => {
-                        if gap == Gap::Start {
-                            Gap::Start
-                        } else {
-                            Gap::Space
-                        }
-                    }
-                    b'-' | b'/' | b'.' | b':' | b'+' | b'#' | b'\'' if gap == Gap::Connector => Gap::Connector,
-                    _ => Gap::Other,
-                };
-                i += 1;
-                continue;
-            }
-            let (start, mut end) = (i, i + 1);
-            loop {
-                end += bytes[end..].iter().position(|&b| !ALNUM[b as usize]).unwrap_or(bytes.len() - end);
-                // after letters, digits or `_`, only these may continue a word (WB6, WB7, WB11-WB13b)
-                let joins = |b: u8| matches!(b, b'.' | b'\'' | b':' | b',' | b';' | b'_');
-                if end >= bytes.len() || !joins(bytes[end]) && !joins(bytes[end - 1]) || ascii_word_break(bytes, end) {
-                    break;
-                }
-                end += 1;
-            }
-            i = end;
-            let piece = &text[start..end];
-            if !piece.bytes().any(|b| b.is_ascii_alphanumeric()) {
-                // underscores only: a connector
-                if gap != Gap::Connector {
-                    gap = Gap::Other;
-                }
-                continue;
-            }
-            let starts = may_start(b);
+        for (a, b, piece, gap) in words {
+            let (start, end) = (base + a, base + b);
+            let starts = self.may_start(piece, ascii);
             if starts {
                 word.clear();
-                push_lowercase(&mut word, piece, true);
-                let wanted_term = if word.bytes().all(|b| b.is_ascii_alphabetic()) {
+                push_lowercase(&mut word, piece, ascii);
+                let wanted_term = if word.chars().all(char::is_alphabetic) {
                     with_stem(stemmer, &word, |stem| wanted.contains(stem))
                 } else {
                     wanted.contains(word.as_str())
@@ -409,86 +388,23 @@ impl Marker {
                     chunk.push_str(&word);
                 }
             } else if chunk_live {
-                push_lowercase(&mut chunk, piece, true);
+                // a code joined across connectors, from the chunk's first word to this one
+                push_lowercase(&mut chunk, piece, ascii);
                 if chunk.len() > self.longest {
                     chunk_live = false;
                 } else if wanted.contains(chunk.as_str()) {
                     spans.push((chunk_start, end));
                 }
             }
-            if let (Gap::Space, Some((prev_start, prev_end, true))) = (gap, prev) {
+            if let (Gap::Space, Some((prev_start, _, prev_piece, true))) = (gap, prev) {
                 joined.clear();
-                push_lowercase(&mut joined, &text[prev_start..prev_end], true);
-                push_lowercase(&mut joined, piece, true);
+                push_lowercase(&mut joined, prev_piece, ascii);
+                push_lowercase(&mut joined, piece, ascii);
                 if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
                     spans.push((prev_start, end));
                 }
             }
-            prev = Some((start, end, starts));
-            gap = Gap::Connector;
-        }
-    }
-
-    /// Whether a word can start a wanted term or join (see [`Marker::firsts`]).
-    fn may_start(&self, piece: &str, ascii: bool) -> bool {
-        let Some(firsts) = &self.firsts else { return true };
-        let first = if ascii {
-            piece.as_bytes().first().map(|b| b.to_ascii_lowercase() as char)
-        } else {
-            piece.chars().next().and_then(|c| c.to_lowercase().next())
-        };
-        first.is_some_and(|c| firsts.contains(&c))
-    }
-
-    /// [`Marker::marks`] for a run of words: each word whose term (lowercased, stemmed) is wanted, and each
-    /// code joined across connectors or a space whose join is.
-    fn word_marks(&self, run: &str, base: usize, stemmer: &Stemmer, spans: &mut Vec<(usize, usize)>) {
-        let wanted = &self.wanted;
-        let ascii = run.is_ascii();
-        // (first char, end char, the word as written, what came before it, whether it may start a term)
-        let words: Vec<(usize, usize, &str, Gap, bool)> = word_pieces(run, ascii)
-            .into_iter()
-            .map(|(a, b, w, g)| (base + a, base + b, w, g, self.may_start(w, ascii)))
-            .collect();
-        let mut chunk_start = 0;
-        let mut word = String::new();
-        let mut joined = String::new();
-        for (i, &(start, end, piece, gap, starts)) in words.iter().enumerate() {
-            if starts {
-                word.clear();
-                push_lowercase(&mut word, piece, ascii);
-                let wanted_term = if word.chars().all(char::is_alphabetic) {
-                    with_stem(stemmer, &word, |stem| wanted.contains(stem))
-                } else {
-                    wanted.contains(word.as_str())
-                };
-                if wanted_term && !self.analyzer.stopwords.contains(word.as_str()) {
-                    spans.push((start, end));
-                }
-            }
-            if gap != Gap::Connector {
-                chunk_start = i;
-            } else if i > chunk_start && words[chunk_start].4 {
-                // a code joined across connectors, from the chunk's first word to this one
-                joined.clear();
-                for w in &words[chunk_start..=i] {
-                    push_lowercase(&mut joined, w.2, ascii);
-                    if joined.len() > self.longest {
-                        break;
-                    }
-                }
-                if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
-                    spans.push((words[chunk_start].0, end));
-                }
-            }
-            if gap == Gap::Space && i > 0 && words[i - 1].4 {
-                joined.clear();
-                push_lowercase(&mut joined, words[i - 1].2, ascii);
-                push_lowercase(&mut joined, piece, ascii);
-                if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
-                    spans.push((words[i - 1].0, end));
-                }
-            }
+            prev = Some((start, end, piece, starts));
         }
     }
 }
@@ -652,6 +568,60 @@ fn pieces_of<'a>(pieces: impl Iterator<Item = &'a str>, ascii: bool) -> Vec<(usi
     words
 }
 
+/// The words of an ASCII text with what came before each, as [`word_pieces`] gives them, in one pass over its
+/// bytes: what marking ASCII reads ([`Marker::marks`]). Only a word piece (letters, digits, `_`, joined by
+/// [`AsciiWordBounds`]'s rules) spans several bytes and holds a letter or digit: a run of spaces or `\r\n` is
+/// whitespace throughout, and every other piece is one byte, because a `.` `:` `'` `,` `;` that joins is
+/// taken into its word. So the bytes between words are classified one at a time, with no piece made of them.
+struct AsciiWords<'a> {
+    text: &'a str,
+    at: usize,
+    /// What came since the last word (the gap rules of [`pieces_of`]).
+    gap: Gap,
+}
+
+impl<'a> Iterator for AsciiWords<'a> {
+    type Item = (usize, usize, &'a str, Gap);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let bytes = self.text.as_bytes();
+        while self.at < bytes.len() {
+            let b = bytes[self.at];
+            if !(ALNUM[b as usize] || b == b'_') {
+                self.gap = match b {
+                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' if self.gap == Gap::Start => Gap::Start,
+                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => Gap::Space,
+                    b'-' | b'/' | b'.' | b':' | b'+' | b'#' | b'\'' if self.gap == Gap::Connector => Gap::Connector,
+                    _ => Gap::Other,
+                };
+                self.at += 1;
+                continue;
+            }
+            let (start, mut end) = (self.at, self.at + 1);
+            loop {
+                end += bytes[end..].iter().position(|&b| !ALNUM[b as usize]).unwrap_or(bytes.len() - end);
+                // after letters, digits or `_`, only these may continue a word (WB6, WB7, WB11-WB13b)
+                let joins = |b: u8| matches!(b, b'.' | b'\'' | b':' | b',' | b';' | b'_');
+                if end >= bytes.len() || !joins(bytes[end]) && !joins(bytes[end - 1]) || ascii_word_break(bytes, end) {
+                    break;
+                }
+                end += 1;
+            }
+            self.at = end;
+            let piece = &self.text[start..end];
+            if !piece.bytes().any(|b| b.is_ascii_alphanumeric()) {
+                // underscores only: a connector
+                if self.gap != Gap::Connector {
+                    self.gap = Gap::Other;
+                }
+                continue;
+            }
+            return Some((start, end, piece, std::mem::replace(&mut self.gap, Gap::Connector)));
+        }
+        None
+    }
+}
+
 /// UAX #29 word boundaries for ASCII text: the pieces `unicode_segmentation`'s `split_word_bounds` gives for
 /// it (tested against it), without its table lookups. In ASCII the rules that apply are WB3–WB3d (line breaks,
 /// runs of spaces), WB5–WB12 (letters and digits joined, also across `.` `'` `:` between letters and `.` `'`
@@ -684,7 +654,7 @@ fn wb(b: u8) -> Wb {
     WB[b as usize]
 }
 
-/// Whether a byte is an ASCII letter or digit, looked up: [`Marker::ascii_word_marks`] asks it of every byte.
+/// Whether a byte is an ASCII letter or digit, looked up: [`AsciiWords`] asks it of every byte.
 static ALNUM: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
@@ -1074,6 +1044,8 @@ mod tests {
         for _ in 0..3000 {
             let len = 1 + next() % 14;
             let text: String = (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+            let words: Vec<_> = AsciiWords { text: &text, at: 0, gap: Gap::Start }.collect();
+            assert_eq!(words, word_pieces(&text, true), "words of {text:?}");
             for (q, (fast, every)) in queries.iter().zip(&markers) {
                 assert_eq!(fast.marks(&text), every.marks(&text), "{q:?} in {text:?}");
             }
