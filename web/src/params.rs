@@ -68,16 +68,68 @@ impl<'a> Link<'a> {
 
     /// `path?query` (`application/x-www-form-urlencoded`), with blank values left out.
     pub fn url(&self, path: &str) -> String {
-        let mut pairs = self.0.iter().filter(|(_, v)| !v.is_empty()).peekable();
-        if pairs.peek().is_none() {
-            return path.to_owned();
-        }
         let mut out = String::with_capacity(path.len() + 96);
+        self.push_url(&mut out, path, "&");
+        out
+    }
+
+    /// [`Link::url`] written into an attribute value, escaped as HTML escapes it: the query's encoding leaves
+    /// only letters, digits, `*-._+%` and `=` in keys and values, so the pairs' `&` separators, written as
+    /// `&amp;`, are all there is to escape. A page writes a link per facet value this way, in one pass.
+    pub fn push_attr_url(&self, out: &mut String, path: &str) {
+        html_escape::encode_double_quoted_attribute_to_string(path, out);
+        self.push_url(out, "", "&amp;");
+    }
+
+    fn push_url(&self, out: &mut String, path: &str, separator: &str) {
         out.push_str(path);
-        out.push('?');
-        let mut query = form_urlencoded::Serializer::for_suffix(out, path.len() + 1);
-        query.extend_pairs(pairs);
-        query.finish()
+        let mut first = true;
+        for (k, v) in self.0.iter().filter(|(_, v)| !v.is_empty()) {
+            out.push_str(if first { "?" } else { separator });
+            first = false;
+            push_form_encoded(out, k);
+            out.push('=');
+            push_form_encoded(out, v);
+        }
+    }
+}
+
+/// Appends `s` encoded as `application/x-www-form-urlencoded` encodes it: what
+/// `form_urlencoded::byte_serialize` writes (tested against it), `*-._` letters and digits kept, a space as
+/// `+`, every other byte as `%XX`. A page writes a few dozen links of the same pairs; this copies each run of
+/// kept bytes at once instead of going through an iterator of pieces.
+fn push_form_encoded(out: &mut String, s: &str) {
+    static KEPT: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = matches!(b as u8, b'*' | b'-' | b'.' | b'_' | b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z');
+            b += 1;
+        }
+        t
+    };
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let mut at = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if KEPT[b as usize] {
+            continue;
+        }
+        // a run of kept bytes is ASCII, so it starts and ends on character boundaries (an empty one may not)
+        if at < i {
+            out.push_str(&s[at..i]);
+        }
+        if b == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+        at = i + 1;
+    }
+    if at < bytes.len() {
+        out.push_str(&s[at..]);
     }
 }
 
@@ -99,5 +151,53 @@ mod tests {
         let _ = Params::parse(Some("%zz=1&&q=%FF")); // malformed: read as far as it goes, never a panic
         assert_eq!(Params::default().link().url("/feed"), "/feed");
         assert_eq!(Params::parse(Some("q=%E6%89%8B%E6%9C%BA")).get("q"), Some("手机"));
+    }
+
+    #[test]
+    fn a_link_in_an_attribute_is_its_url_escaped() {
+        let p = Params::parse(Some("q=a%26b%3D%22c%22+%3Cx%3E+%E6%89%8B&brand=sony&brand=b%26o&empty=&x%3Dy=1*-._~"));
+        for link in [p.link(), p.toggle("brand", "sony"), p.with("q", None), p.with("q", None).with("brand", None)] {
+            for path in ["/", "/feed"] {
+                let mut attr = String::new();
+                link.push_attr_url(&mut attr, path);
+                let url = link.url(path);
+                assert_eq!(attr, html_escape::encode_double_quoted_attribute(&url), "{url}");
+                assert_eq!(url, reference_url(&link, path));
+            }
+        }
+    }
+
+    #[test]
+    fn form_encoding_is_form_urlencodeds() {
+        let pieces = ["a", "Z", "0", "*-._", " ", "+", "&", "=", "%", "~", "/", "手", "é", "\u{1F600}", "\n", "\"<>'"];
+        let mut seed = 0x853c_49e6_748f_ea9b_u64;
+        for _ in 0..5_000 {
+            let mut s = String::new();
+            for _ in 0..(seed % 9) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut out = String::from("x=");
+            push_form_encoded(&mut out, &s);
+            assert_eq!(
+                out,
+                format!("x={}", form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()),
+                "{s:?}"
+            );
+        }
+    }
+
+    /// The URL as `form_urlencoded`'s own serializer writes it.
+    fn reference_url(link: &Link, path: &str) -> String {
+        let pairs: Vec<_> = link.0.iter().filter(|(_, v)| !v.is_empty()).collect();
+        if pairs.is_empty() {
+            return path.to_owned();
+        }
+        format!("{path}?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish())
     }
 }

@@ -288,43 +288,54 @@ fn results(p: &Params, mut r: SearchResult, closest: &Closest) -> impl IntoView 
     }
 }
 
-/// One facet's values as links that add or remove the filter (counts from the final ranked set).
+/// One facet's values as links that add or remove the filter (counts from the final ranked set). The list is
+/// written as one HTML string (a page has a dozen or more values, each a link with its own URL): the values
+/// are escaped as Leptos escapes text ([`parts::push_text`]), and the links by [`Link::push_attr_url`](crate::params::Link).
 fn facet(p: &Params, field: &str, counts: Vec<sieve_core::FacetCount>) -> impl IntoView {
-    let items = counts
-        .into_iter()
-        .map(|c| {
-            let (selected, url, depth) = match field {
-                "price" => {
-                    let (lo, hi) = price_range(&c.value);
-                    let on = p.get("price_min") == lo.as_deref() && p.get("price_max") == hi.as_deref();
-                    let next = if on {
-                        p.with("price_min", None).with("price_max", None)
-                    } else {
-                        p.with("price_min", lo.as_deref()).with("price_max", hi.as_deref())
-                    };
-                    (on, next.with("page", None).url("/"), 0)
-                }
-                "category" => {
-                    let on = p.get("category") == Some(c.value.as_str());
-                    let next = p.with("category", (!on).then_some(c.value.as_str()));
-                    (on, next.with("page", None).url("/"), c.value.matches('/').count())
-                }
-                f => (p.has(f, &c.value), p.toggle(f, &c.value).with("page", None).url("/"), 0),
-            };
-            let label = c.value.rsplit('/').next().unwrap_or(&c.value).to_owned();
-            let class = ["facet depth0", "facet depth1", "facet depth2", "facet depth3"][depth.min(3)];
-            view! {
-                <li class=class>
-                    <a href=url aria-current=selected.then_some("true")>
-                        <span class="box" aria-hidden="true">{if selected { "☑" } else { "☐" }}</span>
-                        {label}
-                        {selected.then_some(view! { <span class="visually-hidden">" (selected)"</span> })}
-                        <span class="count">{c.count}</span>
-                    </a>
-                </li>
+    let mut items = String::with_capacity(200 * counts.len());
+    for c in &counts {
+        let (lo, hi) = if field == "price" { price_range(&c.value) } else { (None, None) };
+        let (selected, link, depth) = match field {
+            "price" => {
+                let on = p.get("price_min") == lo.as_deref() && p.get("price_max") == hi.as_deref();
+                let next = if on {
+                    p.with("price_min", None).with("price_max", None)
+                } else {
+                    p.with("price_min", lo.as_deref()).with("price_max", hi.as_deref())
+                };
+                (on, next, 0)
             }
-        })
-        .collect_view();
+            "category" => {
+                let on = p.get("category") == Some(c.value.as_str());
+                (on, p.with("category", (!on).then_some(c.value.as_str())), c.value.matches('/').count())
+            }
+            f => (p.has(f, &c.value), p.toggle(f, &c.value), 0),
+        };
+        items.push_str(
+            [
+                "<li class=\"facet depth0\">",
+                "<li class=\"facet depth1\">",
+                "<li class=\"facet depth2\">",
+                "<li class=\"facet depth3\">",
+            ][depth.min(3)],
+        );
+        items.push_str("<a href=\"");
+        link.with("page", None).push_attr_url(&mut items, "/");
+        items.push_str(if selected {
+            "\" aria-current=\"true\"><span class=\"box\" aria-hidden=\"true\">☑</span>"
+        } else {
+            "\"><span class=\"box\" aria-hidden=\"true\">☐</span>"
+        });
+        // a category shows its last level (the tree's indent says the rest); a brand like `AC/DC` shows whole
+        let label = if field == "category" { c.value.rsplit('/').next().unwrap_or(&c.value) } else { &c.value };
+        parts::push_text(&mut items, label);
+        if selected {
+            items.push_str("<span class=\"visually-hidden\"> (selected)</span>");
+        }
+        items.push_str("<span class=\"count\">");
+        items.push_str(itoa::Buffer::new().format(c.count));
+        items.push_str("</span></a></li>");
+    }
     let heading = match field {
         "brand" => "Brand",
         "category" => "Category",
@@ -336,7 +347,7 @@ fn facet(p: &Params, field: &str, counts: Vec<sieve_core::FacetCount>) -> impl I
     view! {
         <section class="facet-group">
             <h2>{heading}</h2>
-            <ul>{items}</ul>
+            <ul inner_html=items></ul>
         </section>
     }
 }
@@ -414,7 +425,7 @@ fn hit(h: &Hit, max: &Max, marks: &parts::QueryMarks, closest: Option<&(String, 
                 {snippet}
                 {meta}
                 {codes}
-                {why(h, max)}
+                <details class="why" inner_html=why_html(h, max)></details>
             </article>
         </li>
     }
@@ -442,79 +453,91 @@ fn meta(d: &Document) -> impl IntoView {
     (!bits.is_empty()).then(|| view! { <p class="meta">{bits.join(" · ")}</p> })
 }
 
-/// "Why here?": every stage's raw score and rank, with bars normalised within the page. Numbers are written
-/// with [`parts::push_fixed`]: a page shows about ten of them a hit.
-fn why(h: &Hit, max: &Max) -> impl IntoView {
-    use parts::fixed;
+/// "Why here?": every stage's raw score and rank, with bars normalised within the page, as the HTML inside its
+/// `<details>`. A page has ten of these tables of about twenty elements each, so they are written as one
+/// string rather than as views (BENCHMARKS.md, "The web UI's search page"). The only text from the index is
+/// the BM25 field names, escaped as Leptos escapes text ([`parts::push_text`]); every other piece is a number or a fixed label.
+/// Numbers are written with [`parts::push_fixed`].
+fn why_html(h: &Hit, max: &Max) -> String {
     let s = &h.scores;
-    let bar = |value: f32, scale: f32, label: String| {
-        let (max, value) = (fixed("", scale.into(), 6), fixed("", value.into(), 6));
-        view! { <meter min="0" max=max value=value aria-label=label></meter> }
-    };
-    let bm25 = s.bm25.as_ref().map(|b| {
-        let mut parts = String::with_capacity(16 * b.fields.len());
-        for (i, (f, v)) in b.fields.iter().enumerate() {
-            parts.push_str(if i == 0 { "" } else { ", " });
-            parts.push_str(f);
-            parts.push(' ');
-            parts::push_fixed(&mut parts, (*v).into(), 3);
-        }
-        view! {
-            <tr><th scope="row">"BM25"</th><td>{fixed("", b.score.into(), 3)}</td><td>{ranked("#", b.rank)}</td>
-                <td>{bar(b.score, max.bm25, fixed("BM25 ", b.score.into(), 3))}<span class="parts">{parts}</span></td></tr>
-        }
-    });
-    let dense = s.dense.as_ref().map(|d| {
-        view! {
-            <tr><th scope="row">"Dense (cosine)"</th><td>{fixed("", d.similarity.into(), 3)}</td><td>{ranked("#", d.rank)}</td>
-                <td>{bar(d.similarity.max(0.0), 1.0, fixed("cosine ", d.similarity.into(), 3))}</td></tr>
-        }
-    });
-    let fused = s.fused.as_ref().map(|f| {
-        view! {
-            <tr><th scope="row">"Fused"</th><td>{fixed("", f.score.into(), 4)}</td><td>{ranked("#", f.rank)}</td>
-                <td>{bar(f.score, max.fused, fixed("fused ", f.score.into(), 4))}</td></tr>
-        }
-    });
-    let rerank = s.rerank.as_ref().map(|r| {
-        let mut logit = fixed("logit ", r.raw.into(), 3);
-        if r.cached {
-            logit.push_str(" (cached)");
-        }
-        view! {
-            <tr><th scope="row">"Rerank"</th><td>{fixed("", r.score.into(), 4)}</td><td>{ranked("#", r.rank)}</td>
-                <td>{bar(r.score, 1.0, fixed("probability ", r.score.into(), 4))}<span class="parts">{logit}</span></td></tr>
-        }
-    });
-    let mut caption = ranked("Rank ", h.rank);
-    caption.push_str(", score ");
-    parts::push_fixed(&mut caption, h.score.into(), 4);
-    caption.push_str(". ");
+    let mut out = String::with_capacity(1200);
+    out.push_str("<summary>Why here?</summary><table><caption>Rank ");
+    out.push_str(itoa::Buffer::new().format(h.rank));
+    out.push_str(", score ");
+    parts::push_fixed(&mut out, h.score.into(), 4);
+    out.push_str(". ");
     if let Some(b) = &s.bm25 {
-        caption.push_str(&ranked("BM25 alone: #", b.rank));
+        out.push_str("BM25 alone: #");
+        out.push_str(itoa::Buffer::new().format(b.rank));
     }
     if let Some(d) = &s.dense {
-        caption.push_str(if s.bm25.is_some() { ", " } else { "" });
-        caption.push_str(&ranked("dense alone: #", d.rank));
+        out.push_str(if s.bm25.is_some() { ", dense alone: #" } else { "dense alone: #" });
+        out.push_str(itoa::Buffer::new().format(d.rank));
     }
-    view! {
-        <details class="why">
-            <summary>"Why here?"</summary>
-            <table>
-                <caption>{caption}</caption>
-                <thead><tr><th scope="col">"Stage"</th><th scope="col">"Score"</th><th scope="col">"Rank"</th><th scope="col">"Within this page"</th></tr></thead>
-                <tbody>{bm25}{dense}{fused}{rerank}</tbody>
-            </table>
-        </details>
+    out.push_str(
+        "</caption><thead><tr><th scope=\"col\">Stage</th><th scope=\"col\">Score</th><th scope=\"col\">Rank</th>\
+         <th scope=\"col\">Within this page</th></tr></thead><tbody>",
+    );
+    if let Some(b) = &s.bm25 {
+        let row = WhyRow { stage: "BM25", label: "BM25 ", score: b.score, decimals: 3, rank: b.rank };
+        row.open(&mut out, b.score, max.bm25);
+        out.push_str("<span class=\"parts\">");
+        for (i, (f, v)) in b.fields.iter().enumerate() {
+            out.push_str(if i == 0 { "" } else { ", " });
+            parts::push_text(&mut out, f);
+            out.push(' ');
+            parts::push_fixed(&mut out, (*v).into(), 3);
+        }
+        out.push_str("</span></td></tr>");
     }
+    if let Some(d) = &s.dense {
+        let row = WhyRow { stage: "Dense (cosine)", label: "cosine ", score: d.similarity, decimals: 3, rank: d.rank };
+        row.open(&mut out, d.similarity.max(0.0), 1.0);
+        out.push_str("</td></tr>");
+    }
+    if let Some(f) = &s.fused {
+        let row = WhyRow { stage: "Fused", label: "fused ", score: f.score, decimals: 4, rank: f.rank };
+        row.open(&mut out, f.score, max.fused);
+        out.push_str("</td></tr>");
+    }
+    if let Some(r) = &s.rerank {
+        let row = WhyRow { stage: "Rerank", label: "probability ", score: r.score, decimals: 4, rank: r.rank };
+        row.open(&mut out, r.score, 1.0);
+        out.push_str("<span class=\"parts\">logit ");
+        parts::push_fixed(&mut out, r.raw.into(), 3);
+        out.push_str(if r.cached { " (cached)</span></td></tr>" } else { "</span></td></tr>" });
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
-/// `prefix` then `n`.
-fn ranked(prefix: &str, n: u32) -> String {
-    let mut out = String::with_capacity(prefix.len() + 10);
-    out.push_str(prefix);
-    out.push_str(itoa::Buffer::new().format(n));
-    out
+/// One stage's row of "why here?": its name, score, rank and bar. Labels are fixed strings, not index text.
+struct WhyRow {
+    stage: &'static str,
+    label: &'static str,
+    score: f32,
+    decimals: u32,
+    rank: u32,
+}
+
+impl WhyRow {
+    /// The row up to its last cell's bar, which `value` fills out of `scale`; the caller closes the cell.
+    fn open(&self, out: &mut String, value: f32, scale: f32) {
+        out.push_str("<tr><th scope=\"row\">");
+        out.push_str(self.stage);
+        out.push_str("</th><td>");
+        parts::push_fixed(out, self.score.into(), self.decimals);
+        out.push_str("</td><td>#");
+        out.push_str(itoa::Buffer::new().format(self.rank));
+        out.push_str("</td><td><meter min=\"0\" max=\"");
+        parts::push_fixed(out, scale.into(), 6);
+        out.push_str("\" value=\"");
+        parts::push_fixed(out, value.into(), 6);
+        out.push_str("\" aria-label=\"");
+        out.push_str(self.label);
+        parts::push_fixed(out, self.score.into(), self.decimals);
+        out.push_str("\"></meter>");
+    }
 }
 
 #[cfg(test)]
@@ -526,6 +549,101 @@ mod tests {
         assert_eq!(price_range("<10"), (None, Some("10".into())));
         assert_eq!(price_range("10-50"), (Some("10".into()), Some("50".into())));
         assert_eq!(price_range(">=1000"), (Some("1000".into()), None));
+    }
+
+    /// The elements matching `selector` in `html`, as their text.
+    fn texts(html: &scraper::Html, selector: &str) -> Vec<String> {
+        let selector = scraper::Selector::parse(selector).unwrap();
+        html.select(&selector).map(|e| e.text().collect::<String>()).collect()
+    }
+
+    /// An attribute of every element matching `selector`.
+    fn attrs(html: &scraper::Html, selector: &str, attr: &str) -> Vec<String> {
+        let selector = scraper::Selector::parse(selector).unwrap();
+        html.select(&selector).map(|e| e.value().attr(attr).unwrap_or("(none)").to_owned()).collect()
+    }
+
+    #[test]
+    fn why_here_shows_every_stage_and_escapes_field_names() {
+        use sieve_core::{Bm25Score, DenseScore, DocId, FusedScore, RerankScore, ScoreBreakdown};
+        let field = "<b>ti&tle</b> \"x\"";
+        let hit = Hit {
+            id: DocId::parse("d1", 64).unwrap(),
+            rank: 3,
+            score: 0.81234,
+            scores: ScoreBreakdown {
+                bm25: Some(Bm25Score {
+                    score: 12.5,
+                    rank: 2,
+                    fields: vec![(field.into(), 10.0), ("body".into(), 2.5)],
+                }),
+                dense: Some(DenseScore { similarity: -0.25, rank: 41 }),
+                fused: Some(FusedScore { score: 0.0312, rank: 4, method: "rrf".into() }),
+                rerank: Some(RerankScore { score: 0.81234, raw: 1.4629, rank: 3, cached: true }),
+                ..ScoreBreakdown::default()
+            },
+            document: None,
+        };
+        let max = Max { bm25: 25.0, fused: 0.0625 };
+        let html = scraper::Html::parse_fragment(&format!("<details class=why>{}</details>", why_html(&hit, &max)));
+        assert_eq!(texts(&html, "summary"), ["Why here?"]);
+        assert_eq!(texts(&html, "caption"), ["Rank 3, score 0.8123. BM25 alone: #2, dense alone: #41"]);
+        assert_eq!(texts(&html, "thead th"), ["Stage", "Score", "Rank", "Within this page"]);
+        assert_eq!(texts(&html, "tbody th[scope=row]"), ["BM25", "Dense (cosine)", "Fused", "Rerank"]);
+        assert_eq!(texts(&html, "tbody td:nth-child(2)"), ["12.500", "-0.250", "0.0312", "0.8123"]);
+        assert_eq!(texts(&html, "tbody td:nth-child(3)"), ["#2", "#41", "#4", "#3"]);
+        assert_eq!(attrs(&html, "meter", "max"), ["25.000000", "1.000000", "0.062500", "1.000000"]);
+        assert_eq!(attrs(&html, "meter", "value"), ["12.500000", "0.000000", "0.031200", "0.812340"]);
+        assert_eq!(
+            attrs(&html, "meter", "aria-label"),
+            ["BM25 12.500", "cosine -0.250", "fused 0.0312", "probability 0.8123"]
+        );
+        // the field's name is text, not markup
+        assert_eq!(texts(&html, ".parts"), [format!("{field} 10.000, body 2.500"), "logit 1.463 (cached)".into()]);
+        assert!(texts(&html, "b").is_empty());
+        // a BM25-only hit: one row, one single-leg rank
+        let bm25_only =
+            Hit { scores: ScoreBreakdown { bm25: hit.scores.bm25.clone(), ..ScoreBreakdown::default() }, ..hit };
+        let html = scraper::Html::parse_fragment(&why_html(&bm25_only, &max));
+        assert_eq!(texts(&html, "caption"), ["Rank 3, score 0.8123. BM25 alone: #2"]);
+        assert_eq!(texts(&html, "tbody tr").len(), 1);
+    }
+
+    #[test]
+    fn facet_values_are_escaped_links_that_toggle_their_filter() {
+        use sieve_core::FacetCount;
+        let p = Params::parse(Some("index=products&q=tv+%26+hifi&brand=b%26o&page=3&price_min=10&price_max=50"));
+        let render = |field: &str, values: &[(&str, usize)]| {
+            let counts = values.iter().map(|(v, n)| FacetCount { value: (*v).to_owned(), count: *n }).collect();
+            scraper::Html::parse_fragment(&leptos::prelude::RenderHtml::to_html(facet(&p, field, counts)))
+        };
+        let brands = render("brand", &[("b&o", 4), ("<script>alert(1)</script>", 2), ("ac/dc", 1)]);
+        assert_eq!(texts(&brands, "h2"), ["Brand"]);
+        assert_eq!(texts(&brands, "li a"), ["☑b&o (selected)4", "☐<script>alert(1)</script>2", "☐ac/dc1"]);
+        assert!(texts(&brands, "script").is_empty());
+        assert_eq!(attrs(&brands, "li a", "aria-current"), ["true", "(none)", "(none)"]);
+        assert_eq!(texts(&brands, ".count"), ["4", "2", "1"]);
+        // each link is the page's URL with that value toggled and the page number dropped
+        assert_eq!(
+            attrs(&brands, "li a", "href"),
+            [
+                p.toggle("brand", "b&o").with("page", None).url("/"),
+                p.toggle("brand", "<script>alert(1)</script>").with("page", None).url("/"),
+                p.toggle("brand", "ac/dc").with("page", None).url("/"),
+            ]
+        );
+        let prices = render("price", &[("10-50", 7), (">=1000", 1)]);
+        assert_eq!(
+            attrs(&prices, "li a", "href"),
+            [
+                p.with("price_min", None).with("price_max", None).with("page", None).url("/"),
+                p.with("price_min", Some("1000")).with("price_max", None).with("page", None).url("/"),
+            ]
+        );
+        assert_eq!(attrs(&prices, "li a", "aria-current"), ["true", "(none)"]);
+        let categories = render("category", &[("electronics", 9), ("electronics/audio/turntables", 3)]);
+        assert_eq!(attrs(&categories, "li", "class"), ["facet depth0", "facet depth2"]);
+        assert_eq!(texts(&categories, "li a"), ["☐electronics9", "☐turntables3"]);
     }
 
     #[test]
