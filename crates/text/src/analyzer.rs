@@ -245,8 +245,11 @@ impl Analyzer {
         let mut firsts: Vec<char> = wanted.iter().filter_map(|t| t.chars().next()).collect();
         firsts.sort_unstable();
         firsts.dedup();
-        let ascii_firsts = firsts.iter().filter(|c| c.is_ascii()).fold(0u128, |bits, &c| bits | 1 << c as u32);
-        Marker { analyzer: self.clone(), analysis, wanted, longest, firsts: Some(firsts), ascii_firsts }
+        let mut ascii_starts = [false; 256];
+        for b in 0..=127u8 {
+            ascii_starts[b as usize] = firsts.contains(&char::from(b.to_ascii_lowercase()));
+        }
+        Marker { analyzer: self.clone(), analysis, wanted, longest, firsts: Some(firsts), ascii_starts }
     }
 }
 
@@ -264,8 +267,9 @@ pub struct Marker {
     /// looked up, and no join starts at it: most of a text's words cost only their splitting. `None`
     /// checks every word (the reference the tests compare with).
     firsts: Option<Vec<char>>,
-    /// [`Marker::firsts`]' ASCII characters as bits, for [`Marker::may_start`] on ASCII words.
-    ascii_firsts: u128,
+    /// Whether a byte is an ASCII character whose lowercase is in [`Marker::firsts`], looked up: for
+    /// [`Marker::may_start`] on ASCII words, and for [`AsciiWords::skipping`].
+    ascii_starts: [bool; 256],
 }
 
 impl Marker {
@@ -279,7 +283,7 @@ impl Marker {
         if text.is_ascii() && self.firsts.is_some() {
             // one run of words, nothing to fold, and a character index is a byte index
             let mut spans: Vec<(usize, usize)> = Vec::with_capacity(8);
-            let words = AsciiWords { text, at: 0, gap: Gap::Start };
+            let words = AsciiWords::skipping(text, &self.ascii_starts);
             self.word_marks(words, true, 0, &Stemmer::create(Algorithm::English), &mut spans);
             return merge_spans(spans).into_iter().map(|(a, b)| a..b).collect();
         }
@@ -339,7 +343,7 @@ impl Marker {
     fn may_start(&self, piece: &str, ascii: bool) -> bool {
         let Some(firsts) = &self.firsts else { return true };
         if ascii {
-            piece.as_bytes().first().is_some_and(|b| self.ascii_firsts >> (b.to_ascii_lowercase() & 0x7f) & 1 != 0)
+            piece.as_bytes().first().is_some_and(|&b| self.ascii_starts[b as usize])
         } else {
             piece.chars().next().and_then(|c| c.to_lowercase().next()).is_some_and(|c| firsts.contains(&c))
         }
@@ -371,7 +375,12 @@ impl Marker {
             if starts {
                 word.clear();
                 push_lowercase(&mut word, piece, ascii);
-                let wanted_term = if word.chars().all(char::is_alphabetic) {
+                let alphabetic = if ascii {
+                    word.bytes().all(|b| b.is_ascii_alphabetic())
+                } else {
+                    word.chars().all(char::is_alphabetic)
+                };
+                let wanted_term = if alphabetic {
                     with_stem(stemmer, &word, |stem| wanted.contains(stem))
                 } else {
                     wanted.contains(word.as_str())
@@ -397,11 +406,14 @@ impl Marker {
                 }
             }
             if let (Gap::Space, Some((prev_start, _, prev_piece, true))) = (gap, prev) {
-                joined.clear();
-                push_lowercase(&mut joined, prev_piece, ascii);
-                push_lowercase(&mut joined, piece, ascii);
-                if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
-                    spans.push((prev_start, end));
+                // lowercasing keeps an ASCII word's length: a join longer than every term is none of them
+                if !ascii || prev_piece.len() + piece.len() <= self.longest {
+                    joined.clear();
+                    push_lowercase(&mut joined, prev_piece, ascii);
+                    push_lowercase(&mut joined, piece, ascii);
+                    if joined.len() <= self.longest && wanted.contains(joined.as_str()) {
+                        spans.push((prev_start, end));
+                    }
                 }
             }
             prev = Some((start, end, piece, starts));
@@ -573,11 +585,62 @@ fn pieces_of<'a>(pieces: impl Iterator<Item = &'a str>, ascii: bool) -> Vec<(usi
 /// [`AsciiWordBounds`]'s rules) spans several bytes and holds a letter or digit: a run of spaces or `\r\n` is
 /// whitespace throughout, and every other piece is one byte, because a `.` `:` `'` `,` `;` that joins is
 /// taken into its word. So the bytes between words are classified one at a time, with no piece made of them.
+///
+/// Made by [`AsciiWords::skipping`], it leaves out the words that cannot matter to marking (see there).
 struct AsciiWords<'a> {
     text: &'a str,
     at: usize,
     /// What came since the last word (the gap rules of [`pieces_of`]).
     gap: Gap,
+    /// Whether a wanted term may start with a byte, in either case (`None`: give every word).
+    starts: Option<&'a [bool; 256]>,
+    /// Whether the last word given may start a term, or the chunk of connector-joined words it ends began
+    /// with one: then the next word may complete a join, and nothing is skipped.
+    live: bool,
+    chunk_live: bool,
+    /// The last search for a word that may start a term found none before this byte.
+    searched_to: usize,
+}
+
+impl<'a> AsciiWords<'a> {
+    /// Every word of `text`.
+    fn new(text: &'a str) -> AsciiWords<'a> {
+        AsciiWords { text, at: 0, gap: Gap::Start, starts: None, live: false, chunk_live: false, searched_to: 0 }
+    }
+
+    /// The words of `text` that marking needs, for a query whose terms may start with the bytes `starts` says
+    /// (in either case): every word that may start a term and, after one, the words that may complete a join
+    /// with it. In between, the text is searched a byte at a time for the next word start that may start a
+    /// term: such a byte not preceded by a letter, digit or `_` (no word starts after one). Scanning resumes at
+    /// the last whitespace before it: no word spans a whitespace, and after one the gap before the next word
+    /// is a space (or still the text's start). The words skipped neither start a term nor continue a join
+    /// that started with one, so [`Marker::word_marks`] would mark nothing there.
+    fn skipping(text: &'a str, starts: &'a [bool; 256]) -> AsciiWords<'a> {
+        AsciiWords { starts: Some(starts), ..AsciiWords::new(text) }
+    }
+
+    /// Moves past the words before the next one that may start a term (see [`AsciiWords::skipping`]).
+    fn skip(&mut self, starts: &[bool; 256]) {
+        let bytes = self.text.as_bytes();
+        let from = self.at;
+        let word_byte = |b: u8| ALNUM[b as usize] || b == b'_';
+        let mut j = from;
+        while j < bytes.len() && !(starts[bytes[j] as usize] && (j == 0 || !word_byte(bytes[j - 1]))) {
+            j += 1;
+        }
+        self.searched_to = j;
+        if j == bytes.len() {
+            // nothing further can start a term, and nothing before can be joined: no more marks
+            self.at = j;
+            return;
+        }
+        let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+        if let Some(w) = bytes[from..j].iter().rposition(space).map(|w| from + w) {
+            let start = self.gap == Gap::Start && bytes[from..w].iter().all(space);
+            self.gap = if start { Gap::Start } else { Gap::Space };
+            self.at = w + 1;
+        }
+    }
 }
 
 impl<'a> Iterator for AsciiWords<'a> {
@@ -585,6 +648,9 @@ impl<'a> Iterator for AsciiWords<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let bytes = self.text.as_bytes();
+        if let Some(starts) = self.starts.filter(|_| !self.live && self.at >= self.searched_to) {
+            self.skip(starts);
+        }
         while self.at < bytes.len() {
             let b = bytes[self.at];
             if !(ALNUM[b as usize] || b == b'_') {
@@ -616,7 +682,15 @@ impl<'a> Iterator for AsciiWords<'a> {
                 }
                 continue;
             }
-            return Some((start, end, piece, std::mem::replace(&mut self.gap, Gap::Connector)));
+            let gap = std::mem::replace(&mut self.gap, Gap::Connector);
+            if let Some(starts) = self.starts {
+                let may_start = starts[bytes[start] as usize];
+                if gap != Gap::Connector {
+                    self.chunk_live = may_start;
+                }
+                self.live = may_start || self.chunk_live;
+            }
+            return Some((start, end, piece, gap));
         }
         None
     }
@@ -976,7 +1050,8 @@ mod tests {
     fn ascii_marks_in_one_pass_are_the_marks_of_every_word_on_random_texts() {
         // texts glued from pieces that exercise every rule of the one-pass scanner: joins across `.` `:` `'`
         // between letters and `,` `;` `.` between digits, underscores, connectors, every ASCII whitespace
-        // and control characters that are not whitespace
+        // and control characters that are not whitespace. Marking skips words (`AsciiWords::skipping`), and
+        // the reference marks every word
         let pieces = [
             "sony",
             "Sony",
@@ -989,6 +1064,10 @@ mod tests {
             "ps",
             "lx",
             "350h",
+            // codes of three words and more, joined across connectors: skipping must not cut them
+            "PS-",
+            "lx-",
+            "-350H",
             "x1",
             "y2",
             "a",
@@ -1041,10 +1120,14 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for _ in 0..3000 {
+        // and texts that skipping words must read right: a code of three words, a term after a join or `_`
+        let fixed = ["PS-LX-350H sony", "the PS-lx--350H, 12,3", "a.sony (x).sony", "x_sony __sony", "end. Sony 12 3"];
+        let random = (0..6000).map(|_| {
             let len = 1 + next() % 14;
-            let text: String = (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
-            let words: Vec<_> = AsciiWords { text: &text, at: 0, gap: Gap::Start }.collect();
+            (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect::<String>()
+        });
+        for text in fixed.into_iter().map(str::to_owned).chain(random) {
+            let words: Vec<_> = AsciiWords::new(&text).collect();
             assert_eq!(words, word_pieces(&text, true), "words of {text:?}");
             for (q, (fast, every)) in queries.iter().zip(&markers) {
                 assert_eq!(fast.marks(&text), every.marks(&text), "{q:?} in {text:?}");
