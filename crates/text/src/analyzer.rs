@@ -245,11 +245,59 @@ impl Analyzer {
         let mut firsts: Vec<char> = wanted.iter().filter_map(|t| t.chars().next()).collect();
         firsts.sort_unstable();
         firsts.dedup();
-        let mut ascii_starts = [false; 256];
-        for b in 0..=127u8 {
-            ascii_starts[b as usize] = firsts.contains(&char::from(b.to_ascii_lowercase()));
-        }
+        let ascii_starts = AsciiStarts::of(&wanted);
         Marker { analyzer: self.clone(), analysis, wanted, longest, firsts: Some(firsts), ascii_starts }
+    }
+}
+
+/// How an ASCII word may start a wanted term, looked up: its first two bytes. The term of an ASCII word (or
+/// of a join of words) starts with the word's own first two characters, lowercased:
+/// - Snowball English stems only suffixes, and its regions R1 and R2, where most suffixes go, start after the
+///   second letter;
+/// - a word with digits is its own term, and a join starts with its first word;
+/// - the exceptions are Snowball's exceptional forms `dying`, `lying` and `tying` (`die`, `lie`, `tie`), and
+///   words whose stem is one letter (`aed` → `a`).
+///
+/// Checked on every word of the evaluation corpora and a million generated words (the test
+/// `stems_keep_the_first_two_letters_of_their_words` holds the generated ones).
+#[derive(Debug)]
+struct AsciiStarts {
+    /// Whether a byte is an ASCII character whose lowercase starts a wanted term.
+    first: [bool; 256],
+    /// For a lowercase first byte, the lowercase second bytes a wanted term may follow it with, as bits
+    /// (every byte when a wanted term is that one character).
+    second: [u128; 128],
+}
+
+impl AsciiStarts {
+    fn of(wanted: &HashSet<String, foldhash::fast::RandomState>) -> AsciiStarts {
+        let mut starts = AsciiStarts { first: [false; 256], second: [0; 128] };
+        for term in wanted.iter().map(String::as_bytes).filter(|t| t.first().is_some_and(u8::is_ascii)) {
+            let first = term[0];
+            starts.first[first as usize] = true;
+            starts.first[first.to_ascii_uppercase() as usize] = true;
+            match term.get(1) {
+                None => starts.second[first as usize] = u128::MAX,
+                Some(&c) if c.is_ascii() => {
+                    starts.second[first as usize] |= 1 << c;
+                    if c == b'i' && matches!(first, b'd' | b'l' | b't') {
+                        starts.second[first as usize] |= 1 << b'y';
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        starts
+    }
+
+    /// Whether an ASCII word that starts with `first` and then `second` (`None`: a one-byte word) may start a
+    /// wanted term or a join that is one.
+    #[inline]
+    fn may_start(&self, first: u8, second: Option<u8>) -> bool {
+        self.first[first as usize]
+            && second.is_none_or(|c| {
+                self.second[(first.to_ascii_lowercase() & 0x7f) as usize] >> (c.to_ascii_lowercase() & 0x7f) & 1 != 0
+            })
     }
 }
 
@@ -267,9 +315,9 @@ pub struct Marker {
     /// looked up, and no join starts at it: most of a text's words cost only their splitting. `None`
     /// checks every word (the reference the tests compare with).
     firsts: Option<Vec<char>>,
-    /// Whether a byte is an ASCII character whose lowercase is in [`Marker::firsts`], looked up: for
-    /// [`Marker::may_start`] on ASCII words, and for [`AsciiWords::skipping`].
-    ascii_starts: [bool; 256],
+    /// The first two bytes an ASCII word that may start a wanted term can have: for [`Marker::may_start`] on
+    /// ASCII words, and for [`AsciiWords::skipping`].
+    ascii_starts: AsciiStarts,
 }
 
 impl Marker {
@@ -339,11 +387,13 @@ impl Marker {
         merge_spans(spans).into_iter().map(|(a, b)| offsets[a]..offsets[b.min(n)]).collect()
     }
 
-    /// Whether a word can start a wanted term or join (see [`Marker::firsts`]).
+    /// Whether a word can start a wanted term or join (see [`Marker::firsts`], and [`AsciiStarts`] for ASCII
+    /// words).
     fn may_start(&self, piece: &str, ascii: bool) -> bool {
         let Some(firsts) = &self.firsts else { return true };
         if ascii {
-            piece.as_bytes().first().is_some_and(|&b| self.ascii_starts[b as usize])
+            let b = piece.as_bytes();
+            b.first().is_some_and(|&first| self.ascii_starts.may_start(first, b.get(1).copied()))
         } else {
             piece.chars().next().and_then(|c| c.to_lowercase().next()).is_some_and(|c| firsts.contains(&c))
         }
@@ -593,7 +643,7 @@ struct AsciiWords<'a> {
     /// What came since the last word (the gap rules of [`pieces_of`]).
     gap: Gap,
     /// Whether a wanted term may start with a byte, in either case (`None`: give every word).
-    starts: Option<&'a [bool; 256]>,
+    starts: Option<&'a AsciiStarts>,
     /// Whether the last word given may start a term, or the chunk of connector-joined words it ends began
     /// with one: then the next word may complete a join, and nothing is skipped.
     live: bool,
@@ -608,24 +658,31 @@ impl<'a> AsciiWords<'a> {
         AsciiWords { text, at: 0, gap: Gap::Start, starts: None, live: false, chunk_live: false, searched_to: 0 }
     }
 
-    /// The words of `text` that marking needs, for a query whose terms may start with the bytes `starts` says
-    /// (in either case): every word that may start a term and, after one, the words that may complete a join
-    /// with it. In between, the text is searched a byte at a time for the next word start that may start a
-    /// term: such a byte not preceded by a letter, digit or `_` (no word starts after one). Scanning resumes at
+    /// The words of `text` that marking needs, for a query whose terms may start as `starts` says: every word
+    /// that may start a term and, after one, the words that may complete a join with it. In between, the text
+    /// is searched a byte at a time for the next word start that may start a term: a byte that may, with the
+    /// byte after it, not preceded by a letter, digit or `_` (no word starts after one). Scanning resumes at
     /// the last whitespace before it: no word spans a whitespace, and after one the gap before the next word
     /// is a space (or still the text's start). The words skipped neither start a term nor continue a join
     /// that started with one, so [`Marker::word_marks`] would mark nothing there.
-    fn skipping(text: &'a str, starts: &'a [bool; 256]) -> AsciiWords<'a> {
+    fn skipping(text: &'a str, starts: &'a AsciiStarts) -> AsciiWords<'a> {
         AsciiWords { starts: Some(starts), ..AsciiWords::new(text) }
     }
 
     /// Moves past the words before the next one that may start a term (see [`AsciiWords::skipping`]).
-    fn skip(&mut self, starts: &[bool; 256]) {
+    fn skip(&mut self, starts: &AsciiStarts) {
         let bytes = self.text.as_bytes();
         let from = self.at;
         let word_byte = |b: u8| ALNUM[b as usize] || b == b'_';
         let mut j = from;
-        while j < bytes.len() && !(starts[bytes[j] as usize] && (j == 0 || !word_byte(bytes[j - 1]))) {
+        // a letter, digit or `_` after a word's first byte is its second (WB5, WB8-WB10, WB13)
+        let may_start = |j: usize| {
+            let second = bytes.get(j + 1).copied().filter(|&b| word_byte(b));
+            starts.may_start(bytes[j], second)
+        };
+        while j < bytes.len()
+            && !(starts.first[bytes[j] as usize] && (j == 0 || !word_byte(bytes[j - 1])) && may_start(j))
+        {
             j += 1;
         }
         self.searched_to = j;
@@ -684,7 +741,8 @@ impl<'a> Iterator for AsciiWords<'a> {
             }
             let gap = std::mem::replace(&mut self.gap, Gap::Connector);
             if let Some(starts) = self.starts {
-                let may_start = starts[bytes[start] as usize];
+                let may_start =
+                    starts.may_start(bytes[start], bytes.get(start + 1).copied().filter(|_| end > start + 1));
                 if gap != Gap::Connector {
                     self.chunk_live = may_start;
                 }
@@ -1064,6 +1122,11 @@ mod tests {
             "ps",
             "lx",
             "350h",
+            // Snowball's exceptional forms, and words whose stem is one letter
+            "dying",
+            "Tying",
+            "aed",
+            "ued",
             // codes of three words and more, joined across connectors: skipping must not cut them
             "PS-",
             "lx-",
@@ -1102,8 +1165,19 @@ mod tests {
             "\x1c",
             "\x00",
         ];
-        let queries =
-            ["sony turntable", "pslx350h", "PS LX350H", "a_b x1", "12 3", "don't", "a.b", "run", "ps lx 350h"];
+        let queries = [
+            "sony turntable",
+            "pslx350h",
+            "PS LX350H",
+            "a_b x1",
+            "12 3",
+            "don't",
+            "a.b",
+            "run",
+            "ps lx 350h",
+            "die tie",
+            "u",
+        ];
         let a = Analyzer::shared();
         let markers: Vec<(Marker, Marker)> = queries
             .iter()
@@ -1133,6 +1207,42 @@ mod tests {
                 assert_eq!(fast.marks(&text), every.marks(&text), "{q:?} in {text:?}");
             }
         }
+    }
+
+    #[test]
+    fn stems_keep_the_first_two_letters_of_their_words() {
+        // what `AsciiStarts` relies on, over every word of up to three letters from a set that covers vowels, `y`
+        // and doubling consonants, with the suffixes Snowball English's steps take off or rewrite
+        let stemmer = Stemmer::create(Algorithm::English);
+        let letters = b"aeiouybdlstnrgx";
+        let suffixes = ["", "s", "es", "ies", "ied", "sses", "ed", "edly", "eed", "eedly", "ing", "ingly", "ly", "y"];
+        let mut words: Vec<String> =
+            ["dying", "lying", "tying", "skies", "skis", "idly", "gently", "ugly", "news"].map(str::to_owned).to_vec();
+        let mut stems: Vec<Vec<u8>> = letters.iter().map(|&c| vec![c]).collect();
+        while let Some(stem) = stems.pop() {
+            for suffix in suffixes {
+                words.push(format!("{}{suffix}", String::from_utf8_lossy(&stem)));
+            }
+            if stem.len() < 3 {
+                stems.extend(letters.iter().map(|&c| [stem.as_slice(), &[c]].concat()));
+            }
+        }
+        let mut exceptions = Vec::new();
+        for word in words.iter().filter(|w| w.len() >= 2) {
+            let stem = stemmer.stem(word);
+            if stem.len() >= 2 && stem.as_bytes()[..2] != word.as_bytes()[..2] {
+                exceptions.push(format!("{word} -> {stem}"));
+            }
+        }
+        exceptions.sort_unstable();
+        exceptions.dedup();
+        assert_eq!(exceptions, ["dying -> die", "lying -> lie", "tying -> tie"]);
+        // and the marker takes the exceptions and one-letter stems
+        let starts = AsciiStarts::of(&["die", "u"].map(str::to_owned).into_iter().collect());
+        assert!(
+            starts.may_start(b'D', Some(b'Y')) && starts.may_start(b'u', Some(b'e')) && starts.may_start(b'd', None)
+        );
+        assert!(!starts.may_start(b'd', Some(b'o')) && !starts.may_start(b'x', None));
     }
 
     #[test]
