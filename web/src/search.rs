@@ -290,7 +290,8 @@ fn results(p: &Params, mut r: SearchResult, closest: &Closest) -> impl IntoView 
 
 /// One facet's values as links that add or remove the filter (counts from the final ranked set). The list is
 /// written as one HTML string (a page has a dozen or more values, each a link with its own URL): the values
-/// are escaped as Leptos escapes text ([`parts::push_text`]), and the links by [`Link::push_attr_url`](crate::params::Link).
+/// are escaped as Leptos escapes text ([`parts::push_text`]), and the links by
+/// [`Link::push_attr_url`](crate::params::Link::push_attr_url).
 fn facet(p: &Params, field: &str, counts: Vec<sieve_core::FacetCount>) -> impl IntoView {
     let mut items = String::with_capacity(200 * counts.len());
     for c in &counts {
@@ -456,8 +457,8 @@ fn meta(d: &Document) -> impl IntoView {
 /// "Why here?": every stage's raw score and rank, with bars normalised within the page, as the HTML inside its
 /// `<details>`. A page has ten of these tables of about twenty elements each, so they are written as one
 /// string rather than as views (BENCHMARKS.md, "The web UI's search page"). The only text from the index is
-/// the BM25 field names, escaped as Leptos escapes text ([`parts::push_text`]); every other piece is a number or a fixed label.
-/// Numbers are written with [`parts::push_fixed`].
+/// the BM25 field names, escaped as Leptos escapes text ([`parts::push_text`]); every other piece is a number
+/// or a fixed label. Numbers are written with [`parts::push_fixed`].
 fn why_html(h: &Hit, max: &Max) -> String {
     let s = &h.scores;
     let mut out = String::with_capacity(1200);
