@@ -225,18 +225,20 @@ fn window_marks(text: Chars, marker: &Marker, max_chars: usize) -> Vec<std::ops:
     marker.marks(text.text)
 }
 
-/// `text` (at most `max_chars` characters of it), escaped, with the query's terms in `<mark>`: the
-/// analyzer's own matches ([`Marker::marks`]), cut on character boundaries. The window starts a little before
-/// the first mark, so a match deep in a long body shows. The result is HTML for an element's `inner_html`:
-/// every piece of the text goes through the escaping Leptos uses for text ([`push_text`]), and
-/// the only markup is `<mark>`; writing it as one string rather than a view per piece keeps a page's cards
-/// cheap (BENCHMARKS.md, "The web UI's search page").
+/// `text` (at most `max_chars` characters of it, and the rest of a mark the limit would cut), escaped, with
+/// the query's terms in `<mark>`: the analyzer's own matches ([`Marker::marks`]), cut on character
+/// boundaries. The window starts a little before the first mark, so a match deep in a long body shows. The
+/// result is HTML for an element's `inner_html`: every piece of the text goes through the escaping Leptos uses
+/// for text ([`push_text`]), and the only markup is `<mark>`; writing it as one string rather than a view per
+/// piece keeps a page's cards cheap (BENCHMARKS.md, "The web UI's search page").
 pub fn marked_html(text: &str, marker: &Marker, max_chars: usize) -> String {
     let chars = Chars::new(text);
     let ranges = window_marks(chars, marker, max_chars);
     let from_char = window_start(ranges.first().map_or(0, |r| chars.count(r.start)), max_chars);
     let from = chars.byte_at(0, from_char).unwrap_or(text.len());
     let to = chars.byte_at(from, max_chars).unwrap_or(text.len());
+    // a mark the window's end would cut shows whole (`央行`, not `央…`): the window ends after it
+    let to = ranges.iter().find(|r| r.start < to && to < r.end).map_or(to, |r| r.end);
     let mut out = String::with_capacity(to - from + 16 * ranges.len() + 8);
     if from > 0 {
         out.push('…');
@@ -390,6 +392,10 @@ mod tests {
         let out = html(&long, "央行", 40);
         assert!(out.starts_with('…') && out.ends_with('…') && out.contains("<mark>央行</mark>"), "{out}");
         assert_eq!(out.chars().filter(|c| *c == '前' || *c == '后').count() + 6, 40);
+        // a mark across the window's end is not cut: the window ends after it
+        let cut = html("央行表示互联网金融央行健康", "央行", 10);
+        assert_eq!(cut, "<mark>央行</mark>表示互联网金融<mark>央行</mark>…");
+        assert_eq!(html("sony turntable", "sony turntable", 8), "<mark>sony</mark> <mark>turntable</mark>");
     }
 
     #[test]
