@@ -399,14 +399,15 @@ impl Marker {
         }
     }
 
-    /// [`Marker::marks`] for a run's words (`(first char, end char, the word as written, what came before
-    /// it)`, in order, from [`word_pieces`] or [`AsciiWords`]): each word whose term (lowercased, stemmed) is
-    /// wanted, and each code joined across connectors or a space whose join is. One pass, no list: a join
-    /// across connectors grows word by word, and is dropped once its first word cannot start a term or it is
-    /// longer than any wanted term.
+    /// [`Marker::marks`] for a run's words ([`MarkWords`]: from [`word_pieces`] or [`AsciiWords`]): each word
+    /// whose term (lowercased, stemmed) is wanted, and each code joined across connectors or a space whose
+    /// join is. One pass, no list: a join across connectors grows word by word, and is dropped once its first
+    /// word cannot start a term or it is longer than any wanted term. After a word that neither may start a
+    /// term nor continues a live join, nothing before the next word that may start a term can be marked, and
+    /// the words are told so ([`MarkWords::quiet`]).
     fn word_marks<'a>(
         &self,
-        words: impl Iterator<Item = (usize, usize, &'a str, Gap)>,
+        mut words: impl MarkWords<'a>,
         ascii: bool,
         base: usize,
         stemmer: &Stemmer,
@@ -419,7 +420,7 @@ impl Marker {
         let (mut chunk_start, mut chunk, mut chunk_live) = (0, String::new(), false);
         let mut word = String::new();
         let mut joined = String::new();
-        for (a, b, piece, gap) in words {
+        while let Some((a, b, piece, gap)) = words.next() {
             let (start, end) = (base + a, base + b);
             let starts = self.may_start(piece, ascii);
             if starts {
@@ -467,9 +468,22 @@ impl Marker {
                 }
             }
             prev = Some((start, end, piece, starts));
+            if !starts && !chunk_live {
+                words.quiet();
+            }
         }
     }
 }
+
+/// The words [`Marker::word_marks`] reads: `(first char, end char, the word as written, what came before it)`,
+/// in order.
+trait MarkWords<'a>: Iterator<Item = (usize, usize, &'a str, Gap)> {
+    /// Marking needs none of the words before the next one that may start a wanted term: the last word
+    /// given does not, and no join it belongs to may still be wanted. Leaving them out is optional.
+    fn quiet(&mut self) {}
+}
+
+impl<'a> MarkWords<'a> for std::vec::IntoIter<(usize, usize, &'a str, Gap)> {}
 
 /// Sorted spans with the overlapping ones merged, in place.
 fn merge_spans(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
@@ -636,18 +650,15 @@ fn pieces_of<'a>(pieces: impl Iterator<Item = &'a str>, ascii: bool) -> Vec<(usi
 /// whitespace throughout, and every other piece is one byte, because a `.` `:` `'` `,` `;` that joins is
 /// taken into its word. So the bytes between words are classified one at a time, with no piece made of them.
 ///
-/// Made by [`AsciiWords::skipping`], it leaves out the words that cannot matter to marking (see there).
+/// Made by [`AsciiWords::skipping`], it leaves out the words marking does not need when told
+/// ([`MarkWords::quiet`]; see there).
 struct AsciiWords<'a> {
     text: &'a str,
     at: usize,
     /// What came since the last word (the gap rules of [`pieces_of`]).
     gap: Gap,
-    /// Whether a wanted term may start with a byte, in either case (`None`: give every word).
+    /// How a wanted term may start (`None`: give every word).
     starts: Option<&'a AsciiStarts>,
-    /// Whether the last word given may start a term, or the chunk of connector-joined words it ends began
-    /// with one: then the next word may complete a join, and nothing is skipped.
-    live: bool,
-    chunk_live: bool,
     /// The last search for a word that may start a term found none before this byte.
     searched_to: usize,
 }
@@ -655,16 +666,15 @@ struct AsciiWords<'a> {
 impl<'a> AsciiWords<'a> {
     /// Every word of `text`.
     fn new(text: &'a str) -> AsciiWords<'a> {
-        AsciiWords { text, at: 0, gap: Gap::Start, starts: None, live: false, chunk_live: false, searched_to: 0 }
+        AsciiWords { text, at: 0, gap: Gap::Start, starts: None, searched_to: 0 }
     }
 
-    /// The words of `text` that marking needs, for a query whose terms may start as `starts` says: every word
-    /// that may start a term and, after one, the words that may complete a join with it. In between, the text
-    /// is searched a byte at a time for the next word start that may start a term: a byte that may, with the
-    /// byte after it, not preceded by a letter, digit or `_` (no word starts after one). Scanning resumes at
-    /// the last whitespace before it: no word spans a whitespace, and after one the gap before the next word
-    /// is a space (or still the text's start). The words skipped neither start a term nor continue a join
-    /// that started with one, so [`Marker::word_marks`] would mark nothing there.
+    /// The words of `text`, for a query whose terms may start as `starts` says. When marking needs no words
+    /// before the next that may start a term ([`MarkWords::quiet`]), the text is searched a byte at a time for
+    /// that word's start: a byte that may start a term, with the byte after it, not preceded by a letter,
+    /// digit or `_` (no word starts after one). Scanning resumes at the last whitespace before it: no word
+    /// spans a whitespace, and after one the gap before the next word is a space (or still the text's
+    /// start).
     fn skipping(text: &'a str, starts: &'a AsciiStarts) -> AsciiWords<'a> {
         AsciiWords { starts: Some(starts), ..AsciiWords::new(text) }
     }
@@ -700,14 +710,19 @@ impl<'a> AsciiWords<'a> {
     }
 }
 
+impl<'a> MarkWords<'a> for AsciiWords<'a> {
+    fn quiet(&mut self) {
+        if let Some(starts) = self.starts.filter(|_| self.at >= self.searched_to) {
+            self.skip(starts);
+        }
+    }
+}
+
 impl<'a> Iterator for AsciiWords<'a> {
     type Item = (usize, usize, &'a str, Gap);
 
     fn next(&mut self) -> Option<Self::Item> {
         let bytes = self.text.as_bytes();
-        if let Some(starts) = self.starts.filter(|_| !self.live && self.at >= self.searched_to) {
-            self.skip(starts);
-        }
         while self.at < bytes.len() {
             let b = bytes[self.at];
             if !(ALNUM[b as usize] || b == b'_') {
@@ -739,16 +754,7 @@ impl<'a> Iterator for AsciiWords<'a> {
                 }
                 continue;
             }
-            let gap = std::mem::replace(&mut self.gap, Gap::Connector);
-            if let Some(starts) = self.starts {
-                let may_start =
-                    starts.may_start(bytes[start], bytes.get(start + 1).copied().filter(|_| end > start + 1));
-                if gap != Gap::Connector {
-                    self.chunk_live = may_start;
-                }
-                self.live = may_start || self.chunk_live;
-            }
-            return Some((start, end, piece, gap));
+            return Some((start, end, piece, std::mem::replace(&mut self.gap, Gap::Connector)));
         }
         None
     }
