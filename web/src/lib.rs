@@ -31,6 +31,8 @@ mod params;
 mod parts;
 mod playground;
 mod search;
+#[cfg(test)]
+mod testing;
 mod ui;
 
 pub use ui::{JudgmentsError, UiOptions};

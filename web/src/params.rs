@@ -170,18 +170,7 @@ mod tests {
     #[test]
     fn form_encoding_is_form_urlencodeds() {
         let pieces = ["a", "Z", "0", "*-._", " ", "+", "&", "=", "%", "~", "/", "手", "é", "\u{1F600}", "\n", "\"<>'"];
-        let mut seed = 0x853c_49e6_748f_ea9b_u64;
-        for _ in 0..5_000 {
-            let mut s = String::new();
-            for _ in 0..(seed % 9) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
-            }
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+        for s in crate::testing::random_texts(&pieces, 5_000, 8, 0x853c_49e6_748f_ea9b) {
             let mut out = String::from("x=");
             push_form_encoded(&mut out, &s);
             assert_eq!(

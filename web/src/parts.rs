@@ -265,13 +265,7 @@ mod tests {
 
     #[test]
     fn fixed_writes_what_the_standard_formatter_writes() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut values: Vec<f64> = vec![
             0.0,
             -0.0,
@@ -323,19 +317,8 @@ mod tests {
 
     #[test]
     fn text_is_escaped_as_leptos_escapes_it() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let pieces = ["&", "<", ">", "\"", "'", "a", "sony ", "手机", "&amp;", "é", "\u{1F600}", "<mark>", "\n", ""];
-        for _ in 0..5_000 {
-            let mut text = String::new();
-            for _ in 0..(seed % 12) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
-            }
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+        for text in crate::testing::random_texts(&pieces, 5_000, 11, 0x2545_f491_4f6c_dd1d) {
             let mut out = String::from("kept ");
             push_text(&mut out, &text);
             assert_eq!(out, format!("kept {}", html_escape::encode_text(&text)), "{text:?}");
@@ -351,14 +334,8 @@ mod tests {
         let t = |stage: &str, micros| StageTiming { stage: stage.into(), micros };
         let html = RenderHtml::to_html(timings(&[t("bm25", 1500), t("<x> & \"y\"", 250), t("total", 2000)]));
         let html = scraper::Html::parse_fragment(&html);
-        let all = |css: &str| {
-            let css = scraper::Selector::parse(css).unwrap();
-            html.select(&css).map(|e| e.text().collect::<String>()).collect::<Vec<_>>()
-        };
-        let attr = |name: &str| {
-            let css = scraper::Selector::parse("meter").unwrap();
-            html.select(&css).map(|e| e.value().attr(name).unwrap().to_owned()).collect::<Vec<_>>()
-        };
+        let all = |css: &str| crate::testing::texts(&html, css);
+        let attr = |name: &str| crate::testing::attrs(&html, "meter", name);
         assert_eq!(all("summary"), ["Took 2.00 ms"]);
         assert_eq!(all(".stage"), ["bm25", "<x> & \"y\""]);
         assert_eq!(all(".ms"), ["1.50 ms", "0.25 ms"]);

@@ -544,24 +544,13 @@ impl WhyRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{attrs, texts};
 
     #[test]
     fn price_buckets_become_ranges() {
         assert_eq!(price_range("<10"), (None, Some("10".into())));
         assert_eq!(price_range("10-50"), (Some("10".into()), Some("50".into())));
         assert_eq!(price_range(">=1000"), (Some("1000".into()), None));
-    }
-
-    /// The elements matching `selector` in `html`, as their text.
-    fn texts(html: &scraper::Html, selector: &str) -> Vec<String> {
-        let selector = scraper::Selector::parse(selector).unwrap();
-        html.select(&selector).map(|e| e.text().collect::<String>()).collect()
-    }
-
-    /// An attribute of every element matching `selector`.
-    fn attrs(html: &scraper::Html, selector: &str, attr: &str) -> Vec<String> {
-        let selector = scraper::Selector::parse(selector).unwrap();
-        html.select(&selector).map(|e| e.value().attr(attr).unwrap_or("(none)").to_owned()).collect()
     }
 
     #[test]
